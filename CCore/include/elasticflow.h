@@ -1,0 +1,306 @@
+/*
+ * elasticflow.h — the one public header of the ElasticFlow C core (libelasticflow).
+ *
+ * Conventions (see docs/architecture.md):
+ *   - every symbol starts with ef_ / EF_;
+ *   - handles are opaque; ef_x_create() / ef_x_free(), and free accepts NULL;
+ *   - functions return >= 0 on success (a count or a byte length) and a negative EF_E* code on
+ *     failure; ef_strerror() names it. The core never prints, exits or aborts on bad input;
+ *   - the caller owns buffers; views (ef_slice) point into the caller's or the handle's memory and
+ *     stay valid until that memory changes;
+ *   - no global mutable state: two handles never share anything, so different handles may be used
+ *     from different threads at once. A single handle is single-threaded unless its section says
+ *     otherwise.
+ */
+#ifndef ELASTICFLOW_H
+#define ELASTICFLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(EF_BUILDING_LIBRARY)
+#define EF_API __attribute__((visibility("default")))
+#else
+#define EF_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Version                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+#define EF_VERSION_MAJOR 0
+#define EF_VERSION_MINOR 1
+#define EF_VERSION_PATCH 0
+#define EF_VERSION_NUMBER (EF_VERSION_MAJOR * 10000 + EF_VERSION_MINOR * 100 + EF_VERSION_PATCH)
+
+/* The library's EF_VERSION_NUMBER: compare with the header's to catch a mismatch. */
+EF_API unsigned ef_version_number(void);
+EF_API const char *ef_version_string(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+enum {
+    EF_OK = 0,
+    EF_ENEEDMORE = -1,     /* parser: the buffer holds an incomplete frame; call again with more */
+    EF_ENOMEM = -2,        /* an allocation failed (only in named slow paths) */
+    EF_EINVAL = -3,        /* an argument is out of range (bad codec level, NULL, mismatch) */
+    EF_ETOOBIG = -4,       /* decompressed size would exceed the caller's limit */
+    EF_ECORRUPT = -5,      /* compressed data is corrupt or its size disagrees with its header */
+    EF_EBADMAGIC = -6,     /* frame or buffer does not start with the expected magic */
+    EF_EVERSION = -7,      /* frame protocol version is not supported */
+    EF_ETOOLONG = -8,      /* frame payload length is over the caller's maximum */
+    EF_ECHECKSUM = -9,     /* frame payload checksum mismatch */
+    EF_EHDRCHECKSUM = -10, /* frame header checksum mismatch */
+    EF_ECODEC = -11,       /* unknown codec id */
+    EF_ESPACE = -12,       /* destination buffer too small */
+    EF_EFORMAT = -13,      /* serialized data malformed (truncated, out-of-bounds, bad field) */
+    EF_ESYS = -14,         /* a system call failed; errno tells more */
+    EF_EAUTH = -15,        /* authentication failed */
+    EF_ECLOSED = -16,      /* connection closed */
+    EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
+    EF_EFRAMETYPE = -18,   /* frame type unknown */
+};
+
+/* A static, human-readable, one-line description of an EF_E* code (never NULL). */
+EF_API const char *ef_strerror(int code);
+
+/* A view of bytes owned by someone else. */
+typedef struct ef_slice {
+    const uint8_t *ptr;
+    size_t len;
+} ef_slice;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Checksums                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* CRC32C (Castagnoli). Start with crc = 0; pass the previous result to continue a stream.
+ * Uses the SSE4.2 instruction where the CPU has it, a table otherwise (same result). */
+EF_API uint32_t ef_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Codecs: compressed parcel buffers (src/codec.c)                                            */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A compressed parcel buffer is EF_CODEC_HEADER_SIZE bytes of header followed by the codec's
+ * data. Header (little-endian): u32 magic "EFPB", u8 codec, u8 reserved(0), u16 reserved(0),
+ * u64 uncompressed size. ef_codec handles hold reusable compression/decompression contexts
+ * (zstd CCtx/DCtx, lz4 state) created once; a handle is single-threaded (one per thread).
+ */
+
+typedef enum ef_codec_id {
+    EF_CODEC_NONE = 0,
+    EF_CODEC_LZ4 = 1,
+    EF_CODEC_ZSTD = 2,
+} ef_codec_id;
+
+#define EF_CODEC_HEADER_SIZE 16
+#define EF_CODEC_MAGIC 0x42504645u /* "EFPB" little-endian */
+#define EF_ZSTD_LEVEL_MIN 1
+#define EF_ZSTD_LEVEL_MAX 19
+#define EF_ZSTD_LEVEL_DEFAULT 1
+
+typedef struct ef_codec ef_codec;
+
+EF_API ef_codec *ef_codec_create(void);
+EF_API void ef_codec_free(ef_codec *codec);
+
+/* "none", "lz4", "zstd", or NULL for an unknown id. */
+EF_API const char *ef_codec_name(int codec);
+
+/* Worst-case size of a compressed buffer (header included) for src_len input bytes;
+ * 0 when the codec is unknown or src_len is too large for it. */
+EF_API size_t ef_codec_bound(int codec, size_t src_len);
+
+/* Compress src into dst (header + data). level applies to zstd only (0 = default; otherwise
+ * EF_ZSTD_LEVEL_MIN..MAX, else EF_EINVAL). Returns the bytes written or EF_E*. */
+EF_API ptrdiff_t ef_codec_compress(ef_codec *codec, int codec_id, int level, const uint8_t *src,
+                                   size_t src_len, uint8_t *dst, size_t dst_cap);
+
+/* Read a compressed buffer's header without decompressing: its codec and uncompressed size.
+ * Returns EF_OK, EF_ENEEDMORE (fewer than EF_CODEC_HEADER_SIZE bytes), EF_EBADMAGIC, EF_ECODEC. */
+EF_API int ef_codec_peek(const uint8_t *src, size_t src_len, int *codec_id, uint64_t *raw_len);
+
+/* Decompress a compressed buffer into dst. Refuses (EF_ETOOBIG) when the recorded uncompressed
+ * size exceeds limit, EF_ESPACE when it exceeds dst_cap, EF_ECORRUPT when the data is corrupt or
+ * decodes to a size other than the recorded one. Returns the bytes written. */
+EF_API ptrdiff_t ef_codec_decompress(ef_codec *codec, const uint8_t *src, size_t src_len,
+                                     uint8_t *dst, size_t dst_cap, size_t limit);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Frames: the wire format (src/frame.c, docs/protocol.md)                                    */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Header, EF_FRAME_HEADER_SIZE = 32 bytes, little-endian:
+ *   0  u32 magic "EFLW"
+ *   4  u8  version (EF_PROTOCOL_VERSION)
+ *   5  u8  type (EF_FRAME_*)
+ *   6  u8  flags (EF_FRAME_F_*)
+ *   7  u8  codec of the payload (ef_codec_id; informational, the payload is opaque here)
+ *   8  u32 payload length
+ *   12 u32 aux (type-specific: e.g. item count, error code)
+ *   16 u64 id (receipt / correlation id)
+ *   24 u32 CRC32C of the payload
+ *   28 u32 CRC32C of header bytes 0..27
+ */
+
+#define EF_FRAME_MAGIC 0x574C4645u /* "EFLW" little-endian */
+#define EF_PROTOCOL_VERSION 1
+#define EF_FRAME_HEADER_SIZE 32
+#define EF_FRAME_MAX_PAYLOAD_DEFAULT (256u * 1024u * 1024u)
+
+typedef enum ef_frame_type {
+    EF_FRAME_HELLO = 1,     /* handshake: version, codecs, nonce */
+    EF_FRAME_AUTH = 2,      /* handshake: HMAC proof */
+    EF_FRAME_WELCOME = 3,   /* handshake: accepted */
+    EF_FRAME_HEARTBEAT = 4, /* liveness, both ways */
+    EF_FRAME_PARCEL = 5,    /* master -> worker: work */
+    EF_FRAME_RESULT = 6,    /* worker -> master: result of a parcel */
+    EF_FRAME_ERROR = 7,     /* either way: a failure, with a message */
+    EF_FRAME_BYE = 8,       /* either way: graceful leave */
+} ef_frame_type;
+#define EF_FRAME_TYPE_MAX 8
+
+/* Flags are carried as-is; these are the ones the protocol defines. */
+#define EF_FRAME_F_COMPRESSED 0x01u /* payload is a compressed parcel buffer */
+
+typedef struct ef_frame {
+    uint8_t version;
+    uint8_t type;
+    uint8_t flags;
+    uint8_t codec;
+    uint32_t aux;
+    uint64_t id;
+    ef_slice payload; /* view into the caller's buffer, no copy */
+} ef_frame;
+
+/* Parse one frame at the start of buf. Stateless in the picohttpparser way: call again with the
+ * same buffer grown by new bytes (one byte at a time works). Returns the bytes the frame occupies
+ * (header + payload) with *out filled, EF_ENEEDMORE, or EF_EBADMAGIC / EF_EVERSION /
+ * EF_EFRAMETYPE / EF_EHDRCHECKSUM / EF_ETOOLONG (payload length > max_payload, reported as soon as
+ * the header is complete) / EF_ECHECKSUM. Bad magic is reported as soon as the bytes present
+ * disagree with it. */
+EF_API ptrdiff_t ef_frame_parse(const uint8_t *buf, size_t len, size_t max_payload, ef_frame *out);
+
+/* Encode a frame header for payload into header[EF_FRAME_HEADER_SIZE] (checksums included) and
+ * fill iov[0] = header, iov[1] = payload for writev. Returns the iovec count (1 when the payload is
+ * empty, else 2) or EF_EINVAL / EF_ETOOLONG (payload over UINT32_MAX). */
+EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                           uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                           size_t payload_len, struct iovec iov[2]);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Word counting: tokenizer + hash-partitioned count table (src/count.c)                      */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Words are maximal runs of bytes that are not ASCII whitespace (space, \t, \n, \v, \f, \r).
+ * Every other byte (non-ASCII, invalid UTF-8, NUL) is part of a word, untouched, except that
+ * with EF_COUNT_LOWERCASE the bytes 'A'..'Z' become 'a'..'z'. A word may straddle two
+ * ef_counter_feed calls; ef_counter_finish ends the stream.
+ *
+ * The table is split by key hash into P partitions, each its own open-addressing table with its
+ * own key arena. An ef_counter is single-threaded, except that ef_counter_merge_partition calls
+ * for *different* partitions of the same dst may run on different threads at once (with no other
+ * call on dst or src in the meantime). The hash is fixed (not seeded), so every process of the
+ * same build puts a word in the same partition.
+ */
+
+#define EF_COUNT_LOWERCASE 0x1u
+#define EF_COUNT_PARTITIONS_MAX 1024
+
+typedef struct ef_counter ef_counter;
+
+typedef struct ef_counter_options {
+    uint32_t partitions;       /* 1..EF_COUNT_PARTITIONS_MAX; 0 = default (16) */
+    uint32_t flags;            /* EF_COUNT_* */
+    size_t initial_capacity;   /* expected distinct words in all; 0 = default */
+} ef_counter_options;
+
+/* NULL options = defaults. Returns NULL on allocation failure or invalid options. */
+EF_API ef_counter *ef_counter_create(const ef_counter_options *options);
+EF_API void ef_counter_free(ef_counter *counter);
+
+/* Tokenize and count. Returns EF_OK or EF_ENOMEM (table growth failed; counts stay consistent
+ * up to the last whole word counted). */
+EF_API int ef_counter_feed(ef_counter *counter, const uint8_t *data, size_t len);
+/* End of stream: count the word pending from the last feed, if any. */
+EF_API int ef_counter_finish(ef_counter *counter);
+/* Add count to one whole word, as given (no tokenizing, no lowercasing). */
+EF_API int ef_counter_add(ef_counter *counter, const uint8_t *word, size_t len, uint64_t count);
+/* Slow path: make room for at least distinct words in all without further growth. */
+EF_API int ef_counter_reserve(ef_counter *counter, size_t distinct);
+/* Forget every word and any pending partial word; keep the capacity. */
+EF_API void ef_counter_clear(ef_counter *counter);
+
+EF_API uint32_t ef_counter_partitions(const ef_counter *counter);
+EF_API uint32_t ef_counter_flags(const ef_counter *counter);
+EF_API size_t ef_counter_distinct(const ef_counter *counter);
+EF_API uint64_t ef_counter_total(const ef_counter *counter); /* sum of all counts */
+/* Look one word up (exact bytes). Returns its count, 0 when absent. */
+EF_API uint64_t ef_counter_get(const ef_counter *counter, const uint8_t *word, size_t len);
+
+/* Merge src's partition p into dst's partition p (sum per word). Both must have the same number
+ * of partitions (EF_EINVAL otherwise). See the threading note above. */
+EF_API int ef_counter_merge_partition(ef_counter *dst, const ef_counter *src, uint32_t partition);
+/* Merge every partition of src into dst (any partition counts: keys are re-hashed if they differ). */
+EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src);
+
+/* Compact serialization for parcels' results (format in docs/protocol.md):
+ * u32 magic "EFCT", u32 entry count, then per entry varint length, bytes, varint count. */
+EF_API size_t ef_counter_serialized_size(const ef_counter *counter);
+EF_API ptrdiff_t ef_counter_serialize(const ef_counter *counter, uint8_t *dst, size_t cap);
+/* Bounds-checked: validates the whole buffer first, then adds its counts into dst (so on error
+ * dst is unchanged). Returns the number of entries or EF_EFORMAT / EF_EBADMAGIC / EF_ENOMEM. */
+EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len);
+
+typedef struct ef_word_count {
+    ef_slice word; /* view into the counter's arena, valid until the counter changes */
+    uint64_t count;
+} ef_word_count;
+
+/* Export words sorted by count descending, then word ascending bytewise (memcmp, shorter first
+ * on a common prefix). Writes min(distinct, cap) entries — the top cap — and returns that number. */
+EF_API ptrdiff_t ef_counter_export(const ef_counter *counter, ef_word_count *out, size_t cap);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Authentication: SHA-256, HMAC-SHA256, cookie challenge-response (src/auth.c)               */
+/* ------------------------------------------------------------------------------------------ */
+
+#define EF_SHA256_SIZE 32
+#define EF_AUTH_NONCE_SIZE 32
+
+EF_API void ef_sha256(const uint8_t *data, size_t len, uint8_t out[EF_SHA256_SIZE]);
+EF_API void ef_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
+                           uint8_t out[EF_SHA256_SIZE]);
+/* Fill nonce from the kernel's random source (getrandom). EF_OK or EF_ESYS. */
+EF_API int ef_auth_nonce(uint8_t nonce[EF_AUTH_NONCE_SIZE]);
+/* The proof a node of role ('M' master, 'W' worker) sends: HMAC-SHA256(cookie, role ||
+ * own_nonce || peer_nonce). The cookie never crosses the wire. */
+EF_API void ef_auth_proof(const uint8_t *cookie, size_t cookie_len, uint8_t role,
+                          const uint8_t own_nonce[EF_AUTH_NONCE_SIZE],
+                          const uint8_t peer_nonce[EF_AUTH_NONCE_SIZE],
+                          uint8_t out[EF_SHA256_SIZE]);
+/* Check a peer's proof in constant time: EF_OK or EF_EAUTH. */
+EF_API int ef_auth_verify(const uint8_t *cookie, size_t cookie_len, uint8_t peer_role,
+                          const uint8_t peer_nonce[EF_AUTH_NONCE_SIZE],
+                          const uint8_t own_nonce[EF_AUTH_NONCE_SIZE],
+                          const uint8_t proof[EF_SHA256_SIZE]);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Event loop (src/loop.c, src/net.c) — section owned by the loop work; see docs/protocol.md  */
+/* ------------------------------------------------------------------------------------------ */
+/* EF_LOOP_SECTION_BEGIN */
+/* EF_LOOP_SECTION_END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ELASTICFLOW_H */

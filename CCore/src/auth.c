@@ -1,0 +1,2 @@
+/* auth */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* codec */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* count */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* frame */
+#include "internal.h"

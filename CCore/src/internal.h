@@ -1,0 +1,26 @@
+/* Internals shared between the core's source files (ef__ prefix). Not installed. */
+#ifndef EF_INTERNAL_H
+#define EF_INTERNAL_H
+
+#include "elasticflow.h"
+
+#include <string.h>
+
+static inline uint32_t ef__load32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v; /* little-endian hosts only: see the _Static_assert in frame.c */
+}
+static inline uint64_t ef__load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline void ef__store32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void ef__store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "ElasticFlow's core assumes a little-endian host (wire format is little-endian)"
+#endif
+
+#endif

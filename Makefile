@@ -1,0 +1,48 @@
+# ElasticFlow — the two commands are `make run` and `make test` (README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+
+SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+CC ?= cc
+BUILD := build
+CSRC := $(wildcard CCore/src/*.c)
+CHDR := CCore/include/elasticflow.h $(wildcard CCore/src/*.h)
+CTESTSRC := $(wildcard CCore/tests/*.c)
+CWARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D_GNU_SOURCE
+CFLAGS_LIB := $(CWARN) -O3 -fPIC -fvisibility=hidden -DEF_BUILDING_LIBRARY -ICCore/include
+CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
+CLIBS := -lzstd -llz4 -lpthread
+
+.PHONY: run test bench deps lib ctest swift-test build clean example
+
+# Install the C libraries the core links against when they are missing (Debian).
+deps: $(BUILD)/.deps
+$(BUILD)/.deps:
+	@mkdir -p $(BUILD)
+	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4.h ]; then \
+	  echo "installing libzstd-dev liblz4-dev"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev liblz4-dev >/dev/null; \
+	fi
+	@touch $@
+
+# libelasticflow alone: static and shared, only ef_ symbols exported.
+lib: $(BUILD)/libelasticflow.a $(BUILD)/libelasticflow.so
+$(BUILD)/obj/%.o: CCore/src/%.c $(CHDR) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c $< -o $@
+$(BUILD)/libelasticflow.a: $(patsubst CCore/src/%.c,$(BUILD)/obj/%.o,$(CSRC))
+	ar rcs $@ $^
+$(BUILD)/libelasticflow.so: $(patsubst CCore/src/%.c,$(BUILD)/obj/%.o,$(CSRC))
+	$(CC) -shared -o $@ $^ $(CLIBS)
+
+# C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+$(BUILD)/ctest: $(CSRC) $(CTESTSRC) $(CHDR) CCore/tests/ef_test.h | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_SAN) -ICCore/src $(CSRC) $(CTESTSRC) -o $@ $(CLIBS)
+ctest: $(BUILD)/ctest
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/ctest
+
+clean:
+	rm -rf $(BUILD) .build
