@@ -14,7 +14,33 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lpthread
 
-.PHONY: run test bench deps lib ctest swift-test build clean example
+.PHONY: run test bench deps lib ctest swift-test build release clean sample
+
+# Release build of the CLI (the C core compiled by SwiftPM into it).
+release: deps
+	$(SWIFT) build -c release --product elasticflow
+ELASTICFLOW := .build/release/elasticflow
+
+# The sample corpus `make run` counts: text the project generates itself (seeded, 8 MiB).
+SAMPLE := $(BUILD)/sample.txt
+$(SAMPLE): | release
+	@mkdir -p $(BUILD)
+	$(ELASTICFLOW) generate --size 8MiB --seed 1 -o $@
+
+# The main job.
+run: release $(SAMPLE)
+	@echo "== elasticflow count --lowercase --top 20 $(SAMPLE)"
+	@$(ELASTICFLOW) count --lowercase --top 20 $(SAMPLE)
+
+# Every test: the C core under ASan+UBSan, the standalone library, then the Swift tests.
+test: ctest lib swift-test
+swift-test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Throughput and comparison benchmarks (docs/benchmarks.md).
+bench: release
+	bash Benchmarks/compare.sh $(ELASTICFLOW)
 
 # Install the C libraries the core links against when they are missing (Debian).
 deps: $(BUILD)/.deps

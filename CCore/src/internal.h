@@ -23,4 +23,8 @@ static inline void ef__store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 #error "ElasticFlow's core assumes a little-endian host (wire format is little-endian)"
 #endif
 
+/* crc32c.c: the portable table path of ef_crc32c, always compiled, so tests can hold the hardware
+ * path to it. */
+uint32_t ef__crc32c_sw(uint32_t crc, const void *data, size_t len);
+
 #endif

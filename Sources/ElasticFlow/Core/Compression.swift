@@ -1,0 +1,103 @@
+internal import CElasticFlow
+
+/// How parcel bytes are compressed on the wire.
+public enum Compression: Hashable, Sendable, CustomStringConvertible {
+    case none
+    case lz4
+    /// zstd at a level from 1 (fastest) to 19.
+    case zstd(level: Int)
+
+    /// Parses `none`, `lz4`, `zstd` or `zstd:LEVEL`.
+    /// - Throws: `ElasticFlowError.invalidArgument` for anything else.
+    public init(parsing text: String) throws(ElasticFlowError) {
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        switch (parts[0].lowercased(), parts.count) {
+        case ("none", 1): self = .none
+        case ("lz4", 1): self = .lz4
+        case ("zstd", 1): self = .zstd(level: Int(EF_ZSTD_LEVEL_DEFAULT))
+        case ("zstd", 2):
+            guard let level = Int(parts[1]), (Int(EF_ZSTD_LEVEL_MIN)...Int(EF_ZSTD_LEVEL_MAX)).contains(level)
+            else {
+                throw .invalidArgument(
+                    "invalid zstd level '\(parts[1])': expected \(EF_ZSTD_LEVEL_MIN)...\(EF_ZSTD_LEVEL_MAX)")
+            }
+            self = .zstd(level: level)
+        default:
+            throw .invalidArgument("unknown compression '\(text)': expected none, lz4, zstd or zstd:LEVEL")
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: return "none"
+        case .lz4: return "lz4"
+        case .zstd(let level): return "zstd:\(level)"
+        }
+    }
+
+    var codecID: Int32 {
+        switch self {
+        case .none: return Int32(EF_CODEC_NONE.rawValue)
+        case .lz4: return Int32(EF_CODEC_LZ4.rawValue)
+        case .zstd: return Int32(EF_CODEC_ZSTD.rawValue)
+        }
+    }
+
+    var level: Int32 {
+        if case .zstd(let level) = self { return Int32(level) }
+        return 0
+    }
+}
+
+/// Reusable compression contexts (`ef_codec`): one per thread, created once, used for many buffers.
+///
+/// Not thread-safe: give each thread its own.
+public final class Codec {
+    let handle: OpaquePointer
+
+    /// - Throws: `ElasticFlowError.core(.outOfMemory, …)` when the contexts cannot be made.
+    public init() throws(ElasticFlowError) {
+        guard let handle = ef_codec_create() else { throw .core(.outOfMemory, operation: "creating codec contexts") }
+        self.handle = handle
+    }
+
+    deinit { ef_codec_free(handle) }
+
+    /// Compresses bytes into a self-describing parcel buffer (codec and size recorded in its header).
+    /// Calls `ef_codec_compress`.
+    public func compress(_ bytes: [UInt8], with compression: Compression) throws(ElasticFlowError) -> [UInt8] {
+        let bound = ef_codec_bound(compression.codecID, bytes.count)
+        guard bound > 0 else { throw .core(.invalidArgument, operation: "compressing \(bytes.count) bytes") }
+        var output = [UInt8](repeating: 0, count: bound)
+        let written = bytes.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                ef_codec_compress(
+                    handle, compression.codecID, compression.level, source.baseAddress, source.count,
+                    destination.baseAddress, destination.count)
+            }
+        }
+        try check(written, "compressing with \(compression)")
+        output.removeSubrange(written...)
+        return output
+    }
+
+    /// Decompresses a parcel buffer, refusing one that would grow past `limit` bytes
+    /// (a decompression bomb) or that is corrupt. Calls `ef_codec_decompress`.
+    public func decompress(_ bytes: [UInt8], limit: Int) throws(ElasticFlowError) -> [UInt8] {
+        var codec: Int32 = 0
+        var rawLength: UInt64 = 0
+        try bytes.withUnsafeBufferPointer { (source) throws(ElasticFlowError) in
+            _ = try check(ef_codec_peek(source.baseAddress, source.count, &codec, &rawLength), "reading parcel header")
+        }
+        guard rawLength <= UInt64(limit) else { throw .core(.tooBig, operation: "decompressing") }
+        var output = [UInt8](repeating: 0, count: Int(rawLength))
+        let written = bytes.withUnsafeBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                ef_codec_decompress(
+                    handle, source.baseAddress, source.count, destination.baseAddress, destination.count, limit)
+            }
+        }
+        try check(written, "decompressing")
+        return output
+    }
+}

@@ -1,0 +1,167 @@
+internal import CElasticFlow
+
+/// A word and how many times it was seen. Words are the exact bytes read (not necessarily UTF-8).
+public struct WordCount: Hashable, Sendable {
+    public let word: [UInt8]
+    public let count: UInt64
+
+    public init(word: [UInt8], count: UInt64) {
+        self.word = word
+        self.count = count
+    }
+
+    /// The word decoded as UTF-8, with U+FFFD for invalid sequences.
+    public var string: String { String(decoding: word, as: UTF8.self) }
+}
+
+/// A hash-partitioned word count table of the C core (`ef_counter`).
+///
+/// Words are maximal runs of bytes that are not ASCII whitespace; every other byte is kept as is
+/// (with `lowercase`, only `A`–`Z` change). A word may straddle two `feed` calls; `finish` ends the
+/// stream. Not thread-safe: one counter per thread, merged at the end.
+public final class WordCounter {
+    let handle: OpaquePointer
+
+    /// - Parameters:
+    ///   - partitions: how many hash partitions (1...1024); merges run per partition, in parallel.
+    ///   - lowercase: fold ASCII `A`–`Z` to `a`–`z` while tokenizing.
+    ///   - expectedDistinct: a capacity hint; the table grows past it as needed.
+    /// - Throws: `ElasticFlowError.invalidArgument` for a partition count out of range.
+    public init(partitions: Int = 16, lowercase: Bool = false, expectedDistinct: Int = 0) throws(ElasticFlowError) {
+        guard (1...Int(EF_COUNT_PARTITIONS_MAX)).contains(partitions) else {
+            throw .invalidArgument("partitions must be in 1...\(EF_COUNT_PARTITIONS_MAX), not \(partitions)")
+        }
+        var options = ef_counter_options()
+        options.partitions = UInt32(partitions)
+        options.flags = lowercase ? UInt32(EF_COUNT_LOWERCASE) : 0
+        options.initial_capacity = max(0, expectedDistinct)
+        guard let handle = ef_counter_create(&options) else {
+            throw .core(.outOfMemory, operation: "creating a word counter")
+        }
+        self.handle = handle
+    }
+
+    deinit { ef_counter_free(handle) }
+
+    /// Number of hash partitions.
+    public var partitions: Int { Int(ef_counter_partitions(handle)) }
+    /// Whether ASCII letters are folded to lowercase.
+    public var lowercases: Bool { ef_counter_flags(handle) & UInt32(EF_COUNT_LOWERCASE) != 0 }
+    /// Number of distinct words.
+    public var distinct: Int { ef_counter_distinct(handle) }
+    /// Sum of all counts (the number of words seen).
+    public var total: UInt64 { ef_counter_total(handle) }
+
+    /// Tokenizes and counts bytes (`ef_counter_feed`).
+    public func feed<Bytes: Sequence>(_ bytes: Bytes) throws(ElasticFlowError) where Bytes.Element == UInt8 {
+        let result = bytes.withContiguousStorageIfAvailable { buffer in
+            ef_counter_feed(handle, buffer.baseAddress, buffer.count)
+        }
+        if let result {
+            try check(result, "counting words")
+        } else {
+            let copy = Array(bytes)
+            try copy.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
+                _ = try check(ef_counter_feed(handle, buffer.baseAddress, buffer.count), "counting words")
+            }
+        }
+    }
+
+    /// Counts bytes in memory the caller guarantees stays valid for the call.
+    func feed(_ buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) {
+        try check(
+            ef_counter_feed(handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count),
+            "counting words")
+    }
+
+    /// Ends the stream: counts a word left pending by the last `feed` (`ef_counter_finish`).
+    public func finish() throws(ElasticFlowError) {
+        try check(ef_counter_finish(handle), "counting words")
+    }
+
+    /// Adds `count` to one whole word, taken as is (`ef_counter_add`).
+    public func add(_ word: [UInt8], count: UInt64 = 1) throws(ElasticFlowError) {
+        try word.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
+            _ = try check(ef_counter_add(handle, buffer.baseAddress, buffer.count, count), "adding a word")
+        }
+    }
+
+    /// How many times `word` was counted (0 when absent).
+    public func count(of word: [UInt8]) -> UInt64 {
+        word.withUnsafeBufferPointer { ef_counter_get(handle, $0.baseAddress, $0.count) }
+    }
+
+    /// How many times `word` (as UTF-8) was counted.
+    public func count(of word: String) -> UInt64 { count(of: Array(word.utf8)) }
+
+    /// Adds every count of `other` into this counter (`ef_counter_merge`).
+    public func merge(_ other: WordCounter) throws(ElasticFlowError) {
+        try check(ef_counter_merge(handle, other.handle), "merging word counts")
+    }
+
+    /// Merges one partition of `other` into the same partition here (`ef_counter_merge_partition`);
+    /// calls for different partitions of one destination may run on different threads at once.
+    /// - Returns: 0 or a negative `EF_E*` code (the caller gathers failures across threads).
+    func mergePartition(_ partition: Int, from other: WordCounter) -> Int32 {
+        ef_counter_merge_partition(handle, other.handle, UInt32(partition))
+    }
+
+    /// Forgets every word, keeping the capacity.
+    public func removeAll() { ef_counter_clear(handle) }
+
+    /// The compact serialized form used in RESULT frames (`ef_counter_serialize`).
+    public func serialized() throws(ElasticFlowError) -> [UInt8] {
+        let size = ef_counter_serialized_size(handle)
+        var output = [UInt8](repeating: 0, count: size)
+        let written = output.withUnsafeMutableBufferPointer {
+            ef_counter_serialize(handle, $0.baseAddress, $0.count)
+        }
+        try check(written, "serializing word counts")
+        return output
+    }
+
+    /// Adds the counts of a serialized table into this counter; on malformed input nothing is
+    /// added (`ef_counter_deserialize`).
+    /// - Returns: the number of entries read.
+    @discardableResult
+    public func merge(serialized bytes: [UInt8]) throws(ElasticFlowError) -> Int {
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(ElasticFlowError) in try merge(serialized: buffer) }
+        }.get()
+    }
+
+    @discardableResult
+    func merge(serialized buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) -> Int {
+        Int(
+            try check(
+                ef_counter_deserialize(
+                    handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count),
+                "reading serialized word counts"))
+    }
+
+    /// Words sorted by count descending, then by bytes ascending.
+    /// - Parameter limit: keep only the first `limit` words (all when nil).
+    public func sorted(limit: Int? = nil) -> [WordCount] {
+        withSortedEntries(limit: limit) { entries in
+            entries.map { entry in
+                WordCount(word: Array(UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)), count: entry.count)
+            }
+        }
+    }
+
+    /// Runs body over the sorted export; the views are valid only inside body.
+    func withSortedEntries<R>(limit: Int?, _ body: (UnsafeBufferPointer<ef_word_count>) throws -> R) rethrows -> R {
+        let capacity = min(limit ?? Int.max, distinct)
+        let entries = UnsafeMutableBufferPointer<ef_word_count>.allocate(capacity: max(capacity, 1))
+        defer { entries.deallocate() }
+        let written = ef_counter_export(handle, entries.baseAddress, capacity)
+        return try body(UnsafeBufferPointer(rebasing: entries[0..<max(0, written)]))
+    }
+}
+
+/// Lets a counter cross to another thread when the code that does so guarantees, by construction,
+/// that only one thread uses it at a time (a per-thread counter handed back after the thread ends,
+/// or partition-disjoint merges as `ef_counter_merge_partition` allows).
+struct CounterTransfer: @unchecked Sendable {
+    let counter: WordCounter
+}

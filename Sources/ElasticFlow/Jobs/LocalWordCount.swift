@@ -1,0 +1,121 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Settings of a word count.
+public struct WordCountOptions: Hashable, Sendable {
+    /// Fold ASCII `A`–`Z` to lowercase.
+    public var lowercase = false
+    /// Threads that count (default: one per online core).
+    public var threads = WordCountOptions.onlineCores
+    /// Target parcel size in bytes; parcels end at line boundaries.
+    public var parcelSize = 4 << 20
+    /// Hash partitions of the count tables (merges run one partition per thread).
+    public var partitions = 16
+
+    public init(lowercase: Bool = false, threads: Int? = nil, parcelSize: Int? = nil) {
+        self.lowercase = lowercase
+        if let threads { self.threads = threads }
+        if let parcelSize { self.parcelSize = parcelSize }
+    }
+
+    /// Cores this process may run on.
+    public static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// What a finished count processed.
+public struct WordCountStatistics: Hashable, Sendable {
+    public var bytes: UInt64 = 0
+    public var parcels: Int = 0
+}
+
+/// The single-node word count (the embedded default): the same parcels the cluster would make,
+/// counted on local threads by the C core, one table per thread, merged partition by partition.
+public enum LocalWordCount {
+    /// Counts the words of every source.
+    /// - Returns: the merged counter and what was processed.
+    /// - Throws: `ElasticFlowError` for an unreadable source (before any work) or a read error.
+    public static func run(_ sources: [DataSource], options: WordCountOptions = .init()) throws(ElasticFlowError) -> (
+        WordCounter, WordCountStatistics
+    ) {
+        guard options.threads >= 1 else { throw .invalidArgument("threads must be at least 1") }
+        let cutter = try ParcelCutter(sources: sources, parcelSize: options.parcelSize)
+        let threads = options.threads
+        var counters: [CounterTransfer] = []
+        for _ in 0..<threads {
+            counters.append(
+                CounterTransfer(
+                    counter: try WordCounter(partitions: options.partitions, lowercase: options.lowercase)))
+        }
+        let shared = SharedParcelCutter(cutter)
+        let work = counters
+        DispatchQueue.concurrentPerform(iterations: threads) { index in
+            shared.drain(into: work[index].counter, parcelSize: options.parcelSize)
+        }
+        if let error = shared.firstError { throw error }
+
+        let destination = counters[0]
+        if threads > 1 {
+            let partitions = destination.counter.partitions
+            let failures = Atomic<Int32>(0)
+            DispatchQueue.concurrentPerform(iterations: partitions) { partition in
+                for other in work.dropFirst() {
+                    let code = destination.counter.mergePartition(partition, from: other.counter)
+                    if code < 0 { failures.store(code, ordering: .relaxed) }
+                }
+            }
+            let code = failures.load(ordering: .relaxed)
+            if code < 0 { throw .core(CoreErrorCode(rawValue: code), operation: "merging word counts") }
+        }
+        return (destination.counter, shared.statistics)
+    }
+}
+
+/// A parcel cutter shared by the counting threads: each takes the next parcel under the lock
+/// (reading is a short copy from the page cache next to counting) and counts it outside the lock.
+final class SharedParcelCutter: @unchecked Sendable {
+    // Guarded by `lock`: cutter, statistics, firstError.
+    private let lock = Mutex<Void>(())
+    private let cutter: ParcelCutter
+    private var _statistics = WordCountStatistics()
+    private var _error: ElasticFlowError?
+
+    init(_ cutter: ParcelCutter) { self.cutter = cutter }
+
+    var statistics: WordCountStatistics { lock.withLock { _ in _statistics } }
+    var firstError: ElasticFlowError? { lock.withLock { _ in _error } }
+
+    private func next(into buffer: ParcelBuffer) -> Bool {
+        lock.withLock { _ in
+            guard _error == nil else { return false }
+            do throws(ElasticFlowError) {
+                guard let origin = try cutter.next(into: buffer) else { return false }
+                _statistics.bytes += UInt64(origin.length)
+                _statistics.parcels += 1
+                return true
+            } catch {
+                _error = error
+                return false
+            }
+        }
+    }
+
+    private func fail(_ error: ElasticFlowError) { lock.withLock { _ in if _error == nil { _error = error } } }
+
+    /// Counts parcels into `counter` until the sources are exhausted or an error occurs.
+    func drain(into counter: WordCounter, parcelSize: Int) {
+        let buffer = ParcelBuffer(capacity: parcelSize)
+        while next(into: buffer) {
+            do throws(ElasticFlowError) {
+                try counter.feed(buffer.bytes)
+                try counter.finish()
+            } catch {
+                fail(error)
+                return
+            }
+        }
+    }
+}

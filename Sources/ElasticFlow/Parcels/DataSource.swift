@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Where a job's bytes come from.
+public enum DataSource: Hashable, Sendable, CustomStringConvertible {
+    /// A regular file (or anything `open(2)` can read that is not a directory).
+    case file(String)
+    /// The process's standard input, read once as a stream.
+    case standardInput
+
+    /// `-` means standard input, anything else a file path (the shell convention).
+    public init(argument: String) {
+        self = argument == "-" ? .standardInput : .file(argument)
+    }
+
+    public var description: String {
+        switch self {
+        case .file(let path): return path
+        case .standardInput: return "-"
+        }
+    }
+
+    /// Opens the source for reading. The caller closes the descriptor.
+    /// - Throws: `ElasticFlowError.io` when missing or unreadable, `.isDirectory` for a directory.
+    func open() throws(ElasticFlowError) -> Int32 {
+        switch self {
+        case .standardInput:
+            return STDIN_FILENO
+        case .file(let path):
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw .io(path: path, operation: "open", errno: errno) }
+            var info = stat()
+            if fstat(fd, &info) != 0 {
+                let error = errno
+                close(fd)
+                throw .io(path: path, operation: "stat", errno: error)
+            }
+            if info.st_mode & S_IFMT == S_IFDIR {
+                close(fd)
+                throw .isDirectory(path: path)
+            }
+            return fd
+        }
+    }
+
+    /// Checks that every source can be opened, so a bad path fails before any work or output.
+    static func validate(_ sources: [DataSource]) throws(ElasticFlowError) {
+        for source in sources {
+            let fd = try source.open()
+            if case .file = source { close(fd) }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Bytes of one parcel, in a reusable buffer that one thread owns.
+///
+/// The capacity is the parcel size; it grows (a slow path) only when a single word is longer than
+/// a parcel, since parcels never split a word.
+final class ParcelBuffer {
+    private(set) var base: UnsafeMutableRawPointer
+    private(set) var capacity: Int
+    var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 1)
+        base = .allocate(byteCount: self.capacity, alignment: 64)
+    }
+
+    deinit { base.deallocate() }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    func grow(to newCapacity: Int) {
+        guard newCapacity > capacity else { return }
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 64)
+        newBase.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+}
+
+/// Where a parcel's bytes came from: the source's index and the byte range within it.
+public struct ParcelOrigin: Hashable, Sendable {
+    public let source: Int
+    public let offset: UInt64
+    public let length: Int
+}
+
+/// Cuts a list of sources into parcels of about `parcelSize` bytes, each ending at a line boundary
+/// (or, in a line longer than a parcel, at the last whitespace), so no word is ever split between
+/// two parcels and parcels can be counted independently. The single-node count and the cluster's
+/// master cut the same way.
+///
+/// Streams: it holds one parcel plus the short tail carried to the next one, whatever the source
+/// size. Not thread-safe (see `SharedParcelCutter`).
+final class ParcelCutter {
+    let sources: [DataSource]
+    let parcelSize: Int
+    private var nextSource = 0
+    private var currentSource = -1
+    private var fd: Int32 = -1
+    private var offset: UInt64 = 0  // bytes read from the current source
+    private var carry: ParcelBuffer
+
+    /// Validates every source up front (open, not a directory).
+    init(sources: [DataSource], parcelSize: Int) throws(ElasticFlowError) {
+        guard parcelSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
+        try DataSource.validate(sources)
+        self.sources = sources
+        self.parcelSize = parcelSize
+        carry = ParcelBuffer(capacity: 4096)
+    }
+
+    deinit { closeCurrent() }
+
+    private func closeCurrent() {
+        if fd > STDIN_FILENO { close(fd) }
+        fd = -1
+    }
+
+    /// Fills `buffer` with the next parcel.
+    /// - Returns: where the parcel came from, or nil when every source is exhausted.
+    func next(into buffer: ParcelBuffer) throws(ElasticFlowError) -> ParcelOrigin? {
+        buffer.count = 0
+        if buffer.capacity < parcelSize { buffer.grow(to: parcelSize) }
+        while true {
+            if fd < 0 {
+                guard nextSource < sources.count else { return nil }
+                fd = try sources[nextSource].open()
+                currentSource = nextSource
+                nextSource += 1
+                offset = 0
+            }
+            if carry.count > 0 {
+                if buffer.capacity < carry.count { buffer.grow(to: carry.count * 2) }
+                buffer.base.copyMemory(from: carry.base, byteCount: carry.count)
+                buffer.count = carry.count
+                carry.count = 0
+            }
+            let start = offset - UInt64(buffer.count)
+            while true {
+                let atEnd = try fill(buffer)
+                if atEnd {
+                    closeCurrent()
+                    if buffer.count == 0 { break }  // empty source: go on to the next one
+                    return ParcelOrigin(source: currentSource, offset: start, length: buffer.count)
+                }
+                if let cut = Self.cutPoint(buffer.base.assumingMemoryBound(to: UInt8.self), buffer.count) {
+                    let tail = buffer.count - cut
+                    if tail > 0 {
+                        if carry.capacity < tail { carry.grow(to: tail * 2) }
+                        carry.base.copyMemory(from: buffer.base + cut, byteCount: tail)
+                        carry.count = tail
+                    }
+                    buffer.count = cut
+                    return ParcelOrigin(source: currentSource, offset: start, length: cut)
+                }
+                // A word longer than the buffer: grow and keep reading until it ends.
+                buffer.grow(to: buffer.capacity * 2)
+            }
+        }
+    }
+
+    /// Reads until the buffer is full or the source ends. Returns true at end of source.
+    private func fill(_ buffer: ParcelBuffer) throws(ElasticFlowError) -> Bool {
+        while buffer.count < buffer.capacity {
+            let n = read(fd, buffer.base + buffer.count, buffer.capacity - buffer.count)
+            if n > 0 {
+                buffer.count += n
+                offset += UInt64(n)
+            } else if n == 0 {
+                return true
+            } else if errno != EINTR {
+                let error = errno
+                closeCurrent()
+                throw .io(path: sources[currentSource].description, operation: "read", errno: error)
+            }
+        }
+        return false
+    }
+
+    /// The length of the parcel to cut from a full buffer: just past its last newline, else just
+    /// past its last whitespace byte; nil when the buffer holds no whitespace at all.
+    static func cutPoint(_ bytes: UnsafePointer<UInt8>, _ count: Int) -> Int? {
+        var i = count
+        while i > 0 {
+            i -= 1
+            if bytes[i] == UInt8(ascii: "\n") { return i + 1 }
+        }
+        i = count
+        while i > 0 {
+            i -= 1
+            switch bytes[i] {
+            case 0x20, 0x09, 0x0B, 0x0C, 0x0D: return i + 1
+            default: continue
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,57 @@
+import Testing
+
+@testable import ElasticFlow
+
+@Suite struct CompressionTests {
+    static let codecs: [Compression] = [.none, .lz4, .zstd(level: 1), .zstd(level: 9)]
+
+    @Test(arguments: codecs)
+    func roundTripsTextAndRandomBytes(_ compression: Compression) throws {
+        let codec = try Codec()
+        var generator = CorpusGenerator(seed: 7)
+        var random = RandomText(state: 3)
+        for input in [[], [42], generator.generate(byteCount: 300_000), random.bytes(100_000)] {
+            let packed = try codec.compress(input, with: compression)
+            #expect(try codec.decompress(packed, limit: input.count) == input)
+        }
+    }
+
+    @Test func compressesText() throws {
+        let codec = try Codec()
+        var generator = CorpusGenerator(seed: 7)
+        let text = generator.generate(byteCount: 1 << 20)
+        #expect(try codec.compress(text, with: .lz4).count < text.count / 2)
+        #expect(try codec.compress(text, with: .zstd(level: 3)).count < text.count / 3)
+    }
+
+    @Test func refusesADecompressionBomb() throws {
+        let codec = try Codec()
+        let zeros = [UInt8](repeating: 0, count: 8 << 20)
+        let bomb = try codec.compress(zeros, with: .zstd(level: 3))
+        #expect(bomb.count < 4096)
+        #expect(throws: ElasticFlowError.core(.tooBig, operation: "decompressing")) {
+            try codec.decompress(bomb, limit: 1 << 20)
+        }
+    }
+
+    @Test func refusesCorruptInput() throws {
+        let codec = try Codec()
+        var generator = CorpusGenerator(seed: 9)
+        let packed = try codec.compress(generator.generate(byteCount: 50_000), with: .lz4)
+        #expect(throws: ElasticFlowError.self) { try codec.decompress(Array(packed.prefix(packed.count / 2)), limit: 1 << 20) }
+        #expect(throws: ElasticFlowError.self) { try codec.decompress([1, 2, 3], limit: 1 << 20) }
+        var badMagic = packed
+        badMagic[0] ^= 0xFF
+        #expect(throws: ElasticFlowError.self) { try codec.decompress(badMagic, limit: 1 << 20) }
+    }
+
+    @Test func parsesCompressionNames() throws {
+        #expect(try Compression(parsing: "none") == .none)
+        #expect(try Compression(parsing: "lz4") == .lz4)
+        #expect(try Compression(parsing: "zstd") == .zstd(level: 1))
+        #expect(try Compression(parsing: "zstd:19") == .zstd(level: 19))
+        for bad in ["gzip", "zstd:0", "zstd:20", "zstd:x", "lz4:1", ""] {
+            #expect(throws: ElasticFlowError.self) { try Compression(parsing: bad) }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import Testing
+
+@testable import ElasticFlow
+
+@Suite struct WordCounterTests {
+    @Test(arguments: [false, true])
+    func matchesTheReferenceOnRandomBytesFedInRandomPieces(lowercase: Bool) throws {
+        var random = RandomText(state: lowercase ? 11 : 12)
+        for trial in 0..<20 {
+            let data = random.bytes(Int(random.next() % 20_000))
+            let counter = try WordCounter(partitions: [1, 7, 16][trial % 3], lowercase: lowercase)
+            var offset = 0
+            while offset < data.count {
+                let piece = min(data.count - offset, 1 + Int(random.next() % 64))
+                try counter.feed(data[offset..<offset + piece])
+                offset += piece
+            }
+            try counter.finish()
+            let expected = Reference.counts(data, lowercase: lowercase)
+            let actual = counter.sorted()
+            #expect(actual.map(\.word) == expected.map(\.0))
+            #expect(actual.map(\.count) == expected.map(\.1))
+            #expect(counter.total == expected.reduce(0) { $0 + $1.1 })
+        }
+    }
+
+    @Test func lowercasesOnlyASCIILetters() throws {
+        let counter = try WordCounter(lowercase: true)
+        try counter.feed(Array("The THE the Été ÉTÉ\n".utf8))
+        try counter.finish()
+        #expect(counter.count(of: "the") == 3)
+        #expect(counter.count(of: "Été") == 1)
+        #expect(counter.count(of: "ÉtÉ") == 1)
+    }
+
+    @Test func serializesMergesAndRejectsMalformedTables() throws {
+        var generator = CorpusGenerator(seed: 5)
+        let a = try WordCounter(lowercase: true)
+        try a.feed(generator.generate(byteCount: 100_000))
+        try a.finish()
+        let b = try WordCounter(partitions: 3, lowercase: true)
+        try b.merge(serialized: try a.serialized())
+        #expect(b.sorted() == a.sorted())
+        try b.merge(a)
+        #expect(b.total == 2 * a.total)
+
+        let packed = try a.serialized()
+        let c = try WordCounter()
+        #expect(throws: ElasticFlowError.self) { try c.merge(serialized: Array(packed.dropLast())) }
+        #expect(throws: ElasticFlowError.self) { try c.merge(serialized: [0, 1, 2, 3, 4, 5, 6, 7]) }
+        #expect(c.distinct == 0)
+    }
+
+    @Test func exportsTopNWithTiesByBytes() throws {
+        let counter = try WordCounter()
+        try counter.feed(Array("b a c b a c d".utf8))
+        try counter.finish()
+        #expect(counter.sorted(limit: 2).map(\.string) == ["a", "b"])
+        #expect(counter.sorted().map(\.count) == [2, 2, 2, 1])
+    }
+
+    @Test func rendersTextTSVAndJSON() throws {
+        let counter = try WordCounter()
+        try counter.feed([0x61, 0x22, 0x20, 0x62, 0x20, 0x61, 0x22, 0x20, 0xFF, 0x0A])
+        try counter.finish()
+        #expect(String(decoding: try counter.rendered(format: .text), as: UTF8.self) == "a\" 2\nb 1\n\u{FFFD} 1\n")
+        #expect(String(decoding: try counter.rendered(format: .tsv), as: UTF8.self) == "a\"\t2\nb\t1\n\u{FFFD}\t1\n")
+        #expect(
+            String(decoding: try counter.rendered(format: .json), as: UTF8.self)
+                == "[\n{\"word\":\"a\\\"\",\"count\":2},\n{\"word\":\"b\",\"count\":1},\n{\"word\":\"\u{FFFD}\",\"count\":1,\"hex\":\"ff\"}\n]\n"
+        )
+        #expect(try WordCounter().rendered(format: .json) == Array("[]\n".utf8))
+        #expect(try WordCounter().rendered(format: .text).isEmpty)
+    }
+}
