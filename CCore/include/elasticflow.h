@@ -214,6 +214,7 @@ EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, u
 
 #define EF_COUNT_LOWERCASE 0x1u
 #define EF_COUNT_PARTITIONS_MAX 1024
+#define EF_COUNT_MAGIC 0x54434645u /* "EFCT" little-endian: a serialized count table */
 
 typedef struct ef_counter ef_counter;
 
@@ -234,7 +235,9 @@ EF_API int ef_counter_feed(ef_counter *counter, const uint8_t *data, size_t len)
 EF_API int ef_counter_finish(ef_counter *counter);
 /* Add count to one whole word, as given (no tokenizing, no lowercasing). */
 EF_API int ef_counter_add(ef_counter *counter, const uint8_t *word, size_t len, uint64_t count);
-/* Slow path: make room for at least distinct words in all without further growth. */
+/* Slow path: size each partition's table for its share of distinct words in all, with a margin
+ * for uneven hashing, so counting that many does not grow the tables (long keys may still grow
+ * the key arenas). */
 EF_API int ef_counter_reserve(ef_counter *counter, size_t distinct);
 /* Forget every word and any pending partial word; keep the capacity. */
 EF_API void ef_counter_clear(ef_counter *counter);
@@ -247,7 +250,8 @@ EF_API uint64_t ef_counter_total(const ef_counter *counter); /* sum of all count
 EF_API uint64_t ef_counter_get(const ef_counter *counter, const uint8_t *word, size_t len);
 
 /* Merge src's partition p into dst's partition p (sum per word). Both must have the same number
- * of partitions (EF_EINVAL otherwise). See the threading note above. */
+ * of partitions (EF_EINVAL otherwise). See the threading note above. Counts add saturating at
+ * UINT64_MAX. On EF_ENOMEM dst holds part of src's counts. */
 EF_API int ef_counter_merge_partition(ef_counter *dst, const ef_counter *src, uint32_t partition);
 /* Merge every partition of src into dst (any partition counts: keys are re-hashed if they differ). */
 EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src);

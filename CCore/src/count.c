@@ -1,2 +1,942 @@
-/* count */
+/* Word counting: a tokenizer feeding a hash-partitioned open-addressing count table.
+ *
+ * Layout. A fixed 64-bit hash h of a word's final bytes picks the partition from its high 32 bits
+ * and the slot from its low bits, so the two choices do not correlate. Each partition is a
+ * power-of-two array of 8-byte slots, (low 32 bits of h) << 32 | (entry index + 1), 0 = empty,
+ * probed linearly and kept at most half full, over a dense entry array (count, the first 8 key
+ * bytes, arena offset, length, hash) and a key arena. Slots stay small so the probe array of a
+ * typical vocabulary sits in L2; the stored hash settles almost every mismatch without touching an
+ * entry, and the stored head settles words of up to 8 bytes without touching the arena. Growth
+ * re-indexes slots from the stored hash and never re-hashes a key or moves an entry, and merges,
+ * serialization and export walk the dense entries instead of the sparse slots.
+ *
+ * Tokenizing. The input is cut in 64-byte blocks; a whitespace bit mask per block (AVX2 when the
+ * CPU has it, SWAR otherwise) yields word starts and ends by shifts, so the loop runs once per
+ * word rather than once per byte, and word lengths never feed a data-dependent branch. Words are
+ * hashed 8 bytes at a time, lowercased by SWAR on the load.
+ *
+ * Threading: everything a merge writes lives in its partition (padded to a cache line), which is
+ * what lets merges of different partitions of one dst run at once. */
 #include "internal.h"
+
+#include "count_internal.h"
+
+#include <stdlib.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define EF__COUNT_X86 1
+#include <immintrin.h>
+#endif
+
+#define EF_LIKELY(x) __builtin_expect(!!(x), 1)
+#define EF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define EF_NOINLINE __attribute__((noinline))
+#define EF_INLINE static inline __attribute__((always_inline))
+
+_Static_assert(EF_COUNT_MAGIC == ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'C' << 16 |
+                                   (uint32_t)'T' << 24),
+               "the magic reads \"EFCT\" on the wire");
+
+#define PARTITIONS_DEFAULT 16
+#define CAPACITY_DEFAULT 4096 /* distinct words in all: a page of text grows nothing */
+#define PART_MIN_ENTRIES 8
+#define PART_MAX_SLOTS ((size_t)1 << 31) /* entry indexes and tags share a u64 slot */
+/* Keys are compared and hashed in 8-byte loads that may run past a key's end (then masked): the
+ * arena keeps this many zeroed bytes after its capacity so those loads stay inside it. */
+#define ARENA_SLACK 8
+
+typedef struct ef__entry {
+    uint64_t count;
+    uint64_t head; /* first min(8, len) key bytes, zero-padded */
+    uint64_t off;  /* key bytes in the partition's arena */
+    uint32_t len;
+    uint32_t hash; /* low 32 bits of the hash: the slot tag */
+} ef__entry;
+_Static_assert(sizeof(ef__entry) == 32, "two entries per cache line");
+
+typedef struct ef__part {
+    _Alignas(64) uint64_t *slots; /* aligned: partitions merged on different threads never share a line */
+    ef__entry *entries;
+    uint32_t mask;  /* slot count - 1 */
+    uint32_t n;     /* entries in use */
+    uint32_t max_n; /* entry capacity, = half the slots: reaching it grows both */
+    uint8_t *arena;
+    size_t arena_len, arena_cap; /* arena_cap excludes ARENA_SLACK */
+} ef__part;
+
+typedef int (*ef__feed_fn)(ef_counter *c, const uint8_t *data, size_t len);
+
+struct ef_counter {
+    ef__part *parts;
+    uint32_t nparts;
+    uint32_t flags;
+    ef__feed_fn feed;
+    uint8_t *pend; /* the word the last feed ended inside of, raw bytes */
+    size_t pend_len, pend_cap;
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bytes                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static const uint8_t ws_table[256] = {
+    ['\t'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1, ['\r'] = 1, [' '] = 1,
+};
+
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+#define LOW7S 0x7f7f7f7f7f7f7f7full
+
+/* 'A'..'Z' become 'a'..'z' in all 8 bytes at once; bytes >= 0x80 are left alone. Adding to the
+ * low 7 bits of each byte cannot carry into the next byte, so the bytes stay independent. */
+static inline uint64_t lower8(uint64_t x) {
+    uint64_t low7 = x & LOW7S;
+    uint64_t ge_a = low7 + ONES * (0x80 - 'A');
+    uint64_t gt_z = low7 + ONES * (0x80 - 'Z' - 1);
+    uint64_t upper = ge_a & ~gt_z & ~x & HIGHS;
+    return x | (upper >> 2);
+}
+
+/* The low r bytes, 1 <= r <= 8. */
+static inline uint64_t keep_bytes(size_t r) { return ~0ull >> (64 - 8 * r); }
+
+/* 8 bytes at p, zeros past lim: words near the end of a caller's buffer must not be over-read. */
+static inline uint64_t load_upto8(const uint8_t *p, const uint8_t *lim) {
+    if (EF_LIKELY(lim - p >= 8))
+        return ef__load64(p);
+    uint64_t v = 0;
+    memcpy(&v, p, (size_t)(lim - p));
+    return v;
+}
+
+static void copy_key(uint8_t *dst, const uint8_t *src, size_t len, int lower) {
+    if (!lower) {
+        memcpy(dst, src, len);
+        return;
+    }
+    size_t i = 0;
+    for (; len - i >= 8; i += 8)
+        ef__store64(dst + i, lower8(ef__load64(src + i)));
+    for (; i < len; i++)
+        dst[i] = (uint8_t)(src[i] + ((unsigned)(src[i] - 'A') < 26u ? 32 : 0));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hash                                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Constants are odd and bit-dense (from splitmix64); any such would do, but they are part of the
+ * partitioning contract: changing them moves words between partitions across builds. */
+#define H0 0x9e3779b97f4a7c15ull
+#define H1 0xbf58476d1ce4e5b9ull
+#define H2 0x94d049bb133111ebull
+
+/* Fold the 128-bit product: both halves of the result depend on every bit of a. */
+static inline uint64_t mix(uint64_t a, uint64_t b) {
+#if defined(__SIZEOF_INT128__)
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    uint64_t al = (uint32_t)a, ah = a >> 32, bl = (uint32_t)b, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (uint32_t)lh + (uint32_t)hl;
+    uint64_t lo = (mid << 32) | (uint32_t)ll;
+    uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+    return lo ^ hi;
+#endif
+}
+
+/* The first 8 bytes of a word, as stored (masked, lowercased when asked). */
+EF_INLINE uint64_t word_head(const uint8_t *p, size_t len, const uint8_t *lim, int lower) {
+    uint64_t w = load_upto8(p, lim);
+    if (len < 8)
+        w &= keep_bytes(len);
+    return lower ? lower8(w) : w;
+}
+
+/* The length goes into the hash because a word may contain NUL bytes: "a" and "a\0" share a
+ * zero-padded head. */
+EF_INLINE uint64_t word_hash(uint64_t head, const uint8_t *p, size_t len, const uint8_t *lim,
+                             int lower) {
+    uint64_t h = mix(head ^ H0, (uint64_t)len ^ H1);
+    for (size_t k = 8; k < len; k += 8) {
+        uint64_t w = load_upto8(p + k, lim);
+        if (len - k < 8)
+            w &= keep_bytes(len - k);
+        h = mix(h ^ (lower ? lower8(w) : w), H2);
+    }
+    return h;
+}
+
+static inline uint32_t part_of(uint64_t h, uint32_t nparts) {
+    return (uint32_t)(((h >> 32) * nparts) >> 32); /* any count, not only powers of two */
+}
+
+/* Bytes 8.. of a word against a stored key (whose heads already matched). */
+static inline int tail_equal(const uint8_t *key, const uint8_t *p, size_t len, const uint8_t *lim,
+                             int lower) {
+    if (!lower)
+        return memcmp(key + 8, p + 8, len - 8) == 0;
+    for (size_t k = 8; k < len; k += 8) {
+        uint64_t a = lower8(load_upto8(p + k, lim)), b = ef__load64(key + k);
+        if (len - k < 8) {
+            uint64_t m = keep_bytes(len - k);
+            a &= m;
+            b &= m;
+        }
+        if (a != b)
+            return 0;
+    }
+    return 1;
+}
+
+static inline uint64_t add_sat(uint64_t a, uint64_t b) {
+    uint64_t s;
+    return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Partitions                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+static void part_free(ef__part *pt) {
+    free(pt->slots);
+    free(pt->entries);
+    free(pt->arena);
+}
+
+static size_t slots_for(size_t entries) {
+    size_t cap = 2 * PART_MIN_ENTRIES;
+    while (cap / 2 < entries)
+        cap *= 2;
+    return cap;
+}
+
+/* Slow path: room for at least `entries` entries (slots at most half full). */
+static int part_grow_table(ef__part *pt, size_t entries) {
+    if (entries > PART_MAX_SLOTS / 2)
+        return EF_ENOMEM;
+    size_t cap = slots_for(entries);
+    if (pt->slots && cap <= (size_t)pt->mask + 1)
+        return EF_OK;
+    uint64_t *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return EF_ENOMEM;
+    ef__entry *ent = realloc(pt->entries, cap / 2 * sizeof *ent);
+    if (!ent) {
+        free(slots);
+        return EF_ENOMEM;
+    }
+    size_t mask = cap - 1;
+    for (uint32_t i = 0; i < pt->n; i++) {
+        size_t j = ent[i].hash & mask;
+        while (slots[j])
+            j = (j + 1) & mask;
+        slots[j] = (uint64_t)ent[i].hash << 32 | (i + 1);
+    }
+    free(pt->slots);
+    pt->slots = slots;
+    pt->entries = ent;
+    pt->mask = (uint32_t)mask;
+    pt->max_n = (uint32_t)(cap / 2);
+    return EF_OK;
+}
+
+/* Slow path: room for at least `bytes` key bytes in all. */
+static int part_grow_arena(ef__part *pt, size_t bytes) {
+    if (pt->arena && bytes <= pt->arena_cap)
+        return EF_OK;
+    size_t cap = pt->arena_cap ? pt->arena_cap : 64;
+    while (cap < bytes) {
+        if (cap > (SIZE_MAX - ARENA_SLACK) / 2) {
+            cap = bytes;
+            break;
+        }
+        cap *= 2;
+    }
+    if (cap > SIZE_MAX - ARENA_SLACK)
+        return EF_ENOMEM;
+    uint8_t *a = realloc(pt->arena, cap + ARENA_SLACK);
+    if (!a)
+        return EF_ENOMEM;
+    /* zeroed so the masked 8-byte loads past a key's end read defined bytes */
+    memset(a + pt->arena_len, 0, cap + ARENA_SLACK - pt->arena_len);
+    pt->arena = a;
+    pt->arena_cap = cap;
+    return EF_OK;
+}
+
+/* The word is known absent and slot i is the empty slot its probe ended on. */
+static EF_NOINLINE int part_insert(ef__part *pt, size_t i, uint32_t tag, uint64_t head,
+                                   const uint8_t *p, size_t len, int lower, uint64_t count) {
+    if (len > UINT32_MAX)
+        return EF_ENOMEM;
+    if (EF_UNLIKELY(pt->n >= pt->max_n)) {
+        int rc = part_grow_table(pt, (size_t)pt->n + 1);
+        if (rc)
+            return rc;
+        i = tag & pt->mask;
+        while (pt->slots[i])
+            i = (i + 1) & pt->mask;
+    }
+    if (EF_UNLIKELY(pt->arena_cap - pt->arena_len < len)) {
+        if (len > SIZE_MAX - pt->arena_len)
+            return EF_ENOMEM;
+        int rc = part_grow_arena(pt, pt->arena_len + len);
+        if (rc)
+            return rc;
+    }
+    copy_key(pt->arena + pt->arena_len, p, len, lower);
+    ef__entry *e = &pt->entries[pt->n];
+    e->count = count;
+    e->head = head;
+    e->off = pt->arena_len;
+    e->len = (uint32_t)len;
+    e->hash = tag;
+    pt->arena_len += len;
+    pt->n++;
+    pt->slots[i] = (uint64_t)tag << 32 | pt->n;
+    return EF_OK;
+}
+
+/* Add count to a word: p/len are the bytes as found (lowercased on the way when lower), head and
+ * tag their head and hash as computed by word_head / word_hash. */
+EF_INLINE int part_add(ef__part *pt, uint32_t tag, uint64_t head, const uint8_t *p, size_t len,
+                       const uint8_t *lim, int lower, uint64_t count, int saturate) {
+    size_t i = tag & pt->mask;
+    for (;;) {
+        uint64_t s = pt->slots[i];
+        if (s == 0)
+            return part_insert(pt, i, tag, head, p, len, lower, count);
+        if ((uint32_t)(s >> 32) == tag) {
+            ef__entry *e = &pt->entries[(uint32_t)s - 1];
+            if (e->head == head && e->len == len &&
+                (len <= 8 || tail_equal(pt->arena + e->off, p, len, lim, lower))) {
+                /* one word per feed can never overflow a u64; added counts can */
+                e->count = saturate ? add_sat(e->count, count) : e->count + count;
+                return EF_OK;
+            }
+        }
+        i = (i + 1) & pt->mask;
+    }
+}
+
+static inline const ef__entry *part_find(const ef__part *pt, uint32_t tag, uint64_t head,
+                                         const uint8_t *p, size_t len) {
+    size_t i = tag & pt->mask;
+    for (;;) {
+        uint64_t s = pt->slots[i];
+        if (s == 0)
+            return NULL;
+        if ((uint32_t)(s >> 32) == tag) {
+            const ef__entry *e = &pt->entries[(uint32_t)s - 1];
+            if (e->head == head && e->len == len &&
+                (len <= 8 || memcmp(pt->arena + e->off + 8, p + 8, len - 8) == 0))
+                return e;
+        }
+        i = (i + 1) & pt->mask;
+    }
+}
+
+/* Count one whole word found in [p, p + len), with bytes readable up to lim. */
+EF_INLINE int count_word(ef__part *parts, uint32_t nparts, const uint8_t *p, size_t len,
+                         const uint8_t *lim, int lower) {
+    uint64_t head = word_head(p, len, lim, lower);
+    uint64_t h = word_hash(head, p, len, lim, lower);
+    return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, lim, lower, 1, 0);
+}
+
+/* Add a whole key as given (no lowercasing). */
+static int counter_add_key(ef_counter *c, const uint8_t *p, size_t len, uint64_t count) {
+    const uint8_t *lim = p + len;
+    uint64_t head = word_head(p, len, lim, 0);
+    uint64_t h = word_hash(head, p, len, lim, 0);
+    return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, lim, 0, count, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Bit i set where byte i of the 64 at p is whitespace. */
+typedef uint64_t (*ef__mask_fn)(const uint8_t *p);
+
+static inline uint64_t ws_mask_swar(const uint8_t *p) {
+    uint64_t m = 0;
+    for (int k = 0; k < 8; k++) {
+        uint64_t x = ef__load64(p + 8 * k), low7 = x & LOW7S;
+        uint64_t sp = x ^ (ONES * ' ');
+        uint64_t is_sp = ~(((sp & LOW7S) + LOW7S) | sp) & HIGHS; /* exact per byte: no borrows */
+        uint64_t ge9 = low7 + ONES * (0x80 - 9), ge14 = low7 + ONES * (0x80 - 14);
+        uint64_t is_ctl = ge9 & ~ge14 & ~x & HIGHS;
+        /* gather the 8 high bits into the top byte: the multiplier's partial products never
+         * overlap, so nothing carries */
+        uint64_t bits = (((is_sp | is_ctl) >> 7) * 0x0102040810204080ull) >> 56;
+        m |= bits << (8 * k);
+    }
+    return m;
+}
+
+#if EF__COUNT_X86
+/* pshufb on the low nibble maps 0x9..0xD to themselves and 0x0 to ' '; a byte is whitespace iff
+ * it equals its image (bytes >= 0x80 map to 0, and no other byte equals its nibble's image). */
+__attribute__((target("avx2"))) static inline uint64_t ws_mask_avx2(const uint8_t *p) {
+    const __m256i table = _mm256_setr_epi8(' ', 0, 0, 0, 0, 0, 0, 0, 0, '\t', '\n', '\v', '\f',
+                                           '\r', 0, 0, ' ', 0, 0, 0, 0, 0, 0, 0, 0, '\t', '\n',
+                                           '\v', '\f', '\r', 0, 0);
+    const __m256i nib = _mm256_set1_epi8(0x0f);
+    __m256i a = _mm256_loadu_si256((const __m256i *)p);
+    __m256i b = _mm256_loadu_si256((const __m256i *)(p + 32));
+    __m256i la = _mm256_shuffle_epi8(table, _mm256_and_si256(a, nib));
+    __m256i lb = _mm256_shuffle_epi8(table, _mm256_and_si256(b, nib));
+    uint32_t ma = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(la, a));
+    uint32_t mb = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(lb, b));
+    return (uint64_t)mb << 32 | ma;
+}
+#endif
+
+/* Tokenizer state inside one feed: carry = 1 when the byte before the block is whitespace;
+ * start = where the word running into this block began, NULL when none does. */
+typedef struct ef__scan {
+    uint64_t carry;
+    const uint8_t *start;
+} ef__scan;
+
+/* Words of one 64-byte block at b whose whitespace mask is ws; starts outside `valid` are
+ * ignored (the padding of a short last block). Starts and ends alternate, so pairing the k-th
+ * start with the k-th end (after the end of a word carried in) finds every word. */
+EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uint64_t ws,
+                         uint64_t valid, ef__scan *sc, const uint8_t *lim, int lower) {
+    uint64_t prev = ws << 1 | sc->carry;
+    sc->carry = ws >> 63;
+    uint64_t starts = ~ws & prev & valid, ends = ws & ~prev;
+    if (sc->start) {
+        if (!ends)
+            return EF_OK;
+        const uint8_t *s = sc->start;
+        sc->start = NULL;
+        int rc = count_word(parts, nparts, s, (size_t)(b + __builtin_ctzll(ends) - s), lim, lower);
+        if (rc)
+            return rc;
+        ends &= ends - 1;
+    }
+    while (starts) {
+        size_t s = (size_t)__builtin_ctzll(starts);
+        starts &= starts - 1;
+        if (!ends) {
+            sc->start = b + s;
+            break;
+        }
+        size_t e = (size_t)__builtin_ctzll(ends);
+        ends &= ends - 1;
+        int rc = count_word(parts, nparts, b + s, e - s, lim, lower);
+        if (EF_UNLIKELY(rc))
+            return rc;
+    }
+    return EF_OK;
+}
+
+/* Slow path: append to the pending word. */
+static int pend_append(ef_counter *c, const uint8_t *p, size_t len) {
+    if (len > c->pend_cap - c->pend_len) {
+        if (len > SIZE_MAX / 2 - c->pend_len)
+            return EF_ENOMEM;
+        size_t cap = c->pend_cap ? c->pend_cap : 64;
+        while (cap < c->pend_len + len)
+            cap *= 2;
+        uint8_t *np = realloc(c->pend, cap);
+        if (!np)
+            return EF_ENOMEM;
+        c->pend = np;
+        c->pend_cap = cap;
+    }
+    memcpy(c->pend + c->pend_len, p, len);
+    c->pend_len += len;
+    return EF_OK;
+}
+
+static int pend_count(ef_counter *c) {
+    int rc = count_word(c->parts, c->nparts, c->pend, c->pend_len, c->pend + c->pend_len,
+                        (c->flags & EF_COUNT_LOWERCASE) != 0);
+    if (rc == EF_OK)
+        c->pend_len = 0;
+    return rc;
+}
+
+EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, int lower,
+                        ef__mask_fn ws_mask) {
+    const uint8_t *lim = data + len;
+    size_t i = 0;
+    if (c->pend_len) {
+        /* the word left over from the last feed runs to the first whitespace */
+        while (i < len && !ws_table[data[i]])
+            i++;
+        int rc = pend_append(c, data, i);
+        if (rc || i == len)
+            return rc;
+        if ((rc = pend_count(c)))
+            return rc;
+    }
+    ef__part *parts = c->parts;
+    uint32_t nparts = c->nparts;
+    ef__scan sc = {1, NULL};
+    for (; len - i >= 64; i += 64) {
+        int rc = scan_block(parts, nparts, data + i, ws_mask(data + i), ~0ull, &sc, lim, lower);
+        if (EF_UNLIKELY(rc))
+            return rc;
+    }
+    if (i < len) {
+        /* the short last block is masked from a copy padded with a non-space byte, so a word
+         * running into the padding stays open; words themselves are read from data */
+        uint8_t pad[64];
+        memset(pad, 'x', sizeof pad);
+        memcpy(pad, data + i, len - i);
+        int rc = scan_block(parts, nparts, data + i, ws_mask(pad), (1ull << (len - i)) - 1, &sc,
+                            lim, lower);
+        if (rc)
+            return rc;
+    }
+    return sc.start ? pend_append(c, sc.start, (size_t)(lim - sc.start)) : EF_OK;
+}
+
+static int feed_swar(ef_counter *c, const uint8_t *d, size_t n) {
+    return feed_body(c, d, n, 0, ws_mask_swar);
+}
+static int feed_swar_lower(ef_counter *c, const uint8_t *d, size_t n) {
+    return feed_body(c, d, n, 1, ws_mask_swar);
+}
+#if EF__COUNT_X86
+__attribute__((target("avx2,bmi,bmi2"))) static int feed_avx2(ef_counter *c, const uint8_t *d,
+                                                              size_t n) {
+    return feed_body(c, d, n, 0, ws_mask_avx2);
+}
+__attribute__((target("avx2,bmi,bmi2"))) static int feed_avx2_lower(ef_counter *c,
+                                                                    const uint8_t *d, size_t n) {
+    return feed_body(c, d, n, 1, ws_mask_avx2);
+}
+#endif
+
+static int have_avx2(void) {
+#if EF__COUNT_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi") &&
+           __builtin_cpu_supports("bmi2");
+#else
+    return 0;
+#endif
+}
+
+int ef__counter_set_tokenizer(ef_counter *c, int tokenizer) {
+    int lower = (c->flags & EF_COUNT_LOWERCASE) != 0;
+    switch (tokenizer) {
+    case EF__TOKENIZER_PORTABLE:
+        c->feed = lower ? feed_swar_lower : feed_swar;
+        return EF_OK;
+#if EF__COUNT_X86
+    case EF__TOKENIZER_AVX2:
+        if (!have_avx2())
+            return EF_EINVAL;
+        c->feed = lower ? feed_avx2_lower : feed_avx2;
+        return EF_OK;
+#endif
+    default: return EF_EINVAL;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Counter                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Entries for each of nparts partitions to hold `distinct` words in all: hashing spreads words
+ * binomially, and the 1/8 + 16 margin covers several standard deviations at any size. */
+static size_t per_part(size_t distinct, uint32_t nparts) {
+    size_t t = distinct / nparts + (distinct % nparts != 0);
+    return t + t / 8 + 16;
+}
+
+EF_API ef_counter *ef_counter_create(const ef_counter_options *options) {
+    ef_counter_options o = {0};
+    if (options)
+        o = *options;
+    if (o.partitions == 0)
+        o.partitions = PARTITIONS_DEFAULT;
+    if (o.partitions > EF_COUNT_PARTITIONS_MAX || (o.flags & ~EF_COUNT_LOWERCASE))
+        return NULL;
+    if (o.initial_capacity == 0)
+        o.initial_capacity = CAPACITY_DEFAULT;
+    ef_counter *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->nparts = o.partitions;
+    c->flags = o.flags;
+    c->parts = aligned_alloc(64, o.partitions * sizeof *c->parts);
+    if (!c->parts) {
+        free(c);
+        return NULL;
+    }
+    memset(c->parts, 0, o.partitions * sizeof *c->parts);
+    size_t t = per_part(o.initial_capacity, o.partitions);
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        if (part_grow_table(&c->parts[p], t) || part_grow_arena(&c->parts[p], t * 8)) {
+            ef_counter_free(c);
+            return NULL;
+        }
+    }
+    ef__counter_set_tokenizer(c, have_avx2() ? EF__TOKENIZER_AVX2 : EF__TOKENIZER_PORTABLE);
+    return c;
+}
+
+EF_API void ef_counter_free(ef_counter *c) {
+    if (!c)
+        return;
+    if (c->parts)
+        for (uint32_t p = 0; p < c->nparts; p++)
+            part_free(&c->parts[p]);
+    free(c->parts);
+    free(c->pend);
+    free(c);
+}
+
+EF_API int ef_counter_feed(ef_counter *c, const uint8_t *data, size_t len) {
+    if (!c || (!data && len))
+        return EF_EINVAL;
+    return len ? c->feed(c, data, len) : EF_OK;
+}
+
+EF_API int ef_counter_finish(ef_counter *c) {
+    if (!c)
+        return EF_EINVAL;
+    return c->pend_len ? pend_count(c) : EF_OK;
+}
+
+EF_API int ef_counter_add(ef_counter *c, const uint8_t *word, size_t len, uint64_t count) {
+    if (!c || !word || len == 0)
+        return EF_EINVAL;
+    return count ? counter_add_key(c, word, len, count) : EF_OK;
+}
+
+EF_API int ef_counter_reserve(ef_counter *c, size_t distinct) {
+    if (!c)
+        return EF_EINVAL;
+    size_t t = per_part(distinct, c->nparts);
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        ef__part *pt = &c->parts[p];
+        int rc = part_grow_table(pt, t);
+        if (rc == EF_OK && t <= SIZE_MAX / 8)
+            rc = part_grow_arena(pt, t * 8); /* a guess at key bytes; more may come */
+        if (rc)
+            return rc;
+    }
+    return EF_OK;
+}
+
+EF_API void ef_counter_clear(ef_counter *c) {
+    if (!c)
+        return;
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        ef__part *pt = &c->parts[p];
+        memset(pt->slots, 0, ((size_t)pt->mask + 1) * sizeof *pt->slots);
+        memset(pt->arena, 0, pt->arena_len); /* keep the bytes past the keys zeroed */
+        pt->n = 0;
+        pt->arena_len = 0;
+    }
+    c->pend_len = 0;
+}
+
+EF_API uint32_t ef_counter_partitions(const ef_counter *c) { return c ? c->nparts : 0; }
+EF_API uint32_t ef_counter_flags(const ef_counter *c) { return c ? c->flags : 0; }
+
+EF_API size_t ef_counter_distinct(const ef_counter *c) {
+    size_t n = 0;
+    for (uint32_t p = 0; c && p < c->nparts; p++)
+        n += c->parts[p].n;
+    return n;
+}
+
+EF_API uint64_t ef_counter_total(const ef_counter *c) {
+    uint64_t t = 0;
+    for (uint32_t p = 0; c && p < c->nparts; p++)
+        for (uint32_t i = 0; i < c->parts[p].n; i++)
+            t = add_sat(t, c->parts[p].entries[i].count);
+    return t;
+}
+
+EF_API uint64_t ef_counter_get(const ef_counter *c, const uint8_t *word, size_t len) {
+    if (!c || !word || len == 0)
+        return 0;
+    uint64_t head = word_head(word, len, word + len, 0);
+    uint64_t h = word_hash(head, word, len, word + len, 0);
+    const ef__entry *e = part_find(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, word, len);
+    return e ? e->count : 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Merge                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Same hash, same partition count: the stored tag and head carry over and nothing is re-hashed.
+ * dst == src doubles every count: each key finds itself, so no insert moves what is read. */
+static int merge_part(ef__part *dpt, const ef__part *spt) {
+    const uint8_t *arena = spt->arena, *lim = spt->arena + spt->arena_len;
+    for (uint32_t i = 0; i < spt->n; i++) {
+        const ef__entry *e = &spt->entries[i];
+        int rc = part_add(dpt, e->hash, e->head, arena + e->off, e->len, lim, 0, e->count, 1);
+        if (EF_UNLIKELY(rc))
+            return rc;
+    }
+    return EF_OK;
+}
+
+EF_API int ef_counter_merge_partition(ef_counter *dst, const ef_counter *src, uint32_t partition) {
+    if (!dst || !src || dst->nparts != src->nparts || partition >= dst->nparts)
+        return EF_EINVAL;
+    return merge_part(&dst->parts[partition], &src->parts[partition]);
+}
+
+EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src) {
+    if (!dst || !src)
+        return EF_EINVAL;
+    if (dst->nparts == src->nparts) {
+        for (uint32_t p = 0; p < dst->nparts; p++) {
+            int rc = merge_part(&dst->parts[p], &src->parts[p]);
+            if (rc)
+                return rc;
+        }
+        return EF_OK;
+    }
+    for (uint32_t p = 0; p < src->nparts; p++) {
+        const ef__part *spt = &src->parts[p];
+        for (uint32_t i = 0; i < spt->n; i++) {
+            const ef__entry *e = &spt->entries[i];
+            int rc = counter_add_key(dst, spt->arena + e->off, e->len, e->count);
+            if (rc)
+                return rc;
+        }
+    }
+    return EF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Serialization                                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+#define VARINT_MAX 10
+
+static size_t varint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *varint_put(uint8_t *p, uint64_t v) {
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Reads a varint of at most 10 bytes whose value fits in 64 bits (non-minimal encodings are
+ * accepted, as protobuf does). Returns the bytes read, 0 when truncated or invalid. */
+static size_t varint_get(const uint8_t *p, size_t avail, uint64_t *out) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < avail && i < VARINT_MAX; i++) {
+        uint64_t b = p[i];
+        if (i == VARINT_MAX - 1 && b > 1)
+            return 0; /* bits past the 64th, or an 11th byte */
+        v |= (b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *out = v;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+EF_API size_t ef_counter_serialized_size(const ef_counter *c) {
+    if (!c)
+        return 0;
+    size_t n = 8;
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        const ef__part *pt = &c->parts[p];
+        for (uint32_t i = 0; i < pt->n; i++)
+            n += varint_size(pt->entries[i].len) + pt->entries[i].len +
+                 varint_size(pt->entries[i].count);
+    }
+    return n;
+}
+
+EF_API ptrdiff_t ef_counter_serialize(const ef_counter *c, uint8_t *dst, size_t cap) {
+    if (!c || (!dst && cap))
+        return EF_EINVAL;
+    size_t distinct = ef_counter_distinct(c), size = ef_counter_serialized_size(c);
+    if (distinct > UINT32_MAX || size > PTRDIFF_MAX)
+        return EF_EINVAL;
+    if (cap < size)
+        return EF_ESPACE;
+    uint8_t *o = dst;
+    ef__store32(o, EF_COUNT_MAGIC);
+    ef__store32(o + 4, (uint32_t)distinct);
+    o += 8;
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        const ef__part *pt = &c->parts[p];
+        for (uint32_t i = 0; i < pt->n; i++) {
+            const ef__entry *e = &pt->entries[i];
+            o = varint_put(o, e->len);
+            memcpy(o, pt->arena + e->off, e->len);
+            o += e->len;
+            o = varint_put(o, e->count);
+        }
+    }
+    return o - dst;
+}
+
+/* One entry at *pos, bounds-checked; advances *pos. */
+static int entry_get(const uint8_t *src, size_t len, size_t *pos, const uint8_t **word,
+                     size_t *wlen, uint64_t *count) {
+    uint64_t l;
+    size_t k = varint_get(src + *pos, len - *pos, &l);
+    if (!k || l == 0 || l > UINT32_MAX || l > len - *pos - k)
+        return EF_EFORMAT;
+    *word = src + *pos + k;
+    *wlen = (size_t)l;
+    *pos += k + (size_t)l;
+    k = varint_get(src + *pos, len - *pos, count);
+    if (!k || *count == 0)
+        return EF_EFORMAT;
+    *pos += k;
+    return EF_OK;
+}
+
+EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len) {
+    if (!dst || (!src && len))
+        return EF_EINVAL;
+    if (len < 4)
+        return EF_EFORMAT;
+    if (ef__load32(src) != EF_COUNT_MAGIC)
+        return EF_EBADMAGIC;
+    if (len < 8)
+        return EF_EFORMAT;
+    uint32_t n = ef__load32(src + 4);
+    if (n > (len - 8) / 3) /* an entry takes at least 3 bytes */
+        return EF_EFORMAT;
+
+    /* Pass 1: validate everything. */
+    size_t pos = 8;
+    const uint8_t *w;
+    size_t wl;
+    uint64_t cnt;
+    for (uint32_t k = 0; k < n; k++)
+        if (entry_get(src, len, &pos, &w, &wl, &cnt))
+            return EF_EFORMAT;
+    if (pos != len)
+        return EF_EFORMAT;
+
+    /* Pass 2: make room in each partition for its worst case, so pass 3 cannot fail half-way. */
+    size_t *need = calloc(2 * (size_t)dst->nparts, sizeof *need);
+    if (!need)
+        return EF_ENOMEM;
+    pos = 8;
+    for (uint32_t k = 0; k < n; k++) {
+        entry_get(src, len, &pos, &w, &wl, &cnt);
+        uint64_t h = word_hash(word_head(w, wl, w + wl, 0), w, wl, w + wl, 0);
+        uint32_t p = part_of(h, dst->nparts);
+        need[2 * p]++;
+        need[2 * p + 1] += wl;
+    }
+    int rc = EF_OK;
+    for (uint32_t p = 0; p < dst->nparts && rc == EF_OK; p++) {
+        ef__part *pt = &dst->parts[p];
+        if (need[2 * p] == 0)
+            continue;
+        rc = part_grow_table(pt, pt->n + need[2 * p]);
+        if (rc == EF_OK)
+            rc = part_grow_arena(pt, pt->arena_len + need[2 * p + 1]);
+    }
+    free(need);
+    if (rc)
+        return rc;
+
+    /* Pass 3: add; every insert fits in what pass 2 made room for. */
+    pos = 8;
+    for (uint32_t k = 0; k < n; k++) {
+        entry_get(src, len, &pos, &w, &wl, &cnt);
+        counter_add_key(dst, w, wl, cnt);
+    }
+    return (ptrdiff_t)n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Export                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* < 0 when a sorts before b: count descending, then bytes ascending, shorter first. */
+static inline int wc_order(const ef_word_count *a, const ef_word_count *b) {
+    if (a->count != b->count)
+        return a->count > b->count ? -1 : 1;
+    size_t n = a->word.len < b->word.len ? a->word.len : b->word.len;
+    int r = memcmp(a->word.ptr, b->word.ptr, n);
+    if (r)
+        return r;
+    return (a->word.len > b->word.len) - (a->word.len < b->word.len);
+}
+
+static int wc_qsort_cmp(const void *a, const void *b) { return wc_order(a, b); }
+
+/* Max-heap in sort order: the root is the entry that sorts last of those kept. */
+static void heap_sift(ef_word_count *h, size_t n, size_t i) {
+    ef_word_count x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && wc_order(&h[c + 1], &h[c]) > 0)
+            c++;
+        if (wc_order(&h[c], &x) <= 0)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+EF_API ptrdiff_t ef_counter_export(const ef_counter *c, ef_word_count *out, size_t cap) {
+    if (!c || (!out && cap))
+        return EF_EINVAL;
+    size_t distinct = ef_counter_distinct(c);
+    size_t k = distinct < cap ? distinct : cap;
+    if (k == 0)
+        return 0;
+    size_t n = 0;
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        const ef__part *pt = &c->parts[p];
+        for (uint32_t i = 0; i < pt->n; i++) {
+            const ef__entry *e = &pt->entries[i];
+            ef_word_count x = {{pt->arena + e->off, e->len}, e->count};
+            if (n < k) {
+                out[n++] = x;
+                if (n == k && k < distinct)
+                    for (size_t j = k / 2; j-- > 0;)
+                        heap_sift(out, k, j);
+            } else if (wc_order(&x, &out[0]) < 0) {
+                /* top-k: keep the k best in a heap, so no allocation and O(n log k) */
+                out[0] = x;
+                heap_sift(out, k, 0);
+            }
+        }
+    }
+    if (k == distinct) {
+        qsort(out, k, sizeof *out, wc_qsort_cmp);
+    } else {
+        for (size_t m = k; m > 1; m--) {
+            ef_word_count t = out[0];
+            out[0] = out[m - 1];
+            out[m - 1] = t;
+            heap_sift(out, m - 1, 0);
+        }
+    }
+    return (ptrdiff_t)k;
+}
