@@ -125,12 +125,14 @@ EF_API ptrdiff_t ef_codec_compress(ef_codec *codec, int codec_id, int level, con
                                    size_t src_len, uint8_t *dst, size_t dst_cap);
 
 /* Read a compressed buffer's header without decompressing: its codec and uncompressed size.
- * Returns EF_OK, EF_ENEEDMORE (fewer than EF_CODEC_HEADER_SIZE bytes), EF_EBADMAGIC, EF_ECODEC. */
+ * Returns EF_OK, EF_ENEEDMORE (fewer than EF_CODEC_HEADER_SIZE bytes), EF_EBADMAGIC, EF_ECODEC,
+ * EF_EFORMAT (reserved bytes not zero). */
 EF_API int ef_codec_peek(const uint8_t *src, size_t src_len, int *codec_id, uint64_t *raw_len);
 
 /* Decompress a compressed buffer into dst. Refuses (EF_ETOOBIG) when the recorded uncompressed
  * size exceeds limit, EF_ESPACE when it exceeds dst_cap, EF_ECORRUPT when the data is corrupt or
- * decodes to a size other than the recorded one. Returns the bytes written. */
+ * decodes to a size other than the recorded one (or src is shorter than a header); a bad header
+ * gives ef_codec_peek's codes. Returns the bytes written. */
 EF_API ptrdiff_t ef_codec_decompress(ef_codec *codec, const uint8_t *src, size_t src_len,
                                      uint8_t *dst, size_t dst_cap, size_t limit);
 

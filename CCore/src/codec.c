@@ -35,8 +35,8 @@ struct ef__codec_wire {
 _Static_assert(sizeof(struct ef__codec_wire) == EF_CODEC_HEADER_SIZE, "codec header is 16 bytes");
 _Static_assert(OFF(codec) == 4 && OFF(reserved8) == 5 && OFF(reserved16) == 6 && OFF(raw_len) == 8,
                "codec header layout");
-_Static_assert(EF_CODEC_MAGIC == ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'P' << 16 |
-                                  (uint32_t)'B' << 24),
+_Static_assert(EF_CODEC_MAGIC ==
+                   ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'P' << 16 | (uint32_t)'B' << 24),
                "the magic reads \"EFPB\" on the wire");
 
 /* Compressors are handed a real pointer even for empty input: NULL with a zero length is allowed

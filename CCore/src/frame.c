@@ -30,8 +30,8 @@ _Static_assert(OFF(version) == 4 && OFF(type) == 5 && OFF(flags) == 6 && OFF(cod
                "frame header byte fields at 4..7");
 _Static_assert(OFF(payload_len) == 8 && OFF(aux) == 12 && OFF(id) == 16, "frame header words");
 _Static_assert(OFF(payload_crc) == 24 && OFF(header_crc) == 28, "checksums close the header");
-_Static_assert(EF_FRAME_MAGIC == ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'L' << 16 |
-                                  (uint32_t)'W' << 24),
+_Static_assert(EF_FRAME_MAGIC ==
+                   ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'L' << 16 | (uint32_t)'W' << 24),
                "the magic reads \"EFLW\" on the wire");
 _Static_assert(EF_FRAME_TYPE_MAX == EF_FRAME_BYE, "EF_FRAME_TYPE_MAX names the last type");
 _Static_assert(EF_PROTOCOL_VERSION >= 1 && EF_PROTOCOL_VERSION <= 255, "version fits its byte");
@@ -40,8 +40,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host");
 
 static const uint8_t frame_magic[4] = {'E', 'F', 'L', 'W'};
 
-EF_API ptrdiff_t ef_frame_parse(const uint8_t *buf, size_t len, size_t max_payload,
-                                ef_frame *out) {
+EF_API ptrdiff_t ef_frame_parse(const uint8_t *buf, size_t len, size_t max_payload, ef_frame *out) {
     if (buf == NULL)
         return len == 0 ? EF_ENEEDMORE : EF_EINVAL;
 
