@@ -167,8 +167,9 @@ typedef enum ef_frame_type {
     EF_FRAME_RESULT = 6,    /* worker -> master: result of a parcel */
     EF_FRAME_ERROR = 7,     /* either way: a failure, with a message */
     EF_FRAME_BYE = 8,       /* either way: graceful leave */
+    EF_FRAME_STEP = 9,      /* master -> worker: a step's task and options, before its parcels */
 } ef_frame_type;
-#define EF_FRAME_TYPE_MAX 8
+#define EF_FRAME_TYPE_MAX 9
 
 /* Flags are carried as-is; these are the ones the protocol defines. */
 #define EF_FRAME_F_COMPRESSED 0x01u /* payload is a compressed parcel buffer */
@@ -303,6 +304,145 @@ EF_API int ef_auth_verify(const uint8_t *cookie, size_t cookie_len, uint8_t peer
 /* Event loop (src/loop.c, src/net.c) — section owned by the loop work; see docs/protocol.md  */
 /* ------------------------------------------------------------------------------------------ */
 /* EF_LOOP_SECTION_BEGIN */
+/*
+ * An epoll event loop (Linux) that owns TCP sockets, timers and cross-thread wake-ups, and moves
+ * frames: it parses incoming frames in place and queues outgoing ones for writev.
+ *
+ * Threading. One loop per thread. Every function below must be called on the thread that runs
+ * ef_loop_run (from a callback or a posted function), or, while no thread runs the loop, from one
+ * thread at a time (set-up before the loop thread starts, clean-up after it returns). The only
+ * exceptions are ef_loop_post and ef_loop_stop: they may be called from any thread at any time
+ * between ef_loop_create and ef_loop_free. Callbacks run on the loop thread, one at a time, and
+ * never from inside an ef_loop_* call — with one exception: a zero-copy release() (see
+ * ef_loop_send_ref). A callback must not call ef_loop_run or ef_loop_free.
+ *
+ * Ids. Listeners, connections and timers are named by uint64_t ids that one loop never reuses
+ * (0 is never an id). A stale id is harmless: calls answer EF_ECLOSED.
+ *
+ * A connection id's life: on_accept (accepted) or on_connect (ef_loop_connect; exactly once, with
+ * EF_OK, or a negative status if it never connected), then any number of on_frame and on_drain,
+ * then exactly one on_close, always the last callback for that id. on_close reasons: EF_OK for an
+ * orderly end (the peer closed between frames, or ef_loop_close); EF_ECLOSED when the peer closed
+ * in the middle of a frame; a frame error (EF_EBADMAGIC, EF_EVERSION, EF_EHDRCHECKSUM,
+ * EF_ECHECKSUM, EF_EFRAMETYPE, EF_ETOOLONG) when the peer sent a bad frame — only that
+ * connection is closed; EF_ESYS when a socket call failed (ef_loop_last_errno tells why);
+ * EF_ENOMEM when a buffer could not grow.
+ *
+ * Back-pressure. ef_loop_send refuses (EF_EBUSY, nothing queued) while a connection's queued
+ * bytes are at or over send_high_water; once they have been there, on_drain fires when the queue
+ * falls below send_low_water again. Reading the other way: ef_loop_pause stops reading a
+ * connection, so a slow consumer lets TCP push back on the peer.
+ *
+ * Sockets are written with sendmsg(MSG_NOSIGNAL): the process need not ignore SIGPIPE.
+ */
+
+typedef struct ef_loop ef_loop;
+
+#define EF_LOOP_SEND_HIGH_WATER_DEFAULT (4u * 1024u * 1024u)
+#define EF_LOOP_READ_BUFFER_DEFAULT (64u * 1024u)
+
+/* Plain data: zero-filled means defaults and no callbacks. Every callback may be NULL (the
+ * event is then dropped; a NULL on_frame discards frames). Each receives the loop and user. */
+typedef struct ef_loop_config {
+    void *user;
+    /* A listener accepted a connection; conn_id is open and reading. */
+    void (*on_accept)(ef_loop *loop, void *user, uint64_t listener_id, uint64_t conn_id);
+    /* An ef_loop_connect finished: EF_OK, or EF_ESYS (ef_loop_last_errno: ECONNREFUSED, ...)
+     * or EF_ECLOSED (closed before connecting). on_close follows a failure. */
+    void (*on_connect)(ef_loop *loop, void *user, uint64_t conn_id, int status);
+    /* A whole, checked frame. frame->payload points into the connection's read buffer and is
+     * valid only until this callback returns: copy what must outlive it. */
+    void (*on_frame)(ef_loop *loop, void *user, uint64_t conn_id, const ef_frame *frame);
+    /* The connection is gone (reason above); its pending zero-copy refs are already released. */
+    void (*on_close)(ef_loop *loop, void *user, uint64_t conn_id, int reason);
+    /* The send queue fell below send_low_water after reaching send_high_water. */
+    void (*on_drain)(ef_loop *loop, void *user, uint64_t conn_id);
+    void (*on_timer)(ef_loop *loop, void *user, uint64_t timer_id);
+    size_t max_payload;     /* largest payload accepted; 0 = EF_FRAME_MAX_PAYLOAD_DEFAULT */
+    size_t send_high_water; /* bytes queued per connection; 0 = EF_LOOP_SEND_HIGH_WATER_DEFAULT */
+    size_t send_low_water;  /* 1..high (1 = only when empty); 0 = half of send_high_water */
+    size_t read_buffer;     /* initial read buffer per connection; 0 = EF_LOOP_READ_BUFFER_DEFAULT.
+                               It grows (slow path) to the largest frame seen, never past
+                               max_payload + EF_FRAME_HEADER_SIZE, and is kept for reuse. */
+} ef_loop_config;
+
+/* NULL config = defaults. Returns NULL on failure with *error (if error is not NULL) set to
+ * EF_EINVAL (low water over high), EF_ENOMEM, or EF_ESYS (epoll/eventfd; see errno). */
+EF_API ef_loop *ef_loop_create(const ef_loop_config *config, int *error);
+/* Closes every listener, connection and timer WITHOUT calling their callbacks, except that each
+ * zero-copy ref still queued is released, and posted functions still queued are run first (on
+ * the calling thread) so no post is lost. No thread may post once free has started. NULL is ok. */
+EF_API void ef_loop_free(ef_loop *loop);
+
+/* Run until ef_loop_stop. Returns EF_OK when stopped, EF_ESYS if epoll fails, EF_EINVAL when
+ * the loop is already running. */
+EF_API int ef_loop_run(ef_loop *loop);
+/* THREAD-SAFE. Makes the running ef_loop_run return after the callback in progress, or the next
+ * ef_loop_run return at once if none is running. */
+EF_API void ef_loop_stop(ef_loop *loop);
+/* THREAD-SAFE. Queue fn(loop, arg) to run on the loop thread soon, in posting order per thread;
+ * every queued function runs exactly once (by ef_loop_run, or by ef_loop_free). Returns EF_OK,
+ * EF_EINVAL (fn NULL) or EF_ENOMEM (the queue could not grow). */
+EF_API int ef_loop_post(ef_loop *loop, void (*fn)(ef_loop *loop, void *arg), void *arg);
+
+/* Listen on host:port (host NULL or "" = every address; port 0 = ephemeral), SO_REUSEADDR.
+ * Fills *listener_id and, if not NULL, *bound_port. EF_EINVAL when host does not resolve,
+ * EF_ESYS when socket/bind/listen fail. Accepted connections get TCP_NODELAY. */
+EF_API int ef_loop_listen(ef_loop *loop, const char *host, uint16_t port, uint64_t *listener_id,
+                          uint16_t *bound_port);
+/* Stop listening (no callback). Connections accepted from it stay open. EF_OK or EF_ECLOSED. */
+EF_API int ef_loop_unlisten(ef_loop *loop, uint64_t listener_id);
+
+/* Start a non-blocking connect to host:port (the first address getaddrinfo returns; give a
+ * numeric address to avoid a blocking DNS lookup on the loop thread). Fills *conn_id; the result
+ * comes in on_connect, even when the connect fails at once. Frames may be sent before it
+ * connects: they are queued. EF_EINVAL when host does not resolve, EF_ESYS when no socket. */
+EF_API int ef_loop_connect(ef_loop *loop, const char *host, uint16_t port, uint64_t *conn_id);
+
+/* Queue a frame: the header is encoded with ef_frame_encode and the payload COPIED into the
+ * connection's send buffer (reused; it grows only in a slow path). When nothing is queued the
+ * frame is written at once and only what the socket did not take is copied. Returns EF_OK,
+ * EF_ECLOSED (unknown id, closing or closed), EF_EBUSY (queue at or over send_high_water:
+ * nothing queued, wait for on_drain), EF_EINVAL (bad type, NULL payload with len > 0),
+ * EF_ETOOLONG (len over UINT32_MAX) or EF_ENOMEM (if the frame was partly written the
+ * connection is closed with EF_ENOMEM). */
+EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
+                        uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                        size_t len);
+/* Zero-copy ef_loop_send: the payload is referenced, not copied, and must stay unchanged until
+ * release(ctx) runs. On EF_OK, release(ctx) (if not NULL) is called exactly once on the loop
+ * thread: when the payload has been written — possibly before ef_loop_send_ref returns — or when
+ * the connection closes first, or by ef_loop_free. On any error nothing is queued and release is
+ * NOT called: the caller keeps ownership. */
+EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
+                            uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                            size_t len, void (*release)(void *ctx), void *ctx);
+
+/* Close a connection: at once (flush 0: queued frames are dropped and their refs released), or
+ * once its queue is written (flush 1: no more frames are read or may be sent meanwhile; then
+ * input still unread is discarded so the close does not reset the peer). on_close(EF_OK) follows
+ * either way, from the loop. EF_OK, or EF_ECLOSED when the id is unknown or already closed;
+ * flush 0 on a connection already flushing closes it at once. */
+EF_API int ef_loop_close(ef_loop *loop, uint64_t conn_id, int flush);
+/* Stop (paused 1) or resume (0) reading a connection. A pause called from on_frame takes effect
+ * after that frame; frames already read are delivered after the resume. EF_OK or EF_ECLOSED. */
+EF_API int ef_loop_pause(ef_loop *loop, uint64_t conn_id, int paused);
+
+/* A timer (one timerfd each) firing on_timer after ms milliseconds (0 = on the next turn of the
+ * loop), then every ms if repeat. A one-shot timer's id is gone once it fired. EF_EINVAL for a
+ * repeating timer of 0 ms, EF_ESYS, EF_ENOMEM. */
+EF_API int ef_loop_timer_add(ef_loop *loop, uint64_t ms, int repeat, uint64_t *timer_id);
+/* EF_OK, or EF_ECLOSED when the timer is unknown, cancelled or a one-shot that already fired. */
+EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
+
+/* Bytes queued on a connection and not yet written, or EF_ECLOSED. */
+EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id);
+/* The peer's address as "1.2.3.4:5678" or "[::1]:5678", NUL-terminated. Returns its length,
+ * EF_ESPACE when cap is too small, or EF_ECLOSED. */
+EF_API ptrdiff_t ef_loop_peer(const ef_loop *loop, uint64_t conn_id, char *buf, size_t cap);
+/* The errno behind the latest EF_ESYS: inside on_connect / on_close, the one for that event;
+ * after an ef_loop_* call returned EF_ESYS, the one for that call. */
+EF_API int ef_loop_last_errno(const ef_loop *loop);
 /* EF_LOOP_SECTION_END */
 
 #ifdef __cplusplus

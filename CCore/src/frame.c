@@ -33,7 +33,7 @@ _Static_assert(OFF(payload_crc) == 24 && OFF(header_crc) == 28, "checksums close
 _Static_assert(EF_FRAME_MAGIC ==
                    ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'L' << 16 | (uint32_t)'W' << 24),
                "the magic reads \"EFLW\" on the wire");
-_Static_assert(EF_FRAME_TYPE_MAX == EF_FRAME_BYE, "EF_FRAME_TYPE_MAX names the last type");
+_Static_assert(EF_FRAME_TYPE_MAX == EF_FRAME_STEP, "EF_FRAME_TYPE_MAX names the last type");
 _Static_assert(EF_PROTOCOL_VERSION >= 1 && EF_PROTOCOL_VERSION <= 255, "version fits its byte");
 /* The fields are stored with memcpy in host order, which is wire order only here. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host");

@@ -15,7 +15,8 @@ struct CountCommand: ParsableCommand {
             Words are maximal runs of bytes that are not ASCII whitespace (space, tab, newline, \
             vertical tab, form feed, carriage return); every other byte is kept as read. Ties are \
             ordered by the word's bytes, ascending. The input is streamed in parcels cut at line \
-            boundaries, counted on every core, and merged.
+            boundaries, counted on every core, and merged. With --workers, parcels go to worker \
+            processes (`elasticflow worker`) and the output is identical, byte for byte.
             """
     )
 
@@ -36,8 +37,11 @@ struct CountCommand: ParsableCommand {
         help: ArgumentHelp("Target parcel size, e.g. 4MiB or 512KiB (default 4MiB).", valueName: "SIZE"))
     var parcelSize: String?
 
+    @OptionGroup(title: "Cluster")
+    var cluster: ClusterOptions
+
     @Argument(help: ArgumentHelp("Files to count; '-' reads standard input.", valueName: "FILE"))
-    var files: [String]
+    var files: [String] = []
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one FILE ('-' for standard input)") }
@@ -47,12 +51,42 @@ struct CountCommand: ParsableCommand {
 
     func run() throws {
         do throws(ElasticFlowError) {
-            var options = WordCountOptions(lowercase: lowercase, threads: threads)
-            if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }
-            let (counter, _) = try LocalWordCount.run(files.map(DataSource.init(argument:)), options: options)
-            try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+            let sources = files.map(DataSource.init(argument:))
+            if let workers = try cluster.workerAddresses() {
+                let cookie = try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
+                var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
+                if let threads { configuration.masterThreads = threads }
+                try cluster.apply(to: &configuration, parcelSize: parcelSize)
+                let report = try runOnCluster(
+                    configuration: configuration, task: "wordcount", sources: sources,
+                    options: TaskOptions(lowercase: lowercase))
+                guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
+                try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+            } else {
+                if cluster.cookie != nil || cluster.cookieFile != nil || cluster.compression != nil
+                    || cluster.inFlight != nil || cluster.masterWork != nil
+                {
+                    throw .invalidArgument("--cookie, --compression, --in-flight and --master-work need --workers")
+                }
+                var options = WordCountOptions(lowercase: lowercase, threads: threads)
+                if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }
+                let (counter, _) = try LocalWordCount.run(sources, options: options)
+                try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+            }
         } catch {
             fail(error.description)
         }
     }
+}
+
+/// Runs a step on a cluster with a progress bar on a terminal.
+func runOnCluster(
+    configuration: ClusterConfiguration, task: String, sources: [DataSource], options: TaskOptions,
+    interceptors: [any Interceptor] = []
+) throws(ElasticFlowError) -> StepReport {
+    let master = Master(configuration: configuration)
+    for interceptor in interceptors { master.add(interceptor) }
+    let bar = ProgressBar()
+    defer { bar.finish() }
+    return try master.run(task: task, sources: sources, options: options) { bar.update($0) }
 }

@@ -100,4 +100,42 @@ public final class Codec {
         try check(written, "decompressing")
         return output
     }
+
+    /// Compresses bytes into `output` (grown to the codec's bound when needed).
+    /// - Returns: the compressed size, also set as `output.count`.
+    func compress(_ bytes: UnsafeRawBufferPointer, into output: ParcelBuffer, with compression: Compression)
+        throws(ElasticFlowError) -> Int
+    {
+        let bound = ef_codec_bound(compression.codecID, bytes.count)
+        guard bound > 0 else { throw .core(.invalidArgument, operation: "compressing \(bytes.count) bytes") }
+        output.count = 0
+        if output.capacity < bound { output.grow(to: bound) }
+        let written = ef_codec_compress(
+            handle, compression.codecID, compression.level, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            bytes.count, output.base.assumingMemoryBound(to: UInt8.self), output.capacity)
+        try check(written, "compressing with \(compression)")
+        output.count = written
+        return written
+    }
+
+    /// Decompresses a parcel buffer into `output` (grown to its recorded size when that is within
+    /// `limit`). - Returns: the decompressed size, also set as `output.count`.
+    func decompress(_ bytes: UnsafeRawBufferPointer, into output: ParcelBuffer, limit: Int) throws(ElasticFlowError)
+        -> Int
+    {
+        var codec: Int32 = 0
+        var rawLength: UInt64 = 0
+        try check(
+            ef_codec_peek(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &codec, &rawLength),
+            "reading parcel header")
+        guard rawLength <= UInt64(limit) else { throw .core(.tooBig, operation: "decompressing") }
+        output.count = 0
+        if output.capacity < Int(rawLength) { output.grow(to: Int(rawLength)) }
+        let written = ef_codec_decompress(
+            handle, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count,
+            output.base.assumingMemoryBound(to: UInt8.self), output.capacity, limit)
+        try check(written, "decompressing")
+        output.count = written
+        return written
+    }
 }

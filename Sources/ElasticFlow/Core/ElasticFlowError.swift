@@ -42,6 +42,13 @@ public enum ElasticFlowError: Error, Equatable, CustomStringConvertible {
     case isDirectory(path: String)
     /// A value given by the user is out of range or malformed.
     case invalidArgument(String)
+    /// The cluster could not run a step: unreachable or refused workers, a failed parcel, a lost
+    /// cluster. The message says which node and why.
+    case cluster(String)
+    /// Serialized data (a `FlowValue` encoding, a task result) is truncated or malformed.
+    case malformedValue(String)
+    /// A task failed (`name` is the task's registered name, or what was being done).
+    case task(name: String, message: String)
 
     public var description: String {
         switch self {
@@ -53,6 +60,12 @@ public enum ElasticFlowError: Error, Equatable, CustomStringConvertible {
             return "cannot read '\(path)': Is a directory"
         case .invalidArgument(let message):
             return message
+        case .cluster(let message):
+            return message
+        case .malformedValue(let message):
+            return "malformed value: \(message)"
+        case .task(let name, let message):
+            return "task '\(name)': \(message)"
         }
     }
 }

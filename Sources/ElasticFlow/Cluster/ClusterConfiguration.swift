@@ -1,0 +1,171 @@
+import Foundation
+
+/// A node's network address, `HOST:PORT` (IPv6 as `[::1]:PORT`).
+public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: UInt16
+
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// - Throws: `ElasticFlowError.invalidArgument` for anything but `HOST:PORT` with a port in 0...65535.
+    public init(parsing text: String) throws(ElasticFlowError) {
+        let trimmed = String(text.trimmingWhitespace())
+        var host: Substring
+        var portText: Substring
+        if trimmed.hasPrefix("["), let close = trimmed.firstIndex(of: "]") {
+            host = trimmed[trimmed.index(after: trimmed.startIndex)..<close]
+            let rest = trimmed[trimmed.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw .invalidArgument("invalid address '\(text)': expected HOST:PORT") }
+            portText = rest.dropFirst()
+        } else {
+            guard let colon = trimmed.lastIndex(of: ":") else {
+                throw .invalidArgument("invalid address '\(text)': expected HOST:PORT")
+            }
+            host = trimmed[..<colon]
+            portText = trimmed[trimmed.index(after: colon)...]
+        }
+        guard !host.isEmpty, let port = UInt16(portText) else {
+            throw .invalidArgument("invalid address '\(text)': expected HOST:PORT with a port in 0...65535")
+        }
+        self.init(host: String(host), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// The shared secret nodes prove they know (HMAC-SHA256 challenge-response; it never crosses the
+/// wire).
+public struct Cookie: Sendable, Hashable {
+    let bytes: [UInt8]
+
+    /// The secret, to hand to child processes (in their environment, never their arguments).
+    public var secret: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// - Throws: `ElasticFlowError.invalidArgument` for an empty cookie.
+    public init(_ secret: String) throws(ElasticFlowError) {
+        guard !secret.isEmpty else { throw .invalidArgument("the cookie is empty") }
+        bytes = Array(secret.utf8)
+    }
+
+    /// Reads a cookie file; one trailing newline is ignored.
+    public init(contentsOfFile path: String) throws(ElasticFlowError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .io(path: path, operation: "read cookie file", errno: errno == 0 ? ENOENT : errno)
+        }
+        var text = String(decoding: data, as: UTF8.self)
+        if text.hasSuffix("\r\n") { text.removeLast(1) }
+        if text.hasSuffix("\n") { text.removeLast() }
+        guard !text.isEmpty else { throw .invalidArgument("the cookie file '\(path)' is empty") }
+        bytes = Array(text.utf8)
+    }
+
+    /// `--cookie`, else `--cookie-file`, else `$ELASTICFLOW_COOKIE`.
+    public static func resolve(secret: String?, file: String?) throws(ElasticFlowError) -> Cookie {
+        if let secret { return try Cookie(secret) }
+        if let file { return try Cookie(contentsOfFile: file) }
+        if let value = ProcessInfo.processInfo.environment["ELASTICFLOW_COOKIE"], !value.isEmpty {
+            return try Cookie(value)
+        }
+        throw .invalidArgument("a cookie is required: --cookie SECRET, --cookie-file PATH or ELASTICFLOW_COOKIE")
+    }
+}
+
+/// How a master runs a step over its cluster.
+public struct ClusterConfiguration: Sendable {
+    /// The workers to connect to.
+    public var workers: [NodeAddress]
+    public var cookie: Cookie
+    /// How parcels and results are compressed on the wire.
+    public var compression: Compression = .lz4
+    /// Target parcel size in bytes (parcels end at line boundaries).
+    public var parcelSize: Int = 4 << 20
+    /// Parcels a worker may hold at once (unanswered).
+    public var inFlight: Int = 4
+    /// Whether the master processes parcels too, on its own threads.
+    public var masterProcesses = true
+    /// Threads of the master (compression and its own parcels).
+    public var masterThreads = WordCountOptions.onlineCores
+    /// Interval between heartbeats, both ways.
+    public var heartbeatInterval: Double = 1.0
+    /// Silence after which a peer is presumed dead.
+    public var heartbeatTimeout: Double = 5.0
+    /// How long connecting and the handshake may take.
+    public var connectTimeout: Double = 10.0
+    /// The largest parcel or result accepted, decompressed or not.
+    public var maxPayload: Int = 256 << 20
+
+    public init(workers: [NodeAddress], cookie: Cookie) {
+        self.workers = workers
+        self.cookie = cookie
+    }
+}
+
+/// The cluster file read by `elasticflow run --config` (JSON; documented in docs/cluster-file.md).
+public struct ClusterFile: Codable, Sendable {
+    public struct Node: Codable, Sendable {
+        public var name: String
+        public var address: String
+        public var role: String
+    }
+
+    public var nodes: [Node]
+    public var cookieFile: String?
+    public var compression: String?
+    public var parcelSize: String?
+    public var inFlight: Int?
+    public var masterProcesses: Bool?
+    public var heartbeatInterval: Double?
+    public var heartbeatTimeout: Double?
+
+    /// Reads and validates a cluster file; relative cookie paths are relative to the file.
+    public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .io(path: path, operation: "read cluster file", errno: errno == 0 ? ENOENT : errno)
+        }
+        let file: ClusterFile
+        do {
+            file = try JSONDecoder().decode(ClusterFile.self, from: data)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw .invalidArgument("cluster file '\(path)': missing key '\(key.stringValue)'")
+        } catch let DecodingError.typeMismatch(_, context) {
+            throw .invalidArgument(
+                "cluster file '\(path)': wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'")
+        } catch {
+            throw .invalidArgument("cluster file '\(path)' is not valid JSON")
+        }
+        for node in file.nodes {
+            guard node.role == "master" || node.role == "worker" else {
+                throw .invalidArgument("cluster file '\(path)': node '\(node.name)' has role '\(node.role)', expected master or worker")
+            }
+            _ = try NodeAddress(parsing: node.address)
+        }
+        guard file.nodes.filter({ $0.role == "master" }).count <= 1 else {
+            throw .invalidArgument("cluster file '\(path)': more than one master")
+        }
+        var resolved = file
+        if let cookieFile = file.cookieFile, !cookieFile.hasPrefix("/") {
+            resolved.cookieFile = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(cookieFile).path
+        }
+        return resolved
+    }
+
+    /// The configuration a master builds from this file (flags may override it afterwards).
+    public func configuration(cookie: Cookie) throws(ElasticFlowError) -> ClusterConfiguration {
+        var workers: [NodeAddress] = []
+        for node in nodes where node.role == "worker" { workers.append(try NodeAddress(parsing: node.address)) }
+        var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
+        if let compression { configuration.compression = try Compression(parsing: compression) }
+        if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if let inFlight {
+            guard inFlight >= 1 else { throw .invalidArgument("inFlight must be at least 1") }
+            configuration.inFlight = inFlight
+        }
+        if let masterProcesses { configuration.masterProcesses = masterProcesses }
+        if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
+        if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+        return configuration
+    }
+}

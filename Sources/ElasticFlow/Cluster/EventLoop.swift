@@ -1,0 +1,202 @@
+import Foundation
+internal import CElasticFlow
+
+/// A frame as the loop delivers it: the payload is a view into the connection's read buffer,
+/// valid only during the `received` callback.
+struct IncomingFrame {
+    var type: UInt8
+    var flags: UInt8
+    var codec: UInt8
+    var aux: UInt32
+    var id: UInt64
+    var payload: UnsafeRawBufferPointer
+}
+
+/// Receives the loop's events, on the loop thread, one at a time.
+protocol EventLoopHandler: AnyObject {
+    func accepted(_ connection: UInt64)
+    func connected(_ connection: UInt64, status: Int32, errno: Int32)
+    func received(_ frame: IncomingFrame, on connection: UInt64)
+    func closed(_ connection: UInt64, reason: Int32, errno: Int32)
+    func drained(_ connection: UInt64)
+    func timerFired(_ timer: UInt64)
+}
+
+extension EventLoopHandler {
+    func accepted(_ connection: UInt64) {}
+    func connected(_ connection: UInt64, status: Int32, errno: Int32) {}
+    func drained(_ connection: UInt64) {}
+    func timerFired(_ timer: UInt64) {}
+}
+
+/// The C core's epoll loop (`ef_loop`) on a thread of its own.
+///
+/// Threading: `post` and `stop` may be called from any thread; everything else only from the loop
+/// thread (inside a handler callback or a posted closure), as `ef_loop` requires. That confinement
+/// is what makes the `@unchecked Sendable` sound.
+final class EventLoop: @unchecked Sendable {
+    private(set) var handle: OpaquePointer!
+    /// Set before `start`, cleared by `shutdown`; only read on the loop thread.
+    var handler: EventLoopHandler?
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(maxPayload: Int, sendHighWater: Int) throws(ElasticFlowError) {
+        var config = ef_loop_config()
+        config.max_payload = maxPayload
+        config.send_high_water = sendHighWater
+        config.send_low_water = sendHighWater / 2
+        config.read_buffer = 256 * 1024
+        config.on_accept = { _, user, _, connection in
+            EventLoop.from(user).handler?.accepted(connection)
+        }
+        config.on_connect = { loop, user, connection, status in
+            EventLoop.from(user).handler?.connected(connection, status: status, errno: ef_loop_last_errno(loop))
+        }
+        config.on_frame = { _, user, connection, frame in
+            guard let frame else { return }
+            let incoming = IncomingFrame(
+                type: frame.pointee.type, flags: frame.pointee.flags, codec: frame.pointee.codec,
+                aux: frame.pointee.aux, id: frame.pointee.id,
+                payload: UnsafeRawBufferPointer(start: frame.pointee.payload.ptr, count: frame.pointee.payload.len))
+            EventLoop.from(user).handler?.received(incoming, on: connection)
+        }
+        config.on_close = { loop, user, connection, reason in
+            EventLoop.from(user).handler?.closed(connection, reason: reason, errno: ef_loop_last_errno(loop))
+        }
+        config.on_drain = { _, user, connection in
+            EventLoop.from(user).handler?.drained(connection)
+        }
+        config.on_timer = { _, user, timer in
+            EventLoop.from(user).handler?.timerFired(timer)
+        }
+        // The loop keeps an unretained pointer to self: self outlives the C loop (freed in deinit).
+        config.user = Unmanaged.passUnretained(self).toOpaque()
+        var error: Int32 = 0
+        guard let handle = ef_loop_create(&config, &error) else {
+            throw .core(CoreErrorCode(rawValue: error), operation: "creating the event loop")
+        }
+        self.handle = handle
+    }
+
+    deinit { ef_loop_free(handle) }
+
+    private static func from(_ user: UnsafeMutableRawPointer?) -> EventLoop {
+        Unmanaged<EventLoop>.fromOpaque(user!).takeUnretainedValue()
+    }
+
+    /// Runs the loop on a new thread until `stop`.
+    func start(name: String) {
+        let thread = Thread { [self] in
+            _ = ef_loop_run(handle)
+            finished.signal()
+        }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Stops the loop and waits for its thread to end. Any thread but the loop's.
+    func stopAndJoin() {
+        ef_loop_stop(handle)
+        if thread != nil {
+            finished.wait()
+            thread = nil
+        }
+        handler = nil
+    }
+
+    /// Runs body on the loop thread soon. Thread-safe.
+    func post(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(ClosureBox(body)).toOpaque()
+        let status = ef_loop_post(
+            handle,
+            { _, argument in Unmanaged<ClosureBox>.fromOpaque(argument!).takeRetainedValue().body() }, box)
+        if status != 0 {
+            // The queue could not grow (out of memory): run nothing rather than leak silently.
+            Unmanaged<ClosureBox>.fromOpaque(box).release()
+        }
+    }
+
+    // MARK: loop thread only
+
+    func listen(host: String, port: UInt16) throws(ElasticFlowError) -> (listener: UInt64, port: UInt16) {
+        var listener: UInt64 = 0
+        var bound: UInt16 = 0
+        let status = ef_loop_listen(handle, host, port, &listener, &bound)
+        if status == Int32(EF_ESYS) {
+            throw .io(path: "\(host):\(port)", operation: "listen on", errno: ef_loop_last_errno(handle))
+        }
+        if status < 0 {
+            throw .invalidArgument("cannot listen on \(host):\(port): \(CoreErrorCode(rawValue: status))")
+        }
+        return (listener, bound)
+    }
+
+    func unlisten(_ listener: UInt64) { _ = ef_loop_unlisten(handle, listener) }
+
+    func connect(host: String, port: UInt16) throws(ElasticFlowError) -> UInt64 {
+        var connection: UInt64 = 0
+        let status = ef_loop_connect(handle, host, port, &connection)
+        if status < 0 {
+            throw .invalidArgument("cannot connect to \(host):\(port): address does not resolve")
+        }
+        return connection
+    }
+
+    /// Queues a frame, copying its payload. Returns 0 or a negative `EF_E*` code.
+    @discardableResult
+    func send(
+        _ connection: UInt64, type: UInt8, flags: UInt8 = 0, codec: UInt8 = 0, aux: UInt32 = 0, id: UInt64 = 0,
+        payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    ) -> Int32 {
+        ef_loop_send(
+            handle, connection, type, flags, codec, aux, id, payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            payload.count)
+    }
+
+    @discardableResult
+    func send(_ connection: UInt64, type: UInt8, aux: UInt32 = 0, id: UInt64 = 0, bytes: [UInt8]) -> Int32 {
+        bytes.withUnsafeBytes { send(connection, type: type, aux: aux, id: id, payload: $0) }
+    }
+
+    /// Queues a frame whose payload is written straight from `payload` (no copy); `release` runs
+    /// on the loop thread once the bytes are written or the connection is gone, but only when the
+    /// call returns 0 — otherwise the caller keeps the bytes.
+    func sendReference(
+        _ connection: UInt64, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64,
+        payload: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void
+    ) -> Int32 {
+        let box = Unmanaged.passRetained(ClosureBox(release)).toOpaque()
+        let status = ef_loop_send_ref(
+            handle, connection, type, flags, codec, aux, id, payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            payload.count, { context in Unmanaged<ClosureBox>.fromOpaque(context!).takeRetainedValue().body() }, box)
+        if status != 0 { Unmanaged<ClosureBox>.fromOpaque(box).release() }
+        return status
+    }
+
+    func close(_ connection: UInt64, flush: Bool) { _ = ef_loop_close(handle, connection, flush ? 1 : 0) }
+
+    func addTimer(milliseconds: UInt64, repeats: Bool) -> UInt64 {
+        var timer: UInt64 = 0
+        _ = ef_loop_timer_add(handle, milliseconds, repeats ? 1 : 0, &timer)
+        return timer
+    }
+
+    func cancelTimer(_ timer: UInt64) { _ = ef_loop_timer_cancel(handle, timer) }
+
+    func peer(_ connection: UInt64) -> String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let length = ef_loop_peer(handle, connection, &buffer, buffer.count)
+        return length > 0 ? String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    }
+
+    func pending(_ connection: UInt64) -> Int64 { ef_loop_pending(handle, connection) }
+}
+
+/// A closure crossing into C as an opaque pointer.
+private final class ClosureBox {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}

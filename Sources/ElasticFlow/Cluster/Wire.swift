@@ -1,0 +1,141 @@
+internal import CElasticFlow
+
+/// Frame types (docs/protocol.md); the values are the C core's `EF_FRAME_*`.
+enum FrameType: UInt8 {
+    case hello = 1, auth = 2, welcome = 3, heartbeat = 4, parcel = 5, result = 6, error = 7, bye = 8, step = 9
+}
+
+/// Frame flag: the payload is a compressed parcel buffer (`EF_FRAME_F_COMPRESSED`).
+let frameFlagCompressed = UInt8(EF_FRAME_F_COMPRESSED)
+
+/// Writes little-endian fields.
+struct WireWriter {
+    var bytes: [UInt8] = []
+
+    mutating func u8(_ value: UInt8) { bytes.append(value) }
+    mutating func u16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
+    /// A string of at most 65535 UTF-8 bytes, length-prefixed.
+    mutating func string(_ value: String) {
+        let utf8 = Array(value.utf8.prefix(65535))
+        u16(UInt16(utf8.count))
+        raw(utf8)
+    }
+}
+
+/// Reads little-endian fields, bounds-checked: a short or malformed payload throws.
+struct WireReader {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    private mutating func take(_ count: Int) throws(ElasticFlowError) -> ArraySlice<UInt8> {
+        guard count <= bytes.count - offset else { throw .core(.malformed, operation: "reading a handshake message") }
+        defer { offset += count }
+        return bytes[offset..<offset + count]
+    }
+
+    mutating func u8() throws(ElasticFlowError) -> UInt8 { try take(1).first! }
+    mutating func u16() throws(ElasticFlowError) -> UInt16 {
+        let b = try take(2)
+        return UInt16(b[b.startIndex]) | UInt16(b[b.startIndex + 1]) << 8
+    }
+    mutating func u32() throws(ElasticFlowError) -> UInt32 {
+        let b = try take(4)
+        return b.reversed().reduce(0) { $0 << 8 | UInt32($1) }
+    }
+    mutating func raw(_ count: Int) throws(ElasticFlowError) -> [UInt8] { Array(try take(count)) }
+    mutating func string() throws(ElasticFlowError) -> String {
+        let count = Int(try u16())
+        return String(decoding: try take(count), as: UTF8.self)
+    }
+}
+
+/// HELLO, both ways: protocol version, role, supported codecs, a fresh nonce, and — from the
+/// worker — its proof of the cookie over both nonces; then threads and the node's name.
+struct Hello {
+    static let masterRole = UInt8(ascii: "M")
+    static let workerRole = UInt8(ascii: "W")
+    /// Bit i set: codec i (EF_CODEC_*) is supported.
+    static let allCodecs: UInt8 = 0b111
+
+    var version: UInt16 = UInt16(EF_PROTOCOL_VERSION)
+    var role: UInt8
+    var codecs: UInt8 = Hello.allCodecs
+    var nonce: [UInt8]
+    var proof: [UInt8] = []  // 32 bytes from the worker, empty from the master
+    var threads: UInt16 = 1
+    var name: String = ""
+
+    func encoded() -> [UInt8] {
+        var writer = WireWriter()
+        writer.u16(version)
+        writer.u8(role)
+        writer.u8(codecs)
+        writer.raw(nonce)
+        writer.u8(UInt8(proof.count))
+        writer.raw(proof)
+        writer.u16(threads)
+        writer.string(name)
+        return writer.bytes
+    }
+
+    init(role: UInt8, nonce: [UInt8], proof: [UInt8] = [], threads: Int, name: String) {
+        self.role = role
+        self.nonce = nonce
+        self.proof = proof
+        self.threads = UInt16(clamping: threads)
+        self.name = name
+    }
+
+    init(decoding bytes: [UInt8]) throws(ElasticFlowError) {
+        var reader = WireReader(bytes)
+        version = try reader.u16()
+        role = try reader.u8()
+        codecs = try reader.u8()
+        nonce = try reader.raw(Int(EF_AUTH_NONCE_SIZE))
+        let proofLength = Int(try reader.u8())
+        guard proofLength == 0 || proofLength == Int(EF_SHA256_SIZE) else {
+            throw .core(.malformed, operation: "reading a HELLO")
+        }
+        proof = try reader.raw(proofLength)
+        threads = try reader.u16()
+        name = try reader.string()
+    }
+}
+
+/// The cookie challenge-response (C core: `ef_auth_proof`, `ef_auth_verify`, HMAC-SHA256).
+enum Authentication {
+    static func nonce() throws(ElasticFlowError) -> [UInt8] {
+        var nonce = [UInt8](repeating: 0, count: Int(EF_AUTH_NONCE_SIZE))
+        try check(ef_auth_nonce(&nonce), "drawing a nonce")
+        return nonce
+    }
+
+    static func proof(cookie: [UInt8], role: UInt8, own: [UInt8], peer: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EF_SHA256_SIZE))
+        ef_auth_proof(cookie, cookie.count, role, own, peer, &out)
+        return out
+    }
+
+    static func verify(cookie: [UInt8], peerRole: UInt8, peer: [UInt8], own: [UInt8], proof: [UInt8]) -> Bool {
+        guard proof.count == Int(EF_SHA256_SIZE), peer.count == Int(EF_AUTH_NONCE_SIZE) else { return false }
+        return ef_auth_verify(cookie, cookie.count, peerRole, peer, own, proof) == 0
+    }
+}
+
+/// STEP, master to worker: what the parcels of a step are for (task name and options).
+struct StepAnnouncement: Codable {
+    var step: UInt32
+    var task: String
+    var options: TaskOptions
+    /// How results are compressed (`Compression(parsing:)` syntax).
+    var compression: String
+}
+
+/// CRC32C of bytes (the C core's `ef_crc32c`, hardware-accelerated where possible).
+func crc32c(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    ef_crc32c(0, bytes.baseAddress, bytes.count)
+}

@@ -1,0 +1,313 @@
+import Foundation
+internal import CElasticFlow
+
+/// How a worker node serves masters.
+public struct WorkerConfiguration: Sendable {
+    /// Where to listen (port 0: any free port, see `Worker.address`).
+    public var listen: NodeAddress
+    public var cookie: Cookie
+    /// Threads that run tasks.
+    public var threads = WordCountOptions.onlineCores
+    public var heartbeatInterval: Double = 1.0
+    /// Silence after which a master is presumed gone and its connection closed.
+    public var heartbeatTimeout: Double = 5.0
+    /// Time a connection has to complete the handshake.
+    public var handshakeTimeout: Double = 10.0
+    /// The largest parcel accepted, compressed or not.
+    public var maxPayload: Int = 256 << 20
+    /// The name this node gives in its HELLO.
+    public var name: String
+
+    public init(listen: NodeAddress, cookie: Cookie, name: String? = nil) {
+        self.listen = listen
+        self.cookie = cookie
+        self.name = name ?? "worker@\(listen)"
+    }
+}
+
+/// A worker node: accepts masters that prove the shared cookie, runs the tasks they send parcels
+/// for (looked up by name in the registry every node shares) and answers each with a RESULT or
+/// an ERROR. It serves any number of masters at once until `shutdown`.
+public final class Worker: @unchecked Sendable {
+    // Everything below but `configuration`, `tasks`, `log` and `stopped` is used on the loop thread
+    // only (callbacks and posted closures), which is what makes the @unchecked Sendable sound.
+    public let configuration: WorkerConfiguration
+    private let tasks: TaskRegistry
+    private let log: @Sendable (String) -> Void
+    private let loop: EventLoop
+    private let pool: WorkerPool
+    private var sessions: [UInt64: Session] = [:]
+    private var listener: UInt64 = 0
+    private var heartbeatTimer: UInt64 = 0
+    private var inFlight = 0
+    private var draining = false
+    private var freeBuffers: [ParcelBuffer] = []
+    private let stopped = DispatchSemaphore(value: 0)
+    /// The address actually bound (the port filled in when 0 was asked).
+    public private(set) var address: NodeAddress
+
+    private final class Session {
+        enum Phase { case awaitingHello, awaitingAuth(masterNonce: [UInt8]), ready }
+        var phase = Phase.awaitingHello
+        let nonce: [UInt8]
+        let peer: String
+        var masterName = ""
+        var lastSeen = monotonicSeconds()
+        let opened = monotonicSeconds()
+        var steps: [UInt32: (name: String, task: any ParcelTask, options: TaskOptions, compression: Compression)] = [:]
+        init(nonce: [UInt8], peer: String) {
+            self.nonce = nonce
+            self.peer = peer
+        }
+    }
+
+    /// - Parameter log: receives one line per notable event (connections, refusals, errors).
+    public init(
+        configuration: WorkerConfiguration, tasks: TaskRegistry = .standard,
+        log: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws(ElasticFlowError) {
+        self.configuration = configuration
+        self.tasks = tasks
+        self.log = log
+        address = configuration.listen
+        loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: 64 << 20)
+        pool = try WorkerPool(threads: configuration.threads, name: "ef-worker", scratchCapacity: 4 << 20)
+    }
+
+    /// Binds and starts serving. Returns once the worker accepts connections.
+    /// - Throws: `ElasticFlowError` when the address cannot be bound.
+    public func start() throws(ElasticFlowError) {
+        loop.handler = self
+        let (listener, port) = try loop.listen(host: configuration.listen.host, port: configuration.listen.port)
+        self.listener = listener
+        address = NodeAddress(host: configuration.listen.host, port: port)
+        let interval = UInt64(max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+        heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
+        loop.start(name: "ef-worker-loop")
+    }
+
+    /// Graceful stop: no new connections or parcels; parcels in progress are finished and
+    /// answered, then every master gets BYE. Thread-safe; returns at once (see `wait`).
+    public func shutdown() {
+        loop.post { [self] in
+            guard !draining else { return }
+            draining = true
+            loop.unlisten(listener)
+            log("shutting down: finishing \(inFlight) parcel(s) in progress")
+            finishIfDrained()
+        }
+    }
+
+    /// Blocks until the worker has shut down.
+    public func wait() {
+        stopped.wait()
+        loop.stopAndJoin()
+        pool.shutdown()
+    }
+
+    private func finishIfDrained() {
+        guard draining, inFlight == 0 else { return }
+        for (connection, session) in sessions {
+            if case .ready = session.phase { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
+            loop.close(connection, flush: true)
+        }
+        if sessions.isEmpty { stopped.signal() }
+        // Otherwise the last on_close signals; a peer that never reads cannot hold us forever.
+        _ = loop.addTimer(milliseconds: 3000, repeats: false)
+    }
+
+    private func refuse(_ connection: UInt64, _ session: Session, _ message: String) {
+        log("refused \(session.peer): \(message)")
+        loop.send(connection, type: FrameType.error.rawValue, bytes: Array(message.utf8))
+        loop.close(connection, flush: true)
+    }
+
+    private func takeBuffer(_ capacity: Int) -> ParcelBuffer {
+        let buffer = freeBuffers.popLast() ?? ParcelBuffer(capacity: capacity)
+        if buffer.capacity < capacity { buffer.grow(to: capacity) }
+        buffer.count = 0
+        return buffer
+    }
+}
+
+extension Worker: EventLoopHandler {
+    func accepted(_ connection: UInt64) {
+        guard !draining, let nonce = try? Authentication.nonce() else {
+            loop.close(connection, flush: false)
+            return
+        }
+        sessions[connection] = Session(nonce: nonce, peer: loop.peer(connection))
+    }
+
+    func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
+        if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
+            let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
+            log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
+        }
+        if draining && sessions.isEmpty { stopped.signal() }
+    }
+
+    func timerFired(_ timer: UInt64) {
+        if timer != heartbeatTimer {
+            if draining { stopped.signal() }  // the grace period after BYE is over
+            return
+        }
+        let now = monotonicSeconds()
+        for (connection, session) in sessions {
+            switch session.phase {
+            case .ready:
+                if now - session.lastSeen > configuration.heartbeatTimeout {
+                    log("master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing")
+                    loop.close(connection, flush: false)
+                } else {
+                    loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
+                }
+            default:
+                if now - session.opened > configuration.handshakeTimeout {
+                    refuse(connection, session, "handshake not completed in time")
+                }
+            }
+        }
+    }
+
+    func received(_ frame: IncomingFrame, on connection: UInt64) {
+        guard let session = sessions[connection] else { return }
+        session.lastSeen = monotonicSeconds()
+        switch (FrameType(rawValue: frame.type), session.phase) {
+        case (.hello, .awaitingHello):
+            guard let hello = try? Hello(decoding: Array(frame.payload)), hello.role == Hello.masterRole else {
+                return refuse(connection, session, "malformed HELLO")
+            }
+            guard hello.version == UInt16(EF_PROTOCOL_VERSION) else {
+                return refuse(
+                    connection, session,
+                    "unsupported protocol version \(hello.version) (this worker speaks \(EF_PROTOCOL_VERSION))")
+            }
+            session.masterName = hello.name
+            let proof = Authentication.proof(
+                cookie: configuration.cookie.bytes, role: Hello.workerRole, own: session.nonce, peer: hello.nonce)
+            let answer = Hello(
+                role: Hello.workerRole, nonce: session.nonce, proof: proof, threads: pool.size,
+                name: configuration.name)
+            loop.send(connection, type: FrameType.hello.rawValue, bytes: answer.encoded())
+            session.phase = .awaitingAuth(masterNonce: hello.nonce)
+        case (.auth, .awaitingAuth(let masterNonce)):
+            guard
+                Authentication.verify(
+                    cookie: configuration.cookie.bytes, peerRole: Hello.masterRole, peer: masterNonce,
+                    own: session.nonce, proof: Array(frame.payload))
+            else {
+                return refuse(connection, session, "authentication failed: the master's cookie differs from this worker's")
+            }
+            session.phase = .ready
+            loop.send(connection, type: FrameType.welcome.rawValue, bytes: [])
+            log("master \(session.masterName) (\(session.peer)) connected")
+        case (.error, _):
+            log("\(session.peer): \(String(decoding: frame.payload, as: UTF8.self))")
+            loop.close(connection, flush: false)
+        case (.heartbeat, .ready):
+            break
+        case (.step, .ready):
+            announce(frame, session: session, connection: connection)
+        case (.parcel, .ready):
+            accept(frame, session: session, connection: connection)
+        case (.bye, _):
+            loop.close(connection, flush: true)
+        default:
+            refuse(connection, session, "unexpected frame type \(frame.type) during the handshake")
+        }
+    }
+
+    private func announce(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+        do {
+            let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
+            let task = try tasks.task(named: announcement.task)
+            session.steps[announcement.step] = (
+                announcement.task, task, announcement.options, try Compression(parsing: announcement.compression)
+            )
+        } catch {
+            let message = "cannot run step \(frame.aux): \(error)"
+            log(message)
+            loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: 0, bytes: Array(message.utf8))
+        }
+    }
+
+    private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+        guard !draining else {
+            let message = "worker is shutting down"
+            loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
+            return
+        }
+        guard let step = session.steps[frame.aux] else {
+            let message = "parcel for unknown step \(frame.aux)"
+            loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
+            return
+        }
+        // The payload lives in the loop's read buffer only during this callback: copy it once.
+        let buffer = takeBuffer(frame.payload.count)
+        buffer.base.copyMemory(from: frame.payload.baseAddress!, byteCount: frame.payload.count)
+        buffer.count = frame.payload.count
+        let compressed = frame.flags & frameFlagCompressed != 0
+        let (sequence, stepID, maxPayload) = (frame.id, frame.aux, configuration.maxPayload)
+        let work = TaskTransfer(name: step.name, task: step.task, options: step.options, compression: step.compression)
+        inFlight += 1
+        pool.submit { [self] context in
+            var outcome: Result<[UInt8], ElasticFlowError>
+            do {
+                var input = buffer.bytes
+                if compressed {
+                    _ = try context.codec.decompress(buffer.bytes, into: context.scratch, limit: maxPayload)
+                    input = context.scratch.bytes
+                }
+                let result = try work.task.process(ParcelBytes(input), options: work.options)
+                outcome = .success(try context.codec.compress(result, with: work.compression))
+            } catch let error as ElasticFlowError {
+                outcome = .failure(error)
+            } catch {
+                outcome = .failure(.task(name: work.name, message: "\(error)"))
+            }
+            let finished = OutcomeTransfer(outcome: outcome)
+            loop.post { [self] in
+                inFlight -= 1
+                freeBuffers.append(buffer)
+                switch finished.outcome {
+                case .success(let bytes):
+                    loop.send(
+                        connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
+                        flagsCompressed: true, codec: UInt8(work.compression.codecID), bytes: bytes)
+                case .failure(let error):
+                    loop.send(
+                        connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
+                        bytes: Array(error.description.utf8))
+                }
+                finishIfDrained()
+            }
+        }
+    }
+}
+
+private struct TaskTransfer: @unchecked Sendable {
+    // Tasks are Sendable; TaskOptions and Compression are values.
+    let name: String
+    let task: any ParcelTask
+    let options: TaskOptions
+    let compression: Compression
+}
+
+private struct OutcomeTransfer: Sendable {
+    let outcome: Result<[UInt8], ElasticFlowError>
+}
+
+extension EventLoop {
+    @discardableResult
+    func send(
+        _ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flagsCompressed: Bool, codec: UInt8,
+        bytes: [UInt8]
+    ) -> Int32 {
+        bytes.withUnsafeBytes {
+            send(
+                connection, type: type, flags: flagsCompressed ? frameFlagCompressed : 0, codec: codec, aux: aux,
+                id: id, payload: $0)
+        }
+    }
+}

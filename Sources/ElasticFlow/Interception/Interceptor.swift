@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Sees every action of a step as it happens. Every method has a default that does nothing, so an
+/// interceptor implements only what it cares about. Called on the master's coordinating thread,
+/// in event order: keep them quick.
+public protocol Interceptor: Sendable {
+    func distributed(_ receipt: Receipt, to node: String)
+    func sent(_ receipt: Receipt, to node: String, bytes: Int)
+    func received(_ receipt: Receipt, from node: String, bytes: Int)
+    func aggregated(_ receipt: Receipt)
+    func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double)
+    func stepUpdated(step: UInt32, state: String, detail: String)
+}
+
+extension Interceptor {
+    public func distributed(_ receipt: Receipt, to node: String) {}
+    public func sent(_ receipt: Receipt, to node: String, bytes: Int) {}
+    public func received(_ receipt: Receipt, from node: String, bytes: Int) {}
+    public func aggregated(_ receipt: Receipt) {}
+    public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {}
+    public func stepUpdated(step: UInt32, state: String, detail: String) {}
+
+    /// Dispatches an event to the matching method.
+    public func intercept(_ event: FlowEvent) {
+        switch event {
+        case .distributed(let r, let node): distributed(r, to: node)
+        case .sent(let r, let node, let bytes): sent(r, to: node, bytes: bytes)
+        case .received(let r, let node, let bytes): received(r, from: node, bytes: bytes)
+        case .aggregated(let r): aggregated(r)
+        case .taskComplete(let r, let node, let seconds): taskCompleted(r, on: node, seconds: seconds)
+        case .stepUpdate(let step, let state, let detail): stepUpdated(step: step, state: state, detail: detail)
+        }
+    }
+}
+
+/// Publishes events as an `AsyncSequence` (`events`), for consumers that prefer `for await`.
+/// Buffers without bound so the master never waits on a slow consumer.
+public final class EventStream: Interceptor {
+    public let events: AsyncStream<FlowEvent>
+    private let continuation: AsyncStream<FlowEvent>.Continuation
+
+    public init() {
+        (events, continuation) = AsyncStream.makeStream(of: FlowEvent.self, bufferingPolicy: .unbounded)
+    }
+
+    public func distributed(_ receipt: Receipt, to node: String) {
+        continuation.yield(.distributed(receipt, node: node))
+    }
+    public func sent(_ receipt: Receipt, to node: String, bytes: Int) {
+        continuation.yield(.sent(receipt, node: node, bytes: bytes))
+    }
+    public func received(_ receipt: Receipt, from node: String, bytes: Int) {
+        continuation.yield(.received(receipt, node: node, bytes: bytes))
+    }
+    public func aggregated(_ receipt: Receipt) { continuation.yield(.aggregated(receipt)) }
+    public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
+        continuation.yield(.taskComplete(receipt, node: node, seconds: seconds))
+    }
+    public func stepUpdated(step: UInt32, state: String, detail: String) {
+        continuation.yield(.stepUpdate(step: step, state: state, detail: detail))
+    }
+
+    /// Ends the sequence (after the step, when nothing more will come).
+    public func finish() { continuation.finish() }
+}
+
+/// The example interceptor: one line per event on standard error, prefixed with the time since
+/// it was created.
+public struct LoggingInterceptor: Interceptor {
+    private let start: timespec
+    private let verbose: Bool
+
+    /// - Parameter verbose: log every parcel event; otherwise only step updates and task completions.
+    public init(verbose: Bool = true) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        start = now
+        self.verbose = verbose
+    }
+
+    private func log(_ event: FlowEvent) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let elapsed = Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9
+        var line = "[\(String(format3(elapsed)))s] \(event)\n"
+        line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+
+    public func distributed(_ receipt: Receipt, to node: String) {
+        if verbose { log(.distributed(receipt, node: node)) }
+    }
+    public func sent(_ receipt: Receipt, to node: String, bytes: Int) {
+        if verbose { log(.sent(receipt, node: node, bytes: bytes)) }
+    }
+    public func received(_ receipt: Receipt, from node: String, bytes: Int) {
+        if verbose { log(.received(receipt, node: node, bytes: bytes)) }
+    }
+    public func aggregated(_ receipt: Receipt) { if verbose { log(.aggregated(receipt)) } }
+    public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
+        log(.taskComplete(receipt, node: node, seconds: seconds))
+    }
+    public func stepUpdated(step: UInt32, state: String, detail: String) {
+        log(.stepUpdate(step: step, state: state, detail: detail))
+    }
+}
+
+/// Three decimals without Foundation.
+func format3(_ value: Double) -> String {
+    let millis = Int((value * 1000).rounded())
+    let fraction = String(millis % 1000)
+    return "\(millis / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+}

@@ -1,0 +1,91 @@
+/// The master's book of a step's receipts: which are open (and on which node, after how many
+/// attempts) and which are closed (aggregated). Closing is exactly-once: a second result for a
+/// closed receipt is refused and counted as a duplicate. Used by one thread at a time.
+public struct Ledger: Sendable {
+    public enum State: Hashable, Sendable {
+        /// Handed to a node, not yet answered.
+        case open(node: String, attempt: Int)
+        /// Taken back from a node (it went down or the task failed there): to be sent again.
+        case waiting(attempt: Int)
+        case closed
+    }
+
+    private(set) var receipts: [UInt64: Receipt] = [:]
+    private(set) var states: [UInt64: State] = [:]
+    private(set) var openByNode: [String: Int] = [:]
+    /// Results dropped because their receipt was already closed.
+    public private(set) var duplicates = 0
+
+    public init() {}
+
+    /// Receipts not yet closed (open on a node or waiting to be sent again).
+    public var openCount: Int { states.values.count { $0 != .closed } }
+    public var closedCount: Int { states.values.count { $0 == .closed } }
+    public var total: Int { states.count }
+
+    /// Open receipts held by a node.
+    public func open(on node: String) -> Int { openByNode[node, default: 0] }
+
+    public func state(of sequence: UInt64) -> State? { states[sequence] }
+    public func receipt(_ sequence: UInt64) -> Receipt? { receipts[sequence] }
+
+    /// Records a parcel handed to a node (a first attempt or a retry).
+    public mutating func open(_ receipt: Receipt, on node: String) {
+        var attempt = 1
+        switch states[receipt.sequence] {
+        case .open(let previous, let previousAttempt):
+            openByNode[previous, default: 0] -= 1
+            attempt = previousAttempt + 1
+        case .waiting(let previousAttempt):
+            attempt = previousAttempt + 1
+        case .closed, nil:
+            break
+        }
+        receipts[receipt.sequence] = receipt
+        states[receipt.sequence] = .open(node: node, attempt: attempt)
+        openByNode[node, default: 0] += 1
+    }
+
+    /// Closes a receipt whose result is being aggregated. A result for a receipt waiting to be
+    /// sent again (a late answer from a node presumed down) is as good as any and closes it too.
+    /// - Returns: false (and counts a duplicate) when it was already closed or never opened.
+    public mutating func close(_ sequence: UInt64) -> Bool {
+        switch states[sequence] {
+        case .open(let node, _):
+            openByNode[node, default: 0] -= 1
+        case .waiting:
+            break
+        case .closed, nil:
+            duplicates += 1
+            return false
+        }
+        states[sequence] = .closed
+        return true
+    }
+
+    /// Takes an open receipt back from its node, to be sent again.
+    /// - Returns: how many times it was attempted, or nil when it was not open.
+    @discardableResult
+    public mutating func takeBack(_ sequence: UInt64) -> Int? {
+        guard case .open(let node, let attempt) = states[sequence] else { return nil }
+        openByNode[node, default: 0] -= 1
+        states[sequence] = .waiting(attempt: attempt)
+        return attempt
+    }
+
+    /// How many times a receipt was handed out.
+    public func attempts(_ sequence: UInt64) -> Int {
+        switch states[sequence] {
+        case .open(_, let attempt), .waiting(let attempt): return attempt
+        case .closed, nil: return 0
+        }
+    }
+
+    /// The receipts open on a node (to send elsewhere when it goes down), in sequence order.
+    public func openReceipts(on node: String) -> [Receipt] {
+        states.compactMap { sequence, state in
+            if case .open(node, _) = state { return receipts[sequence] }
+            return nil
+        }.sorted { $0.sequence < $1.sequence }
+    }
+}

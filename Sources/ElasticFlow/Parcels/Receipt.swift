@@ -1,0 +1,53 @@
+/// The receipt of one parcel: which step and parcel it is, where its bytes came from, how many
+/// items (lines) it holds and a checksum of its content. The master's ledger closes a receipt once
+/// its result is aggregated; a second result for a closed receipt is dropped.
+///
+/// Printable as a short string and decodable back:
+/// `STEP/SEQUENCE/PARTITION@OFFSET+LENGTH:ITEMS#CHECKSUM`, e.g. `1/42/0@1048576+4194304:812#1a2b3c4d`
+/// (partition = index of the source the bytes came from; checksum = CRC32C, hex).
+public struct Receipt: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    public var step: UInt32
+    public var sequence: UInt64
+    public var partition: UInt32
+    public var offset: UInt64
+    public var length: UInt64
+    public var items: UInt64
+    public var checksum: UInt32
+
+    public init(
+        step: UInt32, sequence: UInt64, partition: UInt32, offset: UInt64, length: UInt64, items: UInt64,
+        checksum: UInt32
+    ) {
+        self.step = step
+        self.sequence = sequence
+        self.partition = partition
+        self.offset = offset
+        self.length = length
+        self.items = items
+        self.checksum = checksum
+    }
+
+    public var description: String {
+        let hex = String(checksum, radix: 16)
+        return "\(step)/\(sequence)/\(partition)@\(offset)+\(length):\(items)#"
+            + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// Decodes the printable form; nil when malformed.
+    public init?(_ text: String) {
+        guard let hash = text.lastIndex(of: "#"), let colon = text.lastIndex(of: ":"), colon < hash,
+            let at = text.firstIndex(of: "@"), at < colon, let plus = text[at...].firstIndex(of: "+"), plus < colon
+        else { return nil }
+        let ids = text[..<at].split(separator: "/", omittingEmptySubsequences: false)
+        let checksumText = text[text.index(after: hash)...]
+        guard ids.count == 3, let step = UInt32(ids[0]), let sequence = UInt64(ids[1]),
+            let partition = UInt32(ids[2]), let offset = UInt64(text[text.index(after: at)..<plus]),
+            let length = UInt64(text[text.index(after: plus)..<colon]),
+            let items = UInt64(text[text.index(after: colon)..<hash]),
+            checksumText.count == 8, let checksum = UInt32(checksumText, radix: 16)
+        else { return nil }
+        self.init(
+            step: step, sequence: sequence, partition: partition, offset: offset, length: length, items: items,
+            checksum: checksum)
+    }
+}

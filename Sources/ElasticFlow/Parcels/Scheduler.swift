@@ -1,0 +1,29 @@
+/// Picks the node for the next parcel: the one with the fewest open receipts among those under
+/// their in-flight limit; ties go to the earliest node in the list (the master last, so remote
+/// workers are fed first and the master fills in).
+public struct Scheduler: Sendable {
+    public struct Node: Hashable, Sendable {
+        public var name: String
+        public var inFlightLimit: Int
+        public init(name: String, inFlightLimit: Int) {
+            self.name = name
+            self.inFlightLimit = inFlightLimit
+        }
+    }
+
+    public init() {}
+
+    /// - Returns: the chosen node, or nil when every node is at its limit.
+    public func pick(from nodes: [Node], ledger: Ledger) -> Node? {
+        var best: Node?
+        var bestOpen = Int.max
+        for node in nodes {
+            let open = ledger.open(on: node.name)
+            if open < node.inFlightLimit && open < bestOpen {
+                best = node
+                bestOpen = open
+            }
+        }
+        return best
+    }
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import ElasticFlow
+import Foundation
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Serve masters: run the tasks they send parcels for, until SIGTERM or SIGINT.",
+        discussion: """
+            Prints 'listening on HOST:PORT' once it accepts connections. Masters must prove they \
+            know the same cookie (HMAC-SHA256 challenge-response; the cookie never crosses the \
+            wire). SIGTERM or SIGINT stops it gracefully: parcels in progress are finished and \
+            answered, then every master gets BYE.
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Address to listen on (port 0: any free port).", valueName: "HOST:PORT"))
+    var listen: String
+
+    @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
+    var cookie: String?
+
+    @Option(name: .long, help: ArgumentHelp("A file holding the shared cookie.", valueName: "PATH"))
+    var cookieFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Threads that run tasks (default: one per core).", valueName: "N"))
+    var threads: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds of silence before a master is presumed gone (default 5).", valueName: "SECONDS"))
+    var heartbeatTimeout: Double?
+
+    @Flag(name: .long, help: "Log nothing but errors.")
+    var quiet = false
+
+    func run() throws {
+        // Signals are taken by a thread of our own (sigwait), so every thread must block them
+        // before any is created.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        do throws(ElasticFlowError) {
+            let address = try NodeAddress(parsing: listen)
+            let secret = try Cookie.resolve(secret: cookie, file: cookieFile)
+            var configuration = WorkerConfiguration(listen: address, cookie: secret)
+            if let threads {
+                guard threads >= 1 else { throw .invalidArgument("--threads must be at least 1") }
+                configuration.threads = threads
+            }
+            if let heartbeatTimeout {
+                guard heartbeatTimeout > 0 else { throw .invalidArgument("--heartbeat-timeout must be positive") }
+                configuration.heartbeatTimeout = heartbeatTimeout
+            }
+            let quiet = self.quiet
+            let worker = try Worker(configuration: configuration) { line in
+                if !quiet { logLine("elasticflow worker: \(line)") }
+            }
+            try worker.start()
+            writeLine("listening on \(worker.address)", to: STDOUT_FILENO)
+            let blocked = signals
+            let waiter = Thread {
+                var waitFor = blocked
+                var caught: Int32 = 0
+                sigwait(&waitFor, &caught)
+                logLine("elasticflow worker: signal \(caught): stopping gracefully")
+                worker.shutdown()
+            }
+            waiter.start()
+            worker.wait()
+        } catch {
+            fail(error.description)
+        }
+    }
+}
+
+/// One line on standard error, written at once.
+func logLine(_ text: String) { writeLine(text, to: STDERR_FILENO) }
+
+/// One line written at once with write(2), unbuffered (a parent may be waiting for it).
+func writeLine(_ text: String, to fd: Int32) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(fd, $0.baseAddress, $0.count) }
+}
