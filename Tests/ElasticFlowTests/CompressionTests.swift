@@ -20,8 +20,11 @@ import Testing
         let codec = try Codec()
         var generator = CorpusGenerator(seed: 7)
         let text = generator.generate(byteCount: 1 << 20)
-        #expect(try codec.compress(text, with: .lz4).count < text.count / 2)
-        #expect(try codec.compress(text, with: .zstd(level: 3)).count < text.count / 3)
+        // The generated text compresses about 1.6x with lz4 and 2.7x with zstd -3 (checked with the
+        // lz4 and zstd command-line tools); these bounds only say the codecs really compress.
+        #expect(try codec.compress(text, with: .lz4).count < text.count * 8 / 10)
+        #expect(try codec.compress(text, with: .zstd(level: 3)).count < text.count / 2)
+        #expect(try codec.compress(text, with: .zstd(level: 3)).count < (try codec.compress(text, with: .lz4)).count)
     }
 
     @Test func refusesADecompressionBomb() throws {

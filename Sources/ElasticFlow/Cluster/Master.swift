@@ -146,8 +146,10 @@ final class StepRun: @unchecked Sendable {
     func execute(progress: ((StepProgress) -> Void)?) throws(ElasticFlowError) -> StepReport {
         let started = monotonicSeconds()
         loop.handler = self
+        // Connecting before the loop thread starts is allowed (ef_loop's set-up rule), and makes
+        // every link known before we wait for the handshakes.
+        connectAll()
         loop.start(name: "ef-master-loop")
-        loop.post { [self] in connectAll() }
         defer { tearDown() }
 
         // Every worker must be ready (or the step fails) before parcels go out.

@@ -14,8 +14,14 @@ public struct CorpusGenerator: Sendable {
             "sa", "to", "ver", "an", "el", "or", "di", "un", "ta", "bel", "gor", "ith", "on", "ar", "es", "im",
         ].map { Array($0.utf8) }
         var generatorState = seed ^ 0xD1B5_4A32_D192_ED03
-        var words: [[UInt8]] = []
-        var seen = Set<[UInt8]>()
+        // The most frequent ranks are real short words, as in English text.
+        let common = [
+            "the", "and", "of", "to", "in", "that", "he", "it", "was", "for", "is", "his", "with", "be", "as", "not",
+            "they", "shall", "him", "all", "unto", "i", "a", "my", "her", "them", "have", "from", "by", "we", "thou",
+            "which", "said", "on", "were", "their", "when", "but", "this", "at", "there", "one", "thy", "then",
+        ]
+        var words: [[UInt8]] = common.prefix(vocabularySize).map { Array($0.utf8) }
+        var seen = Set<[UInt8]>(words)
         while words.count < vocabularySize {
             let length = 1 + Int(Self.next(&generatorState) % 4)
             var word: [UInt8] = []
