@@ -134,7 +134,7 @@ EF_API void ef_sha256(const uint8_t *data, size_t len, uint8_t out[EF_SHA256_SIZ
 /* HMAC over the concatenation of parts, so the proof can be computed without assembling
  * role || nonce || nonce in a temporary buffer. */
 static void ef__hmac_parts(const uint8_t *key, size_t key_len, const ef_slice *parts, size_t n,
-                          uint8_t out[EF_SHA256_SIZE]) {
+                           uint8_t out[EF_SHA256_SIZE]) {
     uint8_t k[64] = {0};
     if (key_len > 64)
         ef_sha256(key, key_len, k);

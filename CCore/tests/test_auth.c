@@ -28,8 +28,7 @@ static int sha_is(const void *msg, size_t len, const char *want) {
     return 1;
 }
 
-static int hmac_is(const void *key, size_t key_len, const void *msg, size_t len,
-                   const char *want) {
+static int hmac_is(const void *key, size_t key_len, const void *msg, size_t len, const char *want) {
     uint8_t h[EF_SHA256_SIZE];
     char hex[2 * EF_SHA256_SIZE + 1];
     ef_hmac_sha256(key, key_len, msg, len, h);

@@ -1,0 +1,762 @@
+/* Sockets for the event loop: listeners, connections, their read buffers and send queues.
+ *
+ * Read path: each connection has one read buffer; whatever the socket holds is read into it, every
+ * complete frame is parsed in place and handed to on_frame as a view, and the partial frame left
+ * over is moved to the front. The buffer grows (slow path) only when one frame does not fit.
+ *
+ * Write path: a connection's queue is a FIFO of runs. Copied frames go into a byte ring owned by
+ * the connection (reused; grows in a slow path), zero-copy payloads stay where the caller keeps
+ * them. One sendmsg gathers as many runs as fit an iovec batch. A frame sent on an empty queue
+ * is first written straight from the caller's memory; only what the socket refuses is queued. */
+#include "loop_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define EF__IOV_BATCH 64
+/* Per ready event, so one busy peer cannot starve the others: epoll reports the rest again. */
+#define EF__READS_PER_EVENT 16
+#define EF__ACCEPTS_PER_EVENT 64
+#define EF__RING_INITIAL (64u * 1024u)
+#define EF__SEGS_INITIAL 16u
+/* Offset of the payload length in a frame header (layout in elasticflow.h). */
+#define EF__FRAME_LEN_OFFSET 8
+
+static size_t ef__min(size_t a, size_t b) { return a < b ? a : b; }
+
+static void ef__nodelay(int fd) {
+    int one = 1;
+    /* Frames are written whole by writev; Nagle would only delay the last segment. A failure
+     * costs latency, not correctness. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int ef__so_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
+static ssize_t ef__sendv(int fd, struct iovec *iov, int n) {
+    struct msghdr msg = {0};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    /* sendmsg rather than writev: only it takes MSG_NOSIGNAL, so a peer that vanished gives EPIPE
+     * instead of killing the process with SIGPIPE. */
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static int ef__resolve(const char *host, uint16_t port, bool passive, struct addrinfo **out) {
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+    char service[8];
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    if (host && !*host)
+        host = NULL;
+    if (!host && !passive)
+        return EF_EINVAL;
+    if (getaddrinfo(host, service, &hints, out) != 0)
+        return EF_EINVAL;
+    return EF_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connections: life and death                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+static ef__conn *ef__conn_new(ef_loop *loop, int fd, uint8_t state, const void *addr,
+                              socklen_t addr_len, int *error) {
+    ef__conn *c = calloc(1, sizeof *c);
+    uint8_t *rbuf = malloc(loop->cfg.read_buffer);
+    if (!c || !rbuf) {
+        free(c);
+        free(rbuf);
+        *error = EF_ENOMEM;
+        return NULL;
+    }
+    c->obj.fd = fd;
+    c->state = state;
+    c->rbuf = rbuf;
+    c->rcap = loop->cfg.read_buffer;
+    if (addr_len > sizeof c->peer)
+        addr_len = sizeof c->peer;
+    memcpy(&c->peer, addr, addr_len);
+    c->peer_len = addr_len;
+    int rc = ef__obj_attach(loop, &c->obj, EF__CONN);
+    if (rc < 0) {
+        free(rbuf);
+        free(c);
+        *error = rc;
+        return NULL;
+    }
+    return c;
+}
+
+/* Mark dead, give back the fd and the id at once (so the id answers EF_ECLOSED and the fd number
+ * may be reused), but keep the memory until ef__dead_flush: the caller may be a handler still
+ * walking this connection's buffers. */
+void ef__conn_kill(ef_loop *loop, ef__conn *c, int reason, int err) {
+    if (c->state == EF__DEAD)
+        return;
+    c->was_connecting = c->state == EF__CONNECTING;
+    c->state = EF__DEAD;
+    c->reason = reason;
+    c->sys_errno = err;
+    if (reason == EF_ESYS)
+        loop->last_errno = err;
+    ef__obj_unwatch(loop, &c->obj);
+    close(c->obj.fd);
+    c->obj.fd = -1;
+    ef__obj_detach(loop, &c->obj);
+    c->next_dead = NULL;
+    if (loop->dead_tail)
+        loop->dead_tail->next_dead = c;
+    else
+        loop->dead_head = c;
+    loop->dead_tail = c;
+}
+
+void ef__conn_destroy(ef__conn *c) {
+    for (size_t i = 0; i < c->seg_count; i++) {
+        const ef__seg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+        if (s->ref && s->release)
+            s->release(s->ctx);
+    }
+    free(c->rbuf);
+    free(c->ring);
+    free(c->segs);
+    free(c);
+}
+
+void ef__dead_flush(ef_loop *loop, bool callbacks) {
+    ef__conn *c;
+    while ((c = loop->dead_head) != NULL) {
+        loop->dead_head = c->next_dead;
+        if (!loop->dead_head)
+            loop->dead_tail = NULL;
+        uint64_t id = c->obj.id;
+        int reason = c->reason, sys_errno = c->sys_errno;
+        bool was_connecting = c->was_connecting;
+        /* Refs go back before on_close, so on_close may free whatever they pointed into. */
+        ef__conn_destroy(c);
+        if (!callbacks)
+            continue;
+        const ef_loop_config *cfg = &loop->cfg;
+        if (was_connecting && cfg->on_connect) {
+            if (reason == EF_ESYS)
+                loop->last_errno = sys_errno;
+            cfg->on_connect(loop, cfg->user, id, reason == EF_OK ? EF_ECLOSED : reason);
+        }
+        if (cfg->on_close) {
+            if (reason == EF_ESYS) /* again: on_connect may have made calls that set it */
+                loop->last_errno = sys_errno;
+            cfg->on_close(loop, cfg->user, id, reason);
+        }
+    }
+}
+
+/* Give epoll the interest the connection's state calls for. */
+static int ef__conn_update(ef_loop *loop, ef__conn *c) {
+    if (c->state == EF__DEAD || c->parked)
+        return EF_OK;
+    uint32_t events;
+    if (c->state == EF__CONNECTING)
+        events = EPOLLOUT;
+    else
+        events = (c->paused || c->closing ? 0u : (uint32_t)EPOLLIN) |
+                 (c->seg_count ? (uint32_t)EPOLLOUT : 0u);
+    int rc = ef__obj_watch(loop, &c->obj, events);
+    if (rc < 0)
+        ef__conn_kill(loop, c, rc, loop->last_errno);
+    return rc;
+}
+
+/* A flushing close has written everything. */
+static void ef__conn_finish_close(ef_loop *loop, ef__conn *c) {
+    /* The FIN follows our last frame; then input the peer sent meanwhile is read and dropped,
+     * because closing a socket with unread input sends a reset, and a reset can destroy the
+     * frames just written before the peer reads them. The sink is on the stack: the read buffer
+     * may still back the payload of an on_frame in progress. */
+    (void)shutdown(c->obj.fd, SHUT_WR);
+    uint8_t sink[4096];
+    for (int i = 0; i < EF__READS_PER_EVENT; i++)
+        if (recv(c->obj.fd, sink, sizeof sink, MSG_DONTWAIT) <= 0)
+            break;
+    ef__conn_kill(loop, c, EF_OK, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Read path                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
+    const ef_loop_config *cfg = &loop->cfg;
+    size_t off = 0;
+    while (off < c->rlen && c->state == EF__OPEN && !c->paused && !c->closing) {
+        ef_frame frame;
+        ptrdiff_t r = ef_frame_parse(c->rbuf + off, c->rlen - off, cfg->max_payload, &frame);
+        if (r == EF_ENEEDMORE)
+            break;
+        if (r < 0) {
+            ef__conn_kill(loop, c, (int)r, 0);
+            return;
+        }
+        off += (size_t)r;
+        if (cfg->on_frame)
+            cfg->on_frame(loop, cfg->user, c->obj.id, &frame);
+    }
+    if (c->state == EF__DEAD || off == 0)
+        return;
+    memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+    c->rlen -= off;
+}
+
+void ef__conn_resume_parse(ef_loop *loop, ef__conn *c) {
+    if (c->state == EF__OPEN && c->rlen)
+        ef__conn_parse(loop, c);
+}
+
+/* Slow path: the buffer is full and holds one incomplete frame at its start. The parser has seen
+ * its whole header (the buffer is at least two headers long) and refused a length over
+ * max_payload, so the length can be trusted. */
+static int ef__conn_grow_rbuf(ef_loop *loop, ef__conn *c) {
+    size_t need = EF_FRAME_HEADER_SIZE + (size_t)ef__load32(c->rbuf + EF__FRAME_LEN_OFFSET);
+    size_t limit = loop->cfg.max_payload + EF_FRAME_HEADER_SIZE;
+    if (need <= c->rcap || need > limit) {
+        ef__conn_kill(loop, c, EF_ETOOLONG, 0);
+        return EF_ETOOLONG;
+    }
+    /* Doubling keeps a run of growing frames from reallocating each time. */
+    size_t cap = c->rcap <= limit / 2 ? c->rcap * 2 : limit;
+    if (cap < need)
+        cap = need;
+    uint8_t *rbuf = realloc(c->rbuf, cap);
+    if (!rbuf) {
+        ef__conn_kill(loop, c, EF_ENOMEM, 0);
+        return EF_ENOMEM;
+    }
+    c->rbuf = rbuf;
+    c->rcap = cap;
+    return EF_OK;
+}
+
+static void ef__conn_read(ef_loop *loop, ef__conn *c) {
+    for (int round = 0; round < EF__READS_PER_EVENT; round++) {
+        if (c->state != EF__OPEN || c->paused || c->closing)
+            return;
+        if (c->rlen == c->rcap && ef__conn_grow_rbuf(loop, c) < 0)
+            return;
+        size_t room = c->rcap - c->rlen;
+        ssize_t n = recv(c->obj.fd, c->rbuf + c->rlen, room, 0);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            ef__conn_parse(loop, c);
+            if ((size_t)n < room)
+                return; /* drained, most likely: epoll says when there is more */
+            continue;
+        }
+        if (n == 0) {
+            /* Only a partial frame can be left here: complete ones were delivered. */
+            ef__conn_kill(loop, c, c->rlen ? EF_ECLOSED : EF_OK, 0);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            ef__conn_kill(loop, c, EF_ESYS, errno);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Send queue                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+static int ef__ring_reserve(ef__conn *c, size_t n) {
+    if (c->ring_cap - c->ring_used >= n)
+        return EF_OK;
+    size_t cap = c->ring_cap ? c->ring_cap : EF__RING_INITIAL;
+    while (cap - c->ring_used < n) {
+        if (cap > SIZE_MAX / 2)
+            return EF_ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *ring = malloc(cap);
+    if (!ring)
+        return EF_ENOMEM;
+    /* Runs in the ring record lengths only, never offsets, so straightening it is invisible. */
+    size_t first = ef__min(c->ring_used, c->ring_cap - c->ring_head);
+    if (first)
+        memcpy(ring, c->ring + c->ring_head, first);
+    if (c->ring_used > first)
+        memcpy(ring + first, c->ring, c->ring_used - first);
+    free(c->ring);
+    c->ring = ring;
+    c->ring_cap = cap;
+    c->ring_head = 0;
+    return EF_OK;
+}
+
+static int ef__segs_reserve(ef__conn *c, size_t n) {
+    if (c->seg_cap - c->seg_count >= n)
+        return EF_OK;
+    size_t cap = c->seg_cap ? c->seg_cap : EF__SEGS_INITIAL;
+    while (cap - c->seg_count < n)
+        cap *= 2;
+    ef__seg *segs = malloc(cap * sizeof *segs);
+    if (!segs)
+        return EF_ENOMEM;
+    for (size_t i = 0; i < c->seg_count; i++)
+        segs[i] = c->segs[(c->seg_head + i) % c->seg_cap];
+    free(c->segs);
+    c->segs = segs;
+    c->seg_cap = cap;
+    c->seg_head = 0;
+    return EF_OK;
+}
+
+static void ef__segs_push(ef__conn *c, ef__seg seg) {
+    c->segs[(c->seg_head + c->seg_count) % c->seg_cap] = seg;
+    c->seg_count++;
+    c->pending += seg.len;
+}
+
+/* Copy into the ring (space reserved), extending the last run when it is a ring run. */
+static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
+    if (!n)
+        return;
+    size_t tail = (c->ring_head + c->ring_used) % c->ring_cap;
+    size_t first = ef__min(n, c->ring_cap - tail);
+    memcpy(c->ring + tail, data, first);
+    memcpy(c->ring, data + first, n - first);
+    c->ring_used += n;
+    if (c->seg_count) {
+        ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
+        if (!last->ref) {
+            last->len += n;
+            c->pending += n;
+            return;
+        }
+    }
+    ef__segs_push(c, (ef__seg){NULL, n, NULL, NULL});
+}
+
+/* Gather the queue's front into iov. Returns the iovec count; *bytes gets their total. */
+static int ef__conn_iov(const ef__conn *c, struct iovec *iov, size_t *bytes) {
+    int n = 0;
+    size_t total = 0, rpos = c->ring_head;
+    for (size_t i = 0; i < c->seg_count && n <= EF__IOV_BATCH - 2; i++) {
+        const ef__seg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+        size_t skip = i == 0 ? c->seg_off : 0, len = s->len - skip;
+        if (s->ref) {
+            iov[n].iov_base = (void *)(s->ref + skip); /* sendmsg only reads it */
+            iov[n++].iov_len = len;
+        } else {
+            /* ring_head is already past the bytes written of the front run. */
+            size_t first = ef__min(len, c->ring_cap - rpos);
+            iov[n].iov_base = c->ring + rpos;
+            iov[n++].iov_len = first;
+            if (len > first) {
+                iov[n].iov_base = c->ring;
+                iov[n++].iov_len = len - first;
+            }
+            rpos = (rpos + len) % c->ring_cap;
+        }
+        total += len;
+    }
+    *bytes = total;
+    return n;
+}
+
+/* Drop written bytes from the front; release finished zero-copy runs. */
+static void ef__conn_consume(ef__conn *c, size_t written) {
+    c->pending -= written;
+    while (written) {
+        ef__seg *s = &c->segs[c->seg_head];
+        size_t take = ef__min(written, s->len - c->seg_off);
+        if (!s->ref) {
+            c->ring_head = (c->ring_head + take) % c->ring_cap;
+            c->ring_used -= take;
+        }
+        c->seg_off += take;
+        written -= take;
+        if (c->seg_off < s->len)
+            break;
+        ef__seg done = *s;
+        c->seg_head = (c->seg_head + 1) % c->seg_cap;
+        c->seg_count--;
+        c->seg_off = 0;
+        /* Popped first: release may send on this connection and reshape the queue. */
+        if (done.ref && done.release)
+            done.release(done.ctx);
+    }
+    if (!c->ring_used)
+        c->ring_head = 0; /* keeps the next frames contiguous */
+}
+
+static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
+    while (c->state == EF__OPEN && c->seg_count) {
+        struct iovec iov[EF__IOV_BATCH];
+        size_t want;
+        int n = ef__conn_iov(c, iov, &want);
+        ssize_t w = ef__sendv(c->obj.fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            ef__conn_kill(loop, c, EF_ESYS, errno);
+            return;
+        }
+        ef__conn_consume(c, (size_t)w);
+        if ((size_t)w < want)
+            break; /* the socket is full */
+    }
+    if (c->state != EF__OPEN)
+        return;
+    if (c->over_high && c->pending < loop->cfg.send_low_water) {
+        c->over_high = false;
+        if (!c->closing && loop->cfg.on_drain) {
+            loop->cfg.on_drain(loop, loop->cfg.user, c->obj.id);
+            if (c->state != EF__OPEN)
+                return;
+        }
+    }
+    if (c->closing && !c->seg_count) {
+        ef__conn_finish_close(loop, c);
+        return;
+    }
+    ef__conn_update(loop, c);
+}
+
+static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
+                    uint32_t aux, uint64_t id, const uint8_t *payload, size_t len, bool ref,
+                    void (*release)(void *ctx), void *ctx) {
+    ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c || c->closing)
+        return EF_ECLOSED;
+    if (c->pending >= loop->cfg.send_high_water)
+        return EF_EBUSY;
+    uint8_t header[EF_FRAME_HEADER_SIZE];
+    struct iovec iov[2];
+    int n = ef_frame_encode(header, type, flags, codec, aux, id, payload, len, iov);
+    if (n < 0)
+        return n;
+
+    size_t total = EF_FRAME_HEADER_SIZE + len, done = 0;
+    if (c->state == EF__OPEN && !c->seg_count) {
+        ssize_t w = ef__sendv(c->obj.fd, iov, n);
+        if (w >= 0) {
+            done = (size_t)w;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            ef__conn_kill(loop, c, EF_ESYS, errno);
+            return EF_ECLOSED;
+        }
+        if (done == total) {
+            if (ref && release)
+                release(ctx);
+            return EF_OK;
+        }
+    }
+
+    size_t header_done = ef__min(done, EF_FRAME_HEADER_SIZE);
+    size_t payload_done = done - header_done;
+    size_t payload_left = len - payload_done;
+    size_t ring_need = EF_FRAME_HEADER_SIZE - header_done + (ref ? 0 : payload_left);
+    if (ef__ring_reserve(c, ring_need) < 0 || ef__segs_reserve(c, 2) < 0) {
+        if (done) /* half a frame is on the wire: the stream cannot go on */
+            ef__conn_kill(loop, c, EF_ENOMEM, 0);
+        return EF_ENOMEM;
+    }
+    ef__ring_put(c, header + header_done, EF_FRAME_HEADER_SIZE - header_done);
+    if (!ref)
+        ef__ring_put(c, payload + payload_done, payload_left);
+    else if (payload_left)
+        ef__segs_push(c, (ef__seg){payload + payload_done, payload_left, release, ctx});
+    if (c->pending >= loop->cfg.send_high_water)
+        c->over_high = true;
+    if (c->state == EF__OPEN)
+        ef__conn_update(loop, c);
+    if (ref && !payload_left && release)
+        release(ctx); /* an empty payload: nothing to keep */
+    return EF_OK;
+}
+
+EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
+                        uint32_t aux, uint64_t id, const uint8_t *payload, size_t len) {
+    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL);
+}
+
+EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
+                            uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                            size_t len, void (*release)(void *ctx), void *ctx) {
+    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, true, release, ctx);
+}
+
+EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {
+    const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    return c ? (int64_t)c->pending : EF_ECLOSED;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Connection events and control                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+static void ef__conn_connected(ef_loop *loop, ef__conn *c) {
+    int err = ef__so_error(c->obj.fd);
+    if (err) {
+        ef__conn_kill(loop, c, EF_ESYS, err);
+        return;
+    }
+    c->state = EF__OPEN;
+    if (loop->cfg.on_connect) {
+        loop->cfg.on_connect(loop, loop->cfg.user, c->obj.id, EF_OK);
+        if (c->state != EF__OPEN)
+            return;
+    }
+    if (c->seg_count)
+        ef__conn_flush(loop, c); /* frames sent while connecting */
+    else
+        ef__conn_update(loop, c);
+}
+
+void ef__conn_event(ef_loop *loop, ef__conn *c, uint32_t events) {
+    if (c->state == EF__CONNECTING) {
+        ef__conn_connected(loop, c);
+        return;
+    }
+    const uint32_t trouble = EPOLLERR | EPOLLHUP;
+    bool reading = !c->paused && !c->closing;
+    if (reading && (events & (EPOLLIN | trouble)))
+        ef__conn_read(loop, c);
+    if (c->state == EF__OPEN && c->seg_count && (events & (EPOLLOUT | trouble)))
+        ef__conn_flush(loop, c); /* a write error surfaces here */
+    if (c->state != EF__OPEN || reading || c->seg_count || !(events & trouble))
+        return;
+    /* Not reading, nothing to write, and epoll reports a hang-up or error, which it does whatever
+     * the interest: left alone, level-triggering would spin on it. */
+    int err = ef__so_error(c->obj.fd);
+    if (err || (events & EPOLLERR)) {
+        ef__conn_kill(loop, c, EF_ESYS, err ? err : EIO);
+        return;
+    }
+    /* A clean hang-up while paused: input may still wait unread, so sleep until the resume. */
+    ef__obj_unwatch(loop, &c->obj);
+    c->parked = true;
+}
+
+EF_API int ef_loop_close(ef_loop *loop, uint64_t conn_id, int flush) {
+    ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c)
+        return EF_ECLOSED;
+    if (flush && c->seg_count) {
+        c->closing = true;
+        if (c->state == EF__OPEN)
+            ef__conn_update(loop, c);
+        return EF_OK;
+    }
+    if (flush && c->state == EF__OPEN && !c->parked)
+        ef__conn_finish_close(loop, c);
+    else
+        ef__conn_kill(loop, c, EF_OK, 0);
+    return EF_OK;
+}
+
+EF_API int ef_loop_pause(ef_loop *loop, uint64_t conn_id, int paused) {
+    ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c || c->closing)
+        return EF_ECLOSED;
+    bool p = paused != 0;
+    if (c->paused == p)
+        return EF_OK;
+    if (!p && c->rlen && c->state == EF__OPEN) {
+        /* Frames already buffered get no epoll event: the loop parses them on its next turn. */
+        if (loop->nresumed == loop->resumed_cap) {
+            size_t cap = loop->resumed_cap ? loop->resumed_cap * 2 : 16;
+            uint64_t *ids = realloc(loop->resumed, cap * sizeof *ids);
+            if (!ids)
+                return EF_ENOMEM;
+            loop->resumed = ids;
+            loop->resumed_cap = cap;
+        }
+        loop->resumed[loop->nresumed++] = c->obj.id;
+    }
+    c->paused = p;
+    if (!p)
+        c->parked = false;
+    if (c->state == EF__OPEN)
+        ef__conn_update(loop, c);
+    return EF_OK;
+}
+
+EF_API ptrdiff_t ef_loop_peer(const ef_loop *loop, uint64_t conn_id, char *buf, size_t cap) {
+    const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c)
+        return EF_ECLOSED;
+    if (!buf)
+        return EF_EINVAL;
+    char host[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 16];
+    int len;
+    if (c->peer.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&c->peer;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        len = snprintf(text, sizeof text, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+    } else if (c->peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&c->peer;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        len = snprintf(text, sizeof text, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+    } else {
+        return EF_EINVAL;
+    }
+    if (len < 0 || (size_t)len >= cap)
+        return EF_ESPACE;
+    memcpy(buf, text, (size_t)len + 1);
+    return len;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Listeners and outgoing connections                                                         */
+/* ------------------------------------------------------------------------------------------ */
+
+EF_API int ef_loop_listen(ef_loop *loop, const char *host, uint16_t port, uint64_t *listener_id,
+                          uint16_t *bound_port) {
+    if (!loop || !listener_id)
+        return EF_EINVAL;
+    struct addrinfo *ai;
+    int rc = ef__resolve(host, port, true, &ai);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
+        rc = ef__sys(loop, errno);
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return rc;
+    }
+    freeaddrinfo(ai);
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        rc = ef__sys(loop, errno);
+        close(fd);
+        return rc;
+    }
+    ef__obj *l = calloc(1, sizeof *l);
+    if (!l) {
+        close(fd);
+        return EF_ENOMEM;
+    }
+    l->fd = fd;
+    rc = ef__obj_attach(loop, l, EF__LISTENER);
+    if (rc == EF_OK) {
+        rc = ef__obj_watch(loop, l, EPOLLIN);
+        if (rc < 0)
+            ef__obj_detach(loop, l);
+    }
+    if (rc < 0) {
+        close(fd);
+        free(l);
+        return rc;
+    }
+    *listener_id = l->id;
+    if (bound_port)
+        *bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                     : ((struct sockaddr_in *)&ss)->sin_port);
+    return EF_OK;
+}
+
+void ef__listener_destroy(ef_loop *loop, ef__obj *l) {
+    ef__obj_unwatch(loop, l);
+    close(l->fd);
+    ef__obj_detach(loop, l);
+    free(l);
+}
+
+EF_API int ef_loop_unlisten(ef_loop *loop, uint64_t listener_id) {
+    ef__obj *l = ef__obj_find(loop, listener_id, EF__LISTENER);
+    if (!l)
+        return EF_ECLOSED;
+    ef__listener_destroy(loop, l);
+    return EF_OK;
+}
+
+void ef__listener_event(ef_loop *loop, ef__obj *l) {
+    const uint64_t listener_id = l->id;
+    for (int i = 0; i < EF__ACCEPTS_PER_EVENT; i++) {
+        /* on_accept may have closed the listener. */
+        l = ef__obj_find(loop, listener_id, EF__LISTENER);
+        if (!l)
+            return;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            /* EAGAIN: done. EMFILE and friends: the peer waits in the backlog and epoll asks
+             * again; nothing better to do without an fd to spare. */
+            return;
+        }
+        ef__nodelay(fd);
+        int rc;
+        ef__conn *c = ef__conn_new(loop, fd, EF__OPEN, &ss, sl, &rc);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        if (ef__obj_watch(loop, &c->obj, EPOLLIN) < 0) {
+            /* Never announced, so it leaves without callbacks. */
+            ef__obj_detach(loop, &c->obj);
+            close(fd);
+            ef__conn_destroy(c);
+            continue;
+        }
+        if (loop->cfg.on_accept)
+            loop->cfg.on_accept(loop, loop->cfg.user, listener_id, c->obj.id);
+    }
+}
+
+EF_API int ef_loop_connect(ef_loop *loop, const char *host, uint16_t port, uint64_t *conn_id) {
+    if (!loop || !host || !conn_id)
+        return EF_EINVAL;
+    struct addrinfo *ai;
+    int rc = ef__resolve(host, port, false, &ai);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        rc = ef__sys(loop, errno);
+        freeaddrinfo(ai);
+        return rc;
+    }
+    ef__nodelay(fd);
+    int err = connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? errno : 0;
+    ef__conn *c = ef__conn_new(loop, fd, EF__CONNECTING, ai->ai_addr, ai->ai_addrlen, &rc);
+    freeaddrinfo(ai);
+    if (!c) {
+        close(fd);
+        return rc;
+    }
+    *conn_id = c->obj.id;
+    /* Even an immediate failure is reported through on_connect, from the loop, so callers have
+     * one path for every outcome. EINTR: the connect goes on in the background. */
+    if (err && err != EINPROGRESS && err != EINTR)
+        ef__conn_kill(loop, c, EF_ESYS, err);
+    else
+        ef__conn_update(loop, c); /* EPOLLOUT: even a connect done at once reports there */
+    return EF_OK;
+}
