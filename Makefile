@@ -14,26 +14,20 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lpthread
 
-.PHONY: run test bench deps lib ctest swift-test build release clean sample
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
 	$(SWIFT) build -c release --product elasticflow
 ELASTICFLOW := .build/release/elasticflow
 
-# The sample corpus `make run` counts: text the project generates itself (seeded, 8 MiB).
-SAMPLE := $(BUILD)/sample.txt
-$(SAMPLE): | release
-	@mkdir -p $(BUILD)
-	$(ELASTICFLOW) generate --size 8MiB --seed 1 -o $@
-
-# The main job.
-run: release $(SAMPLE)
-	@echo "== elasticflow count --lowercase --top 20 $(SAMPLE)"
-	@$(ELASTICFLOW) count --lowercase --top 20 $(SAMPLE)
+# The main job: a 3-node word count on loopback (two worker processes and a master) of a
+# generated sample corpus, with the logging interceptor and a step summary.
+run: release
+	$(ELASTICFLOW) example
 
 # Every test: the C core under ASan+UBSan, the standalone library, then the Swift tests.
-test: ctest lib swift-test
+test: ctest lib cexample swift-test
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -69,6 +63,12 @@ $(BUILD)/ctest: $(CSRC) $(CTESTSRC) $(CHDR) CCore/tests/ef_test.h | deps
 	$(CC) $(CFLAGS_SAN) -ICCore/src $(CSRC) $(CTESTSRC) -o $@ $(CLIBS)
 ctest: $(BUILD)/ctest
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./$(BUILD)/ctest
+
+# The C example: a program that uses only the public header and libelasticflow (no Swift).
+$(BUILD)/echo_worker: CCore/examples/echo_worker.c $(BUILD)/libelasticflow.a
+	$(CC) $(CWARN) -O2 -ICCore/include $< $(BUILD)/libelasticflow.a $(CLIBS) -o $@
+cexample: $(BUILD)/echo_worker
+	./$(BUILD)/echo_worker --demo 2000
 
 clean:
 	rm -rf $(BUILD) .build

@@ -56,9 +56,9 @@ struct ExampleCommand: ParsableCommand {
                 configuration: configuration, task: "wordcount", sources: [.file(corpus)],
                 options: TaskOptions(lowercase: true), interceptors: [LoggingInterceptor(verbose: true)])
             guard case .wordCount(let counter) = report.output else { fail("no word count") }
-            print("top \(top) words:")
+            writeLine("top \(top) words:", to: STDOUT_FILENO)
             try counter.write(format: .text, limit: top, toFileDescriptor: STDOUT_FILENO)
-            print(report.summary.description)
+            writeLine(report.summary.description, to: STDOUT_FILENO)
         } catch {
             fail(error.description)
         }

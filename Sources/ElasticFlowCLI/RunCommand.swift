@@ -75,7 +75,7 @@ struct RunCommand: ParsableCommand {
             case .wordCount(let counter):
                 try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
             case .value(let value):
-                print(value.description)
+                writeLine(value.description, to: STDOUT_FILENO)
             }
             if verbose { logLine(report.summary.description) }
         } catch {
