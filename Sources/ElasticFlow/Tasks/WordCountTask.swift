@@ -1,0 +1,96 @@
+import Synchronization
+
+/// The built-in word count, run entirely by the C core (`ef_counter_*`): each parcel is counted
+/// into a hash-partitioned table, sent serialized, and the master merges the tables. Words are
+/// runs of non-whitespace bytes; `TaskOptions.lowercase` folds ASCII letters. The step's output
+/// is `.wordCount(counter)`.
+public struct WordCountTask: ParcelTask {
+    /// Hash partitions of the count tables (1...1024).
+    public let partitions: Int
+    private let pool: CounterPool
+
+    /// - Parameter partitions: hash partitions of the tables (1...1024; another value makes
+    ///   `process` and `makeAggregation` throw `ElasticFlowError.invalidArgument`).
+    public init(partitions: Int = 16) {
+        self.partitions = partitions
+        pool = CounterPool(limit: WordCountOptions.onlineCores)
+    }
+
+    /// Counts the parcel's words in place (`ef_counter_feed`, `ef_counter_finish`).
+    /// - Returns: the serialized table (`ef_counter_serialize`).
+    public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
+        let transfer = try pool.take(partitions: partitions, lowercase: options.lowercase)
+        let counter = transfer.counter
+        let serialized = try parcel.withUnsafeBytes { (buffer) throws(ElasticFlowError) -> [UInt8] in
+            try counter.feed(buffer)
+            try counter.finish()
+            return try counter.serialized()
+        }
+        // A counter that threw above is dropped rather than pooled: its state is unknown.
+        counter.removeAll()
+        pool.give(transfer)
+        return serialized
+    }
+
+    public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
+        try WordCountAggregation(counter: WordCounter(partitions: partitions, lowercase: options.lowercase))
+    }
+}
+
+/// Counters kept between parcels: a table sized for a parcel's vocabulary is reused instead of
+/// being allocated and grown again for every parcel. At most `limit` idle counters per kind.
+final class CounterPool: Sendable {
+    private struct Idle {
+        var plain: [CounterTransfer] = []
+        var lowercase: [CounterTransfer] = []
+    }
+
+    private let limit: Int
+    private let idle = Mutex(Idle())
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// An idle counter of the right kind, else a new one. The caller owns it until `give`.
+    func take(partitions: Int, lowercase: Bool) throws(ElasticFlowError) -> CounterTransfer {
+        let reused = idle.withLock { idle in
+            lowercase ? idle.lowercase.popLast() : idle.plain.popLast()
+        }
+        if let reused, reused.counter.partitions == partitions { return reused }
+        return CounterTransfer(counter: try WordCounter(partitions: partitions, lowercase: lowercase))
+    }
+
+    /// Returns an empty counter to the pool (freed when the pool is full).
+    func give(_ transfer: CounterTransfer) {
+        let lowercase = transfer.counter.lowercases
+        idle.withLock { idle in
+            if lowercase {
+                if idle.lowercase.count < limit { idle.lowercase.append(transfer) }
+            } else {
+                if idle.plain.count < limit { idle.plain.append(transfer) }
+            }
+        }
+    }
+
+    /// Idle counters, for tests.
+    var idleCount: Int { idle.withLock { $0.plain.count + $0.lowercase.count } }
+}
+
+/// The master side of a `WordCountTask`: one table, into which every result merges.
+final class WordCountAggregation: TaskAggregation {
+    let counter: WordCounter
+
+    init(counter: WordCounter) {
+        self.counter = counter
+    }
+
+    /// Merges a serialized table (`ef_counter_deserialize`); a malformed one adds nothing.
+    func absorb(_ result: [UInt8]) throws {
+        try counter.merge(serialized: result)
+    }
+
+    func output() throws -> StepOutput {
+        .wordCount(counter)
+    }
+}
