@@ -418,6 +418,13 @@ EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx);
 
+/* Fault injection (chaos testing): like ef_loop_send, but the header's checksums are computed
+ * over payload while the bytes written are sent[0..len) — a frame corrupted in flight, which the
+ * peer's parser must reject (EF_ECHECKSUM). Same returns as ef_loop_send. */
+EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
+                                 uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                                 const uint8_t *sent, size_t len);
+
 /* Close a connection: at once (flush 0: queued frames are dropped and their refs released), or
  * once its queue is written (flush 1: no more frames are read or may be sent meanwhile; then
  * input still unread is discarded so the close does not reset the peer). on_close(EF_OK) follows

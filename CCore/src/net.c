@@ -441,7 +441,7 @@ static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
 
 static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
                     uint32_t aux, uint64_t id, const uint8_t *payload, size_t len, bool ref,
-                    void (*release)(void *ctx), void *ctx) {
+                    void (*release)(void *ctx), void *ctx, const uint8_t *wire) {
     ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
     if (!c || c->closing)
         return EF_ECLOSED;
@@ -452,6 +452,11 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags
     int n = ef_frame_encode(header, type, flags, codec, aux, id, payload, len, iov);
     if (n < 0)
         return n;
+    if (wire && n == 2) {
+        /* Fault injection: the checksums describe `payload`, the bytes sent are `wire`. */
+        payload = wire;
+        iov[1].iov_base = (void *)wire;
+    }
 
     size_t total = EF_FRAME_HEADER_SIZE + len, done = 0;
     if (c->state == EF__OPEN && !c->seg_count) {
@@ -494,13 +499,24 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags
 
 EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
                         uint32_t aux, uint64_t id, const uint8_t *payload, size_t len) {
-    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL);
+    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL,
+                    NULL);
+}
+
+EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
+                                 uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                                 const uint8_t *sent, size_t len) {
+    if (!sent && len)
+        return EF_EINVAL;
+    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL,
+                    sent);
 }
 
 EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx) {
-    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, true, release, ctx);
+    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, true, release, ctx,
+                    NULL);
 }
 
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {
