@@ -12,8 +12,12 @@
  *
  * Tokenizing. The input is cut in 64-byte blocks; a whitespace bit mask per block (AVX2 when the
  * CPU has it, SWAR otherwise) yields word starts and ends by shifts, so the loop runs once per
- * word rather than once per byte, and word lengths never feed a data-dependent branch. Words are
- * hashed 8 bytes at a time, lowercased by SWAR on the load.
+ * word rather than once per byte. Words are hashed 8 bytes at a time. Loads may run past a word's
+ * end (then masked): blocks that leave 16 bytes of the caller's buffer after them skip bounds
+ * checks, and only the last block or two of a feed pay for them. With EF_COUNT_LOWERCASE the input
+ * is lowercased a window at a time into a scratch buffer (SIMD, at memory speed) and counted from
+ * there, so the per-word path never lowercases; a window boundary inside a word is just another
+ * feed boundary.
  *
  * Threading: everything a merge writes lives in its partition (padded to a cache line), which is
  * what lets merges of different partitions of one dst run at once. */
@@ -33,17 +37,19 @@
 #define EF_NOINLINE __attribute__((noinline))
 #define EF_INLINE static inline __attribute__((always_inline))
 
-_Static_assert(EF_COUNT_MAGIC == ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'C' << 16 |
-                                   (uint32_t)'T' << 24),
+_Static_assert(EF_COUNT_MAGIC ==
+                   ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'C' << 16 | (uint32_t)'T' << 24),
                "the magic reads \"EFCT\" on the wire");
 
 #define PARTITIONS_DEFAULT 16
 #define CAPACITY_DEFAULT 4096 /* distinct words in all: a page of text grows nothing */
 #define PART_MIN_ENTRIES 8
 #define PART_MAX_SLOTS ((size_t)1 << 31) /* entry indexes and tags share a u64 slot */
-/* Keys are compared and hashed in 8-byte loads that may run past a key's end (then masked): the
- * arena keeps this many zeroed bytes after its capacity so those loads stay inside it. */
+/* Export compares keys by their first 8 bytes in one load that may run past a short key's end
+ * (then masked): the arena keeps this many bytes after its capacity so the load stays inside. */
 #define ARENA_SLACK 8
+#define WINDOW 16384 /* lowercasing scratch: small enough to stay in L1/L2 while it is counted */
+#define SAFE_TAIL 16 /* bytes a block leaves after it for unchecked loads */
 
 typedef struct ef__entry {
     uint64_t count;
@@ -55,7 +61,8 @@ typedef struct ef__entry {
 _Static_assert(sizeof(ef__entry) == 32, "two entries per cache line");
 
 typedef struct ef__part {
-    _Alignas(64) uint64_t *slots; /* aligned: partitions merged on different threads never share a line */
+    /* aligned: partitions merged on different threads never share a cache line */
+    _Alignas(64) uint64_t *slots;
     ef__entry *entries;
     uint32_t mask;  /* slot count - 1 */
     uint32_t n;     /* entries in use */
@@ -71,7 +78,8 @@ struct ef_counter {
     uint32_t nparts;
     uint32_t flags;
     ef__feed_fn feed;
-    uint8_t *pend; /* the word the last feed ended inside of, raw bytes */
+    uint8_t *scratch; /* WINDOW bytes, with EF_COUNT_LOWERCASE only */
+    uint8_t *pend;    /* the word the last feed ended inside of, as it will be counted */
     size_t pend_len, pend_cap;
 };
 
@@ -97,8 +105,12 @@ static inline uint64_t lower8(uint64_t x) {
     return x | (upper >> 2);
 }
 
-/* The low r bytes, 1 <= r <= 8. */
-static inline uint64_t keep_bytes(size_t r) { return ~0ull >> (64 - 8 * r); }
+/* keep[n] keeps the low n bytes. Indexed with min(len, 8): word lengths vary all the time, and a
+ * branch on them would be mispredicted every few words. */
+static const uint64_t keep[9] = {
+    0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffff, 0xffffffffffff, 0xffffffffffffff, ~0ull,
+};
+static inline uint64_t keep_bytes(size_t r) { return keep[r < 8 ? r : 8]; }
 
 /* 8 bytes at p, zeros past lim: words near the end of a caller's buffer must not be over-read. */
 static inline uint64_t load_upto8(const uint8_t *p, const uint8_t *lim) {
@@ -109,15 +121,11 @@ static inline uint64_t load_upto8(const uint8_t *p, const uint8_t *lim) {
     return v;
 }
 
-static void copy_key(uint8_t *dst, const uint8_t *src, size_t len, int lower) {
-    if (!lower) {
-        memcpy(dst, src, len);
-        return;
-    }
+static void lower_copy_swar(uint8_t *dst, const uint8_t *src, size_t n) {
     size_t i = 0;
-    for (; len - i >= 8; i += 8)
+    for (; n - i >= 8; i += 8)
         ef__store64(dst + i, lower8(ef__load64(src + i)));
-    for (; i < len; i++)
+    for (; i < n; i++)
         dst[i] = (uint8_t)(src[i] + ((unsigned)(src[i] - 'A') < 26u ? 32 : 0));
 }
 
@@ -146,48 +154,28 @@ static inline uint64_t mix(uint64_t a, uint64_t b) {
 #endif
 }
 
-/* The first 8 bytes of a word, as stored (masked, lowercased when asked). */
-EF_INLINE uint64_t word_head(const uint8_t *p, size_t len, const uint8_t *lim, int lower) {
-    uint64_t w = load_upto8(p, lim);
-    if (len < 8)
-        w &= keep_bytes(len);
-    return lower ? lower8(w) : w;
+/* 8 bytes at p; checked: none past lim (zeros instead). */
+EF_INLINE uint64_t load8(const uint8_t *p, const uint8_t *lim, int checked) {
+    return checked ? load_upto8(p, lim) : ef__load64(p);
+}
+
+/* The first 8 bytes of a word, zero-padded, as stored. */
+EF_INLINE uint64_t word_head(const uint8_t *p, size_t len, const uint8_t *lim, int checked) {
+    return load8(p, lim, checked) & keep_bytes(len);
 }
 
 /* The length goes into the hash because a word may contain NUL bytes: "a" and "a\0" share a
  * zero-padded head. */
 EF_INLINE uint64_t word_hash(uint64_t head, const uint8_t *p, size_t len, const uint8_t *lim,
-                             int lower) {
+                             int checked) {
     uint64_t h = mix(head ^ H0, (uint64_t)len ^ H1);
-    for (size_t k = 8; k < len; k += 8) {
-        uint64_t w = load_upto8(p + k, lim);
-        if (len - k < 8)
-            w &= keep_bytes(len - k);
-        h = mix(h ^ (lower ? lower8(w) : w), H2);
-    }
+    for (size_t k = 8; k < len; k += 8)
+        h = mix(h ^ (load8(p + k, lim, checked) & keep_bytes(len - k)), H2);
     return h;
 }
 
 static inline uint32_t part_of(uint64_t h, uint32_t nparts) {
     return (uint32_t)(((h >> 32) * nparts) >> 32); /* any count, not only powers of two */
-}
-
-/* Bytes 8.. of a word against a stored key (whose heads already matched). */
-static inline int tail_equal(const uint8_t *key, const uint8_t *p, size_t len, const uint8_t *lim,
-                             int lower) {
-    if (!lower)
-        return memcmp(key + 8, p + 8, len - 8) == 0;
-    for (size_t k = 8; k < len; k += 8) {
-        uint64_t a = lower8(load_upto8(p + k, lim)), b = ef__load64(key + k);
-        if (len - k < 8) {
-            uint64_t m = keep_bytes(len - k);
-            a &= m;
-            b &= m;
-        }
-        if (a != b)
-            return 0;
-    }
-    return 1;
 }
 
 static inline uint64_t add_sat(uint64_t a, uint64_t b) {
@@ -247,20 +235,13 @@ static int part_grow_arena(ef__part *pt, size_t bytes) {
     if (pt->arena && bytes <= pt->arena_cap)
         return EF_OK;
     size_t cap = pt->arena_cap ? pt->arena_cap : 64;
-    while (cap < bytes) {
-        if (cap > (SIZE_MAX - ARENA_SLACK) / 2) {
-            cap = bytes;
-            break;
-        }
-        cap *= 2;
-    }
+    while (cap < bytes)
+        cap = cap > SIZE_MAX / 4 ? bytes : cap * 2;
     if (cap > SIZE_MAX - ARENA_SLACK)
         return EF_ENOMEM;
     uint8_t *a = realloc(pt->arena, cap + ARENA_SLACK);
     if (!a)
         return EF_ENOMEM;
-    /* zeroed so the masked 8-byte loads past a key's end read defined bytes */
-    memset(a + pt->arena_len, 0, cap + ARENA_SLACK - pt->arena_len);
     pt->arena = a;
     pt->arena_cap = cap;
     return EF_OK;
@@ -268,7 +249,7 @@ static int part_grow_arena(ef__part *pt, size_t bytes) {
 
 /* The word is known absent and slot i is the empty slot its probe ended on. */
 static EF_NOINLINE int part_insert(ef__part *pt, size_t i, uint32_t tag, uint64_t head,
-                                   const uint8_t *p, size_t len, int lower, uint64_t count) {
+                                   const uint8_t *p, size_t len, uint64_t count) {
     if (len > UINT32_MAX)
         return EF_ENOMEM;
     if (EF_UNLIKELY(pt->n >= pt->max_n)) {
@@ -286,7 +267,7 @@ static EF_NOINLINE int part_insert(ef__part *pt, size_t i, uint32_t tag, uint64_
         if (rc)
             return rc;
     }
-    copy_key(pt->arena + pt->arena_len, p, len, lower);
+    memcpy(pt->arena + pt->arena_len, p, len);
     ef__entry *e = &pt->entries[pt->n];
     e->count = count;
     e->head = head;
@@ -299,19 +280,19 @@ static EF_NOINLINE int part_insert(ef__part *pt, size_t i, uint32_t tag, uint64_
     return EF_OK;
 }
 
-/* Add count to a word: p/len are the bytes as found (lowercased on the way when lower), head and
- * tag their head and hash as computed by word_head / word_hash. */
+/* Add count to the word p/len, whose head and hash (tag: its low 32 bits) word_head and word_hash
+ * computed. */
 EF_INLINE int part_add(ef__part *pt, uint32_t tag, uint64_t head, const uint8_t *p, size_t len,
-                       const uint8_t *lim, int lower, uint64_t count, int saturate) {
+                       uint64_t count, int saturate) {
     size_t i = tag & pt->mask;
     for (;;) {
         uint64_t s = pt->slots[i];
         if (s == 0)
-            return part_insert(pt, i, tag, head, p, len, lower, count);
+            return part_insert(pt, i, tag, head, p, len, count);
         if ((uint32_t)(s >> 32) == tag) {
             ef__entry *e = &pt->entries[(uint32_t)s - 1];
             if (e->head == head && e->len == len &&
-                (len <= 8 || tail_equal(pt->arena + e->off, p, len, lim, lower))) {
+                (len <= 8 || memcmp(pt->arena + e->off + 8, p + 8, len - 8) == 0)) {
                 /* one word per feed can never overflow a u64; added counts can */
                 e->count = saturate ? add_sat(e->count, count) : e->count + count;
                 return EF_OK;
@@ -338,20 +319,20 @@ static inline const ef__entry *part_find(const ef__part *pt, uint32_t tag, uint6
     }
 }
 
-/* Count one whole word found in [p, p + len), with bytes readable up to lim. */
+/* Count one whole word found in [p, p + len); checked: bytes are readable up to lim only,
+ * otherwise 8 bytes past any byte of the word are. */
 EF_INLINE int count_word(ef__part *parts, uint32_t nparts, const uint8_t *p, size_t len,
-                         const uint8_t *lim, int lower) {
-    uint64_t head = word_head(p, len, lim, lower);
-    uint64_t h = word_hash(head, p, len, lim, lower);
-    return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, lim, lower, 1, 0);
+                         const uint8_t *lim, int checked) {
+    uint64_t head = word_head(p, len, lim, checked);
+    uint64_t h = word_hash(head, p, len, lim, checked);
+    return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, 1, 0);
 }
 
 /* Add a whole key as given (no lowercasing). */
 static int counter_add_key(ef_counter *c, const uint8_t *p, size_t len, uint64_t count) {
-    const uint8_t *lim = p + len;
-    uint64_t head = word_head(p, len, lim, 0);
-    uint64_t h = word_hash(head, p, len, lim, 0);
-    return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, lim, 0, count, 1);
+    uint64_t head = word_head(p, len, p + len, 1);
+    uint64_t h = word_hash(head, p, len, p + len, 1);
+    return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, count, 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -381,9 +362,9 @@ static inline uint64_t ws_mask_swar(const uint8_t *p) {
 /* pshufb on the low nibble maps 0x9..0xD to themselves and 0x0 to ' '; a byte is whitespace iff
  * it equals its image (bytes >= 0x80 map to 0, and no other byte equals its nibble's image). */
 __attribute__((target("avx2"))) static inline uint64_t ws_mask_avx2(const uint8_t *p) {
-    const __m256i table = _mm256_setr_epi8(' ', 0, 0, 0, 0, 0, 0, 0, 0, '\t', '\n', '\v', '\f',
-                                           '\r', 0, 0, ' ', 0, 0, 0, 0, 0, 0, 0, 0, '\t', '\n',
-                                           '\v', '\f', '\r', 0, 0);
+    const __m256i table =
+        _mm256_setr_epi8(' ', 0, 0, 0, 0, 0, 0, 0, 0, '\t', '\n', '\v', '\f', '\r', 0, 0, ' ', 0, 0,
+                         0, 0, 0, 0, 0, 0, '\t', '\n', '\v', '\f', '\r', 0, 0);
     const __m256i nib = _mm256_set1_epi8(0x0f);
     __m256i a = _mm256_loadu_si256((const __m256i *)p);
     __m256i b = _mm256_loadu_si256((const __m256i *)(p + 32));
@@ -406,7 +387,7 @@ typedef struct ef__scan {
  * ignored (the padding of a short last block). Starts and ends alternate, so pairing the k-th
  * start with the k-th end (after the end of a word carried in) finds every word. */
 EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uint64_t ws,
-                         uint64_t valid, ef__scan *sc, const uint8_t *lim, int lower) {
+                         uint64_t valid, ef__scan *sc, const uint8_t *lim, int checked) {
     uint64_t prev = ws << 1 | sc->carry;
     sc->carry = ws >> 63;
     uint64_t starts = ~ws & prev & valid, ends = ws & ~prev;
@@ -415,7 +396,8 @@ EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uin
             return EF_OK;
         const uint8_t *s = sc->start;
         sc->start = NULL;
-        int rc = count_word(parts, nparts, s, (size_t)(b + __builtin_ctzll(ends) - s), lim, lower);
+        int rc =
+            count_word(parts, nparts, s, (size_t)(b + __builtin_ctzll(ends) - s), lim, checked);
         if (rc)
             return rc;
         ends &= ends - 1;
@@ -429,7 +411,7 @@ EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uin
         }
         size_t e = (size_t)__builtin_ctzll(ends);
         ends &= ends - 1;
-        int rc = count_word(parts, nparts, b + s, e - s, lim, lower);
+        int rc = count_word(parts, nparts, b + s, e - s, lim, checked);
         if (EF_UNLIKELY(rc))
             return rc;
     }
@@ -456,15 +438,14 @@ static int pend_append(ef_counter *c, const uint8_t *p, size_t len) {
 }
 
 static int pend_count(ef_counter *c) {
-    int rc = count_word(c->parts, c->nparts, c->pend, c->pend_len, c->pend + c->pend_len,
-                        (c->flags & EF_COUNT_LOWERCASE) != 0);
+    int rc = count_word(c->parts, c->nparts, c->pend, c->pend_len, c->pend + c->pend_len, 1);
     if (rc == EF_OK)
         c->pend_len = 0;
     return rc;
 }
 
-EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, int lower,
-                        ef__mask_fn ws_mask) {
+/* Count data as it is (lowercasing, if any, was done before). */
+EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, ef__mask_fn ws_mask) {
     const uint8_t *lim = data + len;
     size_t i = 0;
     if (c->pend_len) {
@@ -480,39 +461,71 @@ EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, int lowe
     ef__part *parts = c->parts;
     uint32_t nparts = c->nparts;
     ef__scan sc = {1, NULL};
-    for (; len - i >= 64; i += 64) {
-        int rc = scan_block(parts, nparts, data + i, ws_mask(data + i), ~0ull, &sc, lim, lower);
+    for (; len - i >= 64 + SAFE_TAIL; i += 64) {
+        int rc = scan_block(parts, nparts, data + i, ws_mask(data + i), ~0ull, &sc, lim, 0);
         if (EF_UNLIKELY(rc))
             return rc;
     }
-    if (i < len) {
-        /* the short last block is masked from a copy padded with a non-space byte, so a word
-         * running into the padding stays open; words themselves are read from data */
+    while (i < len) {
+        /* the last bytes: loads checked, and a short block masked from a copy padded with a
+         * non-space byte, so a word running into the padding stays open (words themselves are
+         * read from data) */
+        size_t n = len - i < 64 ? len - i : 64;
         uint8_t pad[64];
         memset(pad, 'x', sizeof pad);
-        memcpy(pad, data + i, len - i);
-        int rc = scan_block(parts, nparts, data + i, ws_mask(pad), (1ull << (len - i)) - 1, &sc,
-                            lim, lower);
+        memcpy(pad, data + i, n);
+        uint64_t valid = n == 64 ? ~0ull : (1ull << n) - 1;
+        int rc = scan_block(parts, nparts, data + i, ws_mask(pad), valid, &sc, lim, 1);
         if (rc)
             return rc;
+        i += n;
     }
     return sc.start ? pend_append(c, sc.start, (size_t)(lim - sc.start)) : EF_OK;
 }
 
+typedef void (*ef__lower_fn)(uint8_t *dst, const uint8_t *src, size_t n);
+
+EF_INLINE int feed_lower_body(ef_counter *c, const uint8_t *data, size_t len, ef__mask_fn ws_mask,
+                              ef__lower_fn lower_copy) {
+    for (size_t i = 0; i < len; i += WINDOW) {
+        size_t n = len - i < WINDOW ? len - i : WINDOW;
+        lower_copy(c->scratch, data + i, n);
+        int rc = feed_body(c, c->scratch, n, ws_mask);
+        if (rc)
+            return rc;
+    }
+    return EF_OK;
+}
+
 static int feed_swar(ef_counter *c, const uint8_t *d, size_t n) {
-    return feed_body(c, d, n, 0, ws_mask_swar);
+    return feed_body(c, d, n, ws_mask_swar);
 }
 static int feed_swar_lower(ef_counter *c, const uint8_t *d, size_t n) {
-    return feed_body(c, d, n, 1, ws_mask_swar);
+    return feed_lower_body(c, d, n, ws_mask_swar, lower_copy_swar);
 }
+
 #if EF__COUNT_X86
+__attribute__((target("avx2"))) static void lower_copy_avx2(uint8_t *dst, const uint8_t *src,
+                                                            size_t n) {
+    const __m256i a = _mm256_set1_epi8('A'), span = _mm256_set1_epi8('Z' - 'A');
+    const __m256i bit = _mm256_set1_epi8(0x20);
+    size_t i = 0;
+    for (; n - i >= 32; i += 32) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(src + i));
+        __m256i t = _mm256_sub_epi8(x, a);
+        __m256i upper = _mm256_cmpeq_epi8(_mm256_min_epu8(t, span), t);
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_or_si256(x, _mm256_and_si256(upper, bit)));
+    }
+    lower_copy_swar(dst + i, src + i, n - i);
+}
+
 __attribute__((target("avx2,bmi,bmi2"))) static int feed_avx2(ef_counter *c, const uint8_t *d,
                                                               size_t n) {
-    return feed_body(c, d, n, 0, ws_mask_avx2);
+    return feed_body(c, d, n, ws_mask_avx2);
 }
-__attribute__((target("avx2,bmi,bmi2"))) static int feed_avx2_lower(ef_counter *c,
-                                                                    const uint8_t *d, size_t n) {
-    return feed_body(c, d, n, 1, ws_mask_avx2);
+__attribute__((target("avx2,bmi,bmi2"))) static int feed_avx2_lower(ef_counter *c, const uint8_t *d,
+                                                                    size_t n) {
+    return feed_lower_body(c, d, n, ws_mask_avx2, lower_copy_avx2);
 }
 #endif
 
@@ -538,7 +551,8 @@ int ef__counter_set_tokenizer(ef_counter *c, int tokenizer) {
         c->feed = lower ? feed_avx2_lower : feed_avx2;
         return EF_OK;
 #endif
-    default: return EF_EINVAL;
+    default:
+        return EF_EINVAL;
     }
 }
 
@@ -574,6 +588,10 @@ EF_API ef_counter *ef_counter_create(const ef_counter_options *options) {
         return NULL;
     }
     memset(c->parts, 0, o.partitions * sizeof *c->parts);
+    if ((o.flags & EF_COUNT_LOWERCASE) && !(c->scratch = malloc(WINDOW))) {
+        ef_counter_free(c);
+        return NULL;
+    }
     size_t t = per_part(o.initial_capacity, o.partitions);
     for (uint32_t p = 0; p < c->nparts; p++) {
         if (part_grow_table(&c->parts[p], t) || part_grow_arena(&c->parts[p], t * 8)) {
@@ -592,6 +610,7 @@ EF_API void ef_counter_free(ef_counter *c) {
         for (uint32_t p = 0; p < c->nparts; p++)
             part_free(&c->parts[p]);
     free(c->parts);
+    free(c->scratch);
     free(c->pend);
     free(c);
 }
@@ -635,7 +654,6 @@ EF_API void ef_counter_clear(ef_counter *c) {
     for (uint32_t p = 0; p < c->nparts; p++) {
         ef__part *pt = &c->parts[p];
         memset(pt->slots, 0, ((size_t)pt->mask + 1) * sizeof *pt->slots);
-        memset(pt->arena, 0, pt->arena_len); /* keep the bytes past the keys zeroed */
         pt->n = 0;
         pt->arena_len = 0;
     }
@@ -663,8 +681,8 @@ EF_API uint64_t ef_counter_total(const ef_counter *c) {
 EF_API uint64_t ef_counter_get(const ef_counter *c, const uint8_t *word, size_t len) {
     if (!c || !word || len == 0)
         return 0;
-    uint64_t head = word_head(word, len, word + len, 0);
-    uint64_t h = word_hash(head, word, len, word + len, 0);
+    uint64_t head = word_head(word, len, word + len, 1);
+    uint64_t h = word_hash(head, word, len, word + len, 1);
     const ef__entry *e = part_find(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, word, len);
     return e ? e->count : 0;
 }
@@ -676,10 +694,9 @@ EF_API uint64_t ef_counter_get(const ef_counter *c, const uint8_t *word, size_t 
 /* Same hash, same partition count: the stored tag and head carry over and nothing is re-hashed.
  * dst == src doubles every count: each key finds itself, so no insert moves what is read. */
 static int merge_part(ef__part *dpt, const ef__part *spt) {
-    const uint8_t *arena = spt->arena, *lim = spt->arena + spt->arena_len;
     for (uint32_t i = 0; i < spt->n; i++) {
         const ef__entry *e = &spt->entries[i];
-        int rc = part_add(dpt, e->hash, e->head, arena + e->off, e->len, lim, 0, e->count, 1);
+        int rc = part_add(dpt, e->hash, e->head, spt->arena + e->off, e->len, e->count, 1);
         if (EF_UNLIKELY(rc))
             return rc;
     }
@@ -842,7 +859,7 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
     pos = 8;
     for (uint32_t k = 0; k < n; k++) {
         entry_get(src, len, &pos, &w, &wl, &cnt);
-        uint64_t h = word_hash(word_head(w, wl, w + wl, 0), w, wl, w + wl, 0);
+        uint64_t h = word_hash(word_head(w, wl, w + wl, 1), w, wl, w + wl, 1);
         uint32_t p = part_of(h, dst->nparts);
         need[2 * p]++;
         need[2 * p + 1] += wl;
@@ -873,18 +890,33 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
 /* Export                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
 
-/* < 0 when a sorts before b: count descending, then bytes ascending, shorter first. */
-static inline int wc_order(const ef_word_count *a, const ef_word_count *b) {
-    if (a->count != b->count)
-        return a->count > b->count ? -1 : 1;
-    size_t n = a->word.len < b->word.len ? a->word.len : b->word.len;
-    int r = memcmp(a->word.ptr, b->word.ptr, n);
-    if (r)
-        return r;
-    return (a->word.len > b->word.len) - (a->word.len < b->word.len);
+/* Export order: count descending, then bytes ascending (memcmp), a prefix before its extensions.
+ * glibc's qsort spent most of its time in the indirect comparator and in memcmp on the many ties
+ * of a vocabulary's long tail; this comparator is inlined and settles most ties on a prefix. */
+
+/* A key's first 8 bytes, zero-padded, as a big-endian number: comparing two compares the keys'
+ * first 8 bytes in memcmp order. The load may run past the key, never past the arena's slack. */
+static inline uint64_t key_prefix(const ef_slice *w) {
+    return __builtin_bswap64(ef__load64(w->ptr) & keep_bytes(w->len));
 }
 
-static int wc_qsort_cmp(const void *a, const void *b) { return wc_order(a, b); }
+static inline int wc_before(const ef_word_count *a, const ef_word_count *b) {
+    if (a->count != b->count)
+        return a->count > b->count;
+    uint64_t pa = key_prefix(&a->word), pb = key_prefix(&b->word);
+    if (pa != pb)
+        return pa < pb;
+    /* equal up to 8 bytes (or one is the other padded with NULs): the rest decides */
+    size_t n = a->word.len < b->word.len ? a->word.len : b->word.len;
+    int r = memcmp(a->word.ptr, b->word.ptr, n);
+    return r ? r < 0 : a->word.len < b->word.len;
+}
+
+static inline void wc_swap(ef_word_count *a, ef_word_count *b) {
+    ef_word_count t = *a;
+    *a = *b;
+    *b = t;
+}
 
 /* Max-heap in sort order: the root is the entry that sorts last of those kept. */
 static void heap_sift(ef_word_count *h, size_t n, size_t i) {
@@ -893,14 +925,73 @@ static void heap_sift(ef_word_count *h, size_t n, size_t i) {
         size_t c = 2 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && wc_order(&h[c + 1], &h[c]) > 0)
+        if (c + 1 < n && wc_before(&h[c], &h[c + 1]))
             c++;
-        if (wc_order(&h[c], &x) <= 0)
+        if (!wc_before(&x, &h[c]))
             break;
         h[i] = h[c];
         i = c;
     }
     h[i] = x;
+}
+
+/* Sorts a heap built by heap_sift in place. */
+static void heap_sort_out(ef_word_count *h, size_t n) {
+    for (size_t m = n; m > 1; m--) {
+        wc_swap(&h[0], &h[m - 1]);
+        heap_sift(h, m - 1, 0);
+    }
+}
+
+/* Introsort: quicksort on a median of three, insertion sort for short runs, and heapsort when the
+ * recursion gets deep, so no input makes it quadratic. Needs no memory besides the array. */
+static void wc_sort(ef_word_count *a, size_t n, int depth) {
+    while (n > 16) {
+        if (depth-- == 0) {
+            for (size_t j = n / 2; j-- > 0;)
+                heap_sift(a, n, j);
+            heap_sort_out(a, n);
+            return;
+        }
+        size_t m = n / 2;
+        if (wc_before(&a[m], &a[0]))
+            wc_swap(&a[m], &a[0]);
+        if (wc_before(&a[n - 1], &a[0]))
+            wc_swap(&a[n - 1], &a[0]);
+        if (wc_before(&a[n - 1], &a[m]))
+            wc_swap(&a[n - 1], &a[m]);
+        /* Hoare partition around the median's value; a[0] <= pivot <= a[n - 1] bound both scans */
+        ef_word_count pivot = a[m];
+        size_t i = 0, j = n - 1;
+        for (;;) {
+            while (wc_before(&a[i], &pivot))
+                i++;
+            while (wc_before(&pivot, &a[j]))
+                j--;
+            if (i >= j)
+                break;
+            wc_swap(&a[i], &a[j]);
+            i++;
+            j--;
+        }
+        /* [0, j] and [j + 1, n), both non-empty: recurse into the smaller, loop on the larger */
+        size_t left = j + 1;
+        if (left < n - left) {
+            wc_sort(a, left, depth);
+            a += left;
+            n -= left;
+        } else {
+            wc_sort(a + left, n - left, depth);
+            n = left;
+        }
+    }
+    for (size_t i = 1; i < n; i++) {
+        ef_word_count x = a[i];
+        size_t j = i;
+        for (; j > 0 && wc_before(&x, &a[j - 1]); j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
 }
 
 EF_API ptrdiff_t ef_counter_export(const ef_counter *c, ef_word_count *out, size_t cap) {
@@ -921,22 +1012,16 @@ EF_API ptrdiff_t ef_counter_export(const ef_counter *c, ef_word_count *out, size
                 if (n == k && k < distinct)
                     for (size_t j = k / 2; j-- > 0;)
                         heap_sift(out, k, j);
-            } else if (wc_order(&x, &out[0]) < 0) {
+            } else if (wc_before(&x, &out[0])) {
                 /* top-k: keep the k best in a heap, so no allocation and O(n log k) */
                 out[0] = x;
                 heap_sift(out, k, 0);
             }
         }
     }
-    if (k == distinct) {
-        qsort(out, k, sizeof *out, wc_qsort_cmp);
-    } else {
-        for (size_t m = k; m > 1; m--) {
-            ef_word_count t = out[0];
-            out[0] = out[m - 1];
-            out[m - 1] = t;
-            heap_sift(out, m - 1, 0);
-        }
-    }
+    if (k == distinct)
+        wc_sort(out, k, 2 * (64 - __builtin_clzll(k)));
+    else
+        heap_sort_out(out, k);
     return (ptrdiff_t)k;
 }

@@ -165,10 +165,18 @@ static int feed_split(ef_counter *c, const uint8_t *in, size_t len, uint64_t *s)
     while (i < len) {
         size_t piece;
         switch (ef_test_rand(s) % 4) {
-        case 0: piece = 1; break;
-        case 1: piece = 1 + ef_test_rand(s) % 16; break;
-        case 2: piece = 1 + ef_test_rand(s) % 200; break;
-        default: piece = len - i; break;
+        case 0:
+            piece = 1;
+            break;
+        case 1:
+            piece = 1 + ef_test_rand(s) % 16;
+            break;
+        case 2:
+            piece = 1 + ef_test_rand(s) % 200;
+            break;
+        default:
+            piece = len - i;
+            break;
         }
         if (piece > len - i)
             piece = len - i;
@@ -223,8 +231,8 @@ static void test_count_random_vs_reference(ef_t *t) {
                     ef_counter *c = count_text(buf, len, parts[p], flags, tok, &s);
                     CHECK(t, c != NULL);
                     if (c && !matches_ref(t, c, &r)) {
-                        fprintf(stderr, "    iter %d flags %u partitions %u tokenizer %d\n",
-                                iter, flags, parts[p], tok);
+                        fprintf(stderr, "    iter %d flags %u partitions %u tokenizer %d\n", iter,
+                                flags, parts[p], tok);
                         iter = 1 << 30; /* one report is enough */
                     }
                     ef_counter_free(c);
@@ -260,6 +268,36 @@ static void test_count_block_edges(ef_t *t) {
             ref_free(&r);
         }
     }
+}
+
+/* Inputs larger than the lowercasing window, fed whole and in pieces: words cross windows. */
+static void test_count_large_inputs(ef_t *t) {
+    uint64_t s = 13;
+    int ntok = tokenizer_count();
+    size_t cap = 70000;
+    uint8_t *buf = malloc(cap);
+    for (int iter = 0; iter < 6; iter++) {
+        size_t len = gen_text(&s, buf, 40000 + ef_test_rand(&s) % (cap - 40000));
+        for (uint32_t flags = 0; flags <= EF_COUNT_LOWERCASE; flags++) {
+            ref r = ref_build(buf, len, flags != 0);
+            for (int tok = 0; tok < ntok; tok++) {
+                ef_counter *c = make(16, flags, 0);
+                ef__counter_set_tokenizer(c, tok);
+                uint8_t *copy = malloc(len);
+                memcpy(copy, buf, len);
+                CHECK_EQ(t, ef_counter_feed(c, copy, len), EF_OK);
+                free(copy);
+                CHECK_EQ(t, ef_counter_finish(c), EF_OK);
+                matches_ref(t, c, &r);
+                ef_counter_free(c);
+                c = count_text(buf, len, 7, flags, tok, &s);
+                matches_ref(t, c, &r);
+                ef_counter_free(c);
+            }
+            ref_free(&r);
+        }
+    }
+    free(buf);
 }
 
 static void test_count_exact_semantics(ef_t *t) {
@@ -311,7 +349,7 @@ static void test_count_empty_and_whitespace(ef_t *t) {
 
     uint8_t ws[300];
     for (size_t i = 0; i < sizeof ws; i++)
-        ws[i] = (uint8_t)" \t\n\v\f\r"[i % 6];
+        ws[i] = (uint8_t) " \t\n\v\f\r"[i % 6];
     for (int tok = 0; tok < tokenizer_count(); tok++) {
         ef__counter_set_tokenizer(c, tok);
         CHECK_EQ(t, ef_counter_feed(c, ws, sizeof ws), EF_OK);
@@ -625,25 +663,32 @@ static void test_count_deserialize_malformed(ef_t *t) {
         {"short header", {'E', 'F', 'C'}, 3, EF_EFORMAT},
         {"no count", {'E', 'F', 'C', 'T', 0, 0}, 6, EF_EFORMAT},
         {"huge length varint",
-         {'E', 'F', 'C', 'T', 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-          'a', 1},
-         20, EF_EFORMAT},
+         {'E',  'F',  'C',  'T',  1,    0,    0,    0,    0xff, 0xff,
+          0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 'a',  1},
+         20,
+         EF_EFORMAT},
         {"length past the end", {'E', 'F', 'C', 'T', 1, 0, 0, 0, 5, 'a', 'b', 1}, 12, EF_EFORMAT},
         {"11-byte varint",
-         {'E', 'F', 'C', 'T', 1, 0, 0, 0, 1, 'a', 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-          0x80, 0x80, 0x00},
-         21, EF_EFORMAT},
+         {'E',  'F',  'C',  'T',  1,    0,    0,    0,    1,    'a', 0x81,
+          0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00},
+         21,
+         EF_EFORMAT},
         {"varint over 64 bits",
-         {'E', 'F', 'C', 'T', 1, 0, 0, 0, 1, 'a', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-          0xff, 0x02},
-         20, EF_EFORMAT},
+         {'E',  'F',  'C',  'T',  1,    0,    0,    0,    1,    'a',
+          0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+         20,
+         EF_EFORMAT},
         {"zero-length word", {'E', 'F', 'C', 'T', 1, 0, 0, 0, 0, 1}, 10, EF_EFORMAT},
         {"zero count", {'E', 'F', 'C', 'T', 1, 0, 0, 0, 1, 'a', 0}, 11, EF_EFORMAT},
         {"count too high", {'E', 'F', 'C', 'T', 2, 0, 0, 0, 1, 'a', 1}, 11, EF_EFORMAT},
         {"count too low", {'E', 'F', 'C', 'T', 1, 0, 0, 0, 1, 'a', 1, 1, 'b', 1}, 14, EF_EFORMAT},
-        {"entry count huge", {'E', 'F', 'C', 'T', 0xff, 0xff, 0xff, 0xff, 1, 'a', 1}, 11,
+        {"entry count huge",
+         {'E', 'F', 'C', 'T', 0xff, 0xff, 0xff, 0xff, 1, 'a', 1},
+         11,
          EF_EFORMAT},
-        {"second entry bad", {'E', 'F', 'C', 'T', 2, 0, 0, 0, 1, 'a', 1, 1, 'b', 0}, 14,
+        {"second entry bad",
+         {'E', 'F', 'C', 'T', 2, 0, 0, 0, 1, 'a', 1, 1, 'b', 0},
+         14,
          EF_EFORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -654,9 +699,9 @@ static void test_count_deserialize_malformed(ef_t *t) {
         CHECK(t, unchanged(d, snap, sl));
     }
     /* the largest count a varint holds, and a non-minimal varint, are fine */
-    static const uint8_t max[] = {'E',  'F',  'C',  'T',  2,    0,    0,    0,    1,   'm',
-                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
-                                  0x81, 0x00, 'n',  0x82, 0x00};
+    static const uint8_t max[] = {'E',  'F',  'C',  'T',  2,    0,    0,    0,    1,
+                                  'm',  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0x01, 0x81, 0x00, 'n',  0x82, 0x00};
     ef_counter *e = make(1, 0, 0);
     CHECK_EQ(t, ef_counter_deserialize(e, max, sizeof max), 2);
     CHECK(t, ef_counter_get(e, (const uint8_t *)"m", 1) == UINT64_MAX);
@@ -717,6 +762,42 @@ static void test_count_export_top(ef_t *t) {
                 CHECK(t, out[i].count == r.w[i].count && out[i].word.len == r.w[i].len &&
                              memcmp(out[i].word.ptr, r.w[i].ptr, r.w[i].len) == 0);
         }
+        free(out);
+        ef_counter_free(c);
+        ref_free(&r);
+    }
+    free(text);
+}
+
+/* Thousands of words that share their first 8 bytes or differ only by NUL padding, with few
+ * distinct counts: the sort's ties are settled past the prefix. */
+static void test_count_export_shared_prefixes(ef_t *t) {
+    uint64_t s = 17;
+    size_t cap = 200000, len = 0;
+    uint8_t *text = malloc(cap);
+    static const char *stems[] = {"abcdefgh", "abcdefg", "abcdefgh\0", "a", "abcdefghabcdefgh"};
+    static const size_t stem_len[] = {8, 7, 9, 1, 16};
+    while (len < cap - 64) {
+        int k = (int)(ef_test_rand(&s) % 5);
+        memcpy(text + len, stems[k], stem_len[k]);
+        len += stem_len[k];
+        size_t suffix = ef_test_rand(&s) % 7;
+        for (size_t i = 0; i < suffix; i++)
+            text[len++] = "\0\xff"
+                          "abAB"[ef_test_rand(&s) % 6];
+        text[len++] = ' ';
+    }
+    for (uint32_t flags = 0; flags <= EF_COUNT_LOWERCASE; flags++) {
+        ref r = ref_build(text, len, flags != 0);
+        CHECK(t, r.n > 1000);
+        ef_counter *c = count_text(text, len, 16, flags, 0, &s);
+        matches_ref(t, c, &r);
+        ef_word_count *out = malloc(r.n * sizeof *out);
+        size_t k = r.n / 3;
+        CHECK_EQ(t, ef_counter_export(c, out, k), (ptrdiff_t)k);
+        for (size_t i = 0; i < k; i++)
+            CHECK(t, out[i].count == r.w[i].count && out[i].word.len == r.w[i].len &&
+                         memcmp(out[i].word.ptr, r.w[i].ptr, r.w[i].len) == 0);
         free(out);
         ef_counter_free(c);
         ref_free(&r);
@@ -809,6 +890,7 @@ static void test_count_create_options(ef_t *t) {
 void suite_count(ef_t *t) {
     RUN(t, test_count_random_vs_reference);
     RUN(t, test_count_block_edges);
+    RUN(t, test_count_large_inputs);
     RUN(t, test_count_exact_semantics);
     RUN(t, test_count_empty_and_whitespace);
     RUN(t, test_count_long_word);
@@ -820,6 +902,7 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_deserialize_malformed);
     RUN(t, test_count_export_order);
     RUN(t, test_count_export_top);
+    RUN(t, test_count_export_shared_prefixes);
     RUN(t, test_count_get);
     RUN(t, test_count_clear);
     RUN(t, test_count_add);
