@@ -7,12 +7,14 @@
 //
 // Prints the median of 5 runs for each configuration: feed (4 MiB chunks) + finish, with and
 // without lowercasing, per partition count and tokenizer; then merge, serialize/deserialize and
-// export timings, and the top words as a check. Feed figures come in wall time and in the
-// thread's CPU time: on a shared machine the second is the one that does not count other
-// processes' time slices.
+// export timings; the two-thread pipeline (each thread counts half, the two merge half the
+// partitions each, then a full export); and the top words as a check. Feed figures come in wall
+// time and in the thread's CPU time: on a shared machine the second is the one that does not count
+// other processes' time slices.
 #include "count_internal.h"
 #include "elasticflow.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +79,69 @@ static void bench_feed(const uint8_t *data, size_t len, uint32_t parts, uint32_t
            tokenizer == EF__TOKENIZER_AVX2 ? "avx2" : "portable",
            flags & EF_COUNT_LOWERCASE ? "lower" : "exact", parts, (double)len / m / 1e6, m * 1e3,
            (double)len / mc / 1e6, distinct);
+}
+
+typedef struct job {
+    const uint8_t *data;
+    size_t len;
+    int tokenizer;
+    ef_counter *counter;
+    ef_counter *dst;
+    const ef_counter *src;
+    uint32_t first;
+} job;
+
+static void *count_job(void *arg) {
+    job *j = arg;
+    double ignore, ignore_cpu;
+    j->counter =
+        count_all(j->data, j->len, 16, EF_COUNT_LOWERCASE, j->tokenizer, &ignore, &ignore_cpu);
+    return NULL;
+}
+
+static void *merge_job(void *arg) {
+    job *j = arg;
+    for (uint32_t p = j->first; p < 16; p += 2)
+        if (ef_counter_merge_partition(j->dst, j->src, p) != EF_OK)
+            die("merge_partition");
+    return NULL;
+}
+
+/* The whole in-memory job on two threads: count halves, merge in parallel, export sorted. */
+static void bench_two_threads(const uint8_t *data, size_t len, int tokenizer) {
+    size_t cut = len / 2;
+    while (cut < len && data[cut] != '\n')
+        cut++;
+    double t[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        job a = {.data = data, .len = cut, .tokenizer = tokenizer};
+        job b = {.data = data + cut, .len = len - cut, .tokenizer = tokenizer};
+        pthread_t ta, tb;
+        double t0 = now();
+        pthread_create(&ta, NULL, count_job, &a);
+        pthread_create(&tb, NULL, count_job, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        job m0 = {.dst = a.counter, .src = b.counter, .first = 0};
+        job m1 = {.dst = a.counter, .src = b.counter, .first = 1};
+        pthread_create(&ta, NULL, merge_job, &m0);
+        pthread_create(&tb, NULL, merge_job, &m1);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        size_t n = ef_counter_distinct(a.counter);
+        ef_word_count *out = malloc(n * sizeof *out);
+        if (ef_counter_export(a.counter, out, n) != (ptrdiff_t)n)
+            die("export");
+        t[r] = now() - t0;
+        if (r == 0 && (out[0].count != 640010 || out[1].count != 513130))
+            die("two-thread counts differ from the reference figures");
+        free(out);
+        ef_counter_free(a.counter);
+        ef_counter_free(b.counter);
+    }
+    double m = median(t);
+    printf("two threads: count halves + merge + export all, lower, P=16: %.1f ms, %.1f MB/s\n",
+           m * 1e3, (double)len / m / 1e6);
 }
 
 int main(int argc, char **argv) {
@@ -184,6 +249,8 @@ int main(int argc, char **argv) {
     printf("deserialize     %8.2f ms\n", median(td) * 1e3);
     printf("export all      %8.2f ms\n", median(te) * 1e3);
     printf("export top 100  %8.2f ms\n", median(tk) * 1e3);
+
+    bench_two_threads(data, len, tokenizers[0]);
 
     double ignore, ignore_cpu;
     ef_counter *c =

@@ -564,7 +564,7 @@ int ef__counter_set_tokenizer(ef_counter *c, int tokenizer) {
  * binomially, and the 1/8 + 16 margin covers several standard deviations at any size. */
 static size_t per_part(size_t distinct, uint32_t nparts) {
     size_t t = distinct / nparts + (distinct % nparts != 0);
-    return t + t / 8 + 16;
+    return t > SIZE_MAX / 2 ? SIZE_MAX : t + t / 8 + 16; /* too many fails later, never wraps */
 }
 
 EF_API ef_counter *ef_counter_create(const ef_counter_options *options) {

@@ -5,6 +5,7 @@
 #include "count_internal.h"
 #include "elasticflow.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -505,6 +506,52 @@ static void test_count_merge(ef_t *t) {
     free(ab);
 }
 
+typedef struct merge_job {
+    ef_counter *dst;
+    const ef_counter *src;
+    uint32_t first, step;
+    int rc;
+} merge_job;
+
+static void *merge_worker(void *arg) {
+    merge_job *j = arg;
+    for (uint32_t p = j->first; p < ef_counter_partitions(j->dst) && j->rc == EF_OK; p += j->step)
+        j->rc = ef_counter_merge_partition(j->dst, j->src, p);
+    return NULL;
+}
+
+/* The threading note: different partitions of one dst merged from different threads at once. */
+static void test_count_merge_threads(ef_t *t) {
+    uint64_t s = 23;
+    size_t cap = 60000;
+    uint8_t *a = malloc(cap), *b = malloc(cap), *ab = malloc(2 * cap + 1);
+    size_t la = gen_text(&s, a, cap), lb = gen_text(&s, b, cap);
+    memcpy(ab, a, la);
+    ab[la] = ' ';
+    memcpy(ab + la + 1, b, lb);
+    ref r = ref_build(ab, la + 1 + lb, 1);
+    ef_counter *dst = count_text(a, la, 16, EF_COUNT_LOWERCASE, 0, &s);
+    ef_counter *src = count_text(b, lb, 16, EF_COUNT_LOWERCASE, 0, &s);
+    enum { THREADS = 4 };
+    pthread_t th[THREADS];
+    merge_job jobs[THREADS];
+    for (uint32_t k = 0; k < THREADS; k++) {
+        jobs[k] = (merge_job){dst, src, k, THREADS, EF_OK};
+        CHECK_EQ(t, pthread_create(&th[k], NULL, merge_worker, &jobs[k]), 0);
+    }
+    for (uint32_t k = 0; k < THREADS; k++) {
+        pthread_join(th[k], NULL);
+        CHECK_EQ(t, jobs[k].rc, EF_OK);
+    }
+    matches_ref(t, dst, &r);
+    ef_counter_free(dst);
+    ef_counter_free(src);
+    ref_free(&r);
+    free(a);
+    free(b);
+    free(ab);
+}
+
 static void test_count_serialize_roundtrip(ef_t *t) {
     uint64_t s = 5;
     uint8_t *text = malloc(5000);
@@ -896,6 +943,7 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_long_word);
     RUN(t, test_count_growth);
     RUN(t, test_count_merge);
+    RUN(t, test_count_merge_threads);
     RUN(t, test_count_serialize_roundtrip);
     RUN(t, test_count_deserialize_truncated);
     RUN(t, test_count_deserialize_corrupt);
