@@ -328,10 +328,12 @@ EF_INLINE int count_word(ef__part *parts, uint32_t nparts, const uint8_t *p, siz
     return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, 1, 0);
 }
 
-/* Add a whole key as given (no lowercasing). */
-static int counter_add_key(ef_counter *c, const uint8_t *p, size_t len, uint64_t count) {
-    uint64_t head = word_head(p, len, p + len, 1);
-    uint64_t h = word_hash(head, p, len, p + len, 1);
+/* Add a whole key as given (no lowercasing), readable up to lim: a key inside a larger buffer
+ * (a serialized table, an arena) reads its head in one load instead of byte by byte. */
+static int counter_add_key(ef_counter *c, const uint8_t *p, size_t len, const uint8_t *lim,
+                           uint64_t count) {
+    uint64_t head = word_head(p, len, lim, 1);
+    uint64_t h = word_hash(head, p, len, lim, 1);
     return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, count, 1);
 }
 
@@ -630,7 +632,7 @@ EF_API int ef_counter_finish(ef_counter *c) {
 EF_API int ef_counter_add(ef_counter *c, const uint8_t *word, size_t len, uint64_t count) {
     if (!c || !word || len == 0)
         return EF_EINVAL;
-    return count ? counter_add_key(c, word, len, count) : EF_OK;
+    return count ? counter_add_key(c, word, len, word + len, count) : EF_OK;
 }
 
 EF_API int ef_counter_reserve(ef_counter *c, size_t distinct) {
@@ -724,7 +726,8 @@ EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src) {
         const ef__part *spt = &src->parts[p];
         for (uint32_t i = 0; i < spt->n; i++) {
             const ef__entry *e = &spt->entries[i];
-            int rc = counter_add_key(dst, spt->arena + e->off, e->len, e->count);
+            int rc = counter_add_key(dst, spt->arena + e->off, e->len,
+                                     spt->arena + spt->arena_cap + ARENA_SLACK, e->count);
             if (rc)
                 return rc;
         }
@@ -859,7 +862,7 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
     pos = 8;
     for (uint32_t k = 0; k < n; k++) {
         entry_get(src, len, &pos, &w, &wl, &cnt);
-        uint64_t h = word_hash(word_head(w, wl, w + wl, 1), w, wl, w + wl, 1);
+        uint64_t h = word_hash(word_head(w, wl, src + len, 1), w, wl, src + len, 1);
         uint32_t p = part_of(h, dst->nparts);
         need[2 * p]++;
         need[2 * p + 1] += wl;
@@ -881,7 +884,7 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
     pos = 8;
     for (uint32_t k = 0; k < n; k++) {
         entry_get(src, len, &pos, &w, &wl, &cnt);
-        counter_add_key(dst, w, wl, cnt);
+        counter_add_key(dst, w, wl, src + len, cnt);
     }
     return (ptrdiff_t)n;
 }
