@@ -23,9 +23,33 @@ struct ClusterOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Whether the master processes parcels too (default: yes).")
     var masterWork: Bool?
 
-    /// The workers' addresses, or nil when none were given.
+    @Option(name: .long, help: ArgumentHelp("Listen here for workers that join while the step runs (worker --join).", valueName: "HOST:PORT"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds of silence before a worker is presumed dead (default 5).", valueName: "SECONDS"))
+    var heartbeatTimeout: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Task failures a parcel may have before the step fails (default 4).", valueName: "N"))
+    var maxAttempts: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Inject faults at this rate, 0-45 (reproducible with --chaos-seed).", valueName: "PERCENT"))
+    var chaos: Int?
+
+    @Option(name: .long, help: ArgumentHelp("Seed of the injected faults (default 1).", valueName: "N"))
+    var chaosSeed: UInt64?
+
+    /// Whether any cluster-only flag was given.
+    var anyGiven: Bool {
+        workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
+            || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
+            || chaosSeed != nil
+    }
+
+    /// The workers' addresses, or nil when none were given (`--workers ''` with `--listen`:
+    /// only workers that join).
     func workerAddresses() throws(ElasticFlowError) -> [NodeAddress]? {
-        guard let workers else { return nil }
+        guard let workers else { return listen != nil ? [] : nil }
+        if workers.isEmpty && listen != nil { return [] }
         var addresses: [NodeAddress] = []
         for part in workers.split(separator: ",", omittingEmptySubsequences: false) {
             addresses.append(try NodeAddress(parsing: String(part)))
@@ -43,5 +67,20 @@ struct ClusterOptions: ParsableArguments {
         }
         if let masterWork { configuration.masterProcesses = masterWork }
         if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if let listen { configuration.listen = try NodeAddress(parsing: listen) }
+        if let heartbeatTimeout {
+            guard heartbeatTimeout > 0 else { throw .invalidArgument("--heartbeat-timeout must be positive") }
+            configuration.heartbeatTimeout = heartbeatTimeout
+            configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
+        }
+        if let maxAttempts {
+            guard maxAttempts >= 1 else { throw .invalidArgument("--max-attempts must be at least 1") }
+            configuration.maxAttempts = maxAttempts
+        }
+        if let chaos {
+            configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? configuration.chaos?.seed ?? 1)
+        } else if let chaosSeed, let current = configuration.chaos {
+            configuration.chaos = try ChaosSettings(percent: current.percent, seed: chaosSeed)
+        }
     }
 }

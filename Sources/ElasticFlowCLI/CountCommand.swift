@@ -37,6 +37,9 @@ struct CountCommand: ParsableCommand {
         help: ArgumentHelp("Target parcel size, e.g. 4MiB or 512KiB (default 4MiB).", valueName: "SIZE"))
     var parcelSize: String?
 
+    @Flag(name: .long, help: "With --workers: print the step summary on standard error.")
+    var summary = false
+
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
@@ -62,11 +65,10 @@ struct CountCommand: ParsableCommand {
                     options: TaskOptions(lowercase: lowercase))
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+                if summary { logLine(report.summary.description) }
             } else {
-                if cluster.cookie != nil || cluster.cookieFile != nil || cluster.compression != nil
-                    || cluster.inFlight != nil || cluster.masterWork != nil
-                {
-                    throw .invalidArgument("--cookie, --compression, --in-flight and --master-work need --workers")
+                if cluster.anyGiven {
+                    throw .invalidArgument("cluster flags (--cookie, --compression, --chaos, ...) need --workers or --listen")
                 }
                 var options = WordCountOptions(lowercase: lowercase, threads: threads)
                 if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }

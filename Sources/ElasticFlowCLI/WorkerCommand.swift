@@ -15,7 +15,10 @@ struct WorkerCommand: ParsableCommand {
     )
 
     @Option(name: .long, help: ArgumentHelp("Address to listen on (port 0: any free port).", valueName: "HOST:PORT"))
-    var listen: String
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("A master to join (connect to; reconnects while running).", valueName: "HOST:PORT"))
+    var join: String?
 
     @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
     var cookie: String?
@@ -42,9 +45,15 @@ struct WorkerCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         do throws(ElasticFlowError) {
-            let address = try NodeAddress(parsing: listen)
+            guard listen != nil || join != nil else { throw .invalidArgument("give --listen HOST:PORT, --join HOST:PORT or both") }
+            let address = try listen.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
+            let master = try join.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
             let secret = try Cookie.resolve(secret: cookie, file: cookieFile)
-            var configuration = WorkerConfiguration(listen: address, cookie: secret)
+            var configuration = WorkerConfiguration(
+                listen: address ?? NodeAddress(host: "127.0.0.1", port: 0), cookie: secret,
+                name: address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
+            configuration.listens = address != nil
+            configuration.join = master
             if let threads {
                 guard threads >= 1 else { throw .invalidArgument("--threads must be at least 1") }
                 configuration.threads = threads
@@ -58,7 +67,8 @@ struct WorkerCommand: ParsableCommand {
                 if !quiet { logLine("elasticflow worker: \(line)") }
             }
             try worker.start()
-            writeLine("listening on \(worker.address)", to: STDOUT_FILENO)
+            if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
+            if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
             let blocked = signals
             let waiter = Thread {
                 var waitFor = blocked

@@ -96,6 +96,14 @@ public struct ClusterConfiguration: Sendable {
     public var connectTimeout: Double = 10.0
     /// The largest parcel or result accepted, decompressed or not.
     public var maxPayload: Int = 256 << 20
+    /// Where the master listens for workers that join while a step runs (`worker --join`);
+    /// nil: no joining.
+    public var listen: NodeAddress?
+    /// Task failures (ERROR answers) a parcel may have before the step fails (Spark's
+    /// task.maxFailures). A parcel lost with its node does not count: it is simply sent again.
+    public var maxAttempts = 4
+    /// Reproducible fault injection.
+    public var chaos: ChaosSettings?
 
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers
@@ -119,6 +127,9 @@ public struct ClusterFile: Codable, Sendable {
     public var masterProcesses: Bool?
     public var heartbeatInterval: Double?
     public var heartbeatTimeout: Double?
+    public var maxAttempts: Int?
+    public var chaos: Int?
+    public var chaosSeed: UInt64?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -166,6 +177,15 @@ public struct ClusterFile: Codable, Sendable {
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
         if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
         if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+        if let maxAttempts {
+            guard maxAttempts >= 1 else { throw .invalidArgument("maxAttempts must be at least 1") }
+            configuration.maxAttempts = maxAttempts
+        }
+        if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
+        if let master = nodes.first(where: { $0.role == "master" }) {
+            let address = try NodeAddress(parsing: master.address)
+            if address.port != 0 { configuration.listen = address }
+        }
         return configuration
     }
 }

@@ -7,8 +7,9 @@ internal import CElasticFlow
 ///
 /// Threads: the C event loop's thread owns the sockets; a pool of `masterThreads` threads cuts,
 /// compresses and (for the master's own share) processes parcels; the caller's thread waits and
-/// reports progress. Shared state is guarded by one condition lock, taken once per parcel event.
+/// reports progress. Shared state is guarded by one condition lock, taken a few times per parcel.
 public final class Master: @unchecked Sendable {
+    // `interceptors` changes only between steps (documented on `add`).
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
@@ -26,33 +27,73 @@ public final class Master: @unchecked Sendable {
     ///   - task: the registered name of the task every node runs on the parcels.
     ///   - progress: called about five times a second on the calling thread.
     /// - Throws: `ElasticFlowError` — unreadable sources, unreachable or refused workers, a parcel
-    ///   that failed too often, a lost cluster.
+    ///   that failed too often.
     public func run(
         task: String, sources: [DataSource], options: TaskOptions = .init(), step: UInt32 = 1,
         progress: ((StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> StepReport {
+        try run(
+            StepPlan(step: step, task: task, sources: sources, options: options), progress: progress,
+            cancellation: nil)
+    }
+
+    func run(_ plan: StepPlan, progress: ((StepProgress) -> Void)?, cancellation: CancellationFlag?)
+        throws(ElasticFlowError) -> StepReport
+    {
         let run = try StepRun(
-            configuration: configuration, registry: tasks, taskName: task, sources: sources, options: options,
-            step: step, interceptors: interceptors)
+            configuration: configuration, registry: tasks, plan: plan, interceptors: interceptors,
+            cancellation: cancellation)
         return try run.execute(progress: progress)
     }
+}
+
+/// What one step is to do, and what a resumed step already has.
+struct StepPlan {
+    var step: UInt32
+    var task: String
+    var sources: [DataSource]
+    var options: TaskOptions
+    /// Receipts already aggregated (a resumed step): their parcels are cut but not sent.
+    var alreadyAggregated: Set<UInt64> = []
+    /// The aggregate of those receipts.
+    var restoredAggregate: [UInt8]?
+    /// Persists the step as it goes (nil: nothing is persisted).
+    var journal: StepJournalWriter?
+}
+
+/// What the master persists while a step runs (see `StepJournal`).
+protocol StepJournalWriter: AnyObject, Sendable {
+    /// A parcel was cut (before it is sent anywhere).
+    func cut(_ receipt: Receipt) throws(ElasticFlowError)
+    /// Time for a checkpoint: every `interval` aggregated receipts or seconds.
+    var checkpointEvery: (receipts: Int, seconds: Double) { get }
+    /// Persists the aggregate with the receipts it contains.
+    func checkpoint(aggregated: Set<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError)
+}
+
+/// Set from another thread to stop a running step (it then fails as cancelled).
+final class CancellationFlag: @unchecked Sendable {
+    // Guarded by lock.
+    private let lock = NSLock()
+    private var value = false
+    var isCancelled: Bool { lock.withLock { value } }
+    func cancel() { lock.withLock { value = true } }
 }
 
 /// One step on the cluster, from connecting to the workers to tearing the connections down.
 final class StepRun: @unchecked Sendable {
     // Immutable after init.
     let configuration: ClusterConfiguration
-    let step: UInt32
-    let taskName: String
+    let plan: StepPlan
+    var step: UInt32 { plan.step }
     let task: any ParcelTask
-    let options: TaskOptions
     let interceptors: [any Interceptor]
     let loop: EventLoop
     let pool: WorkerPool
     let totalBytes: UInt64?
+    let chaos: ChaosSettings?
+    let cancellation: CancellationFlag?
     static let masterNode = "master"
-    /// Parcels a receipt may be attempted before the step fails (Spark's task.maxFailures).
-    let maxAttempts = 4
 
     // Guarded by `lock`.
     private let lock = NSCondition()
@@ -60,18 +101,27 @@ final class StepRun: @unchecked Sendable {
     private let aggregation: any TaskAggregation
     private var ledger = Ledger()
     private var nodes: [Scheduler.Node] = []
-    private var links: [UInt64: Link] = [:]  // by connection
+    private var links: [UInt64: Link] = [:]  // by current connection
     private var retryQueue: [UInt64] = []
     private var parcels: [UInt64: ParcelBuffer] = [:]  // raw bytes of unclosed receipts
     private var distributedAt: [UInt64: Double] = [:]
+    private var taskFailures: [UInt64: Int] = [:]
+    private var failedOn: [UInt64: Set<String>] = [:]
     private var freeParcels: [ParcelBuffer] = []
     private var sequence: UInt64 = 0
     private var exhausted = false
     private var finished = false
+    private var started = false
     private var failure: ElasticFlowError?
     private var summary = StepSummary()
     private var bytesDone: UInt64 = 0
     private var heartbeatTimer: UInt64 = 0
+    private var timers: [UInt64: @Sendable () -> Void] = [:]
+    private var faults: [(kind: FaultKind, receipts: [UInt64])] = []
+    private var aggregatedSet: Set<UInt64> = []
+    private var sinceCheckpoint = 0
+    private var lastCheckpoint = monotonicSeconds()
+    private var listener: UInt64 = 0
 
     // Compressed copies in flight, recycled by the loop's release callbacks (own lock: a release
     // may run inside a send made while `lock` is held).
@@ -82,49 +132,71 @@ final class StepRun: @unchecked Sendable {
     private let resultScratch = ParcelBuffer(capacity: 1 << 20)
     private let loopCodec: Codec
 
-    final class Link {
+    /// Every field is read and written under `StepRun.lock`.
+    final class Link: @unchecked Sendable {
         enum Phase { case connecting, awaitingHello, awaitingWelcome, ready, gone }
         let address: NodeAddress
+        /// The worker connected to us (`worker --join`): it reconnects itself.
+        let joined: Bool
         var phase = Phase.connecting
         var nonce: [UInt8] = []
         var lastSeen = monotonicSeconds()
-        var name: String { address.description }
-        init(address: NodeAddress) { self.address = address }
+        /// Silent past the heartbeat time-out: its parcels went elsewhere; it may still answer.
+        var suspect = false
+        /// Said BYE: no more parcels; its connection ends normally.
+        var leaving = false
+        /// We broke the connection on purpose (chaos): its close is not the worker's doing.
+        var closingOnPurpose = false
+        var reconnectDelay = 0.05
+        var everReady = false
+        let name: String
+        init(address: NodeAddress, joined: Bool, name: String) {
+            self.address = address
+            self.joined = joined
+            self.name = name
+        }
     }
 
     init(
-        configuration: ClusterConfiguration, registry: TaskRegistry, taskName: String, sources: [DataSource],
-        options: TaskOptions, step: UInt32, interceptors: [any Interceptor]
+        configuration: ClusterConfiguration, registry: TaskRegistry, plan: StepPlan, interceptors: [any Interceptor],
+        cancellation: CancellationFlag?
     ) throws(ElasticFlowError) {
-        guard configuration.masterProcesses || !configuration.workers.isEmpty else {
+        guard configuration.masterProcesses || !configuration.workers.isEmpty || configuration.listen != nil else {
+            // (A master that only listens waits for workers to join, and takes over after the
+            // heartbeat time-out if none comes.)
             throw .cluster("no workers and the master does not process parcels: nothing can run the step")
         }
         guard configuration.inFlight >= 1 else { throw .invalidArgument("the in-flight limit must be at least 1") }
+        guard configuration.maxAttempts >= 1 else { throw .invalidArgument("the attempt limit must be at least 1") }
         self.configuration = configuration
-        self.step = step
-        self.taskName = taskName
-        self.options = options
+        self.plan = plan
         self.interceptors = interceptors
-        task = try registry.task(named: taskName)
-        cutter = try ParcelCutter(sources: sources, parcelSize: configuration.parcelSize)
+        self.cancellation = cancellation
+        chaos = configuration.chaos?.isActive == true ? configuration.chaos : nil
+        task = try registry.task(named: plan.task)
+        cutter = try ParcelCutter(sources: plan.sources, parcelSize: configuration.parcelSize)
         do {
-            aggregation = try task.makeAggregation(options: options)
+            aggregation = try task.makeAggregation(options: plan.options)
+            if let restored = plan.restoredAggregate { try aggregation.restore(from: restored) }
         } catch let error as ElasticFlowError {
             throw error
         } catch {
-            throw .task(name: taskName, message: "\(error)")
+            throw .task(name: plan.task, message: "\(error)")
         }
-        totalBytes = Self.size(of: sources)
+        aggregatedSet = plan.alreadyAggregated
+        totalBytes = Self.size(of: plan.sources)
         loopCodec = try Codec()
         // Enough queue for every in-flight parcel of a worker: the in-flight limit is the real bound.
         let highWater = max(64 << 20, (configuration.inFlight + 1) * (configuration.parcelSize + (1 << 20)))
         loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: highWater)
         pool = try WorkerPool(
             threads: configuration.masterThreads, name: "ef-master", scratchCapacity: configuration.parcelSize)
-        summary.step = step
-        summary.task = taskName
+        summary.step = plan.step
+        summary.task = plan.task
         summary.compression = configuration.compression
-        if configuration.masterProcesses {
+        // Under chaos the master only coordinates (unless every worker is gone), so that every
+        // parcel crosses the wire and meets the injected faults.
+        if configuration.masterProcesses && chaos == nil {
             nodes.append(.init(name: Self.masterNode, inFlightLimit: max(1, configuration.masterThreads - 1)))
         }
     }
@@ -144,18 +216,23 @@ final class StepRun: @unchecked Sendable {
     // MARK: the caller's thread
 
     func execute(progress: ((StepProgress) -> Void)?) throws(ElasticFlowError) -> StepReport {
-        let started = monotonicSeconds()
+        let startedAt = monotonicSeconds()
         loop.handler = self
-        // Connecting before the loop thread starts is allowed (ef_loop's set-up rule), and makes
-        // every link known before we wait for the handshakes.
+        // Listening and connecting before the loop thread starts is allowed (ef_loop's set-up
+        // rule), and makes every link known before we wait for the handshakes.
+        if let listen = configuration.listen {
+            listener = try loop.listen(host: listen.host, port: listen.port).listener
+        }
+        lock.lock()
         connectAll()
+        lock.unlock()
         loop.start(name: "ef-master-loop")
         defer { tearDown() }
 
-        // Every worker must be ready (or the step fails) before parcels go out.
+        // Every configured worker must be ready (or the step fails) before parcels go out.
         lock.lock()
         let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout)
-        while failure == nil && links.values.contains(where: { $0.phase != .ready }) {
+        while failure == nil && links.values.contains(where: { !$0.joined && $0.phase != .ready }) {
             if !lock.wait(until: deadline) {
                 let late = links.values.filter { $0.phase != .ready }.map(\.name).sorted()
                 failure = .cluster(
@@ -167,7 +244,9 @@ final class StepRun: @unchecked Sendable {
             lock.unlock()
             throw failure
         }
-        emit(.stepUpdate(step: step, state: "running", detail: "\(nodes.count) node(s), \(taskName)"))
+        started = true
+        for link in links.values { link.everReady = true }
+        emit(.stepUpdate(step: step, state: "running", detail: "\(nodes.count) node(s), \(plan.task)"))
         lock.unlock()
 
         for _ in 0..<pool.size { pool.submit { [self] context in prepareParcels(context) } }
@@ -175,23 +254,27 @@ final class StepRun: @unchecked Sendable {
         lock.lock()
         while failure == nil && !finished {
             _ = lock.wait(until: Date(timeIntervalSinceNow: 0.2))
+            if cancellation?.isCancelled == true { fail(.cluster("step \(step) cancelled")) }
+            checkpointIfDue(force: false)
             if let progress {
                 let snapshot = StepProgress(
                     bytesDone: bytesDone, bytesTotal: totalBytes, parcelsDone: ledger.closedCount,
-                    parcelsCut: summary.parcels, seconds: monotonicSeconds() - started)
+                    parcelsCut: summary.parcels, seconds: monotonicSeconds() - startedAt)
                 lock.unlock()
                 progress(snapshot)
                 lock.lock()
             }
         }
+        checkpointIfDue(force: true)
+        summary.seconds = monotonicSeconds() - startedAt
+        summary.receiptsClosed = ledger.closedCount
+        summary.duplicates = ledger.duplicates
+        summary.chaos = chaosReport()
         if let failure {
             emit(.stepUpdate(step: step, state: "failed", detail: failure.description))
             lock.unlock()
             throw failure
         }
-        summary.seconds = monotonicSeconds() - started
-        summary.receiptsClosed = ledger.closedCount
-        summary.duplicates = ledger.duplicates
         emit(.stepUpdate(step: step, state: summary.retries > 0 ? "completed-with-retries" : "completed", detail: ""))
         let report = summary
         lock.unlock()
@@ -200,9 +283,12 @@ final class StepRun: @unchecked Sendable {
         } catch let error as ElasticFlowError {
             throw error
         } catch {
-            throw .task(name: taskName, message: "\(error)")
+            throw .task(name: plan.task, message: "\(error)")
         }
     }
+
+    /// The summary so far (for a failed step's report).
+    var partialSummary: StepSummary { lock.withLock { summary } }
 
     private func tearDown() {
         lock.lock()
@@ -211,10 +297,13 @@ final class StepRun: @unchecked Sendable {
         pool.waitUntilIdle()
         let closed = DispatchSemaphore(value: 0)
         loop.post { [self] in
+            lock.lock()
+            if listener != 0 { loop.unlisten(listener) }
             for (connection, link) in links where link.phase != .gone {
                 if link.phase == .ready { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
                 loop.close(connection, flush: true)
             }
+            lock.unlock()
             closed.signal()
         }
         closed.wait()
@@ -231,7 +320,7 @@ final class StepRun: @unchecked Sendable {
         pool.shutdown()
     }
 
-    // MARK: events (under lock)
+    // MARK: under lock
 
     private func emit(_ event: FlowEvent) {
         for interceptor in interceptors { interceptor.intercept(event) }
@@ -249,72 +338,127 @@ final class StepRun: @unchecked Sendable {
         }
     }
 
+    private func checkpointIfDue(force: Bool) {
+        guard let journal = plan.journal, sinceCheckpoint > 0 || force else { return }
+        let every = journal.checkpointEvery
+        guard force || sinceCheckpoint >= every.receipts || monotonicSeconds() - lastCheckpoint >= every.seconds
+        else { return }
+        do {
+            let snapshot = try aggregation.snapshot()
+            try journal.checkpoint(aggregated: aggregatedSet, aggregate: snapshot)
+        } catch let error as ElasticFlowError {
+            fail(error)
+        } catch {
+            fail(.task(name: plan.task, message: "cannot checkpoint: \(error)"))
+        }
+        sinceCheckpoint = 0
+        lastCheckpoint = monotonicSeconds()
+    }
+
+    private func chaosReport() -> ChaosReport? {
+        guard chaos != nil else { return nil }
+        var report = ChaosReport()
+        for fault in faults {
+            report.injected[fault.kind, default: 0] += 1
+            if fault.receipts.allSatisfy({ ledger.state(of: $0) == .closed }) {
+                report.recovered[fault.kind, default: 0] += 1
+            }
+        }
+        return report
+    }
+
     // MARK: pool threads: cut, compress, process locally
+
+    /// Takes the next receipt for `node`: a retry that did not fail there, else a new parcel.
+    /// - Returns: nil when there is nothing to take now.
+    private func nextReceipt(for node: String) -> UInt64? {
+        if let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
+            ?? (exhausted ? retryQueue.indices.first : nil)
+        {
+            let retry = retryQueue.remove(at: index)
+            guard case .waiting = ledger.state(of: retry) else { return nextReceipt(for: node) }
+            summary.retries += 1
+            return retry
+        }
+        while !exhausted {
+            let buffer = freeParcels.popLast() ?? ParcelBuffer(capacity: configuration.parcelSize)
+            let origin: ParcelOrigin?
+            do {
+                origin = try cutter.next(into: buffer)
+            } catch {
+                fail(error)
+                return nil
+            }
+            guard let origin else {
+                freeParcels.append(buffer)
+                exhausted = true
+                checkFinished()
+                return nil
+            }
+            sequence += 1
+            let receipt = Receipt(
+                step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
+                length: UInt64(origin.length), items: lineCount(buffer.bytes), checksum: crc32c(buffer.bytes))
+            summary.parcels += 1
+            summary.bytes += UInt64(origin.length)
+            if plan.alreadyAggregated.contains(sequence) {
+                // Aggregated before a restart: counted, not sent again.
+                ledger.restoreClosed(receipt)
+                bytesDone += receipt.length
+                freeParcels.append(buffer)
+                continue
+            }
+            do {
+                try plan.journal?.cut(receipt)
+            } catch {
+                fail(error)
+                return nil
+            }
+            parcels[sequence] = buffer
+            ledger.register(receipt)
+            return sequence
+        }
+        return nil
+    }
 
     private func prepareParcels(_ context: ThreadContext) {
         while true {
             lock.lock()
-            var node: Scheduler.Node?
+            var chosen: Scheduler.Node?
+            var sequenceNumber: UInt64?
             while true {
-                if failure != nil || finished || (exhausted && retryQueue.isEmpty) {
+                // Threads stay until the step ends: a node may go down after the last parcel was
+                // cut, and its receipts come back to be sent again.
+                if failure != nil || finished {
                     lock.unlock()
                     return
                 }
-                node = Scheduler().pick(from: nodes, ledger: ledger)
-                if node != nil { break }
+                if let node = Scheduler().pick(from: nodes, ledger: ledger), let next = nextReceipt(for: node.name) {
+                    chosen = node
+                    sequenceNumber = next
+                    break
+                }
+                if failure != nil || finished { continue }
                 lock.wait()
             }
-            let chosen = node!
-            var sequenceNumber: UInt64
-            if let retry = retryQueue.first {
-                retryQueue.removeFirst()
-                guard case .waiting = ledger.state(of: retry) else {
-                    lock.unlock()
-                    continue  // answered meanwhile by a late result
-                }
-                sequenceNumber = retry
-                summary.retries += 1
-            } else {
-                let buffer = freeParcels.popLast() ?? ParcelBuffer(capacity: configuration.parcelSize)
-                let origin: ParcelOrigin?
-                do {
-                    origin = try cutter.next(into: buffer)
-                } catch {
-                    fail(error)
-                    lock.unlock()
-                    return
-                }
-                guard let origin else {
-                    freeParcels.append(buffer)
-                    exhausted = true
-                    checkFinished()
-                    lock.broadcast()
-                    lock.unlock()
-                    continue
-                }
-                sequence += 1
-                sequenceNumber = sequence
-                let receipt = Receipt(
-                    step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
-                    length: UInt64(origin.length), items: lineCount(buffer.bytes), checksum: crc32c(buffer.bytes))
-                parcels[sequence] = buffer
-                summary.parcels += 1
-                summary.bytes += UInt64(origin.length)
-                ledger.open(receipt, on: chosen.name)
-                _ = ledger.takeBack(sequence)  // opened below, like a retry, in one place
-            }
-            let receipt = ledger.receipt(sequenceNumber)!
-            ledger.open(receipt, on: chosen.name)
-            distributedAt[sequenceNumber] = monotonicSeconds()
-            emit(.distributed(receipt, node: chosen.name))
-            let buffer = parcels[sequenceNumber]!
-            let connection = links.first { $0.value.name == chosen.name }?.key
+            let node = chosen!
+            let receipt = ledger.receipt(sequenceNumber!)!
+            ledger.open(receipt, on: node.name)
+            let attempt = ledger.attempts(receipt.sequence)
+            distributedAt[receipt.sequence] = monotonicSeconds()
+            emit(.distributed(receipt, node: node.name))
+            let buffer = parcels[receipt.sequence]!
+            let connection = links.first { $0.value.name == node.name && $0.value.phase == .ready }?.key
             lock.unlock()
 
-            if chosen.name == Self.masterNode {
+            if node.name == Self.masterNode {
                 processLocally(receipt, buffer: buffer)
             } else if let connection {
-                send(receipt, buffer: buffer, to: connection, node: chosen.name, context: context)
+                send(receipt, attempt: attempt, buffer: buffer, to: connection, node: node.name, context: context)
+            } else {
+                lock.lock()
+                requeue(receipt.sequence, from: node.name)
+                lock.unlock()
             }
         }
     }
@@ -324,14 +468,17 @@ final class StepRun: @unchecked Sendable {
         emit(.sent(receipt, node: Self.masterNode, bytes: buffer.count))
         lock.unlock()
         do {
-            let result = try task.process(ParcelBytes(buffer.bytes), options: options)
+            let result = try task.process(ParcelBytes(buffer.bytes), options: plan.options)
             deliver(result, for: receipt.sequence, from: Self.masterNode, wireBytes: result.count)
         } catch {
             taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)")
         }
     }
 
-    private func send(_ receipt: Receipt, buffer: ParcelBuffer, to connection: UInt64, node: String, context: ThreadContext) {
+    private func send(
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: UInt64, node: String,
+        context: ThreadContext
+    ) {
         let compression = configuration.compression
         var payload = buffer
         var recycle: ParcelBuffer?
@@ -352,38 +499,79 @@ final class StepRun: @unchecked Sendable {
         }
         let frame = payload
         let recycled = recycle
-        let flags: UInt8 = compression == .none ? 0 : frameFlagCompressed
+        let flags = parcelFlags(compressed: compression != .none, attempt: attempt)
         let codec = UInt8(compression.codecID)
-        loop.post { [self] in
-            // No copy: the loop writes straight from the parcel (or its compressed copy).
-            let status = loop.sendReference(
-                connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
-                id: receipt.sequence, payload: frame.bytes
-            ) { [self] in
-                if let recycled {
-                    wireLock.lock()
-                    freeWire.append(recycled)
-                    wireLock.unlock()
+        let fault = chaos?.fault(
+            at: .masterSendsParcel, step: step, sequence: receipt.sequence, attempt: attempt,
+            maxAttempts: configuration.maxAttempts)
+        let transmit: @Sendable () -> Void = { [self] in
+            var status: Int32
+            lock.lock()
+            let link = links[connection]
+            lock.unlock()
+            if fault == .byteFlip, frame.count > 0 {
+                // Flip one byte after the checksum was taken: the worker's parser must reject it.
+                var corrupted = Array(frame.bytes)
+                corrupted[Int(receipt.sequence % UInt64(corrupted.count))] ^= 0x20
+                status = corrupted.withUnsafeBytes { sent in
+                    ef_loop_send_tampered(
+                        loop.handle, connection, FrameType.parcel.rawValue, flags, codec, step, receipt.sequence,
+                        frame.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                        sent.baseAddress?.assumingMemoryBound(to: UInt8.self), sent.count)
                 }
+                link?.closingOnPurpose = true
+                if let recycled { recycleWire(recycled) }
+            } else {
+                // No copy: the loop writes straight from the parcel (or its compressed copy).
+                status = loop.sendReference(
+                    connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
+                    id: receipt.sequence, payload: frame.bytes
+                ) { [self] in
+                    if let recycled { recycleWire(recycled) }
+                }
+                if status != 0, let recycled { recycleWire(recycled) }
             }
             lock.lock()
             if status == 0 {
                 summary.bytesSentRaw += UInt64(buffer.count)
                 summary.bytesSentWire += UInt64(frame.count)
                 emit(.sent(receipt, node: node, bytes: frame.count))
+                if let fault { faults.append((fault, [receipt.sequence])) }
             } else {
-                if let recycled {
-                    wireLock.lock()
-                    freeWire.append(recycled)
-                    wireLock.unlock()
-                }
-                if case .open(node, _) = ledger.state(of: receipt.sequence) {
-                    ledger.takeBack(receipt.sequence)
-                    retryQueue.append(receipt.sequence)
-                    lock.broadcast()
-                }
+                requeue(receipt.sequence, from: node)
             }
             lock.unlock()
+            if fault == .connectionDrop, status == 0 {
+                // Drop the connection right after the parcel left: its parcels go elsewhere.
+                link?.closingOnPurpose = true
+                loop.close(connection, flush: true)
+            }
+        }
+        if fault == .frameDelay {
+            let delay = chaos!.delayMilliseconds(step: step, sequence: receipt.sequence, attempt: attempt)
+            loop.post { [self] in
+                let timer = loop.addTimer(milliseconds: delay, repeats: false)
+                lock.lock()
+                timers[timer] = transmit
+                lock.unlock()
+            }
+        } else {
+            loop.post(transmit)
+        }
+    }
+
+    private func recycleWire(_ buffer: ParcelBuffer) {
+        wireLock.lock()
+        freeWire.append(buffer)
+        wireLock.unlock()
+    }
+
+    /// Takes a receipt back from a node that will not answer it, to send it again.
+    private func requeue(_ sequence: UInt64, from node: String) {
+        if case .open(node, _) = ledger.state(of: sequence) {
+            ledger.takeBack(sequence)
+            retryQueue.append(sequence)
+            lock.broadcast()
         }
     }
 
@@ -396,7 +584,7 @@ final class StepRun: @unchecked Sendable {
         emit(.received(receipt, node: node, bytes: wireBytes))
         if node != Self.masterNode { summary.bytesReceivedWire += UInt64(wireBytes) }
         guard ledger.state(of: sequence) != .closed else {
-            _ = ledger.close(sequence)  // counts the duplicate
+            _ = ledger.close(sequence)  // counts the duplicate: exactly-once aggregation
             return
         }
         do {
@@ -406,6 +594,9 @@ final class StepRun: @unchecked Sendable {
             return
         }
         _ = ledger.close(sequence)
+        retryQueue.removeAll { $0 == sequence }
+        aggregatedSet.insert(sequence)
+        sinceCheckpoint += 1
         bytesDone += receipt.length
         summary.parcelsByNode[node, default: 0] += 1
         emit(.aggregated(receipt))
@@ -416,32 +607,59 @@ final class StepRun: @unchecked Sendable {
         lock.broadcast()
     }
 
-    private func taskFailed(_ sequence: UInt64, on node: String, message: String) {
+    private func taskFailed(_ sequence: UInt64, on node: String, message: String, injected: Bool = false) {
         lock.lock()
         defer { lock.unlock() }
         summary.taskErrors += 1
-        guard let attempt = ledger.takeBack(sequence), let receipt = ledger.receipt(sequence) else { return }
-        if attempt >= maxAttempts {
-            fail(.cluster("receipt \(receipt) failed \(attempt) times; last on \(node): \(message)"))
+        guard case .open(node, _) = ledger.state(of: sequence), let receipt = ledger.receipt(sequence) else { return }
+        ledger.takeBack(sequence)
+        if injected { faults.append((.taskRaises, [sequence])) }
+        let failures = taskFailures[sequence, default: 0] + 1
+        taskFailures[sequence] = failures
+        failedOn[sequence, default: []].insert(node)
+        if failures >= configuration.maxAttempts {
+            fail(.cluster("receipt \(receipt) failed \(failures) times; last on \(node): \(message)"))
         } else {
             retryQueue.append(sequence)
             lock.broadcast()
         }
     }
 
-    /// A node is gone: nothing more goes to it and its open receipts go to the others.
+    /// A node is gone (or presumed dead): nothing more goes to it and its open receipts go to the
+    /// others. When no node is left, the master processes the rest itself.
     private func nodeDown(_ link: Link, reason: String) {
         nodes.removeAll { $0.name == link.name }
-        for receipt in ledger.openReceipts(on: link.name) {
-            ledger.takeBack(receipt.sequence)
-            retryQueue.append(receipt.sequence)
-        }
-        if !finished && failure == nil {
-            emit(.stepUpdate(step: step, state: "node-down", detail: "\(link.name): \(reason)"))
-            if nodes.isEmpty {
-                fail(.cluster("every worker is gone (last: \(link.name): \(reason)) and the master does not process parcels"))
+        for receipt in ledger.openReceipts(on: link.name) { requeue(receipt.sequence, from: link.name) }
+        guard !finished && failure == nil && started else { return }
+        emit(.stepUpdate(step: step, state: "node-down", detail: "\(link.name): \(reason)"))
+        if nodes.isEmpty { scheduleTakeover() }
+        lock.broadcast()
+    }
+
+    /// With no node left, the master processes the rest itself — unless a worker comes back
+    /// (reconnects or joins) within the heartbeat time-out. The step never hangs either way.
+    private func scheduleTakeover() {
+        let timer = loop.addTimer(milliseconds: UInt64(configuration.heartbeatTimeout * 1000), repeats: false)
+        timers[timer] = { [self] in
+            lock.lock()
+            if nodes.isEmpty && !finished && failure == nil {
+                nodes.append(.init(name: Self.masterNode, inFlightLimit: max(1, configuration.masterThreads - 1)))
+                emit(.stepUpdate(step: step, state: "master-takes-over", detail: "no worker is left"))
+                lock.broadcast()
             }
+            lock.unlock()
         }
+    }
+
+    private func nodeUp(_ link: Link) {
+        guard !nodes.contains(where: { $0.name == link.name }) else { return }
+        // Remote workers first: ties in the scheduler go to the earliest node.
+        let remote = nodes.filter { $0.name != Self.masterNode }.count
+        nodes.insert(.init(name: link.name, inFlightLimit: configuration.inFlight), at: remote)
+        if !configuration.masterProcesses || chaos != nil {
+            nodes.removeAll { $0.name == Self.masterNode }  // it only stood in for the lost workers
+        }
+        if started { emit(.stepUpdate(step: step, state: "node-up", detail: link.name)) }
         lock.broadcast()
     }
 }
@@ -449,21 +667,50 @@ final class StepRun: @unchecked Sendable {
 // MARK: the loop thread: connections and frames
 
 extension StepRun: EventLoopHandler {
+    /// Connects to every configured worker (under lock).
     fileprivate func connectAll() {
-        lock.lock()
-        defer { lock.unlock() }
         for address in configuration.workers {
-            do {
-                let connection = try loop.connect(host: address.host, port: address.port)
-                links[connection] = Link(address: address)
-            } catch {
-                fail(.cluster("cannot reach worker \(address): \(error)"))
-                return
-            }
+            connect(Link(address: address, joined: false, name: address.description))
         }
         let interval = UInt64(max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
-        lock.broadcast()
+    }
+
+    private func connect(_ link: Link) {
+        do {
+            let connection = try loop.connect(host: link.address.host, port: link.address.port)
+            link.phase = .connecting
+            links[connection] = link
+        } catch {
+            if !started { fail(.cluster("cannot reach worker \(link.name): \(error)")) } else { scheduleReconnect(link) }
+        }
+    }
+
+    private func scheduleReconnect(_ link: Link) {
+        guard !link.joined, !link.leaving, !finished, failure == nil else { return }
+        let delay = UInt64(link.reconnectDelay * 1000)
+        link.reconnectDelay = min(1.0, link.reconnectDelay * 2)
+        let timer = loop.addTimer(milliseconds: delay, repeats: false)
+        timers[timer] = { [self] in
+            lock.lock()
+            if !finished && failure == nil { connect(link) }
+            lock.unlock()
+        }
+    }
+
+    func accepted(_ connection: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !finished, failure == nil else {
+            loop.close(connection, flush: false)
+            return
+        }
+        let peer = loop.peer(connection)
+        let link = Link(
+            address: (try? NodeAddress(parsing: peer)) ?? NodeAddress(host: peer, port: 0), joined: true,
+            name: "joined:\(peer)")
+        links[connection] = link
+        greet(link, connection)
     }
 
     func connected(_ connection: UInt64, status: Int32, errno: Int32) {
@@ -472,10 +719,19 @@ extension StepRun: EventLoopHandler {
         guard let link = links[connection] else { return }
         if status != 0 {
             let why = status == Int32(EF_ESYS) ? String(cString: strerror(errno)) : "\(CoreErrorCode(rawValue: status))"
+            links[connection] = nil
             link.phase = .gone
-            fail(.cluster("cannot reach worker \(link.name): \(why)"))
+            if !started {
+                fail(.cluster("cannot reach worker \(link.name): \(why)"))
+            } else {
+                scheduleReconnect(link)
+            }
             return
         }
+        greet(link, connection)
+    }
+
+    private func greet(_ link: Link, _ connection: UInt64) {
         do {
             link.nonce = try Authentication.nonce()
         } catch {
@@ -486,13 +742,14 @@ extension StepRun: EventLoopHandler {
             role: Hello.masterRole, nonce: link.nonce, threads: configuration.masterThreads,
             name: "master@\(ProcessInfo.processInfo.hostName)")
         link.phase = .awaitingHello
+        link.lastSeen = monotonicSeconds()
         loop.send(connection, type: FrameType.hello.rawValue, bytes: hello.encoded())
     }
 
     func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
         lock.lock()
         defer { lock.unlock() }
-        guard let link = links[connection] else { return }
+        guard let link = links.removeValue(forKey: connection) else { return }
         let previous = link.phase
         link.phase = .gone
         let why: String
@@ -501,24 +758,48 @@ extension StepRun: EventLoopHandler {
         case Int32(EF_ESYS): why = String(cString: strerror(errno))
         default: why = "\(CoreErrorCode(rawValue: reason))"
         }
-        switch previous {
-        case .ready: nodeDown(link, reason: why)
-        case .gone: break
-        default: fail(.cluster("worker \(link.name) closed the connection during the handshake: \(why)"))
+        if previous == .ready {
+            if chaos != nil && !link.closingOnPurpose && !link.leaving {
+                // The worker broke the link: a corrupted frame (caught by its checksum) or a drop.
+                let kind: FaultKind = reason == Int32(EF_ECHECKSUM) ? .byteFlip : .connectionDrop
+                faults.append((kind, ledger.openReceipts(on: link.name).map(\.sequence)))
+            } else if link.closingOnPurpose, let index = faults.lastIndex(where: { $0.kind != .taskRaises }) {
+                // The fault we injected took these receipts down with it.
+                faults[index].receipts += ledger.openReceipts(on: link.name).map(\.sequence)
+            }
+            link.closingOnPurpose = false
+            nodeDown(link, reason: why)
+            scheduleReconnect(link)
+        } else if previous != .gone {
+            if !started && !link.joined {
+                fail(.cluster("worker \(link.name) closed the connection during the handshake: \(why)"))
+            } else {
+                scheduleReconnect(link)
+            }
         }
     }
 
     func timerFired(_ timer: UInt64) {
-        guard timer == heartbeatTimer else { return }
         lock.lock()
+        if let action = timers.removeValue(forKey: timer) {
+            lock.unlock()
+            action()
+            return
+        }
         defer { lock.unlock() }
+        guard timer == heartbeatTimer else { return }
         let now = monotonicSeconds()
         for (connection, link) in links where link.phase == .ready {
-            if now - link.lastSeen > configuration.heartbeatTimeout {
-                loop.close(connection, flush: false)  // on_close marks it down
-            } else {
-                loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
+            let silence = now - link.lastSeen
+            if silence > 3 * configuration.heartbeatTimeout {
+                loop.close(connection, flush: false)  // on_close: gone for good
+            } else if silence > configuration.heartbeatTimeout && !link.suspect {
+                // Presumed dead: its parcels go elsewhere now; a late answer is still welcome
+                // (and dropped if its receipt was closed meanwhile).
+                link.suspect = true
+                nodeDown(link, reason: "silent for \(format3(silence)) s")
             }
+            loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
         }
     }
 
@@ -529,21 +810,28 @@ extension StepRun: EventLoopHandler {
             return
         }
         link.lastSeen = monotonicSeconds()
+        if link.suspect && link.phase == .ready {
+            link.suspect = false
+            if !link.leaving { nodeUp(link) }
+        }
         switch (FrameType(rawValue: frame.type), link.phase) {
         case (.hello, .awaitingHello):
             handshake(Array(frame.payload), link: link, connection: connection)
             lock.unlock()
         case (.welcome, .awaitingWelcome):
             link.phase = .ready
+            link.reconnectDelay = 0.05
+            if started { link.everReady = true }
             let announcement = StepAnnouncement(
-                step: step, task: taskName, options: options, compression: configuration.compression.description)
+                step: step, task: plan.task, options: plan.options, compression: configuration.compression.description,
+                chaos: chaos, maxAttempts: configuration.maxAttempts)
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
             loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
-            // Remote workers first: ties in the scheduler go to the earliest node.
-            nodes.insert(.init(name: link.name, inFlightLimit: configuration.inFlight), at: nodes.filter { $0.name != Self.masterNode }.count)
-            lock.broadcast()
+            nodeUp(link)
             lock.unlock()
         case (.result, .ready):
+            if frame.flags & frameFlagFaultDuplicate != 0 { faults.append((.duplicateResult, [frame.id])) }
+            if frame.flags & frameFlagFaultDelayed != 0 { faults.append((.frameDelay, [frame.id])) }
             lock.unlock()
             let wireBytes = frame.payload.count
             var result: [UInt8]
@@ -563,22 +851,28 @@ extension StepRun: EventLoopHandler {
             deliver(result, for: frame.id, from: link.name, wireBytes: wireBytes)
         case (.error, .ready) where frame.id != 0:
             lock.unlock()
-            taskFailed(frame.id, on: link.name, message: String(decoding: frame.payload, as: UTF8.self))
+            taskFailed(
+                frame.id, on: link.name, message: String(decoding: frame.payload, as: UTF8.self),
+                injected: frame.flags & frameFlagFaultInjected != 0)
         case (.error, _):
             let message = String(decoding: frame.payload, as: UTF8.self)
             if link.phase == .ready {
                 fail(.cluster("worker \(link.name) cannot run step \(step): \(message)"))
-            } else {
+            } else if !started && !link.joined {
                 fail(.cluster("worker \(link.name) refused the master: \(message)"))
             }
             link.phase = .gone
+            links[connection] = nil
             loop.close(connection, flush: false)
             lock.unlock()
         case (.heartbeat, _):
             lock.unlock()
         case (.bye, .ready):
-            // A graceful leave: it has answered its parcels; nothing more goes to it.
+            // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
+            link.leaving = true
             nodes.removeAll { $0.name == link.name }
+            if started { emit(.stepUpdate(step: step, state: "node-leaving", detail: link.name)) }
+            if nodes.isEmpty { scheduleTakeover() }
             lock.broadcast()
             lock.unlock()
         default:
@@ -615,7 +909,12 @@ extension StepRun: EventLoopHandler {
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array("refused by the master: \(message)".utf8))
         loop.close(connection, flush: true)
         link.phase = .gone
-        fail(.cluster("worker \(link.name) \(message)"))
+        links[connection] = nil
+        if !link.joined {
+            fail(.cluster("worker \(link.name) \(message)"))
+        } else {
+            emit(.stepUpdate(step: step, state: "join-refused", detail: "\(link.name) \(message)"))
+        }
     }
 }
 

@@ -7,6 +7,17 @@ enum FrameType: UInt8 {
 
 /// Frame flag: the payload is a compressed parcel buffer (`EF_FRAME_F_COMPRESSED`).
 let frameFlagCompressed = UInt8(EF_FRAME_F_COMPRESSED)
+/// RESULT flag: sent late on purpose (chaos).
+let frameFlagFaultDelayed: UInt8 = 0x02
+/// RESULT flag: a second copy sent on purpose (chaos).
+let frameFlagFaultDuplicate: UInt8 = 0x04
+/// ERROR flag: the failure was injected (chaos).
+let frameFlagFaultInjected: UInt8 = 0x08
+/// PARCEL frames carry the attempt number (1...15, saturating) in the high four flag bits.
+func parcelFlags(compressed: Bool, attempt: Int) -> UInt8 {
+    (compressed ? frameFlagCompressed : 0) | UInt8(min(max(attempt, 1), 15)) << 4
+}
+func attempt(fromParcelFlags flags: UInt8) -> Int { Int(flags >> 4) }
 
 /// Writes little-endian fields.
 struct WireWriter {
@@ -133,6 +144,9 @@ struct StepAnnouncement: Codable {
     var options: TaskOptions
     /// How results are compressed (`Compression(parsing:)` syntax).
     var compression: String
+    /// Fault injection the worker takes part in, and the attempt limit it must respect.
+    var chaos: ChaosSettings?
+    var maxAttempts: Int
 }
 
 /// CRC32C of bytes (the C core's `ef_crc32c`, hardware-accelerated where possible).

@@ -17,6 +17,11 @@ public struct WorkerConfiguration: Sendable {
     public var maxPayload: Int = 256 << 20
     /// The name this node gives in its HELLO.
     public var name: String
+    /// A master to join (connect to, and reconnect to while running) besides or instead of
+    /// listening: the way a worker enters a running step.
+    public var join: NodeAddress?
+    /// Whether to listen at all (a joining worker may only connect out).
+    public var listens = true
 
     public init(listen: NodeAddress, cookie: Cookie, name: String? = nil) {
         self.listen = listen
@@ -42,9 +47,21 @@ public final class Worker: @unchecked Sendable {
     private var inFlight = 0
     private var draining = false
     private var freeBuffers: [ParcelBuffer] = []
+    private var timers: [UInt64: () -> Void] = [:]
+    private var joinConnection: UInt64 = 0
+    private var stopSignalled = false
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
     public private(set) var address: NodeAddress
+
+    private struct StepSetup {
+        var name: String
+        var task: any ParcelTask
+        var options: TaskOptions
+        var compression: Compression
+        var chaos: ChaosSettings?
+        var maxAttempts: Int
+    }
 
     private final class Session {
         enum Phase { case awaitingHello, awaitingAuth(masterNonce: [UInt8]), ready }
@@ -54,7 +71,7 @@ public final class Worker: @unchecked Sendable {
         var masterName = ""
         var lastSeen = monotonicSeconds()
         let opened = monotonicSeconds()
-        var steps: [UInt32: (name: String, task: any ParcelTask, options: TaskOptions, compression: Compression)] = [:]
+        var steps: [UInt32: StepSetup] = [:]
         init(nonce: [UInt8], peer: String) {
             self.nonce = nonce
             self.peer = peer
@@ -78,9 +95,12 @@ public final class Worker: @unchecked Sendable {
     /// - Throws: `ElasticFlowError` when the address cannot be bound.
     public func start() throws(ElasticFlowError) {
         loop.handler = self
-        let (listener, port) = try loop.listen(host: configuration.listen.host, port: configuration.listen.port)
-        self.listener = listener
-        address = NodeAddress(host: configuration.listen.host, port: port)
+        if configuration.listens {
+            let (listener, port) = try loop.listen(host: configuration.listen.host, port: configuration.listen.port)
+            self.listener = listener
+            address = NodeAddress(host: configuration.listen.host, port: port)
+        }
+        if configuration.join != nil { joinMaster() }
         let interval = UInt64(max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
         loop.start(name: "ef-worker-loop")
@@ -92,10 +112,29 @@ public final class Worker: @unchecked Sendable {
         loop.post { [self] in
             guard !draining else { return }
             draining = true
-            loop.unlisten(listener)
+            if listener != 0 { loop.unlisten(listener) }
             log("shutting down: finishing \(inFlight) parcel(s) in progress")
+            // BYE first, so masters stop sending; the parcels in progress are still answered.
+            for (connection, session) in sessions {
+                if case .ready = session.phase { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
+            }
             finishIfDrained()
         }
+    }
+
+    /// Connects to the master to join (loop thread); retried every half second while running.
+    private func joinMaster() {
+        guard let master = configuration.join, !draining else { return }
+        do {
+            joinConnection = try loop.connect(host: master.host, port: master.port)
+        } catch {
+            log("cannot join \(master): \(error)")
+            after(milliseconds: 500) { [self] in joinMaster() }
+        }
+    }
+
+    private func after(milliseconds: UInt64, _ action: @escaping () -> Void) {
+        timers[loop.addTimer(milliseconds: milliseconds, repeats: false)] = action
     }
 
     /// Blocks until the worker has shut down.
@@ -107,13 +146,16 @@ public final class Worker: @unchecked Sendable {
 
     private func finishIfDrained() {
         guard draining, inFlight == 0 else { return }
-        for (connection, session) in sessions {
-            if case .ready = session.phase { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
-            loop.close(connection, flush: true)
-        }
-        if sessions.isEmpty { stopped.signal() }
+        for (connection, _) in sessions { loop.close(connection, flush: true) }
+        if sessions.isEmpty { signalStopped() }
         // Otherwise the last on_close signals; a peer that never reads cannot hold us forever.
-        _ = loop.addTimer(milliseconds: 3000, repeats: false)
+        after(milliseconds: 3000) { [self] in signalStopped() }
+    }
+
+    private func signalStopped() {
+        guard !stopSignalled else { return }
+        stopSignalled = true
+        stopped.signal()
     }
 
     private func refuse(_ connection: UInt64, _ session: Session, _ message: String) {
@@ -139,17 +181,31 @@ extension Worker: EventLoopHandler {
         sessions[connection] = Session(nonce: nonce, peer: loop.peer(connection))
     }
 
+    func connected(_ connection: UInt64, status: Int32, errno: Int32) {
+        guard connection == joinConnection else { return }
+        if status != 0 {
+            after(milliseconds: 500) { [self] in joinMaster() }
+            return
+        }
+        // Joining: this side connected, but the protocol is the same — the master speaks first.
+        accepted(connection)
+    }
+
     func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
         if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
             let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
             log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
         }
-        if draining && sessions.isEmpty { stopped.signal() }
+        if connection == joinConnection && !draining {
+            joinConnection = 0
+            after(milliseconds: 500) { [self] in joinMaster() }
+        }
+        if draining && sessions.isEmpty { signalStopped() }
     }
 
     func timerFired(_ timer: UInt64) {
         if timer != heartbeatTimer {
-            if draining { stopped.signal() }  // the grace period after BYE is over
+            timers.removeValue(forKey: timer)?()
             return
         }
         let now = monotonicSeconds()
@@ -206,7 +262,8 @@ extension Worker: EventLoopHandler {
             log("\(session.peer): \(String(decoding: frame.payload, as: UTF8.self))")
             loop.close(connection, flush: false)
         case (.heartbeat, .ready):
-            break
+            // Answer at once: the master's time-out then depends on its own interval, not ours.
+            loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
         case (.step, .ready):
             announce(frame, session: session, connection: connection)
         case (.parcel, .ready):
@@ -222,9 +279,10 @@ extension Worker: EventLoopHandler {
         do {
             let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
             let task = try tasks.task(named: announcement.task)
-            session.steps[announcement.step] = (
-                announcement.task, task, announcement.options, try Compression(parsing: announcement.compression)
-            )
+            session.steps[announcement.step] = StepSetup(
+                name: announcement.task, task: task, options: announcement.options,
+                compression: try Compression(parsing: announcement.compression), chaos: announcement.chaos,
+                maxAttempts: announcement.maxAttempts)
         } catch {
             let message = "cannot run step \(frame.aux): \(error)"
             log(message)
@@ -233,11 +291,6 @@ extension Worker: EventLoopHandler {
     }
 
     private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
-        guard !draining else {
-            let message = "worker is shutting down"
-            loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
-            return
-        }
         guard let step = session.steps[frame.aux] else {
             let message = "parcel for unknown step \(frame.aux)"
             loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
@@ -250,10 +303,17 @@ extension Worker: EventLoopHandler {
         let compressed = frame.flags & frameFlagCompressed != 0
         let (sequence, stepID, maxPayload) = (frame.id, frame.aux, configuration.maxPayload)
         let work = TaskTransfer(name: step.name, task: step.task, options: step.options, compression: step.compression)
+        let fault = step.chaos?.fault(
+            at: .workerProcesses, step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags),
+            maxAttempts: step.maxAttempts)
+        let delay =
+            step.chaos?.delayMilliseconds(step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags))
+            ?? 0
         inFlight += 1
         pool.submit { [self] context in
             var outcome: Result<[UInt8], ElasticFlowError>
             do {
+                if fault == .taskRaises { throw ElasticFlowError.task(name: work.name, message: "chaos: injected failure") }
                 var input = buffer.bytes
                 if compressed {
                     _ = try context.codec.decompress(buffer.bytes, into: context.scratch, limit: maxPayload)
@@ -268,18 +328,47 @@ extension Worker: EventLoopHandler {
             }
             let finished = OutcomeTransfer(outcome: outcome)
             loop.post { [self] in
-                inFlight -= 1
                 freeBuffers.append(buffer)
-                switch finished.outcome {
-                case .success(let bytes):
-                    loop.send(
-                        connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
-                        flagsCompressed: true, codec: UInt8(work.compression.codecID), bytes: bytes)
-                case .failure(let error):
-                    loop.send(
-                        connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
-                        bytes: Array(error.description.utf8))
+                let codec = UInt8(work.compression.codecID)
+                let answer = { [self] (flags: UInt8) in
+                    switch finished.outcome {
+                    case .success(let bytes):
+                        if fault == .byteFlip, !bytes.isEmpty {
+                            // Flipped after the checksum was taken: the master's parser must catch it.
+                            var corrupted = bytes
+                            corrupted[Int(sequence % UInt64(bytes.count))] ^= 0x20
+                            _ = ef_loop_send_tampered(
+                                loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
+                                sequence, bytes, corrupted, bytes.count)
+                        } else {
+                            loop.send(
+                                connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
+                                flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
+                        }
+                    case .failure(let error):
+                        loop.send(
+                            connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
+                            flags: fault == .taskRaises ? frameFlagFaultInjected : 0, codec: 0,
+                            bytes: Array(error.description.utf8))
+                    }
                 }
+                switch fault {
+                case .connectionDrop:
+                    loop.close(connection, flush: false)
+                case .frameDelay:
+                    after(milliseconds: delay) { [self] in
+                        answer(frameFlagFaultDelayed)
+                        inFlight -= 1
+                        finishIfDrained()
+                    }
+                    return
+                case .duplicateResult:
+                    answer(0)
+                    answer(frameFlagFaultDuplicate)
+                default:
+                    answer(0)
+                }
+                inFlight -= 1
                 finishIfDrained()
             }
         }
@@ -300,14 +389,9 @@ private struct OutcomeTransfer: Sendable {
 
 extension EventLoop {
     @discardableResult
-    func send(
-        _ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flagsCompressed: Bool, codec: UInt8,
-        bytes: [UInt8]
-    ) -> Int32 {
-        bytes.withUnsafeBytes {
-            send(
-                connection, type: type, flags: flagsCompressed ? frameFlagCompressed : 0, codec: codec, aux: aux,
-                id: id, payload: $0)
-        }
+    func send(_ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8])
+        -> Int32
+    {
+        bytes.withUnsafeBytes { send(connection, type: type, flags: flags, codec: codec, aux: aux, id: id, payload: $0) }
     }
 }

@@ -49,6 +49,9 @@ public enum ElasticFlowError: Error, Equatable, CustomStringConvertible {
     case malformedValue(String)
     /// A task failed (`name` is the task's registered name, or what was being done).
     case task(name: String, message: String)
+    /// A step journal (the step-data directory) is missing, corrupt, in use or inconsistent with the
+    /// step being run. The message names the file and says why.
+    case journal(String)
 
     public var description: String {
         switch self {
@@ -66,6 +69,8 @@ public enum ElasticFlowError: Error, Equatable, CustomStringConvertible {
             return "malformed value: \(message)"
         case .task(let name, let message):
             return "task '\(name)': \(message)"
+        case .journal(let message):
+            return message
         }
     }
 }

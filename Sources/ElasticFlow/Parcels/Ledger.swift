@@ -29,6 +29,18 @@ public struct Ledger: Sendable {
     public func state(of sequence: UInt64) -> State? { states[sequence] }
     public func receipt(_ sequence: UInt64) -> Receipt? { receipts[sequence] }
 
+    /// Records a receipt that is about to be handed out (its first `open` makes attempt 1).
+    public mutating func register(_ receipt: Receipt) {
+        receipts[receipt.sequence] = receipt
+        states[receipt.sequence] = .waiting(attempt: 0)
+    }
+
+    /// Records a receipt aggregated before a restart (a resumed step): closed from the start.
+    public mutating func restoreClosed(_ receipt: Receipt) {
+        receipts[receipt.sequence] = receipt
+        states[receipt.sequence] = .closed
+    }
+
     /// Records a parcel handed to a node (a first attempt or a retry).
     public mutating func open(_ receipt: Receipt, on node: String) {
         var attempt = 1

@@ -23,6 +23,8 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     /// Parcels whose result each node produced (the master is "master").
     public var parcelsByNode: [String: Int] = [:]
     public var compression: Compression = .none
+    /// Faults injected and recovered, when chaos was on.
+    public var chaos: ChaosReport?
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct StepSummary: Sendable, CustomStringConvertible {
                 "  sent \(mb(bytesSentRaw)) MB as \(mb(bytesSentWire)) MB with \(compression) "
                     + "(ratio \(format3(ratio))), results \(mb(bytesReceivedWire)) MB")
         }
+        if let chaos { lines.append("  chaos (injected/recovered): \(chaos)") }
         let nodes = parcelsByNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
         lines.append("  parcels by node: \(nodes)")
         return lines.joined(separator: "\n")

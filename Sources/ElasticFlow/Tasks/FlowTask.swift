@@ -69,4 +69,9 @@ final class FlowAggregation: TaskAggregation {
     func output() throws -> StepOutput {
         .value(accumulated ?? .null)
     }
+
+    func snapshot() throws -> [UInt8] { (accumulated ?? .null).encoded() }
+
+    /// Folds the snapshot in like one more result (`null`, an empty aggregate, changes nothing).
+    func restore(from snapshot: [UInt8]) throws { try absorb(snapshot) }
 }

@@ -71,6 +71,10 @@ public protocol TaskAggregation: AnyObject {
     func absorb(_ result: [UInt8]) throws
     /// The output so far (the final output once every parcel is absorbed).
     func output() throws -> StepOutput
+    /// The aggregate so far, serialized, for the step journal's checkpoints.
+    func snapshot() throws -> [UInt8]
+    /// Adds a snapshot's aggregate into this aggregation (a resumed step starts from it).
+    func restore(from snapshot: [UInt8]) throws
 }
 
 extension ParcelTask {

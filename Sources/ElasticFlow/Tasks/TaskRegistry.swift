@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The tasks a program offers, by name. Every node runs the same program and so holds the same
 /// registry; the master sends a task's name with each step and the node looks it up here (the
 /// counterpart of the original's `{Module, :function}`).
@@ -47,7 +51,8 @@ public struct TaskRegistry: Sendable {
 
     /// What the `elasticflow` CLI ships: "wordcount" (`WordCountTask`), and the flow examples
     /// "line-lengths" (`FlowTask.lineLengths`), "longest-line" (`FlowTask.longestLine`) and
-    /// "word-frequencies" (`FlowTask.wordFrequencies`).
+    /// "word-frequencies" (`FlowTask.wordFrequencies`), and "slow-wordcount" (the word count
+    /// slowed by `delay-ms` per parcel, default 10: to watch elasticity and failures happen).
     public static let standard: TaskRegistry = {
         var registry = TaskRegistry()
         // The names are constants known to be valid and distinct.
@@ -55,6 +60,7 @@ public struct TaskRegistry: Sendable {
         try! registry.register("line-lengths", FlowTask.lineLengths)
         try! registry.register("longest-line", FlowTask.longestLine)
         try! registry.register("word-frequencies", FlowTask.wordFrequencies)
+        try! registry.register("slow-wordcount", SlowTask(WordCountTask()))
         return registry
     }()
 }
@@ -154,5 +160,23 @@ struct LongestLine: FlowValueConvertible {
             throw .malformedValue("a longest-line result is [\"length\": int, \"line\": string], not \(a) or \(b)")
         }
         return aLength != bLength ? aLength > bLength : aLine.utf8.lexicographicallyPrecedes(bLine.utf8)
+    }
+}
+
+/// A task slowed down by `parameters["delay-ms"]` milliseconds per parcel (default 10): for
+/// demonstrations and tests of membership and failures, where a step must last a while.
+public struct SlowTask<Base: ParcelTask>: ParcelTask {
+    public let base: Base
+
+    public init(_ base: Base) { self.base = base }
+
+    public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
+        let milliseconds = options.parameters["delay-ms"].flatMap { UInt32($0) } ?? 10
+        usleep(min(milliseconds, 60_000) * 1000)
+        return try base.process(parcel, options: options)
+    }
+
+    public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
+        try base.makeAggregation(options: options)
     }
 }

@@ -93,4 +93,8 @@ final class WordCountAggregation: TaskAggregation {
     func output() throws -> StepOutput {
         .wordCount(counter)
     }
+
+    func snapshot() throws -> [UInt8] { try counter.serialized() }
+
+    func restore(from snapshot: [UInt8]) throws { try counter.merge(serialized: snapshot) }
 }

@@ -8,9 +8,10 @@ final class TestWorker {
     let address: String
     private let errors = Pipe()
 
-    init(cookie: String, extraArguments: [String] = []) throws {
+    /// - Parameter arguments: the worker's arguments (default: listen on a free loopback port).
+    init(cookie: String, arguments: [String] = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"]) throws {
         process.executableURL = CommandRunner.executable
-        process.arguments = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"] + extraArguments
+        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["ELASTICFLOW_COOKIE"] = cookie
         process.environment = environment
@@ -26,6 +27,10 @@ final class TestWorker {
             line.append(first)
         }
         let text = String(decoding: line, as: UTF8.self)
+        if text.hasPrefix("joining ") {
+            address = String(text.dropFirst("joining ".count))
+            return
+        }
         guard text.hasPrefix("listening on 127.0.0.1:") else { throw TestWorkerError.unexpected(text) }
         address = String(text.dropFirst("listening on ".count))
     }

@@ -1,0 +1,126 @@
+/// The states a step goes through, as `StepRecord.state` and the timeline spell them.
+public enum StepState {
+    /// Queued; nothing cut yet.
+    public static let pending = "pending"
+    /// Parcels are being cut, sent and aggregated.
+    public static let running = "running"
+    /// Every receipt closed, no parcel had to be sent twice.
+    public static let completed = "completed"
+    /// Every receipt closed after some parcels were sent again.
+    public static let completedWithRetries = "completed-with-retries"
+    /// Stopped by an error (`StepRecord.failure` says which); `retry` may finish it.
+    public static let failed = "failed"
+    /// Stopped on request.
+    public static let cancelled = "cancelled"
+    /// Found running by a master that restarted after a crash; resuming finishes it.
+    public static let interrupted = "interrupted"
+
+    /// Every valid state.
+    public static let all: Set<String> = [
+        pending, running, completed, completedWithRetries, failed, cancelled, interrupted,
+    ]
+
+    /// The states of a step whose result is final.
+    public static let finished: Set<String> = [completed, completedWithRetries]
+}
+
+/// What the journal knows about one step: what it runs on (enough to cut the same parcels again), where it
+/// is, how it got there. Stored as `step.json` in the step's directory (see `StepJournal`).
+public struct StepRecord: Codable, Sendable, Hashable {
+    /// The version of the `step.json` layout this code writes and reads.
+    public static let currentVersion = 1
+
+    /// One state change.
+    public struct Event: Codable, Sendable, Hashable {
+        public var state: String
+        /// Seconds since 1970 (UTC).
+        public var time: Double
+        public var detail: String
+
+        public init(state: String, time: Double, detail: String) {
+            self.state = state
+            self.time = time
+            self.detail = detail
+        }
+    }
+
+    /// Layout version of step.json (`currentVersion` when written by this code).
+    public private(set) var version: Int
+    /// The step number, unique within a step-data directory.
+    public var step: UInt32
+    /// A name for people (the CLI shows it).
+    public var name: String
+    /// The registered name of the task every parcel runs.
+    public var task: String
+    public var options: TaskOptions
+    /// Source paths in order (a receipt's partition indexes this list); `-` is standard input, which
+    /// cannot be read twice, so a step reading it can be listed but not resumed or retried.
+    public var sources: [String]
+    /// Target parcel size in bytes: with `sources`, it fixes the parcels (cutting is deterministic).
+    public var parcelSize: Int
+    /// Parcel compression, in `Compression(parsing:)` syntax.
+    public var compression: String
+    /// One of `StepState.all`; change it with `StepJournal.update(state:detail:)`.
+    public var state: String
+    /// Every state the step was in, oldest first.
+    public var timeline: [Event]
+    /// Why the step last failed; nil unless its state is failed, cancelled or interrupted.
+    public var failure: String?
+    /// Parcels cut; final once `receiptsSealed`.
+    public var parcels: Int
+    /// True once every parcel has been cut and its receipt made durable (`StepJournal.sealReceipts()`):
+    /// from then on receipts.log alone lists every parcel, and a receipt it lacks is corruption.
+    public var receiptsSealed: Bool
+    /// Parcels sent again after a node failed or went down.
+    public var retries: Int
+    /// Results dropped because their receipt was already closed.
+    public var duplicates: Int
+
+    /// A pending step with an empty timeline (`StepJournal.create` adds its first event).
+    public init(
+        step: UInt32, name: String, task: String, options: TaskOptions = TaskOptions(), sources: [String],
+        parcelSize: Int, compression: String = "none"
+    ) {
+        version = Self.currentVersion
+        self.step = step
+        self.name = name
+        self.task = task
+        self.options = options
+        self.sources = sources
+        self.parcelSize = parcelSize
+        self.compression = compression
+        state = StepState.pending
+        timeline = []
+        failure = nil
+        parcels = 0
+        receiptsSealed = false
+        retries = 0
+        duplicates = 0
+    }
+
+    /// False when a source is standard input: its bytes are gone once read, so the step's parcels cannot be
+    /// cut again to resume or retry it.
+    public var isResumable: Bool { !sources.contains("-") }
+
+    /// Checks what a record must satisfy to be written or trusted once read.
+    /// - Returns: nil when valid, else why not.
+    func problem() -> String? {
+        if version != Self.currentVersion {
+            return "unsupported version \(version) (this program reads version \(Self.currentVersion))"
+        }
+        if !StepState.all.contains(state) { return "unknown state '\(state)'" }
+        if let event = timeline.first(where: { !StepState.all.contains($0.state) }) {
+            return "unknown state '\(event.state)' in the timeline"
+        }
+        if task.isEmpty { return "empty task name" }
+        if sources.isEmpty { return "no sources" }
+        if parcelSize <= 0 { return "parcel size \(parcelSize) is not positive" }
+        if parcels < 0 || retries < 0 || duplicates < 0 { return "negative counter" }
+        do {
+            _ = try Compression(parsing: compression)
+        } catch {
+            return error.description
+        }
+        return nil
+    }
+}
