@@ -19,6 +19,12 @@
  * there, so the per-word path never lowercases; a window boundary inside a word is just another
  * feed boundary.
  *
+ * Measured and dropped (Benchmarks/c/count_bench.c, cachegrind): 16-byte slots carrying the head
+ * (fewer L1 misses, more instructions, slower), 16-byte keys inline in the entry (no length
+ * branch up to 16 bytes, more instructions, no faster), hashing a block's words first and
+ * prefetching their slots (slower: the table mostly hits L1/L2), and moving a frequent word into
+ * its home slot on a hit (fewer mispredicts, more instructions, a wash).
+ *
  * Threading: everything a merge writes lives in its partition (padded to a cache line), which is
  * what lets merges of different partitions of one dst run at once. */
 #include "internal.h"
@@ -45,8 +51,8 @@ _Static_assert(EF_COUNT_MAGIC ==
 #define CAPACITY_DEFAULT 4096 /* distinct words in all: a page of text grows nothing */
 #define PART_MIN_ENTRIES 8
 #define PART_MAX_SLOTS ((size_t)1 << 31) /* entry indexes and tags share a u64 slot */
-/* Export compares keys by their first 8 bytes in one load that may run past a short key's end
- * (then masked): the arena keeps this many bytes after its capacity so the load stays inside. */
+/* Export and re-hashing merges read a key's first 8 bytes in one load that may run past a short
+ * key's end (then masked): the arena keeps this many bytes after its capacity for that load. */
 #define ARENA_SLACK 8
 #define WINDOW 16384 /* lowercasing scratch: small enough to stay in L1/L2 while it is counted */
 #define SAFE_TAIL 16 /* bytes a block leaves after it for unchecked loads */
