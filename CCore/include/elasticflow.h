@@ -106,6 +106,9 @@ typedef enum ef_codec_id {
 #define EF_ZSTD_LEVEL_MIN 1
 #define EF_ZSTD_LEVEL_MAX 19
 #define EF_ZSTD_LEVEL_DEFAULT 1
+/* lz4's "level" is its acceleration: 1 compresses best; higher trades ratio for speed. */
+#define EF_LZ4_ACCELERATION_MAX 65537
+#define EF_LZ4_ACCELERATION_DEFAULT 1
 
 typedef struct ef_codec ef_codec;
 
@@ -119,8 +122,9 @@ EF_API const char *ef_codec_name(int codec);
  * 0 when the codec is unknown or src_len is too large for it. */
 EF_API size_t ef_codec_bound(int codec, size_t src_len);
 
-/* Compress src into dst (header + data). level applies to zstd only (0 = default; otherwise
- * EF_ZSTD_LEVEL_MIN..MAX, else EF_EINVAL). Returns the bytes written or EF_E*. */
+/* Compress src into dst (header + data). level: for zstd the level (0 = default; otherwise
+ * EF_ZSTD_LEVEL_MIN..MAX, else EF_EINVAL); for lz4 the acceleration (0 = default;
+ * 1..EF_LZ4_ACCELERATION_MAX, else EF_EINVAL); ignored by none. Returns the bytes written or EF_E*. */
 EF_API ptrdiff_t ef_codec_compress(ef_codec *codec, int codec_id, int level, const uint8_t *src,
                                    size_t src_len, uint8_t *dst, size_t dst_cap);
 

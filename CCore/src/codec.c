@@ -119,10 +119,12 @@ EF_API ptrdiff_t ef_codec_compress(ef_codec *codec, int codec_id, int level, con
         return EF_ECODEC;
     if (codec_id != EF_CODEC_NONE && codec == NULL)
         return EF_EINVAL;
-    /* level means something to zstd only; other codecs ignore it so one setting can follow the
-     * user's choice of codec around. */
+    /* For zstd, level is the compression level; for lz4, its acceleration (higher: faster, less
+     * compression); codec none ignores it, so one setting can follow the choice of codec around. */
     if (codec_id == EF_CODEC_ZSTD && level != 0 &&
         (level < EF_ZSTD_LEVEL_MIN || level > EF_ZSTD_LEVEL_MAX))
+        return EF_EINVAL;
+    if (codec_id == EF_CODEC_LZ4 && (level < 0 || level > EF_LZ4_ACCELERATION_MAX))
         return EF_EINVAL;
     if (src == NULL)
         src = empty_input;
@@ -150,7 +152,8 @@ EF_API ptrdiff_t ef_codec_compress(ef_codec *codec, int codec_id, int level, con
             return EF_ESPACE; /* lz4 needs at least one byte, even for empty input */
         int cap = data_cap > INT_MAX ? INT_MAX : (int)data_cap;
         int r = LZ4_compress_fast_extState(codec->lz4_state, (const char *)src, (char *)data,
-                                           (int)src_len, cap, 1);
+                                           (int)src_len, cap,
+                                           level == 0 ? EF_LZ4_ACCELERATION_DEFAULT : level);
         if (r <= 0)
             return EF_ESPACE; /* lz4's only failure for valid input: the output did not fit */
         n = (size_t)r;

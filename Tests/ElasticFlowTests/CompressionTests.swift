@@ -3,7 +3,7 @@ import Testing
 @testable import ElasticFlow
 
 @Suite struct CompressionTests {
-    static let codecs: [Compression] = [.none, .lz4, .zstd(level: 1), .zstd(level: 9)]
+    static let codecs: [Compression] = [.none, .lz4, .lz4Fast(acceleration: 8), .zstd(level: 1), .zstd(level: 9)]
 
     @Test(arguments: codecs)
     func roundTripsTextAndRandomBytes(_ compression: Compression) throws {
@@ -53,7 +53,9 @@ import Testing
         #expect(try Compression(parsing: "lz4") == .lz4)
         #expect(try Compression(parsing: "zstd") == .zstd(level: 1))
         #expect(try Compression(parsing: "zstd:19") == .zstd(level: 19))
-        for bad in ["gzip", "zstd:0", "zstd:20", "zstd:x", "lz4:1", ""] {
+        #expect(try Compression(parsing: "lz4:1") == .lz4)
+        #expect(try Compression(parsing: "lz4:8") == .lz4Fast(acceleration: 8))
+        for bad in ["gzip", "zstd:0", "zstd:20", "zstd:x", "lz4:0", "lz4:x", "lz4:70000", ""] {
             #expect(throws: ElasticFlowError.self) { try Compression(parsing: bad) }
         }
     }

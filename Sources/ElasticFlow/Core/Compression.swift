@@ -3,17 +3,26 @@ internal import CElasticFlow
 /// How parcel bytes are compressed on the wire.
 public enum Compression: Hashable, Sendable, CustomStringConvertible {
     case none
+    /// lz4 at its default acceleration (1: the best lz4 ratio).
     case lz4
+    /// lz4 with an acceleration from 2 to 65537: faster, and less compression, as it grows.
+    case lz4Fast(acceleration: Int)
     /// zstd at a level from 1 (fastest) to 19.
     case zstd(level: Int)
 
-    /// Parses `none`, `lz4`, `zstd` or `zstd:LEVEL`.
+    /// Parses `none`, `lz4`, `lz4:ACCELERATION`, `zstd` or `zstd:LEVEL`.
     /// - Throws: `ElasticFlowError.invalidArgument` for anything else.
     public init(parsing text: String) throws(ElasticFlowError) {
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
         switch (parts[0].lowercased(), parts.count) {
         case ("none", 1): self = .none
         case ("lz4", 1): self = .lz4
+        case ("lz4", 2):
+            guard let acceleration = Int(parts[1]), (1...Int(EF_LZ4_ACCELERATION_MAX)).contains(acceleration) else {
+                throw .invalidArgument(
+                    "invalid lz4 acceleration '\(parts[1])': expected 1...\(EF_LZ4_ACCELERATION_MAX)")
+            }
+            self = acceleration == 1 ? .lz4 : .lz4Fast(acceleration: acceleration)
         case ("zstd", 1): self = .zstd(level: Int(EF_ZSTD_LEVEL_DEFAULT))
         case ("zstd", 2):
             guard let level = Int(parts[1]), (Int(EF_ZSTD_LEVEL_MIN)...Int(EF_ZSTD_LEVEL_MAX)).contains(level)
@@ -23,7 +32,8 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
             }
             self = .zstd(level: level)
         default:
-            throw .invalidArgument("unknown compression '\(text)': expected none, lz4, zstd or zstd:LEVEL")
+            throw .invalidArgument(
+                "unknown compression '\(text)': expected none, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL")
         }
     }
 
@@ -31,6 +41,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .none: return "none"
         case .lz4: return "lz4"
+        case .lz4Fast(let acceleration): return "lz4:\(acceleration)"
         case .zstd(let level): return "zstd:\(level)"
         }
     }
@@ -38,14 +49,17 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
     var codecID: Int32 {
         switch self {
         case .none: return Int32(EF_CODEC_NONE.rawValue)
-        case .lz4: return Int32(EF_CODEC_LZ4.rawValue)
+        case .lz4, .lz4Fast: return Int32(EF_CODEC_LZ4.rawValue)
         case .zstd: return Int32(EF_CODEC_ZSTD.rawValue)
         }
     }
 
     var level: Int32 {
-        if case .zstd(let level) = self { return Int32(level) }
-        return 0
+        switch self {
+        case .zstd(let level): return Int32(level)
+        case .lz4Fast(let acceleration): return Int32(acceleration)
+        default: return 0
+        }
     }
 }
 
