@@ -232,10 +232,11 @@ public final class StepJournal: Sendable {
             var record = state.record
             change(&record)
             guard record.step == state.record.step, record.state == state.record.state,
-                record.timeline == state.record.timeline, record.receiptsSealed == state.record.receiptsSealed
+                record.timeline == state.record.timeline, record.receiptsSealed == state.record.receiptsSealed,
+                !record.receiptsSealed || record.parcels == state.record.parcels
             else {
                 throw .invalidArgument(
-                    "step \(step): change the state with update(state:detail:) and seal with sealReceipts()")
+                    "step \(step): change the state with update(state:detail:) and the parcels with sealReceipts()")
             }
             if let problem = record.problem() { throw .invalidArgument("step \(step): \(problem)") }
             try Self.write(record, in: directoryFD, path: path)
@@ -257,6 +258,11 @@ public final class StepJournal: Sendable {
             throw .invalidArgument("receipt \(receipt) belongs to step \(receipt.step), not \(step)")
         }
         try state.withLock { (state: inout State) throws(ElasticFlowError) in
+            guard Int(receipt.partition) < state.record.sources.count else {
+                throw .invalidArgument(
+                    "receipt \(receipt) names source \(receipt.partition), but step \(step) has "
+                        + "\(state.record.sources.count)")
+            }
             try openLogForAppending(&state)
             if let known = state.receipts![receipt.sequence] {
                 if known == receipt { return }
@@ -297,6 +303,7 @@ public final class StepJournal: Sendable {
     /// - Throws: `ElasticFlowError.io` when receipts.log cannot be written.
     public func synchronize() throws(ElasticFlowError) {
         try state.withLock { (state: inout State) throws(ElasticFlowError) in
+            if let failure = state.logFailure { throw Self.stopped(path, failure) }
             if state.logFD >= 0 { try syncLog(&state) }
         }
     }
@@ -307,12 +314,12 @@ public final class StepJournal: Sendable {
     /// receipts.log durable (so every receipt the checkpoint names is on disk), then replaces the checkpoint
     /// atomically: written to checkpoint.tmp, fsynced, renamed, the directory fsynced.
     /// - Parameters:
-    ///   - aggregated: sequence numbers of the receipts whose results `aggregate` holds (any order).
+    ///   - aggregated: sequence numbers of the receipts whose results `aggregate` holds.
     ///   - aggregate: the aggregation's serialized state.
     /// - Throws: `ElasticFlowError.invalidArgument` when a sequence number has no recorded receipt; `.io` when
     ///   a file cannot be written; `.journal` when the journal's files are corrupt.
-    public func checkpoint(aggregated: some Sequence<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError) {
-        let sequences = Set(aggregated).sorted()
+    public func checkpoint(aggregated: Set<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError) {
+        let sequences = aggregated.sorted()
         try fileWriters.withLock { (_: inout Void) throws(ElasticFlowError) in
             let durableLength = try state.withLock { (state: inout State) throws(ElasticFlowError) -> Int in
                 try openLogForAppending(&state)
@@ -347,7 +354,7 @@ public final class StepJournal: Sendable {
                 throw .journal(
                     "step \(step) read standard input, which cannot be read again: it cannot be resumed or retried")
             }
-            if state.logFD >= 0 { try flushLog(&state) }
+            if state.logFD >= 0 && state.logFailure == nil { try flushLog(&state) }
             let (checkpoint, receipts) = try readFiles(&state)
             return (receipts, Set(checkpoint?.aggregated ?? []), checkpoint?.aggregate)
         }
@@ -372,7 +379,6 @@ public final class StepJournal: Sendable {
                 StepResultFile.encode(step: step, result: result), name: Self.resultName, in: directoryFD,
                 directory: path)
         }
-        try synchronize()
         try update(state: newState, detail: detail)
     }
 
@@ -403,7 +409,8 @@ public final class StepJournal: Sendable {
                 "\(log.count) bytes, but the checkpoint was written after \(durableLength) bytes were"
                     + " synced: receipts were lost")
         }
-        let scan = try Self.scan(log, durableLength: durableLength, step: step, path: logPath)
+        let scan = try Self.scan(
+            log, durableLength: durableLength, step: step, sources: state.record.sources.count, path: logPath)
         if let checkpoint, let missing = checkpoint.aggregated.first(where: { scan.receipts[$0] == nil }) {
             throw JournalBytes.corrupt(
                 checkpointPath, "it counts parcel \(missing) as aggregated, but receipts.log has no receipt for it")
@@ -422,9 +429,7 @@ public final class StepJournal: Sendable {
     /// Makes receipts.log ready for appending: reads it once (and the checkpoint, to know what is durable),
     /// opens it, and cuts off a torn tail so new lines never follow garbage.
     private func openLogForAppending(_ state: inout State) throws(ElasticFlowError) {
-        if let failure = state.logFailure {
-            throw .journal("step journal '\(path)' stopped after an earlier receipts.log error: \(failure)")
-        }
+        if let failure = state.logFailure { throw Self.stopped(path, failure) }
         if state.logFD >= 0 { return }
         if state.receipts == nil { _ = try readFiles(&state) }
         let fd = openat(directoryFD, Self.logName, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
@@ -469,7 +474,7 @@ public final class StepJournal: Sendable {
     /// - Returns: the receipts and the length of the valid lines (reading stops at the first invalid line
     ///   after `durableLength`).
     static func scan(
-        _ bytes: [UInt8], durableLength: Int, step: UInt32, path: String
+        _ bytes: [UInt8], durableLength: Int, step: UInt32, sources: Int, path: String
     ) throws(ElasticFlowError) -> (receipts: [UInt64: Receipt], validLength: Int) {
         var receipts: [UInt64: Receipt] = [:]
         var start = 0
@@ -482,7 +487,9 @@ public final class StepJournal: Sendable {
                 break  // a line torn by a crash
             }
             let text = String(decoding: bytes[start..<end], as: UTF8.self)
-            guard let receipt = Receipt(text), receipt.step == step, receipt.description == text else {
+            guard let receipt = Receipt(text), receipt.step == step, Int(receipt.partition) < sources,
+                receipt.description == text
+            else {
                 if durable {
                     throw JournalBytes.corrupt(path, "line \(line) is not a receipt of step \(step): \(excerpt(text))")
                 }
@@ -514,6 +521,10 @@ public final class StepJournal: Sendable {
         guard name.hasPrefix("step-"), let step = UInt32(name.dropFirst(5)), directoryName(of: step) == name
         else { return nil }
         return step
+    }
+
+    private static func stopped(_ path: String, _ failure: ElasticFlowError) -> ElasticFlowError {
+        .journal("step journal '\(path)' stopped after an earlier receipts.log error: \(failure)")
     }
 
     private static func alreadyExists(_ step: UInt32, _ directory: String) -> ElasticFlowError {
