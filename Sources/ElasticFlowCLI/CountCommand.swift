@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ElasticFlow
 
 #if canImport(Glibc)
@@ -40,6 +41,13 @@ struct CountCommand: ParsableCommand {
     @Flag(name: .long, help: "With --workers: print the step summary on standard error.")
     var summary = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Journal the step here; running the same command again resumes it if it was interrupted or failed.",
+            valueName: "DIR"))
+    var stepData: String?
+
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
@@ -55,14 +63,23 @@ struct CountCommand: ParsableCommand {
     func run() throws {
         do throws(ElasticFlowError) {
             let sources = files.map(DataSource.init(argument:))
-            if let workers = try cluster.workerAddresses() {
-                let cookie = try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
+            if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
+                let cookie = workers.isEmpty && cluster.listen == nil
+                    ? try Cookie("unused: no worker") : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
                 var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
                 if let threads { configuration.masterThreads = threads }
                 try cluster.apply(to: &configuration, parcelSize: parcelSize)
-                let report = try runOnCluster(
-                    configuration: configuration, task: "wordcount", sources: sources,
-                    options: TaskOptions(lowercase: lowercase))
+                let report: StepReport
+                if let stepData {
+                    let definition = StepDefinition(
+                        name: "count", task: "wordcount", sources: files.map(absolutePath),
+                        options: TaskOptions(lowercase: lowercase))
+                    report = try runJournaled(definition, configuration: configuration, stepData: stepData)
+                } else {
+                    report = try runOnCluster(
+                        configuration: configuration, task: "wordcount", sources: sources,
+                        options: TaskOptions(lowercase: lowercase))
+                }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
                 if summary { logLine(report.summary.description) }
@@ -91,4 +108,34 @@ func runOnCluster(
     let bar = ProgressBar()
     defer { bar.finish() }
     return try master.run(task: task, sources: sources, options: options) { bar.update($0) }
+}
+
+/// A path made absolute (so a journaled step names the same files from any directory); `-` stays.
+func absolutePath(_ path: String) -> String {
+    if path == "-" || path.hasPrefix("/") { return path }
+    return FileManager.default.currentDirectoryPath + "/" + path
+}
+
+/// Runs a step with its journal: resumes the unfinished step of the same definition if there is
+/// one (a master that was killed, or a step that failed), else starts a new one.
+func runJournaled(_ definition: StepDefinition, configuration: ClusterConfiguration, stepData: String)
+    throws(ElasticFlowError) -> StepReport
+{
+    let master = Master(configuration: configuration)
+    let bar = ProgressBar()
+    defer { bar.finish() }
+    if let step = try StepExecution.unfinishedStep(
+        matching: definition, parcelSize: configuration.parcelSize, in: stepData)
+    {
+        logLine("elasticflow: resuming step \(step) from \(stepData)")
+        return try StepExecution.resume(step: step, master: master, stepData: stepData) { bar.update($0) }
+    }
+    let queue = try StepQueue(master: master, stepData: stepData)
+    let step = try queue.add(definition)
+    queue.run { _, progress in bar.update(progress) }
+    let status = queue.list().first { $0.step == step }
+    guard let output = queue.output(of: step), let summary = status?.summary else {
+        throw .cluster(status?.failure ?? "step \(step) did not complete")
+    }
+    return StepReport(output: output, summary: summary)
 }

@@ -63,8 +63,10 @@ struct StepPlan {
 
 /// What the master persists while a step runs (see `StepJournal`).
 protocol StepJournalWriter: AnyObject, Sendable {
-    /// A parcel was cut (before it is sent anywhere).
+    /// A parcel was cut (before it is sent anywhere; again on a resumed step).
     func cut(_ receipt: Receipt) throws(ElasticFlowError)
+    /// Every parcel has been cut.
+    func allCut() throws(ElasticFlowError)
     /// Time for a checkpoint: every `interval` aggregated receipts or seconds.
     var checkpointEvery: (receipts: Int, seconds: Double) { get }
     /// Persists the aggregate with the receipts it contains.
@@ -392,6 +394,12 @@ final class StepRun: @unchecked Sendable {
             guard let origin else {
                 freeParcels.append(buffer)
                 exhausted = true
+                do {
+                    try plan.journal?.allCut()
+                } catch {
+                    fail(error)
+                    return nil
+                }
                 checkFinished()
                 return nil
             }
@@ -401,18 +409,20 @@ final class StepRun: @unchecked Sendable {
                 length: UInt64(origin.length), items: lineCount(buffer.bytes), checksum: crc32c(buffer.bytes))
             summary.parcels += 1
             summary.bytes += UInt64(origin.length)
+            do {
+                // On a resumed step this also checks the parcel against the journal's receipt.
+                try plan.journal?.cut(receipt)
+            } catch {
+                fail(error)
+                return nil
+            }
             if plan.alreadyAggregated.contains(sequence) {
                 // Aggregated before a restart: counted, not sent again.
                 ledger.restoreClosed(receipt)
                 bytesDone += receipt.length
                 freeParcels.append(buffer)
+                checkFinished()
                 continue
-            }
-            do {
-                try plan.journal?.cut(receipt)
-            } catch {
-                fail(error)
-                return nil
             }
             parcels[sequence] = buffer
             ledger.register(receipt)

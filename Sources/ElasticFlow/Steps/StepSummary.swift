@@ -55,6 +55,11 @@ public struct StepSummary: Sendable, CustomStringConvertible {
 public struct StepReport {
     public let output: StepOutput
     public let summary: StepSummary
+
+    public init(output: StepOutput, summary: StepSummary) {
+        self.output = output
+        self.summary = summary
+    }
 }
 
 /// Progress of a running step, for progress bars.

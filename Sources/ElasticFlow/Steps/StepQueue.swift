@@ -1,0 +1,374 @@
+import Foundation
+
+/// What to do with the rest of the queue when a step fails (as EMR's ActionOnFailure).
+public enum FailureAction: String, Sendable, Codable, CaseIterable {
+    /// Run the next steps anyway.
+    case `continue` = "continue"
+    /// Cancel every pending step and wait (the queue stops).
+    case cancelAndWait = "cancel-and-wait"
+}
+
+/// A step to run: a registered task over sources.
+public struct StepDefinition: Sendable, Codable, Hashable {
+    public var name: String
+    public var task: String
+    /// File paths (`-` is standard input, which cannot be resumed or retried).
+    public var sources: [String]
+    public var options: TaskOptions
+    public var actionOnFailure: FailureAction
+
+    public init(
+        name: String, task: String = "wordcount", sources: [String], options: TaskOptions = .init(),
+        actionOnFailure: FailureAction = .continue
+    ) {
+        self.name = name
+        self.task = task
+        self.sources = sources
+        self.options = options
+        self.actionOnFailure = actionOnFailure
+    }
+
+    enum CodingKeys: String, CodingKey { case name, task, sources, options, actionOnFailure }
+
+    /// Decodes with defaults: task "wordcount", no options, action "continue".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        task = try container.decodeIfPresent(String.self, forKey: .task) ?? "wordcount"
+        sources = try container.decode([String].self, forKey: .sources)
+        options = try container.decodeIfPresent(TaskOptions.self, forKey: .options) ?? TaskOptions()
+        actionOnFailure = try container.decodeIfPresent(FailureAction.self, forKey: .actionOnFailure) ?? .continue
+    }
+}
+
+/// A step's state, timeline and failure, as the queue (or its journal) knows it.
+public struct StepStatus: Sendable {
+    public var step: UInt32
+    public var name: String
+    public var task: String
+    public var state: String
+    public var timeline: [StepRecord.Event]
+    public var failure: String?
+    /// The summary of its last run in this process, if any.
+    public var summary: StepSummary?
+}
+
+/// A queue of steps run one after another on a cluster (like EMR steps). With a step-data
+/// directory every step is journaled (`StepJournal`), so a failed step can be retried and a step
+/// interrupted by a crash resumed, each re-processing only the parcels never aggregated.
+///
+/// Thread-safe: `add`, `cancel`, `list` and `output` may be called while `run` runs elsewhere.
+public final class StepQueue: @unchecked Sendable {
+    // Guarded by `lock`: entries, running.
+    private let lock = NSLock()
+    private let master: Master
+    public let stepData: String?
+    private var entries: [Entry] = []
+    private var nextLocal: UInt32 = 1
+
+    private final class Entry {
+        let step: UInt32
+        let definition: StepDefinition
+        var state = StepState.pending
+        var timeline: [StepRecord.Event] = []
+        var failure: String?
+        var output: StepOutput?
+        var summary: StepSummary?
+        var cancellation = CancellationFlag()
+        init(step: UInt32, definition: StepDefinition) {
+            self.step = step
+            self.definition = definition
+        }
+    }
+
+    /// - Parameter stepData: the directory the journal lives in (created if missing); nil: the queue
+    ///   lives in memory only, and `retry` is not available.
+    public init(master: Master, stepData: String? = nil) throws(ElasticFlowError) {
+        self.master = master
+        self.stepData = stepData
+        if let stepData {
+            do {
+                try FileManager.default.createDirectory(atPath: stepData, withIntermediateDirectories: true)
+            } catch {
+                throw .io(path: stepData, operation: "create step-data directory", errno: EACCES)
+            }
+        }
+    }
+
+    /// Queues a step. - Returns: its number.
+    @discardableResult
+    public func add(_ definition: StepDefinition) throws(ElasticFlowError) -> UInt32 {
+        lock.lock()
+        defer { lock.unlock() }
+        var number = nextLocal
+        if let stepData { number = max(number, try StepJournal.nextStepNumber(in: stepData)) }
+        number = max(number, (entries.map(\.step).max() ?? 0) + 1)
+        nextLocal = number + 1
+        let entry = Entry(step: number, definition: definition)
+        entry.timeline.append(.init(state: StepState.pending, time: Date().timeIntervalSince1970, detail: ""))
+        entries.append(entry)
+        return number
+    }
+
+    /// Cancels a pending step (it will not run) or a running one (it stops and fails as cancelled).
+    /// - Returns: false when the step is unknown or already finished.
+    @discardableResult
+    public func cancel(_ step: UInt32) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let entry = entries.first(where: { $0.step == step }) else { return false }
+        switch entry.state {
+        case StepState.pending:
+            set(entry, StepState.cancelled, "cancelled before it ran")
+            return true
+        case StepState.running:
+            entry.cancellation.cancel()
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Every step of this queue, in order.
+    public func list() -> [StepStatus] {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.map {
+            StepStatus(
+                step: $0.step, name: $0.definition.name, task: $0.definition.task, state: $0.state,
+                timeline: $0.timeline, failure: $0.failure, summary: $0.summary)
+        }
+    }
+
+    /// A finished step's output.
+    public func output(of step: UInt32) -> StepOutput? {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.first { $0.step == step }?.output
+    }
+
+    /// Runs pending steps one after another until none is left.
+    /// - Parameter progress: called about five times a second while a step runs.
+    /// - Returns: true when every step that ran completed.
+    @discardableResult
+    public func run(progress: ((UInt32, StepProgress) -> Void)? = nil) -> Bool {
+        var allCompleted = true
+        while let entry = nextPending() {
+            let outcome = runEntry(entry, resume: nil, progress: progress)
+            if !outcome {
+                allCompleted = false
+                if entry.definition.actionOnFailure == .cancelAndWait {
+                    lock.lock()
+                    for other in entries where other.state == StepState.pending {
+                        set(other, StepState.cancelled, "step \(entry.step) failed (action on failure: cancel-and-wait)")
+                    }
+                    lock.unlock()
+                }
+            }
+        }
+        return allCompleted
+    }
+
+    private func nextPending() -> Entry? {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.first { $0.state == StepState.pending }
+    }
+
+    /// Re-runs a failed, cancelled or interrupted step from its journal: only the parcels whose
+    /// receipts were never aggregated are sent again (`retryStep`).
+    /// - Throws: `ElasticFlowError` when there is no journal or the step cannot be resumed.
+    @discardableResult
+    public func retryStep(_ step: UInt32, progress: ((UInt32, StepProgress) -> Void)? = nil) throws(ElasticFlowError)
+        -> StepReport
+    {
+        guard let stepData else { throw .invalidArgument("retrying a step needs a step-data directory") }
+        let journal = try StepJournal.open(directory: stepData, step: step)
+        let record = journal.record
+        guard !StepState.finished.contains(record.state) else {
+            throw .invalidArgument("step \(step) already \(record.state): nothing to retry")
+        }
+        let definition = StepDefinition(
+            name: record.name, task: record.task, sources: record.sources, options: record.options)
+        lock.lock()
+        var entry = entries.first { $0.step == step }
+        if entry == nil {
+            entry = Entry(step: step, definition: definition)
+            entries.append(entry!)
+        }
+        entry!.timeline = record.timeline
+        lock.unlock()
+        _ = runEntry(entry!, resume: journal, progress: progress)
+        lock.lock()
+        defer { lock.unlock() }
+        if let summary = entry!.summary, StepState.finished.contains(entry!.state), let output = entry!.output {
+            return StepReport(output: output, summary: summary)
+        }
+        throw .cluster("step \(step) \(entry!.state): \(entry!.failure ?? "")")
+    }
+
+    // Under lock.
+    private func set(_ entry: Entry, _ state: String, _ detail: String) {
+        entry.state = state
+        entry.timeline.append(.init(state: state, time: Date().timeIntervalSince1970, detail: detail))
+        if state == StepState.failed || state == StepState.cancelled || state == StepState.interrupted {
+            entry.failure = detail
+        }
+    }
+
+    /// Runs one step (new, or resumed from `resume`), journaling when there is a step-data
+    /// directory. Returns whether it completed.
+    private func runEntry(_ entry: Entry, resume: StepJournal?, progress: ((UInt32, StepProgress) -> Void)?) -> Bool {
+        lock.lock()
+        entry.cancellation = CancellationFlag()  // a retry starts uncancelled
+        let cancellation = entry.cancellation
+        set(entry, StepState.running, resume == nil ? "" : "resumed from the journal")
+        lock.unlock()
+        do throws(ElasticFlowError) {
+            let report = try StepExecution.run(
+                entry.definition, step: entry.step, master: master, stepData: stepData, resume: resume,
+                cancellation: cancellation
+            ) { progress?(entry.step, $0) }
+            lock.lock()
+            entry.output = report.output
+            entry.summary = report.summary
+            set(
+                entry, report.summary.retries > 0 ? StepState.completedWithRetries : StepState.completed,
+                "\(report.summary.receiptsClosed) receipts")
+            lock.unlock()
+            return true
+        } catch {
+            lock.lock()
+            set(entry, cancellation.isCancelled ? StepState.cancelled : StepState.failed, error.description)
+            lock.unlock()
+            return false
+        }
+    }
+}
+
+/// Runs one step on a master, with its journal when there is a step-data directory.
+public enum StepExecution {
+    /// Checkpoints every this many aggregated receipts or seconds, whichever comes first.
+    static let checkpointEvery = (receipts: 64, seconds: 1.0)
+
+    /// - Parameters:
+    ///   - resume: an open journal of this step to resume (its aggregated receipts are skipped).
+    static func run(
+        _ definition: StepDefinition, step: UInt32, master: Master, stepData: String?, resume: StepJournal?,
+        cancellation: CancellationFlag?, progress: ((StepProgress) -> Void)?
+    ) throws(ElasticFlowError) -> StepReport {
+        var plan = StepPlan(
+            step: step, task: definition.task, sources: definition.sources.map(DataSource.init(argument:)),
+            options: definition.options)
+        var journal = resume
+        if journal == nil, let stepData {
+            let record = StepRecord(
+                step: step, name: definition.name, task: definition.task, options: definition.options,
+                sources: definition.sources, parcelSize: master.configuration.parcelSize,
+                compression: master.configuration.compression.description)
+            journal = try StepJournal.create(directory: stepData, record: record)
+        }
+        if let journal {
+            if resume != nil {
+                let recovered = try journal.recovered()
+                plan.alreadyAggregated = recovered.aggregated
+                plan.restoredAggregate = recovered.aggregate
+                guard journal.record.parcelSize == master.configuration.parcelSize else {
+                    throw .journal(
+                        "step \(step) was cut into \(journal.record.parcelSize)-byte parcels, not "
+                            + "\(master.configuration.parcelSize): resume it with --parcel-size \(journal.record.parcelSize)")
+                }
+            }
+            try journal.update(state: StepState.running, detail: resume == nil ? "" : "resumed")
+            plan.journal = JournalWriter(journal)
+        }
+        do {
+            let report = try master.run(plan, progress: progress, cancellation: cancellation)
+            if let journal {
+                let result: [UInt8]
+                switch report.output {
+                case .wordCount(let counter): result = try counter.serialized()
+                case .value(let value): result = value.encoded()
+                }
+                try journal.update { record in
+                    record.retries += report.summary.retries
+                    record.duplicates += report.summary.duplicates
+                }
+                try journal.complete(
+                    result: result,
+                    state: report.summary.retries > 0 ? StepState.completedWithRetries : StepState.completed)
+            }
+            return report
+        } catch {
+            if let journal {
+                let state = cancellation?.isCancelled == true ? StepState.cancelled : StepState.failed
+                try? journal.update(state: state, detail: error.description)
+            }
+            throw error
+        }
+    }
+
+    /// Finds, in a step-data directory, the unfinished step that runs `definition` with this parcel
+    /// size (interrupted by a crash, or failed): running the same command again resumes it.
+    public static func unfinishedStep(matching definition: StepDefinition, parcelSize: Int, in stepData: String)
+        throws(ElasticFlowError) -> UInt32?
+    {
+        guard FileManager.default.fileExists(atPath: stepData) else { return nil }
+        let candidates = try StepJournal.steps(in: stepData).filter { record in
+            !StepState.finished.contains(record.state) && record.state != StepState.cancelled
+                && record.task == definition.task && record.options == definition.options
+                && record.sources == definition.sources && record.parcelSize == parcelSize && record.isResumable
+        }
+        return candidates.last?.step
+    }
+
+    /// Resumes (or retries) a journaled step.
+    public static func resume(
+        step: UInt32, master: Master, stepData: String, progress: ((StepProgress) -> Void)? = nil
+    ) throws(ElasticFlowError) -> StepReport {
+        let journal = try StepJournal.open(directory: stepData, step: step)
+        let record = journal.record
+        guard !StepState.finished.contains(record.state) else {
+            throw .invalidArgument("step \(step) already \(record.state): nothing to resume")
+        }
+        if record.state == StepState.running {
+            // We hold its lock, so the master that ran it is gone: it was interrupted.
+            try journal.update(state: StepState.interrupted, detail: "found running after its master stopped")
+        }
+        let definition = StepDefinition(name: record.name, task: record.task, sources: record.sources, options: record.options)
+        return try run(
+            definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: nil,
+            progress: progress)
+    }
+
+    /// A finished step's output, rebuilt from its journaled result.
+    public static func output(of step: UInt32, in stepData: String, tasks: TaskRegistry = .standard)
+        throws(ElasticFlowError) -> StepOutput?
+    {
+        let journal = try StepJournal.open(directory: stepData, step: step)
+        guard let bytes = try journal.result() else { return nil }
+        let record = journal.record
+        let task = try tasks.task(named: record.task)
+        do {
+            let aggregation = try task.makeAggregation(options: record.options)
+            try aggregation.restore(from: bytes)
+            return try aggregation.output()
+        } catch let error as ElasticFlowError {
+            throw error
+        } catch {
+            throw .journal("step \(step): its result cannot be read back: \(error)")
+        }
+    }
+}
+
+/// Connects a running step to its journal.
+final class JournalWriter: StepJournalWriter {
+    let journal: StepJournal
+    init(_ journal: StepJournal) { self.journal = journal }
+    var checkpointEvery: (receipts: Int, seconds: Double) { StepExecution.checkpointEvery }
+    func cut(_ receipt: Receipt) throws(ElasticFlowError) { try journal.recordReceipt(receipt) }
+    func allCut() throws(ElasticFlowError) { try journal.sealReceipts() }
+    func checkpoint(aggregated: Set<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError) {
+        try journal.checkpoint(aggregated: aggregated, aggregate: aggregate)
+    }
+}
