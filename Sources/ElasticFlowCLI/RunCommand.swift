@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ElasticFlow
 
 #if canImport(Glibc)
@@ -42,6 +43,16 @@ struct RunCommand: ParsableCommand {
     @Flag(name: .long, help: "Log every parcel event and print the step summary on standard error.")
     var verbose = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A JSON list of steps to run one after another: [{name, task, sources, options, actionOnFailure}].",
+            valueName: "PATH"))
+    var steps: String?
+
+    @Option(name: .long, help: ArgumentHelp("Journal the steps here (resume and retry need it).", valueName: "DIR"))
+    var stepData: String?
+
     @OptionGroup(title: "Overrides")
     var cluster: ClusterOptions
 
@@ -49,14 +60,19 @@ struct RunCommand: ParsableCommand {
     var files: [String] = []
 
     func validate() throws {
-        if files.isEmpty { throw ValidationError("give at least one FILE ('-' for standard input)") }
+        if files.isEmpty && steps == nil { throw ValidationError("give at least one FILE ('-' for standard input) or --steps") }
+        if !files.isEmpty && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
         if let top, top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
     func run() throws {
         do throws(ElasticFlowError) {
             let file = try ClusterFile.load(config)
-            let cookie = try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile ?? file.cookieFile)
+            let noWorkers = !file.nodes.contains { $0.role == "worker" } && cluster.workers == nil && cluster.listen == nil
+            let cookie =
+                noWorkers && cluster.cookie == nil && cluster.cookieFile == nil && file.cookieFile == nil
+                ? try Cookie("unused: no worker")
+                : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile ?? file.cookieFile)
             var configuration = try file.configuration(cookie: cookie)
             if let workers = try cluster.workerAddresses() { configuration.workers = workers }
             try cluster.apply(to: &configuration, parcelSize: parcelSize)
@@ -66,6 +82,19 @@ struct RunCommand: ParsableCommand {
                     throw .invalidArgument("invalid --param '\(pair)': expected KEY=VALUE")
                 }
                 parameters[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+            }
+            if let steps {
+                try runQueue(steps, configuration: configuration)
+                return
+            }
+            if let stepData {
+                let definition = StepDefinition(
+                    name: task, task: task, sources: files.map(absolutePath),
+                    options: TaskOptions(lowercase: lowercase, parameters: parameters))
+                let report = try runJournaled(definition, configuration: configuration, stepData: stepData)
+                try printOutput(report.output, format: format, top: top)
+                if verbose { logLine(report.summary.description) }
+                return
             }
             let report = try runOnCluster(
                 configuration: configuration, task: task, sources: files.map(DataSource.init(argument:)),
@@ -81,5 +110,35 @@ struct RunCommand: ParsableCommand {
         } catch {
             fail(error.description)
         }
+    }
+
+    /// Runs a queue of steps from a JSON file, printing each step's state and output.
+    private func runQueue(_ path: String, configuration: ClusterConfiguration) throws(ElasticFlowError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .io(path: path, operation: "read steps file", errno: errno == 0 ? ENOENT : errno)
+        }
+        let definitions: [StepDefinition]
+        do {
+            definitions = try JSONDecoder().decode([StepDefinition].self, from: data)
+        } catch {
+            throw .invalidArgument("steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
+        }
+        let master = Master(configuration: configuration)
+        if verbose { master.add(LoggingInterceptor(verbose: true)) }
+        let queue = try StepQueue(master: master, stepData: stepData)
+        for definition in definitions {
+            var absolute = definition
+            absolute.sources = definition.sources.map(absolutePath)
+            try queue.add(absolute)
+        }
+        let bar = ProgressBar()
+        let allCompleted = queue.run { _, progress in bar.update(progress) }
+        bar.finish()
+        for status in queue.list() {
+            writeLine("== step \(status.step) \(status.name) [\(status.task)]: \(status.state)", to: STDOUT_FILENO)
+            if let failure = status.failure { writeLine("   \(failure)", to: STDOUT_FILENO) }
+            if let output = queue.output(of: status.step) { try printOutput(output, format: format, top: top) }
+        }
+        if !allCompleted { throw .cluster("not every step completed (see above)") }
     }
 }
