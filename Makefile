@@ -40,10 +40,10 @@ bench: release
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)
-	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4.h ]; then \
-	  echo "installing libzstd-dev liblz4-dev"; \
+	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4.h ] || ! command -v ip >/dev/null; then \
+	  echo "installing libzstd-dev liblz4-dev iproute2"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev liblz4-dev >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev liblz4-dev iproute2 >/dev/null; \
 	fi
 	@touch $@
 
