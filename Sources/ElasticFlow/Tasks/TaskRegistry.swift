@@ -51,8 +51,9 @@ public struct TaskRegistry: Sendable {
 
     /// What the `elasticflow` CLI ships: "wordcount" (`WordCountTask`), and the flow examples
     /// "line-lengths" (`FlowTask.lineLengths`), "longest-line" (`FlowTask.longestLine`) and
-    /// "word-frequencies" (`FlowTask.wordFrequencies`), and "slow-wordcount" (the word count
-    /// slowed by `delay-ms` per parcel, default 10: to watch elasticity and failures happen).
+    /// "word-frequencies" (`FlowTask.wordFrequencies`), "slow-wordcount" (the word count
+    /// slowed by `delay-ms` per parcel, default 10: to watch elasticity and failures happen), and
+    /// "parcel-count" (the trivial task: counts parcels; measures the per-parcel overhead).
     public static let standard: TaskRegistry = {
         var registry = TaskRegistry()
         // The names are constants known to be valid and distinct.
@@ -61,6 +62,7 @@ public struct TaskRegistry: Sendable {
         try! registry.register("longest-line", FlowTask.longestLine)
         try! registry.register("word-frequencies", FlowTask.wordFrequencies)
         try! registry.register("slow-wordcount", SlowTask(WordCountTask()))
+        try! registry.register("parcel-count", ParcelCountTask())
         return registry
     }()
 }
@@ -178,5 +180,20 @@ public struct SlowTask<Base: ParcelTask>: ParcelTask {
 
     public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
         try base.makeAggregation(options: options)
+    }
+}
+
+/// The trivial task: each parcel answers 1, the master sums them, so the output is the number of
+/// parcels processed exactly once. Measures the framework's per-parcel cost (the many-parcels
+/// benchmark) and checks exactly-once aggregation.
+public struct ParcelCountTask: ParcelTask {
+    public init() {}
+
+    public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
+        FlowValue.int(1).encoded()
+    }
+
+    public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
+        try FlowTask(FlowPipeline { _ in .int(1) }, aggregator: DefaultAggregator()).makeAggregation(options: options)
     }
 }
