@@ -124,6 +124,9 @@ final class StepRun: @unchecked Sendable {
     private var sinceCheckpoint = 0
     private var lastCheckpoint = monotonicSeconds()
     private var listener: UInt64 = 0
+    /// Wakes the caller's thread when the step finishes or fails (the shared condition would wake
+    /// it on every parcel event).
+    private let ended = DispatchSemaphore(value: 0)
 
     // Compressed copies in flight, recycled by the loop's release callbacks (own lock: a release
     // may run inside a send made while `lock` is held).
@@ -255,7 +258,9 @@ final class StepRun: @unchecked Sendable {
 
         lock.lock()
         while failure == nil && !finished {
-            _ = lock.wait(until: Date(timeIntervalSinceNow: 0.2))
+            lock.unlock()
+            _ = ended.wait(timeout: .now() + 0.2)
+            lock.lock()
             if cancellation?.isCancelled == true { fail(.cluster("step \(step) cancelled")) }
             checkpointIfDue(force: false)
             if let progress {
@@ -329,13 +334,17 @@ final class StepRun: @unchecked Sendable {
     }
 
     private func fail(_ error: ElasticFlowError) {
-        if failure == nil { failure = error }
+        if failure == nil {
+            failure = error
+            ended.signal()
+        }
         lock.broadcast()
     }
 
     private func checkFinished() {
-        if exhausted && retryQueue.isEmpty && ledger.openCount == 0 {
+        if !finished && exhausted && retryQueue.isEmpty && ledger.openCount == 0 {
             finished = true
+            ended.signal()
             lock.broadcast()
         }
     }

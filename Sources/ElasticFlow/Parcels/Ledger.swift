@@ -13,14 +13,15 @@ public struct Ledger: Sendable {
     private(set) var receipts: [UInt64: Receipt] = [:]
     private(set) var states: [UInt64: State] = [:]
     private(set) var openByNode: [String: Int] = [:]
+    /// Kept as receipts change state, so the counts cost nothing per parcel.
+    public private(set) var closedCount = 0
     /// Results dropped because their receipt was already closed.
     public private(set) var duplicates = 0
 
     public init() {}
 
     /// Receipts not yet closed (open on a node or waiting to be sent again).
-    public var openCount: Int { states.values.count { $0 != .closed } }
-    public var closedCount: Int { states.values.count { $0 == .closed } }
+    public var openCount: Int { states.count - closedCount }
     public var total: Int { states.count }
 
     /// Open receipts held by a node.
@@ -32,13 +33,13 @@ public struct Ledger: Sendable {
     /// Records a receipt that is about to be handed out (its first `open` makes attempt 1).
     public mutating func register(_ receipt: Receipt) {
         receipts[receipt.sequence] = receipt
-        states[receipt.sequence] = .waiting(attempt: 0)
+        if states.updateValue(.waiting(attempt: 0), forKey: receipt.sequence) == .closed { closedCount -= 1 }
     }
 
     /// Records a receipt aggregated before a restart (a resumed step): closed from the start.
     public mutating func restoreClosed(_ receipt: Receipt) {
         receipts[receipt.sequence] = receipt
-        states[receipt.sequence] = .closed
+        if states.updateValue(.closed, forKey: receipt.sequence) != .closed { closedCount += 1 }
     }
 
     /// Records a parcel handed to a node (a first attempt or a retry).
@@ -50,7 +51,9 @@ public struct Ledger: Sendable {
             attempt = previousAttempt + 1
         case .waiting(let previousAttempt):
             attempt = previousAttempt + 1
-        case .closed, nil:
+        case .closed:
+            closedCount -= 1
+        case nil:
             break
         }
         receipts[receipt.sequence] = receipt
@@ -72,6 +75,7 @@ public struct Ledger: Sendable {
             return false
         }
         states[sequence] = .closed
+        closedCount += 1
         return true
     }
 
