@@ -74,7 +74,7 @@ struct WorkerCommand: ParsableCommand {
                 var waitFor = blocked
                 var caught: Int32 = 0
                 sigwait(&waitFor, &caught)
-                logLine("elasticflow worker: signal \(caught): stopping gracefully")
+                if !quiet { logLine("elasticflow worker: signal \(caught): stopping gracefully") }
                 worker.shutdown()
             }
             waiter.start()
