@@ -35,6 +35,11 @@ swift-test: deps
 # Throughput and comparison benchmarks (docs/benchmarks.md).
 bench: release
 	bash Benchmarks/compare.sh $(ELASTICFLOW)
+	@corpus=$$(mktemp); \
+	if [ -f ../shared/corpora/kjv.txt ]; then for i in 1 2 3 4 5 6 7 8 9 10; do cat ../shared/corpora/kjv.txt; done > $$corpus; \
+	else $(ELASTICFLOW) generate --size 43MiB --seed 1 -o $$corpus; fi; \
+	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus; rc=$$?; rm -f $$corpus; exit $$rc
+	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
 
 # Install the C libraries the core links against when they are missing (Debian).
 deps: $(BUILD)/.deps

@@ -68,11 +68,18 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         do throws(ElasticFlowError) {
             let file = try ClusterFile.load(config)
-            let noWorkers = !file.nodes.contains { $0.role == "worker" } && cluster.workers == nil && cluster.listen == nil
-            let cookie =
-                noWorkers && cluster.cookie == nil && cluster.cookieFile == nil && file.cookieFile == nil
-                ? try Cookie("unused: no worker")
-                : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile ?? file.cookieFile)
+            // A cluster of the master alone needs no cookie; anything with workers (configured or
+            // joining) does.
+            let alone =
+                !file.nodes.contains { $0.role == "worker" } && cluster.workers == nil && cluster.listen == nil
+                && !file.nodes.contains { $0.role == "master" && !$0.address.hasSuffix(":0") }
+            let cookie: Cookie
+            do throws(ElasticFlowError) {
+                cookie = try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile ?? file.cookieFile)
+            } catch {
+                guard alone else { throw error }
+                cookie = try Cookie("unused: no worker")
+            }
             var configuration = try file.configuration(cookie: cookie)
             if let workers = try cluster.workerAddresses() { configuration.workers = workers }
             try cluster.apply(to: &configuration, parcelSize: parcelSize)

@@ -1,7 +1,9 @@
 /// Reproducible fault injection (the original's chaos_spirits, made deterministic): at `percent`
 /// percent of the chances, a node injects one of the fault kinds. Every decision is a pure
 /// function of the seed, the receipt, its attempt and the place of the chance, so the same seed
-/// gives the same failures on every run, whichever node makes the decision.
+/// gives the same fault to the same parcel attempt on every run, whichever node decides. (Which
+/// attempts happen can still vary: a dropped connection also takes down the other parcels in
+/// flight on it at that moment, and those get new attempts.)
 ///
 /// Faults never fire on a receipt's last allowed attempt, so a chaotic step still completes: what
 /// chaos tests is that every injected fault is detected and recovered, not the retry limit.
@@ -48,7 +50,8 @@ enum ChaosSite: UInt64 {
 extension ChaosSettings {
     /// The fault to inject at this chance, if any.
     func fault(at site: ChaosSite, step: UInt32, sequence: UInt64, attempt: Int, maxAttempts: Int) -> FaultKind? {
-        guard isActive, attempt < maxAttempts else { return nil }
+        // Attempts travel in four bits (they saturate at 15), so chaos stops there too.
+        guard isActive, attempt < min(maxAttempts, 15) else { return nil }
         var state = seed ^ (site.rawValue &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(step) << 48)
         state ^= sequence &* 0xBF58_476D_1CE4_E5B9
         state ^= UInt64(attempt) &* 0x94D0_49BB_1331_11EB

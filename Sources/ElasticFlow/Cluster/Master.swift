@@ -239,7 +239,7 @@ final class StepRun: @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout)
         while failure == nil && links.values.contains(where: { !$0.joined && $0.phase != .ready }) {
             if !lock.wait(until: deadline) {
-                let late = links.values.filter { $0.phase != .ready }.map(\.name).sorted()
+                let late = links.values.filter { !$0.joined && $0.phase != .ready }.map(\.name).sorted()
                 failure = .cluster(
                     "worker(s) \(late.joined(separator: ", ")) did not complete the handshake within "
                         + "\(format3(configuration.connectTimeout)) s")
@@ -895,7 +895,14 @@ extension StepRun: EventLoopHandler {
             lock.broadcast()
             lock.unlock()
         default:
-            fail(.cluster("worker \(link.name) sent an unexpected frame (type \(frame.type))"))
+            if !started && !link.joined {
+                fail(.cluster("worker \(link.name) sent an unexpected frame (type \(frame.type))"))
+            } else {
+                // One misbehaving peer (a joiner, or a worker after a reconnect) loses its link;
+                // the step goes on with the others.
+                emit(.stepUpdate(step: step, state: "link-dropped", detail: "\(link.name): unexpected frame type \(frame.type)"))
+                loop.close(connection, flush: false)
+            }
             lock.unlock()
         }
     }

@@ -271,7 +271,7 @@ extension Worker: EventLoopHandler {
         case (.bye, _):
             loop.close(connection, flush: true)
         default:
-            refuse(connection, session, "unexpected frame type \(frame.type) during the handshake")
+            refuse(connection, session, "unexpected frame type \(frame.type) at this point of the protocol")
         }
     }
 
@@ -341,9 +341,15 @@ extension Worker: EventLoopHandler {
                                 loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
                                 sequence, bytes, corrupted, bytes.count)
                         } else {
-                            loop.send(
+                            let status = loop.send(
                                 connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
                                 flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
+                            if status != 0 && status != Int32(EF_ECLOSED) {
+                                // A result we cannot queue must not vanish: drop the link, and the
+                                // master sends this connection's parcels elsewhere.
+                                log("cannot queue a result (\(CoreErrorCode(rawValue: status))): closing the link")
+                                loop.close(connection, flush: false)
+                            }
                         }
                     case .failure(let error):
                         loop.send(

@@ -89,8 +89,12 @@ final class ParcelCutter {
                 carry.count = 0
             }
             let start = offset - UInt64(buffer.count)
+            // Parcels depend only on the bytes and the parcel size, never on a buffer's capacity
+            // (recycled buffers may have grown): a resumed step must cut exactly the same parcels.
+            var limit = max(parcelSize, buffer.count)
             while true {
-                let atEnd = try fill(buffer)
+                if buffer.capacity < limit { buffer.grow(to: limit) }
+                let atEnd = try fill(buffer, upTo: limit)
                 if atEnd {
                     closeCurrent()
                     if buffer.count == 0 { break }  // empty source: go on to the next one
@@ -106,16 +110,16 @@ final class ParcelCutter {
                     buffer.count = cut
                     return ParcelOrigin(source: currentSource, offset: start, length: cut)
                 }
-                // A word longer than the buffer: grow and keep reading until it ends.
-                buffer.grow(to: buffer.capacity * 2)
+                // A word longer than a parcel: read further (doubling) until it ends.
+                limit *= 2
             }
         }
     }
 
-    /// Reads until the buffer is full or the source ends. Returns true at end of source.
-    private func fill(_ buffer: ParcelBuffer) throws(ElasticFlowError) -> Bool {
-        while buffer.count < buffer.capacity {
-            let n = read(fd, buffer.base + buffer.count, buffer.capacity - buffer.count)
+    /// Reads until the buffer holds `limit` bytes or the source ends. Returns true at end of source.
+    private func fill(_ buffer: ParcelBuffer, upTo limit: Int) throws(ElasticFlowError) -> Bool {
+        while buffer.count < limit {
+            let n = read(fd, buffer.base + buffer.count, limit - buffer.count)
             if n > 0 {
                 buffer.count += n
                 offset += UInt64(n)
