@@ -203,6 +203,44 @@ import Testing
     }
 }
 
+/// A task that throws on every parcel holding the word "poison".
+struct PoisonTask: ParcelTask {
+    struct Poisoned: Error, CustomStringConvertible { var description: String { "poisoned parcel" } }
+    func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
+        if parcel.array.firstRange(of: Array("poison".utf8)) != nil { throw Poisoned() }
+        return try WordCountTask().process(parcel, options: options)
+    }
+    func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
+        try WordCountTask().makeAggregation(options: options)
+    }
+}
+
+@Suite struct RetryLimitTests {
+    @Test func aParcelThatAlwaysFailsFailsTheStepAfterMaxAttemptsWithItsReceipt() throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 40)
+        let text = generator.generate(byteCount: 100_000) + Array("poison\n".utf8) + generator.generate(byteCount: 100_000)
+        let path = try directory.file("t.txt", text)
+        var registry = TaskRegistry()
+        try registry.register("poison", PoisonTask())
+        var configuration = ClusterConfiguration(workers: [], cookie: try Cookie("x"))
+        configuration.parcelSize = 16 << 10
+        configuration.maxAttempts = 3
+        let master = Master(configuration: configuration, tasks: registry)
+        let recorder = EventRecorder()
+        master.add(recorder)
+        do {
+            _ = try master.run(task: "poison", sources: [.file(path)])
+            Issue.record("the step should have failed")
+        } catch {
+            #expect(error.description.contains("failed 3 times"), "\(error)")
+            #expect(error.description.contains("poisoned parcel"), "\(error)")
+        }
+        let failed = recorder.events.contains { if case .stepUpdate(_, "failed", _) = $0 { true } else { false } }
+        #expect(failed)
+    }
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() throws -> UInt16 {
     let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

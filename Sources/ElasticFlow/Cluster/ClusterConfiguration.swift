@@ -175,8 +175,14 @@ public struct ClusterFile: Codable, Sendable {
             configuration.inFlight = inFlight
         }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
-        if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
-        if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+        if let heartbeatInterval {
+            guard heartbeatInterval > 0 else { throw .invalidArgument("heartbeatInterval must be positive") }
+            configuration.heartbeatInterval = heartbeatInterval
+        }
+        if let heartbeatTimeout {
+            guard heartbeatTimeout > 0 else { throw .invalidArgument("heartbeatTimeout must be positive") }
+            configuration.heartbeatTimeout = heartbeatTimeout
+        }
         if let maxAttempts {
             guard maxAttempts >= 1 else { throw .invalidArgument("maxAttempts must be at least 1") }
             configuration.maxAttempts = maxAttempts

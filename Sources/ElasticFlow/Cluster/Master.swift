@@ -109,7 +109,6 @@ final class StepRun: @unchecked Sendable {
     private var distributedAt: [UInt64: Double] = [:]
     private var taskFailures: [UInt64: Int] = [:]
     private var failedOn: [UInt64: Set<String>] = [:]
-    private var freeParcels: [ParcelBuffer] = []
     private var sequence: UInt64 = 0
     private var exhausted = false
     private var finished = false
@@ -128,10 +127,16 @@ final class StepRun: @unchecked Sendable {
     /// it on every parcel event).
     private let ended = DispatchSemaphore(value: 0)
 
-    // Compressed copies in flight, recycled by the loop's release callbacks (own lock: a release
-    // may run inside a send made while `lock` is held).
-    private let wireLock = NSLock()
+    // Buffers, guarded by `bufferLock` — its own lock, because the loop's release callbacks take it
+    // and a release may run inside a send or close made while `lock` is held (order: lock, then
+    // bufferLock; never the other way). A parcel sent without compression is written straight from
+    // its buffer: the buffer goes back to the free list only when its receipt is closed *and* no
+    // send of it is still queued (a node presumed dead may still have one).
+    private let bufferLock = NSLock()
+    private var freeParcels: [ParcelBuffer] = []
     private var freeWire: [ParcelBuffer] = []
+    private var inTransit: [ObjectIdentifier: Int] = [:]
+    private var retired: [ObjectIdentifier: ParcelBuffer] = [:]
 
     // The loop thread's scratch for decompressing results (loop thread only).
     private let resultScratch = ParcelBuffer(capacity: 1 << 20)
@@ -392,7 +397,7 @@ final class StepRun: @unchecked Sendable {
             return retry
         }
         while !exhausted {
-            let buffer = freeParcels.popLast() ?? ParcelBuffer(capacity: configuration.parcelSize)
+            let buffer = takeParcelBuffer()
             let origin: ParcelOrigin?
             do {
                 origin = try cutter.next(into: buffer)
@@ -401,7 +406,7 @@ final class StepRun: @unchecked Sendable {
                 return nil
             }
             guard let origin else {
-                freeParcels.append(buffer)
+                recycleParcel(buffer)
                 exhausted = true
                 do {
                     try plan.journal?.allCut()
@@ -429,7 +434,7 @@ final class StepRun: @unchecked Sendable {
                 // Aggregated before a restart: counted, not sent again.
                 ledger.restoreClosed(receipt)
                 bytesDone += receipt.length
-                freeParcels.append(buffer)
+                recycleParcel(buffer)
                 checkFinished()
                 continue
             }
@@ -502,9 +507,9 @@ final class StepRun: @unchecked Sendable {
         var payload = buffer
         var recycle: ParcelBuffer?
         if compression != .none {
-            wireLock.lock()
+            bufferLock.lock()
             let wire = freeWire.popLast() ?? ParcelBuffer(capacity: ef_codec_bound(compression.codecID, buffer.count))
-            wireLock.unlock()
+            bufferLock.unlock()
             do {
                 _ = try context.codec.compress(buffer.bytes, into: wire, with: compression)
             } catch {
@@ -542,13 +547,16 @@ final class StepRun: @unchecked Sendable {
                 if let recycled { recycleWire(recycled) }
             } else {
                 // No copy: the loop writes straight from the parcel (or its compressed copy).
+                if recycled == nil { markInTransit(buffer) }
                 status = loop.sendReference(
                     connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
                     id: receipt.sequence, payload: frame.bytes
                 ) { [self] in
-                    if let recycled { recycleWire(recycled) }
+                    if let recycled { recycleWire(recycled) } else { sent(buffer) }
                 }
-                if status != 0, let recycled { recycleWire(recycled) }
+                if status != 0 {
+                    if let recycled { recycleWire(recycled) } else { sent(buffer) }
+                }
             }
             lock.lock()
             if status == 0 {
@@ -580,9 +588,33 @@ final class StepRun: @unchecked Sendable {
     }
 
     private func recycleWire(_ buffer: ParcelBuffer) {
-        wireLock.lock()
-        freeWire.append(buffer)
-        wireLock.unlock()
+        bufferLock.withLock { freeWire.append(buffer) }
+    }
+
+    private func takeParcelBuffer() -> ParcelBuffer {
+        bufferLock.withLock { freeParcels.popLast() } ?? ParcelBuffer(capacity: configuration.parcelSize)
+    }
+
+    private func markInTransit(_ buffer: ParcelBuffer) {
+        bufferLock.withLock { inTransit[ObjectIdentifier(buffer), default: 0] += 1 }
+    }
+
+    /// A queued send of the parcel's own bytes is done (written, or its connection gone).
+    private func sent(_ buffer: ParcelBuffer) {
+        bufferLock.withLock {
+            let id = ObjectIdentifier(buffer)
+            let left = inTransit[id, default: 1] - 1
+            inTransit[id] = left > 0 ? left : nil
+            if left <= 0, let waiting = retired.removeValue(forKey: id) { freeParcels.append(waiting) }
+        }
+    }
+
+    /// The receipt is closed: the buffer is free once no send of it is queued any more.
+    private func recycleParcel(_ buffer: ParcelBuffer) {
+        bufferLock.withLock {
+            let id = ObjectIdentifier(buffer)
+            if inTransit[id] != nil { retired[id] = buffer } else { freeParcels.append(buffer) }
+        }
     }
 
     /// Takes a receipt back from a node that will not answer it, to send it again.
@@ -621,7 +653,7 @@ final class StepRun: @unchecked Sendable {
         emit(.aggregated(receipt))
         let seconds = monotonicSeconds() - (distributedAt.removeValue(forKey: sequence) ?? monotonicSeconds())
         emit(.taskComplete(receipt, node: node, seconds: seconds))
-        if let buffer = parcels.removeValue(forKey: sequence) { freeParcels.append(buffer) }
+        if let buffer = parcels.removeValue(forKey: sequence) { recycleParcel(buffer) }
         checkFinished()
         lock.broadcast()
     }

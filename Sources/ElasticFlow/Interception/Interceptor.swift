@@ -3,8 +3,9 @@
 #endif
 
 /// Sees every action of a step as it happens. Every method has a default that does nothing, so an
-/// interceptor implements only what it cares about. Called on the master's coordinating thread,
-/// in event order: keep them quick.
+/// interceptor implements only what it cares about. Called one at a time, in event order, under
+/// the step's lock, from whichever master thread made the event (the loop thread, a pool thread
+/// or the caller's): keep them quick, and do not call back into the master.
 public protocol Interceptor: Sendable {
     func distributed(_ receipt: Receipt, to node: String)
     func sent(_ receipt: Receipt, to node: String, bytes: Int)

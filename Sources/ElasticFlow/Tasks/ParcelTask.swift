@@ -44,6 +44,15 @@ public struct TaskOptions: Hashable, Sendable, Codable {
         self.lowercase = lowercase
         self.parameters = parameters
     }
+
+    enum CodingKeys: String, CodingKey { case lowercase, parameters }
+
+    /// Decodes with defaults, so `{"lowercase": true}` alone is enough in a steps file.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        lowercase = try container.decodeIfPresent(Bool.self, forKey: .lowercase) ?? false
+        parameters = try container.decodeIfPresent([String: String].self, forKey: .parameters) ?? [:]
+    }
 }
 
 /// What a finished step produced.

@@ -13,7 +13,8 @@
 public struct TaskRegistry: Sendable {
     private var tasks: [String: any ParcelTask] = [:]
 
-    /// The longest name, in UTF-8 bytes: names travel in frames with a one-byte length.
+    /// The longest name, in UTF-8 bytes (names travel in the STEP frame and in journals; a bound
+    /// keeps them short and printable on one line).
     public static let maximumNameLength = 255
 
     /// An empty registry.
