@@ -96,6 +96,10 @@ final class StepRun: @unchecked Sendable {
     let chaos: ChaosSettings?
     let cancellation: CancellationFlag?
     static let masterNode = "master"
+    /// Parcels the master's own threads may hold: all of them. The master then keeps as much work
+    /// as it can process itself — no compression, no copy, no merge of a serialized table —
+    /// and workers get what its threads cannot take.
+    var masterInFlight: Int { max(1, configuration.masterThreads) }
 
     // Guarded by `lock`.
     private let lock = NSCondition()
@@ -207,7 +211,7 @@ final class StepRun: @unchecked Sendable {
         // Under chaos the master only coordinates (unless every worker is gone), so that every
         // parcel crosses the wire and meets the injected faults.
         if configuration.masterProcesses && chaos == nil {
-            nodes.append(.init(name: Self.masterNode, inFlightLimit: max(1, configuration.masterThreads - 1)))
+            nodes.append(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
         }
     }
 
@@ -522,6 +526,7 @@ final class StepRun: @unchecked Sendable {
             recycle = wire
         }
         let frame = payload
+        let frameBytes = payload.count  // read now: a recycled buffer may be reused once sent
         let recycled = recycle
         let flags = parcelFlags(compressed: compression != .none, attempt: attempt)
         let codec = UInt8(compression.codecID)
@@ -560,9 +565,9 @@ final class StepRun: @unchecked Sendable {
             }
             lock.lock()
             if status == 0 {
-                summary.bytesSentRaw += UInt64(buffer.count)
-                summary.bytesSentWire += UInt64(frame.count)
-                emit(.sent(receipt, node: node, bytes: frame.count))
+                summary.bytesSentRaw += receipt.length
+                summary.bytesSentWire += UInt64(frameBytes)
+                emit(.sent(receipt, node: node, bytes: frameBytes))
                 if let fault { faults.append((fault, [receipt.sequence])) }
             } else {
                 requeue(receipt.sequence, from: node)
@@ -694,7 +699,7 @@ final class StepRun: @unchecked Sendable {
         timers[timer] = { [self] in
             lock.lock()
             if nodes.isEmpty && !finished && failure == nil {
-                nodes.append(.init(name: Self.masterNode, inFlightLimit: max(1, configuration.masterThreads - 1)))
+                nodes.append(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
                 emit(.stepUpdate(step: step, state: "master-takes-over", detail: "no worker is left"))
                 lock.broadcast()
             }
@@ -704,9 +709,10 @@ final class StepRun: @unchecked Sendable {
 
     private func nodeUp(_ link: Link) {
         guard !nodes.contains(where: { $0.name == link.name }) else { return }
-        // Remote workers first: ties in the scheduler go to the earliest node.
-        let remote = nodes.filter { $0.name != Self.masterNode }.count
-        nodes.insert(.init(name: link.name, inFlightLimit: configuration.inFlight), at: remote)
+        // Workers join the end of the list; the master (when it processes parcels) stays first, so
+        // ties go to it: a parcel it processes itself costs no compression, copy or merge of a
+        // serialized table, and workers take what its threads cannot.
+        nodes.append(.init(name: link.name, inFlightLimit: configuration.inFlight))
         if !configuration.masterProcesses || chaos != nil {
             nodes.removeAll { $0.name == Self.masterNode }  // it only stood in for the lost workers
         }

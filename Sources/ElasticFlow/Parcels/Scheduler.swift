@@ -1,6 +1,6 @@
 /// Picks the node for the next parcel: the one with the fewest open receipts among those under
-/// their in-flight limit; ties go to the earliest node in the list (the master last, so remote
-/// workers are fed first and the master fills in).
+/// their in-flight limit; ties go to the earliest node in the list (the master puts itself first
+/// when it processes parcels: its own parcels cost no compression, transfer or serialized merge).
 public struct Scheduler: Sendable {
     public struct Node: Hashable, Sendable {
         public var name: String
