@@ -14,7 +14,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -27,10 +27,16 @@ run: release
 	$(ELASTICFLOW) example
 
 # Every test: the C core under ASan+UBSan, the standalone library, then the Swift tests.
-test: ctest lib cexample swift-test
+test: lint ctest lib cexample swift-test
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# Swift style (.swift-format: 4 spaces, 120 columns); `make format` rewrites in place.
+lint:
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift
+format:
+	$(SWIFT) format -i -r Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
 
 # Throughput and comparison benchmarks (docs/benchmarks.md).
 bench: release

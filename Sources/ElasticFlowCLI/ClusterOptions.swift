@@ -5,7 +5,8 @@ import ElasticFlow
 struct ClusterOptions: ParsableArguments {
     @Option(
         name: .long,
-        help: ArgumentHelp("Workers to distribute to (runs on this node alone when omitted).", valueName: "HOST:PORT,..."))
+        help: ArgumentHelp(
+            "Workers to distribute to (runs on this node alone when omitted).", valueName: "HOST:PORT,..."))
     var workers: String?
 
     @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
@@ -14,7 +15,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A file holding the shared cookie.", valueName: "PATH"))
     var cookieFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("Parcel compression: none, lz4, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Parcel compression: none, lz4, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
     var compression: String?
 
     @Option(name: .long, help: ArgumentHelp("Parcels a worker may hold unanswered (default 4).", valueName: "N"))
@@ -23,16 +26,25 @@ struct ClusterOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Whether the master processes parcels too (default: yes).")
     var masterWork: Bool?
 
-    @Option(name: .long, help: ArgumentHelp("Listen here for workers that join while the step runs (worker --join).", valueName: "HOST:PORT"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Listen here for workers that join while the step runs (worker --join).", valueName: "HOST:PORT"))
     var listen: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds of silence before a worker is presumed dead (default 5).", valueName: "SECONDS"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds of silence before a worker is presumed dead (default 5).", valueName: "SECONDS"))
     var heartbeatTimeout: Double?
 
-    @Option(name: .long, help: ArgumentHelp("Task failures a parcel may have before the step fails (default 4).", valueName: "N"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Task failures a parcel may have before the step fails (default 4).", valueName: "N"))
     var maxAttempts: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Inject faults at this rate, 0-45 (reproducible with --chaos-seed).", valueName: "PERCENT"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Inject faults at this rate, 0-45 (reproducible with --chaos-seed).", valueName: "PERCENT"))
     var chaos: Int?
 
     @Option(name: .long, help: ArgumentHelp("Seed of the injected faults (default 1).", valueName: "N"))

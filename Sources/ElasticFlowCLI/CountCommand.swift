@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import ElasticFlow
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -64,8 +64,10 @@ struct CountCommand: ParsableCommand {
         do throws(ElasticFlowError) {
             let sources = files.map(DataSource.init(argument:))
             if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
-                let cookie = workers.isEmpty && cluster.listen == nil
-                    ? try Cookie("unused: no worker") : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
+                let cookie =
+                    workers.isEmpty && cluster.listen == nil
+                    ? try Cookie("unused: no worker")
+                    : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
                 var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
                 if let threads { configuration.masterThreads = threads }
                 try cluster.apply(to: &configuration, parcelSize: parcelSize)
@@ -85,7 +87,8 @@ struct CountCommand: ParsableCommand {
                 if summary { logLine(report.summary.description) }
             } else {
                 if cluster.anyGiven {
-                    throw .invalidArgument("cluster flags (--cookie, --compression, --chaos, ...) need --workers or --listen")
+                    throw .invalidArgument(
+                        "cluster flags (--cookie, --compression, --chaos, ...) need --workers or --listen")
                 }
                 var options = WordCountOptions(lowercase: lowercase, threads: threads)
                 if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }

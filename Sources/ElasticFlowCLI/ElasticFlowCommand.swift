@@ -11,7 +11,10 @@ struct ElasticFlowCommand: ParsableCommand {
         commandName: "elasticflow",
         abstract: "Distribute a Flow-style computation (word count built in) over a cluster, or run it on one node.",
         version: "0.1.0 (core \(ElasticFlowVersion.core))",
-        subcommands: [CountCommand.self, WorkerCommand.self, RunCommand.self, StepsCommand.self, ResumeCommand.self, ExampleCommand.self, GenerateCommand.self]
+        subcommands: [
+            CountCommand.self, WorkerCommand.self, RunCommand.self, StepsCommand.self, ResumeCommand.self,
+            ExampleCommand.self, GenerateCommand.self,
+        ]
     )
 }
 

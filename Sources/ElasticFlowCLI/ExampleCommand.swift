@@ -51,7 +51,8 @@ struct ExampleCommand: ParsableCommand {
             var configuration = ClusterConfiguration(workers: workers.map(\.address), cookie: cookie)
             configuration.parcelSize = try ByteSize.parse(parcelSize)
             configuration.compression = try Compression(parsing: compression)
-            logLine("master: counting \(corpus) with workers \(workers.map(\.address.description).joined(separator: ", "))")
+            logLine(
+                "master: counting \(corpus) with workers \(workers.map(\.address.description).joined(separator: ", "))")
             let report = try runOnCluster(
                 configuration: configuration, task: "wordcount", sources: [.file(corpus)],
                 options: TaskOptions(lowercase: true), interceptors: [LoggingInterceptor(verbose: true)])

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Foundation
 import ElasticFlow
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -60,7 +60,9 @@ struct RunCommand: ParsableCommand {
     var files: [String] = []
 
     func validate() throws {
-        if files.isEmpty && steps == nil { throw ValidationError("give at least one FILE ('-' for standard input) or --steps") }
+        if files.isEmpty && steps == nil {
+            throw ValidationError("give at least one FILE ('-' for standard input) or --steps")
+        }
         if !files.isEmpty && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
         if let top, top < 1 { throw ValidationError("--top must be at least 1") }
     }
@@ -128,7 +130,8 @@ struct RunCommand: ParsableCommand {
         do {
             definitions = try JSONDecoder().decode([StepDefinition].self, from: data)
         } catch {
-            throw .invalidArgument("steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
+            throw .invalidArgument(
+                "steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
         }
         let master = Master(configuration: configuration)
         if verbose { master.add(LoggingInterceptor(verbose: true)) }

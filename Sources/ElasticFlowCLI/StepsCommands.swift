@@ -98,7 +98,8 @@ struct ResumeCommand: ParsableCommand {
                 throw .invalidArgument("no step \(chosen) in \(stepData)")
             }
             let workers = try cluster.workerAddresses() ?? []
-            let cookie = workers.isEmpty && cluster.listen == nil
+            let cookie =
+                workers.isEmpty && cluster.listen == nil
                 ? try Cookie("unused: no worker") : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
             var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
             configuration.parcelSize = record.parcelSize
@@ -106,7 +107,9 @@ struct ResumeCommand: ParsableCommand {
             if let threads { configuration.masterThreads = threads }
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
-            let report = try StepExecution.resume(step: chosen, master: Master(configuration: configuration), stepData: stepData) {
+            let report = try StepExecution.resume(
+                step: chosen, master: Master(configuration: configuration), stepData: stepData
+            ) {
                 bar.update($0)
             }
             bar.finish()

@@ -17,7 +17,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Address to listen on (port 0: any free port).", valueName: "HOST:PORT"))
     var listen: String?
 
-    @Option(name: .long, help: ArgumentHelp("A master to join (connect to; reconnects while running).", valueName: "HOST:PORT"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("A master to join (connect to; reconnects while running).", valueName: "HOST:PORT"))
     var join: String?
 
     @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
@@ -29,7 +31,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Threads that run tasks (default: one per core).", valueName: "N"))
     var threads: Int?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds of silence before a master is presumed gone (default 5).", valueName: "SECONDS"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds of silence before a master is presumed gone (default 5).", valueName: "SECONDS"))
     var heartbeatTimeout: Double?
 
     @Flag(name: .long, help: "Log nothing but errors.")
@@ -45,7 +49,9 @@ struct WorkerCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         do throws(ElasticFlowError) {
-            guard listen != nil || join != nil else { throw .invalidArgument("give --listen HOST:PORT, --join HOST:PORT or both") }
+            guard listen != nil || join != nil else {
+                throw .invalidArgument("give --listen HOST:PORT, --join HOST:PORT or both")
+            }
             let address = try listen.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
             let master = try join.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
             let secret = try Cookie.resolve(secret: cookie, file: cookieFile)

@@ -10,7 +10,9 @@ import Testing
     static func corpus() -> [UInt8] {
         var generator = CorpusGenerator(seed: 77)
         var text = generator.generate(byteCount: 3_000_000)
-        text += Array("\n".utf8) + [UInt8](repeating: UInt8(ascii: "Q"), count: 200_000) + Array(" after the long word\n".utf8)
+        text +=
+            Array("\n".utf8) + [UInt8](repeating: UInt8(ascii: "Q"), count: 200_000)
+            + Array(" after the long word\n".utf8)
         text += generator.generate(byteCount: 500_000)
         text += Array("no newline at the end".utf8)
         return text
@@ -74,7 +76,9 @@ import Testing
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) }
+        }
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
         }
@@ -104,7 +108,8 @@ import Testing
         let directory = try TemporaryDirectory()
         var generator = CorpusGenerator(seed: 5)
         var text = generator.generate(byteCount: 1_000_000)
-        text += Array("this is the longest line of them all because it goes on and on and on and on and on and on\n".utf8)
+        text += Array(
+            "this is the longest line of them all because it goes on and on and on and on and on and on\n".utf8)
         text += generator.generate(byteCount: 300_000)
         let path = try directory.file("text.txt", text)
         let workers = [try TestWorker(cookie: "k"), try TestWorker(cookie: "k")]
@@ -161,7 +166,9 @@ import Testing
         #expect(byReceipt.count == report.summary.parcels)
         #expect(report.summary.parcels > 20)
         for (sequence, kinds) in byReceipt {
-            #expect(kinds == ["distributed", "sent", "received", "aggregated", "task-complete"], "receipt \(sequence): \(kinds)")
+            #expect(
+                kinds == ["distributed", "sent", "received", "aggregated", "task-complete"],
+                "receipt \(sequence): \(kinds)")
         }
         #expect(report.summary.parcelsByNode.count >= 2)
         #expect(events.first.map { if case .stepUpdate = $0 { true } else { false } } == true)

@@ -41,7 +41,9 @@ import Testing
         let codec = try Codec()
         var generator = CorpusGenerator(seed: 9)
         let packed = try codec.compress(generator.generate(byteCount: 50_000), with: .lz4)
-        #expect(throws: ElasticFlowError.self) { try codec.decompress(Array(packed.prefix(packed.count / 2)), limit: 1 << 20) }
+        #expect(throws: ElasticFlowError.self) {
+            try codec.decompress(Array(packed.prefix(packed.count / 2)), limit: 1 << 20)
+        }
         #expect(throws: ElasticFlowError.self) { try codec.decompress([1, 2, 3], limit: 1 << 20) }
         var badMagic = packed
         badMagic[0] ^= 0xFF

@@ -120,7 +120,8 @@ import Testing
             #expect(chaosLine != nil, "\(result.stderr)")
             // Every injected fault was recovered.
             for kind in FaultKind.allCases {
-                let entry = chaosLine.flatMap { line in line.split(separator: ",").first { $0.contains(kind.rawValue) } }
+                let entry = chaosLine.flatMap { line in line.split(separator: ",").first { $0.contains(kind.rawValue) }
+                }
                 let numbers = entry?.split(separator: " ").last?.split(separator: "/").compactMap { Int($0) } ?? []
                 #expect(numbers.count == 2 && numbers[0] == numbers[1], "seed \(seed), \(kind): \(chaosLine ?? "")")
                 injectedAnywhere[kind, default: 0] += numbers.first ?? 0
@@ -139,7 +140,9 @@ import Testing
             for site in [ChaosSite.masterSendsParcel, .workerProcesses] {
                 let first = a.fault(at: site, step: 1, sequence: sequence, attempt: 1, maxAttempts: 4)
                 #expect(first == b.fault(at: site, step: 1, sequence: sequence, attempt: 1, maxAttempts: 4))
-                if first != c.fault(at: site, step: 1, sequence: sequence, attempt: 1, maxAttempts: 4) { differs = true }
+                if first != c.fault(at: site, step: 1, sequence: sequence, attempt: 1, maxAttempts: 4) {
+                    differs = true
+                }
                 if first != nil { injected += 1 }
                 // Never on the last allowed attempt, so a chaotic step always completes.
                 #expect(a.fault(at: site, step: 1, sequence: sequence, attempt: 4, maxAttempts: 4) == nil)
@@ -190,7 +193,8 @@ import Testing
         let step = BackgroundStep(
             master, task: "slow-wordcount", path: path, options: TaskOptions(parameters: ["delay-ms": "10"]))
         progress.wait(forAggregated: 5)
-        let joiner = try TestWorker(cookie: "j", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
+        let joiner = try TestWorker(
+            cookie: "j", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
         progress.wait(forAggregated: 20)
         let log = leaving.stop()  // SIGTERM: graceful leave
         let report = try step.wait()
@@ -219,7 +223,8 @@ struct PoisonTask: ParcelTask {
     @Test func aParcelThatAlwaysFailsFailsTheStepAfterMaxAttemptsWithItsReceipt() throws {
         let directory = try TemporaryDirectory()
         var generator = CorpusGenerator(seed: 40)
-        let text = generator.generate(byteCount: 100_000) + Array("poison\n".utf8) + generator.generate(byteCount: 100_000)
+        let text =
+            generator.generate(byteCount: 100_000) + Array("poison\n".utf8) + generator.generate(byteCount: 100_000)
         let path = try directory.file("t.txt", text)
         var registry = TaskRegistry()
         try registry.register("poison", PoisonTask())
@@ -249,7 +254,9 @@ func freePort() throws -> UInt16 {
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) } }
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) }
+    }
     _ = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
     }

@@ -19,7 +19,8 @@ import Testing
         let queue = try StepQueue(master: try Self.localMaster(), stepData: directory.path("steps"))
         let a = try queue.add(StepDefinition(name: "a", sources: [try directory.file("a.txt", first)]))
         let bad = try queue.add(
-            StepDefinition(name: "bad", task: "no-such-task", sources: [directory.path("a.txt")], actionOnFailure: .continue))
+            StepDefinition(
+                name: "bad", task: "no-such-task", sources: [directory.path("a.txt")], actionOnFailure: .continue))
         let b = try queue.add(
             StepDefinition(
                 name: "b", task: "line-lengths", sources: [try directory.file("b.txt", second)]))

@@ -7,7 +7,10 @@ import Testing
 @Suite struct TaskRegistryTests {
     @Test func standardRegistryShipsTheBuiltInTasks() throws {
         let registry = TaskRegistry.standard
-        #expect(registry.names == ["line-lengths", "longest-line", "parcel-count", "slow-wordcount", "word-frequencies", "wordcount"])
+        #expect(
+            registry.names == [
+                "line-lengths", "longest-line", "parcel-count", "slow-wordcount", "word-frequencies", "wordcount",
+            ])
         #expect(try registry.task(named: "wordcount") is WordCountTask)
         #expect(try registry.task(named: "line-lengths") is FlowTask)
         #expect(registry.contains("longest-line"))

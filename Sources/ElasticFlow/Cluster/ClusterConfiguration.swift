@@ -143,13 +143,15 @@ public struct ClusterFile: Codable, Sendable {
             throw .invalidArgument("cluster file '\(path)': missing key '\(key.stringValue)'")
         } catch let DecodingError.typeMismatch(_, context) {
             throw .invalidArgument(
-                "cluster file '\(path)': wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'")
+                "cluster file '\(path)': wrong type at '\(context.codingPath.map(\.stringValue).joined(separator: "."))'"
+            )
         } catch {
             throw .invalidArgument("cluster file '\(path)' is not valid JSON")
         }
         for node in file.nodes {
             guard node.role == "master" || node.role == "worker" else {
-                throw .invalidArgument("cluster file '\(path)': node '\(node.name)' has role '\(node.role)', expected master or worker")
+                throw .invalidArgument(
+                    "cluster file '\(path)': node '\(node.name)' has role '\(node.role)', expected master or worker")
             }
             _ = try NodeAddress(parsing: node.address)
         }
@@ -158,7 +160,8 @@ public struct ClusterFile: Codable, Sendable {
         }
         var resolved = file
         if let cookieFile = file.cookieFile, !cookieFile.hasPrefix("/") {
-            resolved.cookieFile = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(cookieFile).path
+            resolved.cookieFile =
+                URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(cookieFile).path
         }
         return resolved
     }

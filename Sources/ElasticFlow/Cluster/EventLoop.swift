@@ -1,5 +1,5 @@
-import Foundation
 internal import CElasticFlow
+import Foundation
 
 /// A frame as the loop delivers it: the payload is a view into the connection's read buffer,
 /// valid only during the `received` callback.

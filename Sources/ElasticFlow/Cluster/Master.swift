@@ -1,5 +1,5 @@
-import Foundation
 internal import CElasticFlow
+import Foundation
 
 /// The master of a cluster: cuts the sources into parcels, hands each to the node with the fewest
 /// open receipts (its own threads included, when `masterProcesses`), and aggregates results as
@@ -729,7 +729,8 @@ extension StepRun: EventLoopHandler {
         for address in configuration.workers {
             connect(Link(address: address, joined: false, name: address.description))
         }
-        let interval = UInt64(max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+        let interval = UInt64(
+            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
     }
 
@@ -739,7 +740,11 @@ extension StepRun: EventLoopHandler {
             link.phase = .connecting
             links[connection] = link
         } catch {
-            if !started { fail(.cluster("cannot reach worker \(link.name): \(error)")) } else { scheduleReconnect(link) }
+            if !started {
+                fail(.cluster("cannot reach worker \(link.name): \(error)"))
+            } else {
+                scheduleReconnect(link)
+            }
         }
     }
 
@@ -938,7 +943,9 @@ extension StepRun: EventLoopHandler {
             } else {
                 // One misbehaving peer (a joiner, or a worker after a reconnect) loses its link;
                 // the step goes on with the others.
-                emit(.stepUpdate(step: step, state: "link-dropped", detail: "\(link.name): unexpected frame type \(frame.type)"))
+                emit(
+                    .stepUpdate(
+                        step: step, state: "link-dropped", detail: "\(link.name): unexpected frame type \(frame.type)"))
                 loop.close(connection, flush: false)
             }
             lock.unlock()
@@ -951,7 +958,8 @@ extension StepRun: EventLoopHandler {
             return refuse(connection, link, "sent a malformed HELLO")
         }
         guard hello.version == UInt16(EF_PROTOCOL_VERSION) else {
-            return refuse(connection, link, "speaks protocol version \(hello.version), this master \(EF_PROTOCOL_VERSION)")
+            return refuse(
+                connection, link, "speaks protocol version \(hello.version), this master \(EF_PROTOCOL_VERSION)")
         }
         guard hello.codecs & (1 << UInt8(configuration.compression.codecID)) != 0 else {
             return refuse(connection, link, "does not support \(configuration.compression) compression")

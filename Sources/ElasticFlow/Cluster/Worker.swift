@@ -1,5 +1,5 @@
-import Foundation
 internal import CElasticFlow
+import Foundation
 
 /// How a worker node serves masters.
 public struct WorkerConfiguration: Sendable {
@@ -101,7 +101,8 @@ public final class Worker: @unchecked Sendable {
             address = NodeAddress(host: configuration.listen.host, port: port)
         }
         if configuration.join != nil { joinMaster() }
-        let interval = UInt64(max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+        let interval = UInt64(
+            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
         loop.start(name: "ef-worker-loop")
     }
@@ -213,7 +214,9 @@ extension Worker: EventLoopHandler {
             switch session.phase {
             case .ready:
                 if now - session.lastSeen > configuration.heartbeatTimeout {
-                    log("master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing")
+                    log(
+                        "master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing"
+                    )
                     loop.close(connection, flush: false)
                 } else {
                     loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
@@ -253,7 +256,8 @@ extension Worker: EventLoopHandler {
                     cookie: configuration.cookie.bytes, peerRole: Hello.masterRole, peer: masterNonce,
                     own: session.nonce, proof: Array(frame.payload))
             else {
-                return refuse(connection, session, "authentication failed: the master's cookie differs from this worker's")
+                return refuse(
+                    connection, session, "authentication failed: the master's cookie differs from this worker's")
             }
             session.phase = .ready
             loop.send(connection, type: FrameType.welcome.rawValue, bytes: [])
@@ -293,7 +297,8 @@ extension Worker: EventLoopHandler {
     private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
         guard let step = session.steps[frame.aux] else {
             let message = "parcel for unknown step \(frame.aux)"
-            loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
+            loop.send(
+                connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
             return
         }
         // The payload lives in the loop's read buffer only during this callback: copy it once.
@@ -307,13 +312,16 @@ extension Worker: EventLoopHandler {
             at: .workerProcesses, step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags),
             maxAttempts: step.maxAttempts)
         let delay =
-            step.chaos?.delayMilliseconds(step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags))
+            step.chaos?.delayMilliseconds(
+                step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags))
             ?? 0
         inFlight += 1
         pool.submit { [self] context in
             var outcome: Result<[UInt8], ElasticFlowError>
             do {
-                if fault == .taskRaises { throw ElasticFlowError.task(name: work.name, message: "chaos: injected failure") }
+                if fault == .taskRaises {
+                    throw ElasticFlowError.task(name: work.name, message: "chaos: injected failure")
+                }
                 var input = buffer.bytes
                 if compressed {
                     _ = try context.codec.decompress(buffer.bytes, into: context.scratch, limit: maxPayload)
@@ -398,6 +406,8 @@ extension EventLoop {
     func send(_ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8])
         -> Int32
     {
-        bytes.withUnsafeBytes { send(connection, type: type, flags: flags, codec: codec, aux: aux, id: id, payload: $0) }
+        bytes.withUnsafeBytes {
+            send(connection, type: type, flags: flags, codec: codec, aux: aux, id: id, payload: $0)
+        }
     }
 }

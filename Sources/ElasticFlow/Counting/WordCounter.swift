@@ -144,7 +144,8 @@ public final class WordCounter {
     public func sorted(limit: Int? = nil) -> [WordCount] {
         withSortedEntries(limit: limit) { entries in
             entries.map { entry in
-                WordCount(word: Array(UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)), count: entry.count)
+                WordCount(
+                    word: Array(UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)), count: entry.count)
             }
         }
     }

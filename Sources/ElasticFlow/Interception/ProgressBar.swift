@@ -24,9 +24,11 @@ public final class ProgressBar: @unchecked Sendable {
             line += "[" + String(repeating: "=", count: filled) + String(repeating: " ", count: width - filled) + "] "
             line += "\(format1(megabytes))/\(format1(Double(total) / 1e6)) MB"
             let remaining = rate > 0 ? (Double(total) / 1e6 - megabytes) / rate : 0
-            line += "  \(progress.parcelsDone)/\(progress.parcelsCut) parcels  \(format1(rate)) MB/s  ETA \(format1(remaining)) s"
+            line +=
+                "  \(progress.parcelsDone)/\(progress.parcelsCut) parcels  \(format1(rate)) MB/s  ETA \(format1(remaining)) s"
         } else {
-            line += "\(format1(megabytes)) MB  \(progress.parcelsDone)/\(progress.parcelsCut) parcels  \(format1(rate)) MB/s"
+            line +=
+                "\(format1(megabytes)) MB  \(progress.parcelsDone)/\(progress.parcelsCut) parcels  \(format1(rate)) MB/s"
         }
         line += "\u{1B}[K"
         line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }

@@ -160,7 +160,9 @@ public final class StepQueue: @unchecked Sendable {
                 if entry.definition.actionOnFailure == .cancelAndWait {
                     lock.lock()
                     for other in entries where other.state == StepState.pending {
-                        set(other, StepState.cancelled, "step \(entry.step) failed (action on failure: cancel-and-wait)")
+                        set(
+                            other, StepState.cancelled, "step \(entry.step) failed (action on failure: cancel-and-wait)"
+                        )
                     }
                     lock.unlock()
                 }
@@ -276,7 +278,8 @@ public enum StepExecution {
                 guard journal.record.parcelSize == master.configuration.parcelSize else {
                     throw .journal(
                         "step \(step) was cut into \(journal.record.parcelSize)-byte parcels, not "
-                            + "\(master.configuration.parcelSize): resume it with --parcel-size \(journal.record.parcelSize)")
+                            + "\(master.configuration.parcelSize): resume it with --parcel-size \(journal.record.parcelSize)"
+                    )
                 }
             }
             try journal.update(state: StepState.running, detail: resume == nil ? "" : "resumed")
@@ -335,7 +338,8 @@ public enum StepExecution {
             // We hold its lock, so the master that ran it is gone: it was interrupted.
             try journal.update(state: StepState.interrupted, detail: "found running after its master stopped")
         }
-        let definition = StepDefinition(name: record.name, task: record.task, sources: record.sources, options: record.options)
+        let definition = StepDefinition(
+            name: record.name, task: record.task, sources: record.sources, options: record.options)
         return try run(
             definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: nil,
             progress: progress)
