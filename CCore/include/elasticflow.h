@@ -405,7 +405,9 @@ EF_API int ef_loop_connect(ef_loop *loop, const char *host, uint16_t port, uint6
 
 /* Queue a frame: the header is encoded with ef_frame_encode and the payload COPIED into the
  * connection's send buffer (reused; it grows only in a slow path). When nothing is queued the
- * frame is written at once and only what the socket did not take is copied. Returns EF_OK,
+ * frame is written at once and only what the socket did not take is copied — except inside a
+ * posted function or an on_frame callback, where frames are gathered and written together in
+ * one writev once the batch is over (one system call for many small frames). Returns EF_OK,
  * EF_ECLOSED (unknown id, closing or closed), EF_EBUSY (queue at or over send_high_water:
  * nothing queued, wait for on_drain), EF_EINVAL (bad type, NULL payload with len > 0),
  * EF_ETOOLONG (len over UINT32_MAX) or EF_ENOMEM (if the frame was partly written the

@@ -197,6 +197,7 @@ EF_API void ef_loop_free(ef_loop *loop) {
     pthread_mutex_destroy(&loop->post_lock);
     free(loop->posts);
     free(loop->posts_spare);
+    free(loop->dirty);
     free(loop->resumed);
     free(loop->slots);
     free(loop->free_slots);
@@ -250,8 +251,13 @@ static bool ef__run_posts(ef_loop *loop) {
     loop->nposts = 0;
     pthread_mutex_unlock(&loop->post_lock);
 
+    bool outer = loop->batching;
+    loop->batching = true;
     for (size_t i = 0; i < n; i++)
         batch[i].fn(loop, batch[i].arg);
+    loop->batching = outer;
+    if (!outer)
+        ef__flush_dirty(loop);
 
     /* The loop thread alone touches the spare; swapping back keeps both capacities. */
     loop->posts_spare = batch;

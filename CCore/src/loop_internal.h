@@ -49,6 +49,7 @@ typedef struct ef__conn {
     bool parked;         /* paused with a hang-up pending: out of epoll until resumed */
     bool over_high;      /* reached the high water: on_drain owed */
     bool was_connecting; /* died before connecting: on_connect owed */
+    bool dirty;          /* frames queued during a batch: flushed when the batch ends */
     int reason;          /* on_close reason once DEAD */
     int sys_errno;
     struct ef__conn *next_dead;
@@ -98,9 +99,18 @@ struct ef_loop {
     ef__post *posts, *posts_spare;
     size_t nposts, posts_cap, spare_cap;
     atomic_bool stop;
+    /* True while posted functions or frame callbacks run: sends made then are queued rather than
+     * written at once, and go out together in one writev when the loop next sees the socket
+     * writable — one system call for a batch of frames instead of one each. */
+    bool batching;
+    uint64_t *dirty; /* ids of connections with frames queued during the batch (reused array) */
+    size_t ndirty, dirty_cap;
 
     struct epoll_event events[EF__MAX_EVENTS];
 };
+
+/* net.c: write what the batch queued (called when the outermost batch ends) */
+void ef__flush_dirty(ef_loop *loop);
 
 /* loop.c */
 int ef__obj_attach(ef_loop *loop, ef__obj *obj, uint8_t kind);

@@ -202,19 +202,27 @@ static void ef__conn_finish_close(ef_loop *loop, ef__conn *c) {
 static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
     const ef_loop_config *cfg = &loop->cfg;
     size_t off = 0;
+    bool outer = loop->batching;
+    loop->batching = true;
     while (off < c->rlen && c->state == EF__OPEN && !c->paused && !c->closing) {
         ef_frame frame;
         ptrdiff_t r = ef_frame_parse(c->rbuf + off, c->rlen - off, cfg->max_payload, &frame);
         if (r == EF_ENEEDMORE)
             break;
         if (r < 0) {
+            loop->batching = outer;
             ef__conn_kill(loop, c, (int)r, 0);
+            if (!outer)
+                ef__flush_dirty(loop);
             return;
         }
         off += (size_t)r;
         if (cfg->on_frame)
             cfg->on_frame(loop, cfg->user, c->obj.id, &frame);
     }
+    loop->batching = outer;
+    if (!outer)
+        ef__flush_dirty(loop);
     if (c->state == EF__DEAD || off == 0)
         return;
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);
@@ -439,6 +447,40 @@ static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
     ef__conn_update(loop, c);
 }
 
+/* Remember a connection written to during a batch. Returns false when the list cannot grow. */
+static bool ef__mark_dirty(ef_loop *loop, ef__conn *c) {
+    if (c->dirty)
+        return true;
+    if (loop->ndirty == loop->dirty_cap) {
+        size_t cap = loop->dirty_cap ? loop->dirty_cap * 2 : 16;
+        uint64_t *grown = realloc(loop->dirty, cap * sizeof *grown); /* slow path: grows rarely */
+        if (!grown)
+            return false;
+        loop->dirty = grown;
+        loop->dirty_cap = cap;
+    }
+    loop->dirty[loop->ndirty++] = c->obj.id;
+    c->dirty = true;
+    return true;
+}
+
+void ef__flush_dirty(ef_loop *loop) {
+    /* Flushing may run callbacks (on_drain, releases) that send again: they write at once, since
+     * no batch is running; the list is taken whole first so such sends cannot disturb it. */
+    size_t n = loop->ndirty;
+    for (size_t i = 0; i < n; i++) {
+        ef__conn *c = (ef__conn *)ef__obj_find(loop, loop->dirty[i], EF__CONN);
+        if (!c)
+            continue;
+        c->dirty = false;
+        if (c->state == EF__OPEN && c->seg_count)
+            ef__conn_flush(loop, c);
+    }
+    if (loop->ndirty > n) /* appended during the flush: cannot happen outside a batch */
+        memmove(loop->dirty, loop->dirty + n, (loop->ndirty - n) * sizeof *loop->dirty);
+    loop->ndirty -= n;
+}
+
 static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
                     uint32_t aux, uint64_t id, const uint8_t *payload, size_t len, bool ref,
                     void (*release)(void *ctx), void *ctx, const uint8_t *wire) {
@@ -459,7 +501,10 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags
     }
 
     size_t total = EF_FRAME_HEADER_SIZE + len, done = 0;
-    if (c->state == EF__OPEN && !c->seg_count) {
+    /* In a batch, the frame waits for the batch's end, to leave with the others in one writev;
+     * if it cannot be remembered (no memory for the list), it is written now as usual. */
+    bool deferred = loop->batching && c->state == EF__OPEN && ef__mark_dirty(loop, c);
+    if (c->state == EF__OPEN && !c->seg_count && !deferred) {
         ssize_t w = ef__sendv(c->obj.fd, iov, n);
         if (w >= 0) {
             done = (size_t)w;

@@ -52,6 +52,10 @@ final class ParcelCutter {
     private var fd: Int32 = -1
     private var offset: UInt64 = 0  // bytes read from the current source
     private var carry: ParcelBuffer
+    /// For small parcels, reads go through this block (one `read(2)` per 256 KiB, not per parcel);
+    /// large parcels are read straight into their own buffer, with no extra copy.
+    private let readAhead: ParcelBuffer?
+    private var readAheadStart = 0
 
     /// Validates every source up front (open, not a directory).
     init(sources: [DataSource], parcelSize: Int) throws(ElasticFlowError) {
@@ -60,6 +64,7 @@ final class ParcelCutter {
         self.sources = sources
         self.parcelSize = parcelSize
         carry = ParcelBuffer(capacity: 4096)
+        readAhead = parcelSize < 64 << 10 ? ParcelBuffer(capacity: 256 << 10) : nil
     }
 
     deinit { closeCurrent() }
@@ -67,6 +72,24 @@ final class ParcelCutter {
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
         fd = -1
+        readAhead?.count = 0
+        readAheadStart = 0
+    }
+
+    /// Up to `count` bytes of the current source: `read(2)`'s contract (0 at the end, -1 and errno).
+    private func readSome(_ destination: UnsafeMutableRawPointer, _ count: Int) -> Int {
+        guard let block = readAhead else { return read(fd, destination, count) }
+        if readAheadStart == block.count {
+            block.count = 0
+            readAheadStart = 0
+            let n = read(fd, block.base, block.capacity)
+            if n <= 0 { return n }
+            block.count = n
+        }
+        let n = min(count, block.count - readAheadStart)
+        destination.copyMemory(from: block.base + readAheadStart, byteCount: n)
+        readAheadStart += n
+        return n
     }
 
     /// Fills `buffer` with the next parcel.
@@ -119,7 +142,7 @@ final class ParcelCutter {
     /// Reads until the buffer holds `limit` bytes or the source ends. Returns true at end of source.
     private func fill(_ buffer: ParcelBuffer, upTo limit: Int) throws(ElasticFlowError) -> Bool {
         while buffer.count < limit {
-            let n = read(fd, buffer.base + buffer.count, limit - buffer.count)
+            let n = readSome(buffer.base + buffer.count, limit - buffer.count)
             if n > 0 {
                 buffer.count += n
                 offset += UInt64(n)
