@@ -61,6 +61,7 @@ struct CountCommand: ParsableCommand {
     }
 
     func run() throws {
+        let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let sources = files.map(DataSource.init(argument:))
             if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
@@ -76,7 +77,8 @@ struct CountCommand: ParsableCommand {
                     let definition = StepDefinition(
                         name: "count", task: "wordcount", sources: files.map(absolutePath),
                         options: TaskOptions(lowercase: lowercase))
-                    report = try runJournaled(definition, configuration: configuration, stepData: stepData)
+                    report = try runJournaled(
+                        definition, configuration: configuration, stepData: stepData, interrupts: interrupts)
                 } else {
                     report = try runOnCluster(
                         configuration: configuration, task: "wordcount", sources: sources,
@@ -92,7 +94,11 @@ struct CountCommand: ParsableCommand {
                 }
                 var options = WordCountOptions(lowercase: lowercase, threads: threads)
                 if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }
-                let (counter, _) = try LocalWordCount.run(sources, options: options)
+                let bar = ProgressBar()
+                var onProgress: (@Sendable (StepProgress) -> Void)?
+                if bar.isEnabled { onProgress = { progress in bar.update(progress) } }
+                let (counter, _) = try LocalWordCount.run(sources, options: options, progress: onProgress)
+                bar.finish()
                 try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
             }
         } catch {
@@ -121,7 +127,10 @@ func absolutePath(_ path: String) -> String {
 
 /// Runs a step with its journal: resumes the unfinished step of the same definition if there is
 /// one (a master that was killed, or a step that failed), else starts a new one.
-func runJournaled(_ definition: StepDefinition, configuration: ClusterConfiguration, stepData: String)
+func runJournaled(
+    _ definition: StepDefinition, configuration: ClusterConfiguration, stepData: String,
+    interrupts: InterruptWatcher? = nil
+)
     throws(ElasticFlowError) -> StepReport
 {
     let master = Master(configuration: configuration)
@@ -131,10 +140,21 @@ func runJournaled(_ definition: StepDefinition, configuration: ClusterConfigurat
         matching: definition, parcelSize: configuration.parcelSize, in: stepData)
     {
         logLine("elasticflow: resuming step \(step) from \(stepData)")
-        return try StepExecution.resume(step: step, master: master, stepData: stepData) { bar.update($0) }
+        let cancellation = CancellationFlag()
+        interrupts?.onSignal { signal in
+            logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+            cancellation.cancel()
+        }
+        return try StepExecution.resume(step: step, master: master, stepData: stepData, cancellation: cancellation) {
+            bar.update($0)
+        }
     }
     let queue = try StepQueue(master: master, stepData: stepData)
     let step = try queue.add(definition)
+    interrupts?.onSignal { signal in
+        logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+        queue.cancel(step)
+    }
     queue.run { _, progress in bar.update(progress) }
     let status = queue.list().first { $0.step == step }
     guard let output = queue.output(of: step), let summary = status?.summary else {

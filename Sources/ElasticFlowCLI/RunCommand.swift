@@ -68,6 +68,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
+        let interrupts = steps != nil || stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let file = try ClusterFile.load(config)
             // A cluster of the master alone needs no cookie; anything with workers (configured or
@@ -93,14 +94,15 @@ struct RunCommand: ParsableCommand {
                 parameters[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
             }
             if let steps {
-                try runQueue(steps, configuration: configuration)
+                try runQueue(steps, configuration: configuration, interrupts: interrupts)
                 return
             }
             if let stepData {
                 let definition = StepDefinition(
                     name: task, task: task, sources: files.map(absolutePath),
                     options: TaskOptions(lowercase: lowercase, parameters: parameters))
-                let report = try runJournaled(definition, configuration: configuration, stepData: stepData)
+                let report = try runJournaled(
+                    definition, configuration: configuration, stepData: stepData, interrupts: interrupts)
                 try printOutput(report.output, format: format, top: top)
                 if verbose { logLine(report.summary.description) }
                 return
@@ -122,7 +124,9 @@ struct RunCommand: ParsableCommand {
     }
 
     /// Runs a queue of steps from a JSON file, printing each step's state and output.
-    private func runQueue(_ path: String, configuration: ClusterConfiguration) throws(ElasticFlowError) {
+    private func runQueue(_ path: String, configuration: ClusterConfiguration, interrupts: InterruptWatcher?)
+        throws(ElasticFlowError)
+    {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .io(path: path, operation: "read steps file", errno: errno == 0 ? ENOENT : errno)
         }
@@ -140,6 +144,13 @@ struct RunCommand: ParsableCommand {
             var absolute = definition
             absolute.sources = definition.sources.map(absolutePath)
             try queue.add(absolute)
+        }
+        // Ctrl-C cancels the running step and every pending one; the journal keeps them.
+        interrupts?.onSignal { signal in
+            logLine("elasticflow: signal \(signal): cancelling the running and pending steps")
+            for status in queue.list() where status.state == "pending" || status.state == "running" {
+                queue.cancel(status.step)
+            }
         }
         let bar = ProgressBar()
         let allCompleted = queue.run { _, progress in bar.update(progress) }

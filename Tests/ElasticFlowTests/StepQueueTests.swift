@@ -136,6 +136,36 @@ import Testing
         #expect(stored.stdout == resumed.stdout)
     }
 
+    @Test func ctrlCCancelsAJournaledStepAndRetryFinishesIt() throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 35)
+        let text = generator.generate(byteCount: 1_000_000)
+        let path = try directory.file("t.txt", text)
+        let config = try directory.file("cluster.json", Array(#"{"nodes": []}"#.utf8))
+        let process = Process()
+        process.executableURL = CommandRunner.executable
+        process.arguments = [
+            "run", "--config", config, "--task", "slow-wordcount", "--param", "delay-ms=20", "--parcel-size", "16KiB",
+            "--step-data", directory.path("steps"), path,
+        ]
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus != 0)
+        #expect(log.contains("cancelling step 1"), "\(log)")
+        let listed = try CommandRunner.run(["steps", "--step-data", directory.path("steps")])
+        #expect(listed.stdoutText.contains("cancelled"), "\(listed.stdoutText)")
+        let retried = try CommandRunner.run(["retry", "--step-data", directory.path("steps"), "--summary"])
+        #expect(retried.status == 0, "\(retried.stderr)")
+        let expected = try CommandRunner.run(["count", path])
+        #expect(retried.stdout == expected.stdout)
+    }
+
     @Test func aFailedStepIsRetriedFromTheCommandLine() throws {
         let directory = try TemporaryDirectory()
         var generator = CorpusGenerator(seed: 34)

@@ -73,13 +73,17 @@ protocol StepJournalWriter: AnyObject, Sendable {
     func checkpoint(aggregated: Set<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError)
 }
 
-/// Set from another thread to stop a running step (it then fails as cancelled).
-final class CancellationFlag: @unchecked Sendable {
+/// Set from any thread to stop a running step: it ends within about 0.2 s as cancelled (its
+/// journal, if any, keeps what was aggregated, so `retry` finishes it later).
+public final class CancellationFlag: @unchecked Sendable {
     // Guarded by lock.
     private let lock = NSLock()
     private var value = false
-    var isCancelled: Bool { lock.withLock { value } }
-    func cancel() { lock.withLock { value = true } }
+
+    public init() {}
+
+    public var isCancelled: Bool { lock.withLock { value } }
+    public func cancel() { lock.withLock { value = true } }
 }
 
 /// One step on the cluster, from connecting to the workers to tearing the connections down.

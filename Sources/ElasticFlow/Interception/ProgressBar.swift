@@ -11,6 +11,9 @@ public final class ProgressBar: @unchecked Sendable {
 
     public init() { enabled = isatty(STDERR_FILENO) == 1 }
 
+    /// Whether standard error is a terminal (nothing is drawn otherwise).
+    public var isEnabled: Bool { enabled }
+
     /// Redraws the bar.
     public func update(_ progress: StepProgress) {
         guard enabled else { return }

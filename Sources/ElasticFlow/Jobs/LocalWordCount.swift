@@ -38,9 +38,12 @@ public enum LocalWordCount {
     /// Counts the words of every source.
     /// - Returns: the merged counter and what was processed.
     /// - Throws: `ElasticFlowError` for an unreadable source (before any work) or a read error.
-    public static func run(_ sources: [DataSource], options: WordCountOptions = .init()) throws(ElasticFlowError) -> (
-        WordCounter, WordCountStatistics
-    ) {
+    /// - Parameter progress: when given, called about five times a second from another thread
+    ///   while the sources are counted (for a progress bar).
+    public static func run(
+        _ sources: [DataSource], options: WordCountOptions = .init(),
+        progress: (@Sendable (StepProgress) -> Void)? = nil
+    ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         guard options.threads >= 1 else { throw .invalidArgument("threads must be at least 1") }
         let cutter = try ParcelCutter(sources: sources, parcelSize: options.parcelSize)
         let threads = options.threads
@@ -52,8 +55,33 @@ public enum LocalWordCount {
         }
         let shared = SharedParcelCutter(cutter)
         let work = counters
+        let stop = DispatchSemaphore(value: 0)
+        let stopped = DispatchSemaphore(value: 0)
+        if let progress {
+            let total = totalSize(of: sources)
+            var start = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &start)
+            let started = start
+            DispatchQueue.global().async {
+                while stop.wait(timeout: .now() + 0.2) == .timedOut {
+                    let statistics = shared.statistics
+                    var now = timespec()
+                    clock_gettime(CLOCK_MONOTONIC, &now)
+                    let seconds = Double(now.tv_sec - started.tv_sec) + Double(now.tv_nsec - started.tv_nsec) / 1e9
+                    progress(
+                        StepProgress(
+                            bytesDone: statistics.bytes, bytesTotal: total, parcelsDone: statistics.parcels,
+                            parcelsCut: statistics.parcels, seconds: seconds))
+                }
+                stopped.signal()
+            }
+        }
         DispatchQueue.concurrentPerform(iterations: threads) { index in
             shared.drain(into: work[index].counter, parcelSize: options.parcelSize)
+        }
+        if progress != nil {
+            stop.signal()
+            stopped.wait()
         }
         if let error = shared.firstError { throw error }
 
@@ -118,4 +146,17 @@ final class SharedParcelCutter: @unchecked Sendable {
             }
         }
     }
+}
+
+/// Total bytes of the sources when every one is a regular file, else nil (a stream's size is not
+/// known in advance).
+func totalSize(of sources: [DataSource]) -> UInt64? {
+    var total: UInt64 = 0
+    for source in sources {
+        guard case .file(let path) = source else { return nil }
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        total += UInt64(info.st_size)
+    }
+    return total
 }

@@ -312,14 +312,14 @@ public enum StepExecution {
     }
 
     /// Finds, in a step-data directory, the unfinished step that runs `definition` with this parcel
-    /// size (interrupted by a crash, or failed): running the same command again resumes it.
+    /// size (interrupted by a crash, failed or cancelled): running the same command again resumes it.
     public static func unfinishedStep(matching definition: StepDefinition, parcelSize: Int, in stepData: String)
         throws(ElasticFlowError) -> UInt32?
     {
         guard FileManager.default.fileExists(atPath: stepData) else { return nil }
         let candidates = try StepJournal.steps(in: stepData).filter { record in
-            !StepState.finished.contains(record.state) && record.state != StepState.cancelled
-                && record.task == definition.task && record.options == definition.options
+            !StepState.finished.contains(record.state) && record.task == definition.task
+                && record.options == definition.options
                 && record.sources == definition.sources && record.parcelSize == parcelSize && record.isResumable
         }
         return candidates.last?.step
@@ -327,7 +327,8 @@ public enum StepExecution {
 
     /// Resumes (or retries) a journaled step.
     public static func resume(
-        step: UInt32, master: Master, stepData: String, progress: ((StepProgress) -> Void)? = nil
+        step: UInt32, master: Master, stepData: String, cancellation: CancellationFlag? = nil,
+        progress: ((StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> StepReport {
         let journal = try StepJournal.open(directory: stepData, step: step)
         let record = journal.record
@@ -341,7 +342,7 @@ public enum StepExecution {
         let definition = StepDefinition(
             name: record.name, task: record.task, sources: record.sources, options: record.options)
         return try run(
-            definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: nil,
+            definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: cancellation,
             progress: progress)
     }
 
