@@ -1,6 +1,39 @@
 import ArgumentParser
 import ElasticFlow
 
+/// The shared secret, from a flag, a file or the environment (worker and master alike).
+struct CookieOptions: ParsableArguments {
+    @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
+    var cookie: String?
+
+    @Option(name: .long, help: ArgumentHelp("A file holding the shared cookie.", valueName: "PATH"))
+    var cookieFile: String?
+
+    /// `--cookie`, else `--cookie-file` (or the cluster file's), else `$ELASTICFLOW_COOKIE`. With
+    /// `required` false (a master with no worker, configured or joining), a missing cookie is fine.
+    func resolve(fileFallback: String? = nil, required: Bool = true) throws(ElasticFlowError) -> Cookie {
+        do {
+            return try Cookie.resolve(secret: cookie, file: cookieFile ?? fileFallback)
+        } catch {
+            guard !required else { throw error }
+            return try Cookie("unused: no worker")
+        }
+    }
+}
+
+/// What to print of a word count.
+struct OutputOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Print only the N most frequent words.", valueName: "N"))
+    var top: Int?
+
+    @Option(name: .long, help: "Output format: text ('word count'), tsv ('word<TAB>count') or json.")
+    var format: WordCountFormat = .text
+
+    func validate() throws {
+        if let top, top < 1 { throw ValidationError("--top must be at least 1") }
+    }
+}
+
 /// Flags shared by the commands that run a step on a cluster.
 struct ClusterOptions: ParsableArguments {
     @Option(
@@ -9,15 +42,15 @@ struct ClusterOptions: ParsableArguments {
             "Workers to distribute to (runs on this node alone when omitted).", valueName: "HOST:PORT,..."))
     var workers: String?
 
-    @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
-    var cookie: String?
-
-    @Option(name: .long, help: ArgumentHelp("A file holding the shared cookie.", valueName: "PATH"))
-    var cookieFile: String?
+    @OptionGroup
+    var cookieOptions: CookieOptions
+    var cookie: String? { cookieOptions.cookie }
+    var cookieFile: String? { cookieOptions.cookieFile }
 
     @Option(
         name: .long,
-        help: ArgumentHelp("Parcel compression: none, lz4, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
+        help: ArgumentHelp(
+            "Parcel compression: none, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
     var compression: String?
 
     @Option(name: .long, help: ArgumentHelp("Parcels a worker may hold unanswered (default 4).", valueName: "N"))

@@ -24,11 +24,8 @@ struct CountCommand: ParsableCommand {
     @Flag(name: .long, help: "Fold ASCII letters A-Z to lowercase before counting.")
     var lowercase = false
 
-    @Option(name: .long, help: ArgumentHelp("Print only the N most frequent words.", valueName: "N"))
-    var top: Int?
-
-    @Option(name: .long, help: "Output format: text ('word count'), tsv ('word<TAB>count') or json.")
-    var format: WordCountFormat = .text
+    @OptionGroup
+    var output: OutputOptions
 
     @Option(name: .long, help: ArgumentHelp("Counting threads (default: one per core).", valueName: "N"))
     var threads: Int?
@@ -56,7 +53,6 @@ struct CountCommand: ParsableCommand {
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one FILE ('-' for standard input)") }
-        if let top, top < 1 { throw ValidationError("--top must be at least 1") }
         if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be in 1...1024") }
     }
 
@@ -65,10 +61,7 @@ struct CountCommand: ParsableCommand {
         do throws(ElasticFlowError) {
             let sources = files.map(DataSource.init(argument:))
             if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
-                let cookie =
-                    workers.isEmpty && cluster.listen == nil
-                    ? try Cookie("unused: no worker")
-                    : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
+                let cookie = try cluster.cookieOptions.resolve(required: !workers.isEmpty || cluster.listen != nil)
                 var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
                 if let threads { configuration.masterThreads = threads }
                 try cluster.apply(to: &configuration, parcelSize: parcelSize)
@@ -85,7 +78,7 @@ struct CountCommand: ParsableCommand {
                         options: TaskOptions(lowercase: lowercase))
                 }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
-                try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+                try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
                 if summary { logLine(report.summary.description) }
             } else {
                 if cluster.anyGiven {
@@ -99,7 +92,7 @@ struct CountCommand: ParsableCommand {
                 if bar.isEnabled { onProgress = { progress in bar.update(progress) } }
                 let (counter, _) = try LocalWordCount.run(sources, options: options, progress: onProgress)
                 bar.finish()
-                try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+                try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
             }
         } catch {
             fail(error.description)

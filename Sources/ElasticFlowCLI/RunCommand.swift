@@ -31,11 +31,8 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A task parameter (repeatable).", valueName: "KEY=VALUE"))
     var param: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("For wordcount: print only the N most frequent words.", valueName: "N"))
-    var top: Int?
-
-    @Option(name: .long, help: "For wordcount: text, tsv or json.")
-    var format: WordCountFormat = .text
+    @OptionGroup(title: "Word count output")
+    var output: OutputOptions
 
     @Option(name: .long, help: ArgumentHelp("Target parcel size (overrides the file).", valueName: "SIZE"))
     var parcelSize: String?
@@ -64,7 +61,6 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("give at least one FILE ('-' for standard input) or --steps")
         }
         if !files.isEmpty && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
-        if let top, top < 1 { throw ValidationError("--top must be at least 1") }
     }
 
     func run() throws {
@@ -76,13 +72,7 @@ struct RunCommand: ParsableCommand {
             let alone =
                 !file.nodes.contains { $0.role == "worker" } && cluster.workers == nil && cluster.listen == nil
                 && !file.nodes.contains { $0.role == "master" && !$0.address.hasSuffix(":0") }
-            let cookie: Cookie
-            do throws(ElasticFlowError) {
-                cookie = try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile ?? file.cookieFile)
-            } catch {
-                guard alone else { throw error }
-                cookie = try Cookie("unused: no worker")
-            }
+            let cookie = try cluster.cookieOptions.resolve(fileFallback: file.cookieFile, required: !alone)
             var configuration = try file.configuration(cookie: cookie)
             if let workers = try cluster.workerAddresses() { configuration.workers = workers }
             try cluster.apply(to: &configuration, parcelSize: parcelSize)
@@ -103,7 +93,7 @@ struct RunCommand: ParsableCommand {
                     options: TaskOptions(lowercase: lowercase, parameters: parameters))
                 let report = try runJournaled(
                     definition, configuration: configuration, stepData: stepData, interrupts: interrupts)
-                try printOutput(report.output, format: format, top: top)
+                try printOutput(report.output, format: output.format, top: output.top)
                 if verbose { logLine(report.summary.description) }
                 return
             }
@@ -113,7 +103,7 @@ struct RunCommand: ParsableCommand {
                 interceptors: verbose ? [LoggingInterceptor(verbose: true)] : [])
             switch report.output {
             case .wordCount(let counter):
-                try counter.write(format: format, limit: top, toFileDescriptor: STDOUT_FILENO)
+                try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
             case .value(let value):
                 writeLine(value.description, to: STDOUT_FILENO)
             }
@@ -158,7 +148,9 @@ struct RunCommand: ParsableCommand {
         for status in queue.list() {
             writeLine("== step \(status.step) \(status.name) [\(status.task)]: \(status.state)", to: STDOUT_FILENO)
             if let failure = status.failure { writeLine("   \(failure)", to: STDOUT_FILENO) }
-            if let output = queue.output(of: status.step) { try printOutput(output, format: format, top: top) }
+            if let result = queue.output(of: status.step) {
+                try printOutput(result, format: output.format, top: output.top)
+            }
         }
         if !allCompleted { throw .cluster("not every step completed (see above)") }
     }

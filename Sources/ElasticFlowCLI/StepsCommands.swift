@@ -70,11 +70,8 @@ struct ResumeCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("The step to resume (default: the latest unfinished one).", valueName: "N"))
     var step: UInt32?
 
-    @Option(name: .long, help: ArgumentHelp("Print only the N most frequent words.", valueName: "N"))
-    var top: Int?
-
-    @Option(name: .long, help: "Format of a word count result: text, tsv or json.")
-    var format: WordCountFormat = .text
+    @OptionGroup
+    var output: OutputOptions
 
     @Option(name: .long, help: ArgumentHelp("Threads of the master.", valueName: "N"))
     var threads: Int?
@@ -98,9 +95,7 @@ struct ResumeCommand: ParsableCommand {
                 throw .invalidArgument("no step \(chosen) in \(stepData)")
             }
             let workers = try cluster.workerAddresses() ?? []
-            let cookie =
-                workers.isEmpty && cluster.listen == nil
-                ? try Cookie("unused: no worker") : try Cookie.resolve(secret: cluster.cookie, file: cluster.cookieFile)
+            let cookie = try cluster.cookieOptions.resolve(required: !workers.isEmpty || cluster.listen != nil)
             var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
             configuration.parcelSize = record.parcelSize
             configuration.compression = try Compression(parsing: record.compression)
@@ -113,7 +108,7 @@ struct ResumeCommand: ParsableCommand {
                 bar.update($0)
             }
             bar.finish()
-            try printOutput(report.output, format: format, top: top)
+            try printOutput(report.output, format: output.format, top: output.top)
             if summary { logLine(report.summary.description) }
         } catch {
             fail(error.description)

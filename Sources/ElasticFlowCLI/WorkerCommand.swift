@@ -22,11 +22,8 @@ struct WorkerCommand: ParsableCommand {
         help: ArgumentHelp("A master to join (connect to; reconnects while running).", valueName: "HOST:PORT"))
     var join: String?
 
-    @Option(name: .long, help: "The shared cookie (prefer --cookie-file or ELASTICFLOW_COOKIE: argv is visible to ps).")
-    var cookie: String?
-
-    @Option(name: .long, help: ArgumentHelp("A file holding the shared cookie.", valueName: "PATH"))
-    var cookieFile: String?
+    @OptionGroup
+    var cookie: CookieOptions
 
     @Option(name: .long, help: ArgumentHelp("Threads that run tasks (default: one per core).", valueName: "N"))
     var threads: Int?
@@ -54,7 +51,7 @@ struct WorkerCommand: ParsableCommand {
             }
             let address = try listen.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
             let master = try join.map { (text) throws(ElasticFlowError) in try NodeAddress(parsing: text) }
-            let secret = try Cookie.resolve(secret: cookie, file: cookieFile)
+            let secret = try cookie.resolve()
             var configuration = WorkerConfiguration(
                 listen: address ?? NodeAddress(host: "127.0.0.1", port: 0), cookie: secret,
                 name: address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")

@@ -70,20 +70,7 @@ import Testing
     @Test func anUnreachableWorkerFailsWithAClearMessage() throws {
         let directory = try TemporaryDirectory()
         let path = try directory.file("small.txt", Array("a\n".utf8))
-        // A port that was just free: bind, read the port, close.
-        let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
-        }
-        close(probe)
-        let port = UInt16(bigEndian: address.sin_port)
+        let port = try freePort()
         let result = try CommandRunner.run(["count", "--workers", "127.0.0.1:\(port)", "--cookie", "c", path])
         #expect(result.status != 0)
         #expect(result.stderr.contains("cannot reach worker 127.0.0.1:\(port)"), "\(result.stderr)")
