@@ -30,8 +30,14 @@ struct StepsCommand: ParsableCommand {
                 try printOutput(output, format: format, top: nil)
                 return
             }
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: stepData, isDirectory: &isDirectory), isDirectory.boolValue
+            else {
+                throw .invalidArgument("no step-data directory '\(stepData)'")
+            }
             let records = try StepJournal.steps(in: stepData).filter { step == nil || $0.step == step }
             if let step, records.isEmpty { throw .invalidArgument("no step \(step) in \(stepData)") }
+            if records.isEmpty { writeLine("no steps in \(stepData)", to: STDOUT_FILENO) }
             var lines: [String] = []
             for record in records {
                 lines.append(

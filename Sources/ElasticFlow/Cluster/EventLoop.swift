@@ -128,6 +128,9 @@ final class EventLoop: @unchecked Sendable {
         if status == Int32(EF_ESYS) {
             throw .io(path: "\(host):\(port)", operation: "listen on", errno: ef_loop_last_errno(handle))
         }
+        if status == Int32(EF_EINVAL) {
+            throw .invalidArgument("cannot listen on \(host):\(port): the host does not resolve to an address")
+        }
         if status < 0 {
             throw .invalidArgument("cannot listen on \(host):\(port): \(CoreErrorCode(rawValue: status))")
         }
