@@ -36,6 +36,25 @@ import Testing
         #expect(distributed.stdout == single.stdout)
     }
 
+    @Test func rawBytesAndStandardInputCrossTheClusterUntouched() throws {
+        // NUL, bytes over 0x7F, invalid UTF-8 and every whitespace kind, read from standard input.
+        var random = RandomText(state: 99)
+        let bytes = random.bytes(400_000)
+        let workers = [try TestWorker(cookie: "b"), try TestWorker(cookie: "b")]
+        for format in ["text", "tsv", "json"] {
+            let single = try CommandRunner.run(["count", "--format", format, "-"], stdin: bytes)
+            let distributed = try CommandRunner.run(
+                [
+                    "count", "--format", format, "--workers", workers.map(\.address).joined(separator: ","),
+                    "--cookie", "b", "--parcel-size", "8KiB", "--no-master-work", "-",
+                ], stdin: bytes)
+            #expect(distributed.status == 0, "\(distributed.stderr)")
+            #expect(distributed.stdout == single.stdout, "\(format)")
+        }
+        let text = try CommandRunner.run(["count", "-"], stdin: bytes)
+        #expect(text.stdout == Reference.text(bytes, lowercase: false))
+    }
+
     @Test func theMasterCanLeaveAllWorkToTheWorkers() throws {
         let directory = try TemporaryDirectory()
         let text = Self.corpus()
