@@ -1589,7 +1589,85 @@ static void test_loop_api_contracts(ef_t *t) {
     ef_loop_free(loop);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Fault injection: a frame tampered with in flight is refused by the peer's checksum, and    */
+/* frames sent inside a batch (a posted function) are written once the batch ends             */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct tamper_state {
+    uint64_t client, server, deadline;
+    int server_reason, server_closes, frames, timeout;
+} tamper_state;
+
+static void tamper_on_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t conn) {
+    (void)loop, (void)listener;
+    ((tamper_state *)user)->server = conn;
+}
+
+static void tamper_on_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *frame) {
+    (void)loop, (void)conn, (void)frame;
+    ((tamper_state *)user)->frames++;
+}
+
+static void tamper_on_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    tamper_state *s = user;
+    if (conn == s->server) {
+        s->server_reason = reason;
+        s->server_closes++;
+        ef_loop_stop(loop);
+    }
+}
+
+static void tamper_on_timer(ef_loop *loop, void *user, uint64_t timer) {
+    tamper_state *s = user;
+    if (timer == s->deadline) {
+        s->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+/* Posted: two good frames then a tampered one, all queued inside the batch. */
+static void tamper_send(ef_loop *loop, void *arg) {
+    tamper_state *s = arg;
+    static const uint8_t good[] = "a good payload";
+    uint8_t sent[sizeof good];
+    memcpy(sent, good, sizeof good);
+    sent[3] ^= 0x20; /* after the checksum is taken over `good` */
+    ef_loop_send(loop, s->client, EF_FRAME_PARCEL, 0, 0, 0, 1, good, sizeof good);
+    ef_loop_send(loop, s->client, EF_FRAME_PARCEL, 0, 0, 0, 2, good, sizeof good);
+    ef_loop_send_tampered(loop, s->client, EF_FRAME_PARCEL, 0, 0, 0, 3, good, sent, sizeof good);
+}
+
+static void test_loop_tampered_frame_is_refused(ef_t *t) {
+    tamper_state s = {0};
+    ef_loop_config cfg = {.user = &s,
+                          .on_accept = tamper_on_accept,
+                          .on_frame = tamper_on_frame,
+                          .on_close = tamper_on_close,
+                          .on_timer = tamper_on_timer};
+    int err = 0;
+    ef_loop *loop = ef_loop_create(&cfg, &err);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        return;
+    uint64_t listener;
+    uint16_t port = 0;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &listener, &port), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &s.client), EF_OK);
+    CHECK_EQ(t, ef_loop_send_tampered(loop, s.client, EF_FRAME_PARCEL, 0, 0, 0, 9, NULL, NULL, 1),
+             EF_EINVAL);
+    CHECK_EQ(t, ef_loop_post(loop, tamper_send, &s), EF_OK);
+    CHECK_EQ(t, ef_loop_timer_add(loop, 10000, 0, &s.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, s.timeout, 0);
+    CHECK_EQ(t, s.frames, 2); /* the two good frames arrived, then the tampered one was refused */
+    CHECK_EQ(t, s.server_closes, 1);
+    CHECK_EQ(t, s.server_reason, EF_ECHECKSUM);
+    ef_loop_free(loop);
+}
+
 void suite_loop(ef_t *t) {
+    RUN(t, test_loop_tampered_frame_is_refused);
     RUN(t, test_loop_api_contracts);
     RUN(t, test_loop_timers);
     RUN(t, test_loop_stop_from_thread);
