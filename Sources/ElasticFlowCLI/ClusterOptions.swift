@@ -72,6 +72,13 @@ struct ClusterOptions: ParsableArguments {
 
     @Option(
         name: .long,
+        help: ArgumentHelp(
+            "Seconds a parcel may stay unanswered on a live worker before it is sent again elsewhere (default 120).",
+            valueName: "SECONDS"))
+    var parcelTimeout: Double?
+
+    @Option(
+        name: .long,
         help: ArgumentHelp("Task failures a parcel may have before the step fails (default 4).", valueName: "N"))
     var maxAttempts: Int?
 
@@ -87,6 +94,7 @@ struct ClusterOptions: ParsableArguments {
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
+            || parcelTimeout != nil
             || chaosSeed != nil
     }
 
@@ -117,6 +125,10 @@ struct ClusterOptions: ParsableArguments {
             guard heartbeatTimeout > 0 else { throw .invalidArgument("--heartbeat-timeout must be positive") }
             configuration.heartbeatTimeout = heartbeatTimeout
             configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
+        }
+        if let parcelTimeout {
+            guard parcelTimeout > 0 else { throw .invalidArgument("--parcel-timeout must be positive") }
+            configuration.parcelTimeout = parcelTimeout
         }
         if let maxAttempts {
             guard maxAttempts >= 1 else { throw .invalidArgument("--max-attempts must be at least 1") }

@@ -178,6 +178,31 @@ import Testing
         #expect(report.summary.retries >= 1)
     }
 
+    @Test func aParcelStuckOnALiveWorkerIsSentAgainAndTheFirstResultWins() throws {
+        let directory = try TemporaryDirectory()
+        let text = Self.corpus(seed: 14, bytes: 40_000)
+        let path = try directory.file("corpus.txt", text)
+        let workers = [try TestWorker(cookie: "k"), try TestWorker(cookie: "k")]
+        var configuration = try Self.configuration(workers, cookie: "k")
+        configuration.parcelTimeout = 0.4
+        configuration.inFlight = 1
+        let master = Master(configuration: configuration)
+        let recorder = EventRecorder()
+        master.add(recorder)
+        // Every parcel takes 1.2 s while the workers keep answering heartbeats: each is overdue
+        // at 0.4 s and sent again; whichever answer comes first is aggregated, the other dropped.
+        let report = try master.run(
+            task: "slow-wordcount", sources: [.file(path)], options: TaskOptions(parameters: ["delay-ms": "1200"]))
+        guard case .wordCount(let counter) = report.output else { throw TestWorkerError.exited }
+        #expect(try counter.rendered(format: .text) == Reference.text(text, lowercase: false))
+        let overdue = recorder.events.filter {
+            if case .stepUpdate(_, "parcel-overdue", _) = $0 { true } else { false }
+        }
+        #expect(!overdue.isEmpty)
+        #expect(report.summary.retries >= 1)
+        #expect(report.summary.receiptsClosed == report.summary.parcels)
+    }
+
     @Test func workersJoinAndLeaveARunningStep() throws {
         let directory = try TemporaryDirectory()
         let text = Self.corpus(seed: 13, bytes: 1_500_000)

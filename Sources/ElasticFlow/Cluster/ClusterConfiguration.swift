@@ -104,6 +104,9 @@ public struct ClusterConfiguration: Sendable {
     public var maxAttempts = 4
     /// Reproducible fault injection.
     public var chaos: ChaosSettings?
+    /// A parcel unanswered this long on a live worker is sent again elsewhere (the first result
+    /// wins; the other is dropped). nil: wait for as long as the worker lives.
+    public var parcelTimeout: Double? = 120
 
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers
@@ -128,6 +131,7 @@ public struct ClusterFile: Codable, Sendable {
     public var heartbeatInterval: Double?
     public var heartbeatTimeout: Double?
     public var maxAttempts: Int?
+    public var parcelTimeout: Double?
     public var chaos: Int?
     public var chaosSeed: UInt64?
 
@@ -189,6 +193,10 @@ public struct ClusterFile: Codable, Sendable {
         if let maxAttempts {
             guard maxAttempts >= 1 else { throw .invalidArgument("maxAttempts must be at least 1") }
             configuration.maxAttempts = maxAttempts
+        }
+        if let parcelTimeout {
+            guard parcelTimeout > 0 else { throw .invalidArgument("parcelTimeout must be positive") }
+            configuration.parcelTimeout = parcelTimeout
         }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let master = nodes.first(where: { $0.role == "master" }) {

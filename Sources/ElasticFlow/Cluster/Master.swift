@@ -867,6 +867,30 @@ extension StepRun: EventLoopHandler {
             }
             loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
         }
+        sendOverdueParcelsAgain(now: now)
+    }
+
+    /// A parcel unanswered for longer than `parcelTimeout` on a worker that is still alive (a task
+    /// stuck, or a node far slower than the rest) is sent again to another node: the first result
+    /// is aggregated, the other dropped as a duplicate. So a step never waits forever. (Under lock.)
+    private func sendOverdueParcelsAgain(now: Double) {
+        guard let limit = configuration.parcelTimeout, started, !finished, failure == nil else { return }
+        var overdue = false
+        for (sequence, sentAt) in distributedAt where now - sentAt > limit {
+            guard case .open(let node, _) = ledger.state(of: sequence), node != Self.masterNode,
+                let receipt = ledger.receipt(sequence)
+            else { continue }
+            ledger.takeBack(sequence)
+            distributedAt[sequence] = nil
+            failedOn[sequence, default: []].insert(node)  // prefer another node this time
+            retryQueue.append(sequence)
+            emit(
+                .stepUpdate(
+                    step: step, state: "parcel-overdue",
+                    detail: "\(receipt) on \(node) for \(format3(now - sentAt)) s: sent again"))
+            overdue = true
+        }
+        if overdue { lock.broadcast() }
     }
 
     func received(_ frame: IncomingFrame, on connection: UInt64) {
