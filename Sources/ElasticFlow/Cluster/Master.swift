@@ -127,7 +127,11 @@ final class StepRun: @unchecked Sendable {
     private var heartbeatTimer: UInt64 = 0
     private var timers: [UInt64: @Sendable () -> Void] = [:]
     private var faults: [(kind: FaultKind, receipts: [UInt64])] = []
+    /// Guarded by `aggregationLock` (with `aggregation` itself): the receipts whose results the
+    /// aggregate holds, so a checkpoint takes both at one instant.
     private var aggregatedSet: Set<UInt64> = []
+    /// Results claimed (their receipts closed) but still being merged.
+    private var absorbing = 0
     private var sinceCheckpoint = 0
     private var lastCheckpoint = monotonicSeconds()
     private var listener: UInt64 = 0
@@ -141,6 +145,8 @@ final class StepRun: @unchecked Sendable {
     // its buffer: the buffer goes back to the free list only when its receipt is closed *and* no
     // send of it is still queued (a node presumed dead may still have one).
     private let bufferLock = NSLock()
+    /// Serializes merges into the aggregation and checkpoints of it (order: `lock`, then this).
+    private let aggregationLock = NSLock()
     private var freeParcels: [ParcelBuffer] = []
     private var freeWire: [ParcelBuffer] = []
     private var inTransit: [ObjectIdentifier: Int] = [:]
@@ -299,7 +305,7 @@ final class StepRun: @unchecked Sendable {
         let report = summary
         lock.unlock()
         do {
-            return StepReport(output: try aggregation.output(), summary: report)
+            return StepReport(output: try aggregationLock.withLock { try aggregation.output() }, summary: report)
         } catch let error as ElasticFlowError {
             throw error
         } catch {
@@ -355,7 +361,7 @@ final class StepRun: @unchecked Sendable {
     }
 
     private func checkFinished() {
-        if !finished && exhausted && retryQueue.isEmpty && ledger.openCount == 0 {
+        if !finished && exhausted && retryQueue.isEmpty && ledger.openCount == 0 && absorbing == 0 {
             finished = true
             ended.signal()
             lock.broadcast()
@@ -368,8 +374,8 @@ final class StepRun: @unchecked Sendable {
         guard force || sinceCheckpoint >= every.receipts || monotonicSeconds() - lastCheckpoint >= every.seconds
         else { return }
         do {
-            let snapshot = try aggregation.snapshot()
-            try journal.checkpoint(aggregated: aggregatedSet, aggregate: snapshot)
+            let (snapshot, aggregated) = try aggregationLock.withLock { (try aggregation.snapshot(), aggregatedSet) }
+            try journal.checkpoint(aggregated: aggregated, aggregate: snapshot)
         } catch let error as ElasticFlowError {
             fail(error)
         } catch {
@@ -639,23 +645,41 @@ final class StepRun: @unchecked Sendable {
 
     private func deliver(_ result: [UInt8], for sequence: UInt64, from node: String, wireBytes: Int) {
         lock.lock()
-        defer { lock.unlock() }
-        guard let receipt = ledger.receipt(sequence) else { return }
+        guard let receipt = ledger.receipt(sequence) else {
+            lock.unlock()
+            return
+        }
         emit(.received(receipt, node: node, bytes: wireBytes))
         if node != Self.masterNode { summary.bytesReceivedWire += UInt64(wireBytes) }
-        guard ledger.state(of: sequence) != .closed else {
-            _ = ledger.close(sequence)  // counts the duplicate: exactly-once aggregation
+        // Exactly once: the first result closes the receipt here, before it is merged; any later
+        // one (a duplicate, a late answer) finds it closed and is dropped.
+        guard ledger.close(sequence) else {
+            lock.unlock()
             return
         }
-        do {
-            try aggregation.absorb(result)
-        } catch {
-            fail(.cluster("the result of receipt \(receipt) from \(node) cannot be aggregated: \(error)"))
-            return
-        }
-        _ = ledger.close(sequence)
         retryQueue.removeAll { $0 == sequence }
-        aggregatedSet.insert(sequence)
+        absorbing += 1
+        lock.unlock()
+
+        // The merge runs outside the step lock, so scheduling and other results go on meanwhile;
+        // `aggregationLock` keeps merges (and checkpoints) one at a time.
+        var failed: (any Error)?
+        aggregationLock.withLock {
+            do {
+                try aggregation.absorb(result)
+                aggregatedSet.insert(sequence)
+            } catch {
+                failed = error
+            }
+        }
+
+        lock.lock()
+        defer { lock.unlock() }
+        absorbing -= 1
+        if let failed {
+            fail(.cluster("the result of receipt \(receipt) from \(node) cannot be aggregated: \(failed)"))
+            return
+        }
         sinceCheckpoint += 1
         bytesDone += receipt.length
         summary.parcelsByNode[node, default: 0] += 1
