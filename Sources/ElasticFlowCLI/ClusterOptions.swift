@@ -108,6 +108,10 @@ struct ClusterOptions: ParsableArguments {
             addresses.append(try NodeAddress(parsing: String(part)))
         }
         guard !addresses.isEmpty else { throw .invalidArgument("--workers is empty") }
+        var seen = Set<NodeAddress>()
+        for address in addresses where !seen.insert(address).inserted {
+            throw .invalidArgument("worker \(address) is listed twice in --workers")
+        }
         return addresses
     }
 

@@ -103,6 +103,7 @@ import Testing
             (["count", "--workers", "127.0.0.1:1", "--compression", "gzip", "--cookie", "x", "-"], "compression"),
             (["count", "--compression", "lz4", "-"], "need --workers"),
             (["count", "--workers", "127.0.0.1:1", "-"], "cookie"),
+            (["count", "--workers", "127.0.0.1:7,127.0.0.1:7", "--cookie", "x", "-"], "listed twice"),
         ] {
             let result = try CommandRunner.run(arguments, environment: [:])
             #expect(result.status != 0, "\(arguments)")

@@ -173,7 +173,13 @@ public struct ClusterFile: Codable, Sendable {
     /// The configuration a master builds from this file (flags may override it afterwards).
     public func configuration(cookie: Cookie) throws(ElasticFlowError) -> ClusterConfiguration {
         var workers: [NodeAddress] = []
-        for node in nodes where node.role == "worker" { workers.append(try NodeAddress(parsing: node.address)) }
+        for node in nodes where node.role == "worker" {
+            let address = try NodeAddress(parsing: node.address)
+            guard !workers.contains(address) else {
+                throw .invalidArgument("the cluster file lists worker \(address) twice")
+            }
+            workers.append(address)
+        }
         var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
