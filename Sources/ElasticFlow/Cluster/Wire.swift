@@ -26,6 +26,7 @@ struct WireWriter {
     mutating func u8(_ value: UInt8) { bytes.append(value) }
     mutating func u16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
     /// A string of at most 65535 UTF-8 bytes, length-prefixed.
     mutating func string(_ value: String) {
@@ -56,6 +57,10 @@ struct WireReader {
     mutating func u32() throws(ElasticFlowError) -> UInt32 {
         let b = try take(4)
         return b.reversed().reduce(0) { $0 << 8 | UInt32($1) }
+    }
+    mutating func u64() throws(ElasticFlowError) -> UInt64 {
+        let b = try take(8)
+        return b.reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
     mutating func raw(_ count: Int) throws(ElasticFlowError) -> [UInt8] { Array(try take(count)) }
     mutating func string() throws(ElasticFlowError) -> String {
@@ -147,6 +152,11 @@ struct StepAnnouncement: Codable {
     /// Fault injection the worker takes part in, and the attempt limit it must respect.
     var chaos: ChaosSettings?
     var maxAttempts: Int
+    /// Shared-input mode: the sources' paths, which every node reads itself (PARCELs then carry
+    /// a `RangeRequest`); nil in copy mode.
+    var sharedSources: [String]? = nil
+    /// How the worker may combine results (nil: one RESULT per parcel).
+    var combine: CombineSettings? = nil
 }
 
 /// CRC32C of bytes (the C core's `ef_crc32c`, hardware-accelerated where possible).

@@ -61,6 +61,10 @@ public final class Worker: @unchecked Sendable {
         var compression: Compression
         var chaos: ChaosSettings?
         var maxAttempts: Int
+        /// Shared-input mode: reads the splits of the step's sources from this node's disk.
+        var reader: SplitReader?
+        /// Worker-side combining of this step's results (nil: one RESULT per parcel).
+        var combiner: ResultCombiner?
     }
 
     private final class Session {
@@ -283,10 +287,16 @@ extension Worker: EventLoopHandler {
         do {
             let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
             let task = try tasks.task(named: announcement.task)
+            var combiner: ResultCombiner?
+            if let combine = announcement.combine, combine.maxReceipts > 1 {
+                combiner = ResultCombiner(
+                    settings: combine, threads: pool.size, task: task, options: announcement.options)
+            }
             session.steps[announcement.step] = StepSetup(
                 name: announcement.task, task: task, options: announcement.options,
                 compression: try Compression(parsing: announcement.compression), chaos: announcement.chaos,
-                maxAttempts: announcement.maxAttempts)
+                maxAttempts: announcement.maxAttempts, reader: announcement.sharedSources.map(SplitReader.init),
+                combiner: combiner)
         } catch {
             let message = "cannot run step \(frame.aux): \(error)"
             log(message)
@@ -295,97 +305,223 @@ extension Worker: EventLoopHandler {
     }
 
     private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
-        guard let step = session.steps[frame.aux] else {
-            let message = "parcel for unknown step \(frame.aux)"
+        let (sequence, stepID) = (frame.id, frame.aux)
+        guard let step = session.steps[stepID] else {
+            let message = "parcel for unknown step \(stepID)"
             loop.send(
-                connection, type: FrameType.error.rawValue, aux: frame.aux, id: frame.id, bytes: Array(message.utf8))
+                connection, type: FrameType.error.rawValue, aux: stepID, id: sequence, bytes: Array(message.utf8))
             return
         }
-        // The payload lives in the loop's read buffer only during this callback: copy it once.
-        let buffer = takeBuffer(frame.payload.count)
-        buffer.base.copyMemory(from: frame.payload.baseAddress!, byteCount: frame.payload.count)
-        buffer.count = frame.payload.count
+        // Shared input: the payload names a split this node reads itself. Copy mode: the payload
+        // lives in the loop's read buffer only during this callback, so it is copied once.
+        let request: RangeRequest?
+        let buffer: ParcelBuffer?
+        if frame.flags & frameFlagRange != 0 {
+            guard step.reader != nil, let decoded = try? RangeRequest(decoding: Array(frame.payload)) else {
+                let message = "malformed range request for step \(stepID)"
+                loop.send(
+                    connection, type: FrameType.error.rawValue, aux: stepID, id: sequence, bytes: Array(message.utf8))
+                return
+            }
+            request = decoded
+            buffer = nil
+        } else {
+            let copy = takeBuffer(frame.payload.count)
+            copy.base.copyMemory(from: frame.payload.baseAddress!, byteCount: frame.payload.count)
+            copy.count = frame.payload.count
+            buffer = copy
+            request = nil
+        }
         let compressed = frame.flags & frameFlagCompressed != 0
-        let (sequence, stepID, maxPayload) = (frame.id, frame.aux, configuration.maxPayload)
-        let work = TaskTransfer(name: step.name, task: step.task, options: step.options, compression: step.compression)
+        let maxPayload = configuration.maxPayload
+        let work = TaskTransfer(
+            name: step.name, task: step.task, options: step.options, compression: step.compression,
+            reader: step.reader)
+        let parcelAttempt = attempt(fromParcelFlags: frame.flags)
         let fault = step.chaos?.fault(
-            at: .workerProcesses, step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags),
+            at: .workerProcesses, step: stepID, sequence: sequence, attempt: parcelAttempt,
             maxAttempts: step.maxAttempts)
-        let delay =
-            step.chaos?.delayMilliseconds(
-                step: stepID, sequence: sequence, attempt: attempt(fromParcelFlags: frame.flags))
-            ?? 0
+        let delay = step.chaos?.delayMilliseconds(step: stepID, sequence: sequence, attempt: parcelAttempt) ?? 0
+        // Faulty parcels are answered alone (their fault applies to their own frame), except that
+        // a duplicated answer duplicates the whole combined result it joins.
+        let combiner = fault == nil || fault == .duplicateResult ? step.combiner : nil
+        combiner?.accepted()
         inFlight += 1
         pool.submit { [self] context in
             var outcome: Result<[UInt8], ElasticFlowError>
+            var processed: ProcessedRange?
             do {
                 if fault == .taskRaises {
                     throw ElasticFlowError.task(name: work.name, message: "chaos: injected failure")
                 }
-                var input = buffer.bytes
-                if compressed {
-                    _ = try context.codec.decompress(buffer.bytes, into: context.scratch, limit: maxPayload)
-                    input = context.scratch.bytes
+                var input: UnsafeRawBufferPointer
+                if let request, let reader = work.reader {
+                    let (owned, range) = try reader.read(
+                        request.range, expectedSize: request.fileSize, into: context.input)
+                    input = UnsafeRawBufferPointer(rebasing: context.input.bytes[owned])
+                    processed = range
+                } else {
+                    input = buffer!.bytes
+                    if compressed {
+                        _ = try context.codec.decompress(buffer!.bytes, into: context.scratch, limit: maxPayload)
+                        input = context.scratch.bytes
+                    }
                 }
-                let result = try work.task.process(ParcelBytes(input), options: work.options)
-                outcome = .success(try context.codec.compress(result, with: work.compression))
+                outcome = .success(try work.task.process(ParcelBytes(input), options: work.options))
             } catch let error as ElasticFlowError {
                 outcome = .failure(error)
             } catch {
                 outcome = .failure(.task(name: work.name, message: "\(error)"))
             }
-            let finished = OutcomeTransfer(outcome: outcome)
-            loop.post { [self] in
-                freeBuffers.append(buffer)
-                let codec = UInt8(work.compression.codecID)
-                let answer = { [self] (flags: UInt8) in
-                    switch finished.outcome {
-                    case .success(let bytes):
-                        if fault == .byteFlip, !bytes.isEmpty {
-                            // Flipped after the checksum was taken: the master's parser must catch it.
-                            var corrupted = bytes
-                            corrupted[Int(sequence % UInt64(bytes.count))] ^= 0x20
-                            _ = ef_loop_send_tampered(
-                                loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
-                                sequence, bytes, corrupted, bytes.count)
-                        } else {
-                            let status = loop.send(
-                                connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
-                                flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
-                            if status != 0 && status != Int32(EF_ECLOSED) {
-                                // A result we cannot queue must not vanish: drop the link, and the
-                                // master sends this connection's parcels elsewhere.
-                                log("cannot queue a result (\(CoreErrorCode(rawValue: status))): closing the link")
-                                loop.close(connection, flush: false)
-                            }
-                        }
-                    case .failure(let error):
-                        loop.send(
-                            connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
-                            flags: fault == .taskRaises ? frameFlagFaultInjected : 0, codec: 0,
-                            bytes: Array(error.description.utf8))
+            let entry = ResultEnvelope.Entry(sequence: sequence, processed: processed)
+            if let buffer { loop.post { [self] in freeBuffers.append(buffer) } }
+            if let combiner, case .success(let result) = outcome {
+                do {
+                    let (batch, timer) = try combiner.add(entry, result: result, flush: fault == .duplicateResult)
+                    if let batch {
+                        answer(batch, context: context, work: work, connection: connection, step: stepID, fault: fault)
                     }
-                }
-                switch fault {
-                case .connectionDrop:
-                    loop.close(connection, flush: false)
-                case .frameDelay:
-                    after(milliseconds: delay) { [self] in
-                        answer(frameFlagFaultDelayed)
-                        inFlight -= 1
-                        finishIfDrained()
-                    }
+                    if let timer { armCombineTimer(combiner, generation: timer, work: work, connection, stepID) }
                     return
-                case .duplicateResult:
-                    answer(0)
-                    answer(frameFlagFaultDuplicate)
-                default:
-                    answer(0)
+                } catch {
+                    outcome = .failure(.task(name: work.name, message: "cannot combine results: \(error)"))
                 }
-                inFlight -= 1
-                finishIfDrained()
+            }
+            // Answered alone.
+            let alone = OutcomeTransfer(
+                outcome: outcome.flatMap { result in
+                    Result { () throws(ElasticFlowError) -> [UInt8] in
+                        try Self.envelope(.single(entry, result), codec: context.codec, compression: work.compression)
+                    }
+                })
+            loop.post { [self] in
+                send(alone.outcome, sequence: sequence, connection: connection, step: stepID, work: work, fault: fault,
+                    delay: delay)
+            }
+            if let batch = combiner?.finishedAlone() {
+                answer(batch, context: context, work: work, connection: connection, step: stepID, fault: nil)
             }
         }
+    }
+
+    /// Encodes a batch: its envelope, then its result (or its aggregation's snapshot) compressed.
+    private static func envelope(_ batch: ResultCombiner.Batch, codec: Codec, compression: Compression)
+        throws(ElasticFlowError) -> [UInt8]
+    {
+        var payload: [UInt8]
+        let body: [UInt8]
+        switch batch {
+        case .single(let entry, let result):
+            payload = ResultEnvelope(kind: .single, entries: [entry]).encoded()
+            body = result
+        case .combined(let entries, let aggregation):
+            payload = ResultEnvelope(kind: .combined, entries: entries).encoded()
+            do {
+                body = try aggregation.snapshot()
+            } catch let error as ElasticFlowError {
+                throw error
+            } catch {
+                throw .task(name: "combining", message: "\(error)")
+            }
+        }
+        payload.append(contentsOf: try codec.compress(body, with: compression))
+        return payload
+    }
+
+    /// Sends a batch from a pool thread (encoding it there, then posting the send).
+    private func answer(
+        _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: UInt64, step: UInt32,
+        fault: FaultKind?
+    ) {
+        let entries = batch.entries
+        let encoded = OutcomeTransfer(
+            outcome: Result { () throws(ElasticFlowError) -> [UInt8] in
+                try Self.envelope(batch, codec: context.codec, compression: work.compression)
+            })
+        loop.post { [self] in
+            switch encoded.outcome {
+            case .success:
+                send(
+                    encoded.outcome, sequence: entries[0].sequence, connection: connection, step: step, work: work,
+                    fault: fault, delay: 0, parcels: entries.count)
+            case .failure(let error):
+                for entry in entries {
+                    send(.failure(error), sequence: entry.sequence, connection: connection, step: step, work: work,
+                        fault: nil, delay: 0)
+                }
+            }
+        }
+    }
+
+    /// Arms the timer that sends a batch which waited `maxDelay` (from a pool thread).
+    private func armCombineTimer(
+        _ combiner: ResultCombiner, generation: Int, work: TaskTransfer, _ connection: UInt64, _ step: UInt32
+    ) {
+        let milliseconds = UInt64(max(0, combiner.settings.maxDelay) * 1000)
+        loop.post { [self] in
+            after(milliseconds: milliseconds) { [self] in
+                pool.submit { [self] context in
+                    if let batch = combiner.takeExpired(generation: generation) {
+                        answer(batch, context: context, work: work, connection: connection, step: step, fault: nil)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one RESULT (or ERROR) on the loop thread, applying the parcel's injected fault.
+    /// - Parameter parcels: how many parcels the frame answers (they leave `inFlight`).
+    private func send(
+        _ outcome: Result<[UInt8], ElasticFlowError>, sequence: UInt64, connection: UInt64, step stepID: UInt32,
+        work: TaskTransfer, fault: FaultKind?, delay: UInt64, parcels: Int = 1
+    ) {
+        let codec = UInt8(work.compression.codecID)
+        let answer = { [self] (flags: UInt8) in
+            switch outcome {
+            case .success(let bytes):
+                if fault == .byteFlip, !bytes.isEmpty {
+                    // Flipped after the checksum was taken: the master's parser must catch it.
+                    var corrupted = bytes
+                    corrupted[Int(sequence % UInt64(bytes.count))] ^= 0x20
+                    _ = ef_loop_send_tampered(
+                        loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
+                        sequence, bytes, corrupted, bytes.count)
+                } else {
+                    let status = loop.send(
+                        connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
+                        flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
+                    if status != 0 && status != Int32(EF_ECLOSED) {
+                        // A result we cannot queue must not vanish: drop the link, and the
+                        // master sends this connection's parcels elsewhere.
+                        log("cannot queue a result (\(CoreErrorCode(rawValue: status))): closing the link")
+                        loop.close(connection, flush: false)
+                    }
+                }
+            case .failure(let error):
+                loop.send(
+                    connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
+                    flags: fault == .taskRaises ? frameFlagFaultInjected : 0, codec: 0,
+                    bytes: Array(error.description.utf8))
+            }
+        }
+        switch fault {
+        case .connectionDrop:
+            loop.close(connection, flush: false)
+        case .frameDelay:
+            after(milliseconds: delay) { [self] in
+                answer(frameFlagFaultDelayed)
+                inFlight -= parcels
+                finishIfDrained()
+            }
+            return
+        case .duplicateResult:
+            answer(0)
+            answer(frameFlagFaultDuplicate)
+        default:
+            answer(0)
+        }
+        inFlight -= parcels
+        finishIfDrained()
     }
 }
 
@@ -395,6 +531,7 @@ private struct TaskTransfer: @unchecked Sendable {
     let task: any ParcelTask
     let options: TaskOptions
     let compression: Compression
+    let reader: SplitReader?
 }
 
 private struct OutcomeTransfer: Sendable {

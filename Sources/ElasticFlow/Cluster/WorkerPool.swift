@@ -7,6 +7,8 @@ final class ThreadContext {
     let codec: Codec
     /// Decompressed parcels land here.
     let scratch: ParcelBuffer
+    /// Splits read from shared input land here (made on first use: copy mode never needs it).
+    private(set) lazy var input = ParcelBuffer(capacity: scratch.capacity + Int(SplitReader.lookahead))
 
     init(index: Int, scratchCapacity: Int) throws(ElasticFlowError) {
         self.index = index

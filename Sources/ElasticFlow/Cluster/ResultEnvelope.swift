@@ -1,0 +1,129 @@
+/// PARCEL flag: the payload is a `RangeRequest` (shared-input mode), not the parcel's bytes.
+let frameFlagRange: UInt8 = 0x02
+
+/// The payload of a PARCEL in shared-input mode: which split to read, and the file's size when
+/// the master split it (docs/protocol.md). 28 bytes, little-endian.
+struct RangeRequest: Equatable {
+    var range: ByteRange
+    var fileSize: UInt64
+
+    static let encodedSize = 28
+
+    func encoded() -> [UInt8] {
+        var writer = WireWriter()
+        writer.u32(UInt32(range.source))
+        writer.u64(range.offset)
+        writer.u64(range.length)
+        writer.u64(fileSize)
+        return writer.bytes
+    }
+
+    init(range: ByteRange, fileSize: UInt64) {
+        self.range = range
+        self.fileSize = fileSize
+    }
+
+    init(decoding bytes: [UInt8]) throws(ElasticFlowError) {
+        guard bytes.count == Self.encodedSize else { throw .core(.malformed, operation: "reading a range request") }
+        var reader = WireReader(bytes)
+        let source = Int(try reader.u32())
+        let offset = try reader.u64()
+        let length = try reader.u64()
+        fileSize = try reader.u64()
+        guard length > 0, offset <= fileSize, length <= fileSize - offset else {
+            throw .core(.malformed, operation: "reading a range request")
+        }
+        range = ByteRange(source: source, offset: offset, length: length)
+    }
+}
+
+/// Worker-side combining: how many parcels' results a worker may merge into one RESULT, and how
+/// long it may hold a result to wait for more. The worker also answers as soon as its threads
+/// are about to run out of work, so combining never starves the pipeline.
+public struct CombineSettings: Hashable, Sendable, Codable {
+    /// Receipts one RESULT may cover (1: no combining).
+    public var maxReceipts: Int
+    /// Seconds a finished result may wait for others.
+    public var maxDelay: Double
+
+    public init(maxReceipts: Int = 16, maxDelay: Double = 0.05) {
+        self.maxReceipts = maxReceipts
+        self.maxDelay = maxDelay
+    }
+
+    /// No combining: one RESULT per parcel.
+    public static let off = CombineSettings(maxReceipts: 1, maxDelay: 0)
+    /// The most receipts a RESULT may list (a bound on the envelope the master accepts).
+    public static let receiptLimit = 4096
+}
+
+/// The head of every RESULT payload (docs/protocol.md): which receipts the result covers and,
+/// in shared-input mode, what each one processed; the compressed result follows.
+///
+/// ```
+/// u8  kind        0: one parcel's result (the task's output, absorbed);
+///                 1: several parcels' results combined by the worker (an aggregation snapshot, restored)
+/// u8  flags       bit 0: every entry carries a processed range
+/// u16 count       receipts listed, 1...4096
+/// count x { u64 sequence [u64 start, u64 length, u64 lines, u32 crc32c, u64 file size] }
+/// ```
+struct ResultEnvelope: Equatable {
+    enum Kind: UInt8 {
+        /// One parcel's result: `TaskAggregation.absorb`.
+        case single = 0
+        /// Combined on the worker: `TaskAggregation.restore(from:)` adds its snapshot.
+        case combined = 1
+    }
+
+    struct Entry: Equatable {
+        var sequence: UInt64
+        var processed: ProcessedRange?
+    }
+
+    var kind: Kind
+    var entries: [Entry]
+
+    func encoded() -> [UInt8] {
+        var writer = WireWriter()
+        let ranges = entries.first?.processed != nil
+        writer.u8(kind.rawValue)
+        writer.u8(ranges ? 1 : 0)
+        writer.u16(UInt16(entries.count))
+        for entry in entries {
+            writer.u64(entry.sequence)
+            if ranges, let processed = entry.processed {
+                writer.u64(processed.start)
+                writer.u64(processed.length)
+                writer.u64(processed.lines)
+                writer.u32(processed.checksum)
+                writer.u64(processed.fileSize)
+            }
+        }
+        return writer.bytes
+    }
+
+    /// Decodes the head of a RESULT payload.
+    /// - Returns: the envelope and the offset where the compressed result starts.
+    static func decode(_ payload: [UInt8]) throws(ElasticFlowError) -> (ResultEnvelope, body: Int) {
+        var reader = WireReader(payload)
+        guard let kind = Kind(rawValue: try reader.u8()) else {
+            throw .core(.malformed, operation: "reading a result envelope")
+        }
+        let flags = try reader.u8()
+        let count = Int(try reader.u16())
+        guard flags & ~1 == 0, count >= 1, count <= CombineSettings.receiptLimit, kind == .combined || count == 1
+        else { throw .core(.malformed, operation: "reading a result envelope") }
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count {
+            var entry = Entry(sequence: try reader.u64())
+            if flags & 1 != 0 {
+                entry.processed = ProcessedRange(
+                    start: try reader.u64(), length: try reader.u64(), lines: try reader.u64(),
+                    checksum: try reader.u32(), fileSize: try reader.u64())
+            }
+            entries.append(entry)
+        }
+        return (ResultEnvelope(kind: kind, entries: entries), reader.offset)
+    }
+}

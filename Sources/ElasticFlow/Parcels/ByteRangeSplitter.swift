@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What the master saw of a shared source when it split it: its size and modification time. A
+/// retry, the end of the step or a resume that finds other values fails the step (the file
+/// changed under it), so a result never mixes two versions of a file.
+public struct SourceFingerprint: Hashable, Sendable, Codable {
+    public var size: UInt64
+    /// Modification time in nanoseconds since the epoch.
+    public var modified: Int64
+
+    public init(size: UInt64, modified: Int64) {
+        self.size = size
+        self.modified = modified
+    }
+
+    /// Stats a path (following links).
+    /// - Throws: `ElasticFlowError.io` when it cannot be stat'ed, `.isDirectory` for a directory.
+    static func of(path: String) throws(ElasticFlowError) -> SourceFingerprint {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw .io(path: path, operation: "stat", errno: errno) }
+        if info.st_mode & S_IFMT == S_IFDIR { throw .isDirectory(path: path) }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw .invalidArgument("'\(path)' is not a regular file: --shared-input splits files by size")
+        }
+        return SourceFingerprint(
+            size: UInt64(info.st_size),
+            modified: Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec))
+    }
+}
+
+/// One split of a shared source: a byte range cut by size alone, without reading the file. The
+/// bytes a worker processes for it follow the ownership rule of `SplitReader`.
+public struct ByteRange: Hashable, Sendable {
+    /// Index of the source in the step's list.
+    public var source: Int
+    public var offset: UInt64
+    public var length: UInt64
+
+    public init(source: Int, offset: UInt64, length: UInt64) {
+        self.source = source
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// Splits shared sources (files every node reads at the same path) into byte ranges of
+/// `splitSize` by arithmetic alone: the master reads none of their bytes (Hadoop's
+/// `FileInputFormat`, Dask's `read_bytes`). Empty files give no split. Not thread-safe.
+final class ByteRangeSplitter {
+    let paths: [String]
+    let splitSize: UInt64
+    /// Each source as the master saw it when the step was planned.
+    let fingerprints: [SourceFingerprint]
+    private var source = 0
+    private var offset: UInt64 = 0
+
+    /// Stats every source up front, so a missing file or a stream fails before any work.
+    /// - Throws: `ElasticFlowError.invalidArgument` for standard input (it cannot be shared) or a
+    ///   split size under 1; `.io`/`.isDirectory` for a source that cannot be used.
+    init(sources: [DataSource], splitSize: Int) throws(ElasticFlowError) {
+        guard splitSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
+        var paths: [String] = []
+        var fingerprints: [SourceFingerprint] = []
+        for source in sources {
+            guard case .file(let path) = source else {
+                throw .invalidArgument("--shared-input needs files every node can read; standard input cannot be shared")
+            }
+            paths.append(path)
+            fingerprints.append(try SourceFingerprint.of(path: path))
+        }
+        self.paths = paths
+        self.fingerprints = fingerprints
+        self.splitSize = UInt64(splitSize)
+    }
+
+    /// Total bytes of every source.
+    var totalBytes: UInt64 { fingerprints.reduce(0) { $0 + $1.size } }
+
+    /// The next split, or nil when every source is split.
+    func next() -> ByteRange? {
+        while source < paths.count {
+            let size = fingerprints[source].size
+            if offset < size {
+                let range = ByteRange(source: source, offset: offset, length: min(splitSize, size - offset))
+                offset += range.length
+                return range
+            }
+            source += 1
+            offset = 0
+        }
+        return nil
+    }
+
+    /// Checks that the sources are still what they were when split.
+    /// - Returns: a one-line reason naming the file, or nil when none changed.
+    func changedSource() -> String? {
+        for (index, path) in paths.enumerated() {
+            let then = fingerprints[index]
+            guard let now = try? SourceFingerprint.of(path: path) else {
+                return "shared input '\(path)' can no longer be read by the master"
+            }
+            if now != then {
+                return "shared input '\(path)' changed during the step (size \(then.size) -> \(now.size)"
+                    + (now.modified != then.modified ? ", modification time changed)" : ")")
+            }
+        }
+        return nil
+    }
+}
