@@ -111,7 +111,7 @@ final class StepRun: @unchecked Sendable {
     private let aggregation: any TaskAggregation
     private var ledger = Ledger()
     private var nodes: [Scheduler.Node] = []
-    private var links: [UInt64: Link] = [:]  // by current connection
+    private var links: [ConnectionID: Link] = [:]  // by current connection
     private var retryQueue: [UInt64] = []
     private var parcels: [UInt64: ParcelBuffer] = [:]  // raw bytes of unclosed receipts
     private var distributedAt: [UInt64: Double] = [:]
@@ -124,8 +124,8 @@ final class StepRun: @unchecked Sendable {
     private var failure: ElasticFlowError?
     private var summary = StepSummary()
     private var bytesDone: UInt64 = 0
-    private var heartbeatTimer: UInt64 = 0
-    private var timers: [UInt64: @Sendable () -> Void] = [:]
+    private var heartbeatTimer = TimerID.unset
+    private var timers: [TimerID: @Sendable () -> Void] = [:]
     private var faults: [(kind: FaultKind, receipts: [UInt64])] = []
     /// Guarded by `aggregationLock` (with `aggregation` itself): the receipts whose results the
     /// aggregate holds, so a checkpoint takes both at one instant.
@@ -134,7 +134,7 @@ final class StepRun: @unchecked Sendable {
     private var absorbing = 0
     private var sinceCheckpoint = 0
     private var lastCheckpoint = monotonicSeconds()
-    private var listener: UInt64 = 0
+    private var listener = ListenerID.unset
     /// Wakes the caller's thread when the step finishes or fails (the shared condition would wake
     /// it on every parcel event).
     private let ended = DispatchSemaphore(value: 0)
@@ -324,7 +324,7 @@ final class StepRun: @unchecked Sendable {
         let closed = DispatchSemaphore(value: 0)
         loop.post { [self] in
             lock.lock()
-            if listener != 0 { loop.unlisten(listener) }
+            if listener != .unset { loop.unlisten(listener) }
             for (connection, link) in links where link.phase != .gone {
                 if link.phase == .ready { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
                 loop.close(connection, flush: true)
@@ -514,7 +514,7 @@ final class StepRun: @unchecked Sendable {
     }
 
     private func send(
-        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: UInt64, node: String,
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: ConnectionID, node: String,
         context: ThreadContext
     ) {
         let compression = configuration.compression
@@ -554,7 +554,8 @@ final class StepRun: @unchecked Sendable {
                 corrupted[Int(receipt.sequence % UInt64(corrupted.count))] ^= 0x20
                 status = corrupted.withUnsafeBytes { sent in
                     ef_loop_send_tampered(
-                        loop.handle, connection, FrameType.parcel.rawValue, flags, codec, step, receipt.sequence,
+                        loop.handle, connection.rawValue, FrameType.parcel.rawValue, flags, codec, step,
+                        receipt.sequence,
                         frame.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
                         sent.baseAddress?.assumingMemoryBound(to: UInt8.self), sent.count)
                 }
@@ -788,7 +789,7 @@ extension StepRun: EventLoopHandler {
         }
     }
 
-    func accepted(_ connection: UInt64) {
+    func accepted(_ connection: ConnectionID) {
         lock.lock()
         defer { lock.unlock() }
         guard !finished, failure == nil else {
@@ -803,7 +804,7 @@ extension StepRun: EventLoopHandler {
         greet(link, connection)
     }
 
-    func connected(_ connection: UInt64, status: Int32, errno: Int32) {
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {
         lock.lock()
         defer { lock.unlock() }
         guard let link = links[connection] else { return }
@@ -821,7 +822,7 @@ extension StepRun: EventLoopHandler {
         greet(link, connection)
     }
 
-    private func greet(_ link: Link, _ connection: UInt64) {
+    private func greet(_ link: Link, _ connection: ConnectionID) {
         do {
             link.nonce = try Authentication.nonce()
         } catch {
@@ -836,7 +837,7 @@ extension StepRun: EventLoopHandler {
         loop.send(connection, type: FrameType.hello.rawValue, bytes: hello.encoded())
     }
 
-    func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         lock.lock()
         defer { lock.unlock() }
         guard let link = links.removeValue(forKey: connection) else { return }
@@ -869,7 +870,7 @@ extension StepRun: EventLoopHandler {
         }
     }
 
-    func timerFired(_ timer: UInt64) {
+    func timerFired(_ timer: TimerID) {
         lock.lock()
         if let action = timers.removeValue(forKey: timer) {
             lock.unlock()
@@ -917,7 +918,7 @@ extension StepRun: EventLoopHandler {
         if overdue { lock.broadcast() }
     }
 
-    func received(_ frame: IncomingFrame, on connection: UInt64) {
+    func received(_ frame: IncomingFrame, on connection: ConnectionID) {
         lock.lock()
         guard let link = links[connection] else {
             lock.unlock()
@@ -1005,7 +1006,7 @@ extension StepRun: EventLoopHandler {
     }
 
     /// The worker's HELLO: check its version and its proof of the cookie, then prove ours.
-    private func handshake(_ payload: [UInt8], link: Link, connection: UInt64) {
+    private func handshake(_ payload: [UInt8], link: Link, connection: ConnectionID) {
         guard let hello = try? Hello(decoding: payload), hello.role == Hello.workerRole else {
             return refuse(connection, link, "sent a malformed HELLO")
         }
@@ -1029,7 +1030,7 @@ extension StepRun: EventLoopHandler {
         loop.send(connection, type: FrameType.auth.rawValue, bytes: proof)
     }
 
-    private func refuse(_ connection: UInt64, _ link: Link, _ message: String) {
+    private func refuse(_ connection: ConnectionID, _ link: Link, _ message: String) {
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array("refused by the master: \(message)".utf8))
         loop.close(connection, flush: true)
         link.phase = .gone

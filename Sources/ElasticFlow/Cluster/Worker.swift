@@ -41,14 +41,14 @@ public final class Worker: @unchecked Sendable {
     private let log: @Sendable (String) -> Void
     private let loop: EventLoop
     private let pool: WorkerPool
-    private var sessions: [UInt64: Session] = [:]
-    private var listener: UInt64 = 0
-    private var heartbeatTimer: UInt64 = 0
+    private var sessions: [ConnectionID: Session] = [:]
+    private var listener = ListenerID.unset
+    private var heartbeatTimer = TimerID.unset
     private var inFlight = 0
     private var draining = false
     private var freeBuffers: [ParcelBuffer] = []
-    private var timers: [UInt64: () -> Void] = [:]
-    private var joinConnection: UInt64 = 0
+    private var timers: [TimerID: () -> Void] = [:]
+    private var joinConnection = ConnectionID.unset
     private var stopSignalled = false
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
@@ -113,7 +113,7 @@ public final class Worker: @unchecked Sendable {
         loop.post { [self] in
             guard !draining else { return }
             draining = true
-            if listener != 0 { loop.unlisten(listener) }
+            if listener != .unset { loop.unlisten(listener) }
             log("shutting down: finishing \(inFlight) parcel(s) in progress")
             // BYE first, so masters stop sending; the parcels in progress are still answered.
             for (connection, session) in sessions {
@@ -159,7 +159,7 @@ public final class Worker: @unchecked Sendable {
         stopped.signal()
     }
 
-    private func refuse(_ connection: UInt64, _ session: Session, _ message: String) {
+    private func refuse(_ connection: ConnectionID, _ session: Session, _ message: String) {
         log("refused \(session.peer): \(message)")
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array(message.utf8))
         loop.close(connection, flush: true)
@@ -174,7 +174,7 @@ public final class Worker: @unchecked Sendable {
 }
 
 extension Worker: EventLoopHandler {
-    func accepted(_ connection: UInt64) {
+    func accepted(_ connection: ConnectionID) {
         guard !draining, let nonce = try? Authentication.nonce() else {
             loop.close(connection, flush: false)
             return
@@ -182,7 +182,7 @@ extension Worker: EventLoopHandler {
         sessions[connection] = Session(nonce: nonce, peer: loop.peer(connection))
     }
 
-    func connected(_ connection: UInt64, status: Int32, errno: Int32) {
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {
         guard connection == joinConnection else { return }
         if status != 0 {
             after(milliseconds: 500) { [self] in joinMaster() }
@@ -192,19 +192,19 @@ extension Worker: EventLoopHandler {
         accepted(connection)
     }
 
-    func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
             let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
             log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
         }
         if connection == joinConnection && !draining {
-            joinConnection = 0
+            joinConnection = .unset
             after(milliseconds: 500) { [self] in joinMaster() }
         }
         if draining && sessions.isEmpty { signalStopped() }
     }
 
-    func timerFired(_ timer: UInt64) {
+    func timerFired(_ timer: TimerID) {
         if timer != heartbeatTimer {
             timers.removeValue(forKey: timer)?()
             return
@@ -229,7 +229,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    func received(_ frame: IncomingFrame, on connection: UInt64) {
+    func received(_ frame: IncomingFrame, on connection: ConnectionID) {
         guard let session = sessions[connection] else { return }
         session.lastSeen = monotonicSeconds()
         switch (FrameType(rawValue: frame.type), session.phase) {
@@ -279,7 +279,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    private func announce(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+    private func announce(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         do {
             let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
             let task = try tasks.task(named: announcement.task)
@@ -294,7 +294,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+    private func accept(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         guard let step = session.steps[frame.aux] else {
             let message = "parcel for unknown step \(frame.aux)"
             loop.send(
@@ -346,7 +346,8 @@ extension Worker: EventLoopHandler {
                             var corrupted = bytes
                             corrupted[Int(sequence % UInt64(bytes.count))] ^= 0x20
                             _ = ef_loop_send_tampered(
-                                loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
+                                loop.handle, connection.rawValue, FrameType.result.rawValue, frameFlagCompressed, codec,
+                                stepID,
                                 sequence, bytes, corrupted, bytes.count)
                         } else {
                             let status = loop.send(
@@ -403,7 +404,9 @@ private struct OutcomeTransfer: Sendable {
 
 extension EventLoop {
     @discardableResult
-    func send(_ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8])
+    func send(
+        _ connection: ConnectionID, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8]
+    )
         -> Int32
     {
         bytes.withUnsafeBytes {
