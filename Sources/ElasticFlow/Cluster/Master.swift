@@ -270,7 +270,7 @@ final class StepRun: @unchecked Sendable {
         }
         started = true
         for link in links.values { link.everReady = true }
-        emit(.stepUpdate(step: step, state: "running", detail: "\(nodes.count) node(s), \(plan.task)"))
+        emit(.stepUpdate(step: step, state: .running, detail: "\(nodes.count) node(s), \(plan.task)"))
         lock.unlock()
 
         for _ in 0..<pool.size { pool.submit { [self] context in prepareParcels(context) } }
@@ -297,11 +297,11 @@ final class StepRun: @unchecked Sendable {
         summary.duplicates = ledger.duplicates
         summary.chaos = chaosReport()
         if let failure {
-            emit(.stepUpdate(step: step, state: "failed", detail: failure.description))
+            emit(.stepUpdate(step: step, state: .failed, detail: failure.description))
             lock.unlock()
             throw failure
         }
-        emit(.stepUpdate(step: step, state: summary.retries > 0 ? "completed-with-retries" : "completed", detail: ""))
+        emit(.stepUpdate(step: step, state: summary.retries > 0 ? .completedWithRetries : .completed, detail: ""))
         let report = summary
         lock.unlock()
         do {
@@ -716,7 +716,7 @@ final class StepRun: @unchecked Sendable {
         nodes.removeAll { $0.name == link.name }
         for receipt in ledger.openReceipts(on: link.name) { requeue(receipt.sequence, from: link.name) }
         guard !finished && failure == nil && started else { return }
-        emit(.stepUpdate(step: step, state: "node-down", detail: "\(link.name): \(reason)"))
+        emit(.stepUpdate(step: step, state: .nodeDown, detail: "\(link.name): \(reason)"))
         if nodes.isEmpty { scheduleTakeover() }
         lock.broadcast()
     }
@@ -729,7 +729,7 @@ final class StepRun: @unchecked Sendable {
             lock.lock()
             if nodes.isEmpty && !finished && failure == nil {
                 nodes.append(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
-                emit(.stepUpdate(step: step, state: "master-takes-over", detail: "no worker is left"))
+                emit(.stepUpdate(step: step, state: .masterTakesOver, detail: "no worker is left"))
                 lock.broadcast()
             }
             lock.unlock()
@@ -745,7 +745,7 @@ final class StepRun: @unchecked Sendable {
         if !configuration.masterProcesses || chaos != nil {
             nodes.removeAll { $0.name == Self.masterNode }  // it only stood in for the lost workers
         }
-        if started { emit(.stepUpdate(step: step, state: "node-up", detail: link.name)) }
+        if started { emit(.stepUpdate(step: step, state: .nodeUp, detail: link.name)) }
         lock.broadcast()
     }
 }
@@ -911,7 +911,7 @@ extension StepRun: EventLoopHandler {
             retryQueue.append(sequence)
             emit(
                 .stepUpdate(
-                    step: step, state: "parcel-overdue",
+                    step: step, state: .parcelOverdue,
                     detail: "\(receipt) on \(node) for \(format3(now - sentAt)) s: sent again"))
             overdue = true
         }
@@ -986,7 +986,7 @@ extension StepRun: EventLoopHandler {
             // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
             link.leaving = true
             nodes.removeAll { $0.name == link.name }
-            if started { emit(.stepUpdate(step: step, state: "node-leaving", detail: link.name)) }
+            if started { emit(.stepUpdate(step: step, state: .nodeLeaving, detail: link.name)) }
             if nodes.isEmpty { scheduleTakeover() }
             lock.broadcast()
             lock.unlock()
@@ -998,7 +998,7 @@ extension StepRun: EventLoopHandler {
                 // the step goes on with the others.
                 emit(
                     .stepUpdate(
-                        step: step, state: "link-dropped", detail: "\(link.name): unexpected frame type \(frame.type)"))
+                        step: step, state: .linkDropped, detail: "\(link.name): unexpected frame type \(frame.type)"))
                 loop.close(connection, flush: false)
             }
             lock.unlock()
@@ -1038,7 +1038,7 @@ extension StepRun: EventLoopHandler {
         if !link.joined {
             fail(.cluster("worker \(link.name) \(message)"))
         } else {
-            emit(.stepUpdate(step: step, state: "join-refused", detail: "\(link.name) \(message)"))
+            emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
         }
     }
 }
