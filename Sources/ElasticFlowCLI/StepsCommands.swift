@@ -94,7 +94,7 @@ struct ResumeCommand: ParsableCommand {
             guard
                 let chosen = step
                     ?? records.last(where: {
-                        !["completed", "completed-with-retries"].contains($0.state)
+                        !StepState.finished.contains($0.state)
                     })?.step
             else { throw .invalidArgument("no unfinished step in \(stepData)") }
             guard let record = records.first(where: { $0.step == chosen }) else {

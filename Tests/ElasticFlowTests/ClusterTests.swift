@@ -179,7 +179,7 @@ import Testing
         }
         #expect(report.summary.parcelsByNode.count >= 2)
         #expect(events.first.map { if case .stepUpdate = $0 { true } else { false } } == true)
-        #expect(events.last.map { if case .stepUpdate(_, "completed", _) = $0 { true } else { false } } == true)
+        #expect(events.last.map { if case .stepUpdate(_, .completed, _) = $0 { true } else { false } } == true)
         // Receipts print and parse back.
         for event in events {
             if let receipt = event.receipt { #expect(Receipt(receipt.description) == receipt) }
@@ -203,7 +203,7 @@ final class EventRecorder: Interceptor, @unchecked Sendable {
     func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         record(.taskComplete(receipt, node: node, seconds: seconds))
     }
-    func stepUpdated(step: UInt32, state: String, detail: String) {
+    func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {
         record(.stepUpdate(step: step, state: state, detail: detail))
     }
 }

@@ -196,7 +196,7 @@ import Testing
         guard case .wordCount(let counter) = report.output else { throw TestWorkerError.exited }
         #expect(try counter.rendered(format: .text) == Reference.text(text, lowercase: false))
         let overdue = recorder.events.filter {
-            if case .stepUpdate(_, "parcel-overdue", _) = $0 { true } else { false }
+            if case .stepUpdate(_, .parcelOverdue, _) = $0 { true } else { false }
         }
         #expect(!overdue.isEmpty)
         #expect(report.summary.retries >= 1)
@@ -266,7 +266,7 @@ struct PoisonTask: ParcelTask {
             #expect(error.description.contains("failed 3 times"), "\(error)")
             #expect(error.description.contains("poisoned parcel"), "\(error)")
         }
-        let failed = recorder.events.contains { if case .stepUpdate(_, "failed", _) = $0 { true } else { false } }
+        let failed = recorder.events.contains { if case .stepUpdate(_, .failed, _) = $0 { true } else { false } }
         #expect(failed)
     }
 }

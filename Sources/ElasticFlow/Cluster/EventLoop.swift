@@ -1,6 +1,28 @@
 internal import CElasticFlow
 import Foundation
 
+/// One connection of an `EventLoop` (the C loop's connection id). `ef_loop` never hands out 0,
+/// so `.unset` stands for "no connection".
+struct ConnectionID: Hashable, Sendable, CustomStringConvertible {
+    let rawValue: UInt64
+    static let unset = ConnectionID(rawValue: 0)
+    var description: String { "connection \(rawValue)" }
+}
+
+/// One timer of an `EventLoop` (`ef_loop_timer_add`'s id; never 0, so `.unset` means none).
+struct TimerID: Hashable, Sendable, CustomStringConvertible {
+    let rawValue: UInt64
+    static let unset = TimerID(rawValue: 0)
+    var description: String { "timer \(rawValue)" }
+}
+
+/// One listening socket of an `EventLoop` (`ef_loop_listen`'s id; never 0, so `.unset` means none).
+struct ListenerID: Hashable, Sendable, CustomStringConvertible {
+    let rawValue: UInt64
+    static let unset = ListenerID(rawValue: 0)
+    var description: String { "listener \(rawValue)" }
+}
+
 /// A frame as the loop delivers it: the payload is a view into the connection's read buffer,
 /// valid only during the `received` callback.
 struct IncomingFrame {
@@ -14,19 +36,19 @@ struct IncomingFrame {
 
 /// Receives the loop's events, on the loop thread, one at a time.
 protocol EventLoopHandler: AnyObject {
-    func accepted(_ connection: UInt64)
-    func connected(_ connection: UInt64, status: Int32, errno: Int32)
-    func received(_ frame: IncomingFrame, on connection: UInt64)
-    func closed(_ connection: UInt64, reason: Int32, errno: Int32)
-    func drained(_ connection: UInt64)
-    func timerFired(_ timer: UInt64)
+    func accepted(_ connection: ConnectionID)
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32)
+    func received(_ frame: IncomingFrame, on connection: ConnectionID)
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32)
+    func drained(_ connection: ConnectionID)
+    func timerFired(_ timer: TimerID)
 }
 
 extension EventLoopHandler {
-    func accepted(_ connection: UInt64) {}
-    func connected(_ connection: UInt64, status: Int32, errno: Int32) {}
-    func drained(_ connection: UInt64) {}
-    func timerFired(_ timer: UInt64) {}
+    func accepted(_ connection: ConnectionID) {}
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {}
+    func drained(_ connection: ConnectionID) {}
+    func timerFired(_ timer: TimerID) {}
 }
 
 /// The C core's epoll loop (`ef_loop`) on a thread of its own.
@@ -48,10 +70,11 @@ final class EventLoop: @unchecked Sendable {
         config.send_low_water = sendHighWater / 2
         config.read_buffer = 256 * 1024
         config.on_accept = { _, user, _, connection in
-            EventLoop.from(user).handler?.accepted(connection)
+            EventLoop.from(user).handler?.accepted(ConnectionID(rawValue: connection))
         }
         config.on_connect = { loop, user, connection, status in
-            EventLoop.from(user).handler?.connected(connection, status: status, errno: ef_loop_last_errno(loop))
+            EventLoop.from(user).handler?.connected(
+                ConnectionID(rawValue: connection), status: status, errno: ef_loop_last_errno(loop))
         }
         config.on_frame = { _, user, connection, frame in
             guard let frame else { return }
@@ -59,16 +82,17 @@ final class EventLoop: @unchecked Sendable {
                 type: frame.pointee.type, flags: frame.pointee.flags, codec: frame.pointee.codec,
                 aux: frame.pointee.aux, id: frame.pointee.id,
                 payload: UnsafeRawBufferPointer(start: frame.pointee.payload.ptr, count: frame.pointee.payload.len))
-            EventLoop.from(user).handler?.received(incoming, on: connection)
+            EventLoop.from(user).handler?.received(incoming, on: ConnectionID(rawValue: connection))
         }
         config.on_close = { loop, user, connection, reason in
-            EventLoop.from(user).handler?.closed(connection, reason: reason, errno: ef_loop_last_errno(loop))
+            EventLoop.from(user).handler?.closed(
+                ConnectionID(rawValue: connection), reason: reason, errno: ef_loop_last_errno(loop))
         }
         config.on_drain = { _, user, connection in
-            EventLoop.from(user).handler?.drained(connection)
+            EventLoop.from(user).handler?.drained(ConnectionID(rawValue: connection))
         }
         config.on_timer = { _, user, timer in
-            EventLoop.from(user).handler?.timerFired(timer)
+            EventLoop.from(user).handler?.timerFired(TimerID(rawValue: timer))
         }
         // The loop keeps an unretained pointer to self: self outlives the C loop (freed in deinit).
         config.user = Unmanaged.passUnretained(self).toOpaque()
@@ -121,7 +145,7 @@ final class EventLoop: @unchecked Sendable {
 
     // MARK: loop thread only
 
-    func listen(host: String, port: UInt16) throws(ElasticFlowError) -> (listener: UInt64, port: UInt16) {
+    func listen(host: String, port: UInt16) throws(ElasticFlowError) -> (listener: ListenerID, port: UInt16) {
         var listener: UInt64 = 0
         var bound: UInt16 = 0
         let status = ef_loop_listen(handle, host, port, &listener, &bound)
@@ -134,33 +158,34 @@ final class EventLoop: @unchecked Sendable {
         if status < 0 {
             throw .invalidArgument("cannot listen on \(host):\(port): \(CoreErrorCode(rawValue: status))")
         }
-        return (listener, bound)
+        return (ListenerID(rawValue: listener), bound)
     }
 
-    func unlisten(_ listener: UInt64) { _ = ef_loop_unlisten(handle, listener) }
+    func unlisten(_ listener: ListenerID) { _ = ef_loop_unlisten(handle, listener.rawValue) }
 
-    func connect(host: String, port: UInt16) throws(ElasticFlowError) -> UInt64 {
+    func connect(host: String, port: UInt16) throws(ElasticFlowError) -> ConnectionID {
         var connection: UInt64 = 0
         let status = ef_loop_connect(handle, host, port, &connection)
         if status < 0 {
             throw .invalidArgument("cannot connect to \(host):\(port): address does not resolve")
         }
-        return connection
+        return ConnectionID(rawValue: connection)
     }
 
     /// Queues a frame, copying its payload. Returns 0 or a negative `EF_E*` code.
     @discardableResult
     func send(
-        _ connection: UInt64, type: UInt8, flags: UInt8 = 0, codec: UInt8 = 0, aux: UInt32 = 0, id: UInt64 = 0,
+        _ connection: ConnectionID, type: UInt8, flags: UInt8 = 0, codec: UInt8 = 0, aux: UInt32 = 0, id: UInt64 = 0,
         payload: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
     ) -> Int32 {
         ef_loop_send(
-            handle, connection, type, flags, codec, aux, id, payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            handle, connection.rawValue, type, flags, codec, aux, id,
+            payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
             payload.count)
     }
 
     @discardableResult
-    func send(_ connection: UInt64, type: UInt8, aux: UInt32 = 0, id: UInt64 = 0, bytes: [UInt8]) -> Int32 {
+    func send(_ connection: ConnectionID, type: UInt8, aux: UInt32 = 0, id: UInt64 = 0, bytes: [UInt8]) -> Int32 {
         bytes.withUnsafeBytes { send(connection, type: type, aux: aux, id: id, payload: $0) }
     }
 
@@ -168,34 +193,37 @@ final class EventLoop: @unchecked Sendable {
     /// on the loop thread once the bytes are written or the connection is gone, but only when the
     /// call returns 0 — otherwise the caller keeps the bytes.
     func sendReference(
-        _ connection: UInt64, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64,
+        _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64,
         payload: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void
     ) -> Int32 {
         let box = Unmanaged.passRetained(ClosureBox(release)).toOpaque()
         let status = ef_loop_send_ref(
-            handle, connection, type, flags, codec, aux, id, payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
+            handle, connection.rawValue, type, flags, codec, aux, id,
+            payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
             payload.count, { context in Unmanaged<ClosureBox>.fromOpaque(context!).takeRetainedValue().body() }, box)
         if status != 0 { Unmanaged<ClosureBox>.fromOpaque(box).release() }
         return status
     }
 
-    func close(_ connection: UInt64, flush: Bool) { _ = ef_loop_close(handle, connection, flush ? 1 : 0) }
-
-    func addTimer(milliseconds: UInt64, repeats: Bool) -> UInt64 {
-        var timer: UInt64 = 0
-        _ = ef_loop_timer_add(handle, milliseconds, repeats ? 1 : 0, &timer)
-        return timer
+    func close(_ connection: ConnectionID, flush: Bool) {
+        _ = ef_loop_close(handle, connection.rawValue, flush ? 1 : 0)
     }
 
-    func cancelTimer(_ timer: UInt64) { _ = ef_loop_timer_cancel(handle, timer) }
+    func addTimer(milliseconds: UInt64, repeats: Bool) -> TimerID {
+        var timer: UInt64 = 0
+        _ = ef_loop_timer_add(handle, milliseconds, repeats ? 1 : 0, &timer)
+        return TimerID(rawValue: timer)
+    }
 
-    func peer(_ connection: UInt64) -> String {
+    func cancelTimer(_ timer: TimerID) { _ = ef_loop_timer_cancel(handle, timer.rawValue) }
+
+    func peer(_ connection: ConnectionID) -> String {
         var buffer = [CChar](repeating: 0, count: 64)
-        let length = ef_loop_peer(handle, connection, &buffer, buffer.count)
+        let length = ef_loop_peer(handle, connection.rawValue, &buffer, buffer.count)
         return length > 0 ? String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
     }
 
-    func pending(_ connection: UInt64) -> Int64 { ef_loop_pending(handle, connection) }
+    func pending(_ connection: ConnectionID) -> Int64 { ef_loop_pending(handle, connection.rawValue) }
 }
 
 /// A closure crossing into C as an opaque pointer.

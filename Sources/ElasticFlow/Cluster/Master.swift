@@ -111,7 +111,7 @@ final class StepRun: @unchecked Sendable {
     private let aggregation: any TaskAggregation
     private var ledger = Ledger()
     private var nodes: [Scheduler.Node] = []
-    private var links: [UInt64: Link] = [:]  // by current connection
+    private var links: [ConnectionID: Link] = [:]  // by current connection
     private var retryQueue: [UInt64] = []
     private var parcels: [UInt64: ParcelBuffer] = [:]  // raw bytes of unclosed receipts
     private var distributedAt: [UInt64: Double] = [:]
@@ -124,8 +124,8 @@ final class StepRun: @unchecked Sendable {
     private var failure: ElasticFlowError?
     private var summary = StepSummary()
     private var bytesDone: UInt64 = 0
-    private var heartbeatTimer: UInt64 = 0
-    private var timers: [UInt64: @Sendable () -> Void] = [:]
+    private var heartbeatTimer = TimerID.unset
+    private var timers: [TimerID: @Sendable () -> Void] = [:]
     private var faults: [(kind: FaultKind, receipts: [UInt64])] = []
     /// Guarded by `aggregationLock` (with `aggregation` itself): the receipts whose results the
     /// aggregate holds, so a checkpoint takes both at one instant.
@@ -134,7 +134,7 @@ final class StepRun: @unchecked Sendable {
     private var absorbing = 0
     private var sinceCheckpoint = 0
     private var lastCheckpoint = monotonicSeconds()
-    private var listener: UInt64 = 0
+    private var listener = ListenerID.unset
     /// Wakes the caller's thread when the step finishes or fails (the shared condition would wake
     /// it on every parcel event).
     private let ended = DispatchSemaphore(value: 0)
@@ -270,7 +270,7 @@ final class StepRun: @unchecked Sendable {
         }
         started = true
         for link in links.values { link.everReady = true }
-        emit(.stepUpdate(step: step, state: "running", detail: "\(nodes.count) node(s), \(plan.task)"))
+        emit(.stepUpdate(step: step, state: .running, detail: "\(nodes.count) node(s), \(plan.task)"))
         lock.unlock()
 
         for _ in 0..<pool.size { pool.submit { [self] context in prepareParcels(context) } }
@@ -297,11 +297,11 @@ final class StepRun: @unchecked Sendable {
         summary.duplicates = ledger.duplicates
         summary.chaos = chaosReport()
         if let failure {
-            emit(.stepUpdate(step: step, state: "failed", detail: failure.description))
+            emit(.stepUpdate(step: step, state: .failed, detail: failure.description))
             lock.unlock()
             throw failure
         }
-        emit(.stepUpdate(step: step, state: summary.retries > 0 ? "completed-with-retries" : "completed", detail: ""))
+        emit(.stepUpdate(step: step, state: summary.retries > 0 ? .completedWithRetries : .completed, detail: ""))
         let report = summary
         lock.unlock()
         do {
@@ -324,7 +324,7 @@ final class StepRun: @unchecked Sendable {
         let closed = DispatchSemaphore(value: 0)
         loop.post { [self] in
             lock.lock()
-            if listener != 0 { loop.unlisten(listener) }
+            if listener != .unset { loop.unlisten(listener) }
             for (connection, link) in links where link.phase != .gone {
                 if link.phase == .ready { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
                 loop.close(connection, flush: true)
@@ -514,7 +514,7 @@ final class StepRun: @unchecked Sendable {
     }
 
     private func send(
-        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: UInt64, node: String,
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: ConnectionID, node: String,
         context: ThreadContext
     ) {
         let compression = configuration.compression
@@ -554,7 +554,8 @@ final class StepRun: @unchecked Sendable {
                 corrupted[Int(receipt.sequence % UInt64(corrupted.count))] ^= 0x20
                 status = corrupted.withUnsafeBytes { sent in
                     ef_loop_send_tampered(
-                        loop.handle, connection, FrameType.parcel.rawValue, flags, codec, step, receipt.sequence,
+                        loop.handle, connection.rawValue, FrameType.parcel.rawValue, flags, codec, step,
+                        receipt.sequence,
                         frame.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
                         sent.baseAddress?.assumingMemoryBound(to: UInt8.self), sent.count)
                 }
@@ -715,7 +716,7 @@ final class StepRun: @unchecked Sendable {
         nodes.removeAll { $0.name == link.name }
         for receipt in ledger.openReceipts(on: link.name) { requeue(receipt.sequence, from: link.name) }
         guard !finished && failure == nil && started else { return }
-        emit(.stepUpdate(step: step, state: "node-down", detail: "\(link.name): \(reason)"))
+        emit(.stepUpdate(step: step, state: .nodeDown, detail: "\(link.name): \(reason)"))
         if nodes.isEmpty { scheduleTakeover() }
         lock.broadcast()
     }
@@ -728,7 +729,7 @@ final class StepRun: @unchecked Sendable {
             lock.lock()
             if nodes.isEmpty && !finished && failure == nil {
                 nodes.append(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
-                emit(.stepUpdate(step: step, state: "master-takes-over", detail: "no worker is left"))
+                emit(.stepUpdate(step: step, state: .masterTakesOver, detail: "no worker is left"))
                 lock.broadcast()
             }
             lock.unlock()
@@ -744,7 +745,7 @@ final class StepRun: @unchecked Sendable {
         if !configuration.masterProcesses || chaos != nil {
             nodes.removeAll { $0.name == Self.masterNode }  // it only stood in for the lost workers
         }
-        if started { emit(.stepUpdate(step: step, state: "node-up", detail: link.name)) }
+        if started { emit(.stepUpdate(step: step, state: .nodeUp, detail: link.name)) }
         lock.broadcast()
     }
 }
@@ -788,7 +789,7 @@ extension StepRun: EventLoopHandler {
         }
     }
 
-    func accepted(_ connection: UInt64) {
+    func accepted(_ connection: ConnectionID) {
         lock.lock()
         defer { lock.unlock() }
         guard !finished, failure == nil else {
@@ -803,7 +804,7 @@ extension StepRun: EventLoopHandler {
         greet(link, connection)
     }
 
-    func connected(_ connection: UInt64, status: Int32, errno: Int32) {
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {
         lock.lock()
         defer { lock.unlock() }
         guard let link = links[connection] else { return }
@@ -821,7 +822,7 @@ extension StepRun: EventLoopHandler {
         greet(link, connection)
     }
 
-    private func greet(_ link: Link, _ connection: UInt64) {
+    private func greet(_ link: Link, _ connection: ConnectionID) {
         do {
             link.nonce = try Authentication.nonce()
         } catch {
@@ -836,7 +837,7 @@ extension StepRun: EventLoopHandler {
         loop.send(connection, type: FrameType.hello.rawValue, bytes: hello.encoded())
     }
 
-    func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         lock.lock()
         defer { lock.unlock() }
         guard let link = links.removeValue(forKey: connection) else { return }
@@ -869,7 +870,7 @@ extension StepRun: EventLoopHandler {
         }
     }
 
-    func timerFired(_ timer: UInt64) {
+    func timerFired(_ timer: TimerID) {
         lock.lock()
         if let action = timers.removeValue(forKey: timer) {
             lock.unlock()
@@ -910,14 +911,14 @@ extension StepRun: EventLoopHandler {
             retryQueue.append(sequence)
             emit(
                 .stepUpdate(
-                    step: step, state: "parcel-overdue",
+                    step: step, state: .parcelOverdue,
                     detail: "\(receipt) on \(node) for \(format3(now - sentAt)) s: sent again"))
             overdue = true
         }
         if overdue { lock.broadcast() }
     }
 
-    func received(_ frame: IncomingFrame, on connection: UInt64) {
+    func received(_ frame: IncomingFrame, on connection: ConnectionID) {
         lock.lock()
         guard let link = links[connection] else {
             lock.unlock()
@@ -985,7 +986,7 @@ extension StepRun: EventLoopHandler {
             // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
             link.leaving = true
             nodes.removeAll { $0.name == link.name }
-            if started { emit(.stepUpdate(step: step, state: "node-leaving", detail: link.name)) }
+            if started { emit(.stepUpdate(step: step, state: .nodeLeaving, detail: link.name)) }
             if nodes.isEmpty { scheduleTakeover() }
             lock.broadcast()
             lock.unlock()
@@ -997,7 +998,7 @@ extension StepRun: EventLoopHandler {
                 // the step goes on with the others.
                 emit(
                     .stepUpdate(
-                        step: step, state: "link-dropped", detail: "\(link.name): unexpected frame type \(frame.type)"))
+                        step: step, state: .linkDropped, detail: "\(link.name): unexpected frame type \(frame.type)"))
                 loop.close(connection, flush: false)
             }
             lock.unlock()
@@ -1005,7 +1006,7 @@ extension StepRun: EventLoopHandler {
     }
 
     /// The worker's HELLO: check its version and its proof of the cookie, then prove ours.
-    private func handshake(_ payload: [UInt8], link: Link, connection: UInt64) {
+    private func handshake(_ payload: [UInt8], link: Link, connection: ConnectionID) {
         guard let hello = try? Hello(decoding: payload), hello.role == Hello.workerRole else {
             return refuse(connection, link, "sent a malformed HELLO")
         }
@@ -1029,7 +1030,7 @@ extension StepRun: EventLoopHandler {
         loop.send(connection, type: FrameType.auth.rawValue, bytes: proof)
     }
 
-    private func refuse(_ connection: UInt64, _ link: Link, _ message: String) {
+    private func refuse(_ connection: ConnectionID, _ link: Link, _ message: String) {
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array("refused by the master: \(message)".utf8))
         loop.close(connection, flush: true)
         link.phase = .gone
@@ -1037,7 +1038,7 @@ extension StepRun: EventLoopHandler {
         if !link.joined {
             fail(.cluster("worker \(link.name) \(message)"))
         } else {
-            emit(.stepUpdate(step: step, state: "join-refused", detail: "\(link.name) \(message)"))
+            emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
         }
     }
 }

@@ -41,14 +41,14 @@ public final class Worker: @unchecked Sendable {
     private let log: @Sendable (String) -> Void
     private let loop: EventLoop
     private let pool: WorkerPool
-    private var sessions: [UInt64: Session] = [:]
-    private var listener: UInt64 = 0
-    private var heartbeatTimer: UInt64 = 0
+    private var sessions: [ConnectionID: Session] = [:]
+    private var listener = ListenerID.unset
+    private var heartbeatTimer = TimerID.unset
     private var inFlight = 0
     private var draining = false
     private var freeBuffers: [ParcelBuffer] = []
-    private var timers: [UInt64: () -> Void] = [:]
-    private var joinConnection: UInt64 = 0
+    private var timers: [TimerID: () -> Void] = [:]
+    private var joinConnection = ConnectionID.unset
     private var stopSignalled = false
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
@@ -117,7 +117,7 @@ public final class Worker: @unchecked Sendable {
         loop.post { [self] in
             guard !draining else { return }
             draining = true
-            if listener != 0 { loop.unlisten(listener) }
+            if listener != .unset { loop.unlisten(listener) }
             log("shutting down: finishing \(inFlight) parcel(s) in progress")
             // BYE first, so masters stop sending; the parcels in progress are still answered.
             for (connection, session) in sessions {
@@ -163,7 +163,7 @@ public final class Worker: @unchecked Sendable {
         stopped.signal()
     }
 
-    private func refuse(_ connection: UInt64, _ session: Session, _ message: String) {
+    private func refuse(_ connection: ConnectionID, _ session: Session, _ message: String) {
         log("refused \(session.peer): \(message)")
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array(message.utf8))
         loop.close(connection, flush: true)
@@ -178,7 +178,7 @@ public final class Worker: @unchecked Sendable {
 }
 
 extension Worker: EventLoopHandler {
-    func accepted(_ connection: UInt64) {
+    func accepted(_ connection: ConnectionID) {
         guard !draining, let nonce = try? Authentication.nonce() else {
             loop.close(connection, flush: false)
             return
@@ -186,7 +186,7 @@ extension Worker: EventLoopHandler {
         sessions[connection] = Session(nonce: nonce, peer: loop.peer(connection))
     }
 
-    func connected(_ connection: UInt64, status: Int32, errno: Int32) {
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {
         guard connection == joinConnection else { return }
         if status != 0 {
             after(milliseconds: 500) { [self] in joinMaster() }
@@ -196,19 +196,19 @@ extension Worker: EventLoopHandler {
         accepted(connection)
     }
 
-    func closed(_ connection: UInt64, reason: Int32, errno: Int32) {
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
             let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
             log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
         }
         if connection == joinConnection && !draining {
-            joinConnection = 0
+            joinConnection = .unset
             after(milliseconds: 500) { [self] in joinMaster() }
         }
         if draining && sessions.isEmpty { signalStopped() }
     }
 
-    func timerFired(_ timer: UInt64) {
+    func timerFired(_ timer: TimerID) {
         if timer != heartbeatTimer {
             timers.removeValue(forKey: timer)?()
             return
@@ -233,7 +233,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    func received(_ frame: IncomingFrame, on connection: UInt64) {
+    func received(_ frame: IncomingFrame, on connection: ConnectionID) {
         guard let session = sessions[connection] else { return }
         session.lastSeen = monotonicSeconds()
         switch (FrameType(rawValue: frame.type), session.phase) {
@@ -283,7 +283,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    private func announce(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+    private func announce(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         do {
             let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
             let task = try tasks.task(named: announcement.task)
@@ -304,7 +304,7 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    private func accept(_ frame: IncomingFrame, session: Session, connection: UInt64) {
+    private func accept(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         let (sequence, stepID) = (frame.id, frame.aux)
         guard let step = session.steps[stepID] else {
             let message = "parcel for unknown step \(stepID)"
@@ -430,7 +430,7 @@ extension Worker: EventLoopHandler {
 
     /// Sends a batch from a pool thread (encoding it there, then posting the send).
     private func answer(
-        _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: UInt64, step: UInt32,
+        _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: ConnectionID, step: UInt32,
         fault: FaultKind?
     ) {
         let entries = batch.entries
@@ -455,7 +455,7 @@ extension Worker: EventLoopHandler {
 
     /// Arms the timer that sends a batch which waited `maxDelay` (from a pool thread).
     private func armCombineTimer(
-        _ combiner: ResultCombiner, generation: Int, work: TaskTransfer, _ connection: UInt64, _ step: UInt32
+        _ combiner: ResultCombiner, generation: Int, work: TaskTransfer, _ connection: ConnectionID, _ step: UInt32
     ) {
         let milliseconds = UInt64(max(0, combiner.settings.maxDelay) * 1000)
         loop.post { [self] in
@@ -472,7 +472,7 @@ extension Worker: EventLoopHandler {
     /// Sends one RESULT (or ERROR) on the loop thread, applying the parcel's injected fault.
     /// - Parameter parcels: how many parcels the frame answers (they leave `inFlight`).
     private func send(
-        _ outcome: Result<[UInt8], ElasticFlowError>, sequence: UInt64, connection: UInt64, step stepID: UInt32,
+        _ outcome: Result<[UInt8], ElasticFlowError>, sequence: UInt64, connection: ConnectionID, step stepID: UInt32,
         work: TaskTransfer, fault: FaultKind?, delay: UInt64, parcels: Int = 1
     ) {
         let codec = UInt8(work.compression.codecID)
@@ -484,7 +484,7 @@ extension Worker: EventLoopHandler {
                     var corrupted = bytes
                     corrupted[Int(sequence % UInt64(bytes.count))] ^= 0x20
                     _ = ef_loop_send_tampered(
-                        loop.handle, connection, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
+                        loop.handle, connection.rawValue, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
                         sequence, bytes, corrupted, bytes.count)
                 } else {
                     let status = loop.send(
@@ -540,7 +540,9 @@ private struct OutcomeTransfer: Sendable {
 
 extension EventLoop {
     @discardableResult
-    func send(_ connection: UInt64, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8])
+    func send(
+        _ connection: ConnectionID, type: UInt8, aux: UInt32, id: UInt64, flags: UInt8, codec: UInt8, bytes: [UInt8]
+    )
         -> Int32
     {
         bytes.withUnsafeBytes {

@@ -8,7 +8,7 @@ public enum FlowEvent: Sendable, Hashable, CustomStringConvertible {
     case received(Receipt, node: String, bytes: Int)
     case aggregated(Receipt)
     case taskComplete(Receipt, node: String, seconds: Double)
-    case stepUpdate(step: UInt32, state: String, detail: String)
+    case stepUpdate(step: UInt32, state: StepUpdateState, detail: String)
 
     /// The receipt the event is about, if any.
     public var receipt: Receipt? {

@@ -12,7 +12,7 @@ public protocol Interceptor: Sendable {
     func received(_ receipt: Receipt, from node: String, bytes: Int)
     func aggregated(_ receipt: Receipt)
     func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double)
-    func stepUpdated(step: UInt32, state: String, detail: String)
+    func stepUpdated(step: UInt32, state: StepUpdateState, detail: String)
 }
 
 extension Interceptor {
@@ -21,7 +21,7 @@ extension Interceptor {
     public func received(_ receipt: Receipt, from node: String, bytes: Int) {}
     public func aggregated(_ receipt: Receipt) {}
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {}
-    public func stepUpdated(step: UInt32, state: String, detail: String) {}
+    public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {}
 
     /// Dispatches an event to the matching method.
     public func intercept(_ event: FlowEvent) {
@@ -59,7 +59,7 @@ public final class EventStream: Interceptor {
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         continuation.yield(.taskComplete(receipt, node: node, seconds: seconds))
     }
-    public func stepUpdated(step: UInt32, state: String, detail: String) {
+    public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {
         continuation.yield(.stepUpdate(step: step, state: state, detail: detail))
     }
 
@@ -102,7 +102,7 @@ public struct LoggingInterceptor: Interceptor {
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         log(.taskComplete(receipt, node: node, seconds: seconds))
     }
-    public func stepUpdated(step: UInt32, state: String, detail: String) {
+    public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {
         log(.stepUpdate(step: step, state: state, detail: detail))
     }
 }

@@ -1,0 +1,30 @@
+/// What a `FlowEvent.stepUpdate` reports about a running step. The raw values are what logs print
+/// (`LoggingInterceptor`: `step 1 node-down: …`), so they never change.
+///
+/// Not to be confused with `StepState`, the states a step's journal record goes through.
+public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    /// Every configured worker is ready; parcels go out.
+    case running
+    /// The step stopped on an error (the detail says which) or was cancelled.
+    case failed
+    /// Every receipt closed, no parcel sent twice.
+    case completed
+    /// Every receipt closed after some parcels were sent again.
+    case completedWithRetries = "completed-with-retries"
+    /// A worker joined the scheduler (after a reconnect, a join or a silence that ended).
+    case nodeUp = "node-up"
+    /// A worker is gone or presumed dead; its open receipts go to the others.
+    case nodeDown = "node-down"
+    /// A worker said BYE: it gets nothing more and answers what it holds.
+    case nodeLeaving = "node-leaving"
+    /// No worker is left: the master processes the rest itself.
+    case masterTakesOver = "master-takes-over"
+    /// A parcel unanswered past `parcelTimeout` was sent again elsewhere.
+    case parcelOverdue = "parcel-overdue"
+    /// A peer sent an unexpected frame and lost its link; the step goes on.
+    case linkDropped = "link-dropped"
+    /// A worker that joined was refused (version, codec or cookie).
+    case joinRefused = "join-refused"
+
+    public var description: String { rawValue }
+}
