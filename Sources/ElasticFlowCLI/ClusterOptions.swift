@@ -118,30 +118,21 @@ struct ClusterOptions: ParsableArguments {
     /// Applies the flags over a configuration (flags win over a cluster file).
     func apply(to configuration: inout ClusterConfiguration, parcelSize: String?) throws(ElasticFlowError) {
         if let compression { configuration.compression = try Compression(parsing: compression) }
-        if let inFlight {
-            guard inFlight >= 1 else { throw .invalidArgument("--in-flight must be at least 1") }
-            configuration.inFlight = inFlight
-        }
+        if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
         if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
         if let listen { configuration.listen = try NodeAddress(parsing: listen) }
         if let heartbeatTimeout {
-            guard heartbeatTimeout > 0 else { throw .invalidArgument("--heartbeat-timeout must be positive") }
             configuration.heartbeatTimeout = heartbeatTimeout
             configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
         }
-        if let parcelTimeout {
-            guard parcelTimeout > 0 else { throw .invalidArgument("--parcel-timeout must be positive") }
-            configuration.parcelTimeout = parcelTimeout
-        }
-        if let maxAttempts {
-            guard maxAttempts >= 1 else { throw .invalidArgument("--max-attempts must be at least 1") }
-            configuration.maxAttempts = maxAttempts
-        }
+        if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
+        if let maxAttempts { configuration.maxAttempts = maxAttempts }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? configuration.chaos?.seed ?? 1)
         } else if let chaosSeed, let current = configuration.chaos {
             configuration.chaos = try ChaosSettings(percent: current.percent, seed: chaosSeed)
         }
+        try configuration.validate()
     }
 }

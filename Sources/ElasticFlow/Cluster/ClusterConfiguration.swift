@@ -112,6 +112,25 @@ public struct ClusterConfiguration: Sendable {
         self.workers = workers
         self.cookie = cookie
     }
+
+    /// Checks every limit and time-out at once: the one place these rules live. A step validates
+    /// its configuration before anything starts, and so do the cluster file and the CLI flags (so
+    /// a bad value is reported before any worker is contacted).
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
+    public func validate() throws(ElasticFlowError) {
+        guard inFlight >= 1 else { throw .invalidArgument("the in-flight limit (inFlight) must be at least 1") }
+        guard maxAttempts >= 1 else { throw .invalidArgument("the attempt limit (maxAttempts) must be at least 1") }
+        guard parcelSize >= 1 else { throw .invalidArgument("the parcel size (parcelSize) must be at least 1 byte") }
+        guard maxPayload >= 1 else { throw .invalidArgument("the payload limit (maxPayload) must be at least 1 byte") }
+        for (name, value) in [
+            ("heartbeatTimeout", heartbeatTimeout), ("heartbeatInterval", heartbeatInterval),
+            ("connectTimeout", connectTimeout), ("parcelTimeout", parcelTimeout ?? 1),
+        ] {
+            guard value > 0 && value.isFinite else {
+                throw .invalidArgument("\(name) must be a positive number of seconds (not \(value))")
+            }
+        }
+    }
 }
 
 /// The cluster file read by `elasticflow run --config` (JSON; documented in docs/cluster-file.md).
@@ -183,32 +202,18 @@ public struct ClusterFile: Codable, Sendable {
         var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
-        if let inFlight {
-            guard inFlight >= 1 else { throw .invalidArgument("inFlight must be at least 1") }
-            configuration.inFlight = inFlight
-        }
+        if let inFlight { configuration.inFlight = inFlight }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
-        if let heartbeatInterval {
-            guard heartbeatInterval > 0 else { throw .invalidArgument("heartbeatInterval must be positive") }
-            configuration.heartbeatInterval = heartbeatInterval
-        }
-        if let heartbeatTimeout {
-            guard heartbeatTimeout > 0 else { throw .invalidArgument("heartbeatTimeout must be positive") }
-            configuration.heartbeatTimeout = heartbeatTimeout
-        }
-        if let maxAttempts {
-            guard maxAttempts >= 1 else { throw .invalidArgument("maxAttempts must be at least 1") }
-            configuration.maxAttempts = maxAttempts
-        }
-        if let parcelTimeout {
-            guard parcelTimeout > 0 else { throw .invalidArgument("parcelTimeout must be positive") }
-            configuration.parcelTimeout = parcelTimeout
-        }
+        if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
+        if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+        if let maxAttempts { configuration.maxAttempts = maxAttempts }
+        if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let master = nodes.first(where: { $0.role == "master" }) {
             let address = try NodeAddress(parsing: master.address)
             if address.port != 0 { configuration.listen = address }
         }
+        try configuration.validate()
         return configuration
     }
 }

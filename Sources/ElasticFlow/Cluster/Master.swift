@@ -190,8 +190,7 @@ final class StepRun: @unchecked Sendable {
             // heartbeat time-out if none comes.)
             throw .cluster("no workers and the master does not process parcels: nothing can run the step")
         }
-        guard configuration.inFlight >= 1 else { throw .invalidArgument("the in-flight limit must be at least 1") }
-        guard configuration.maxAttempts >= 1 else { throw .invalidArgument("the attempt limit must be at least 1") }
+        try configuration.validate()
         self.configuration = configuration
         self.plan = plan
         self.interceptors = interceptors

@@ -185,13 +185,8 @@ public final class StepQueue: @unchecked Sendable {
         -> StepReport
     {
         guard let stepData else { throw .invalidArgument("retrying a step needs a step-data directory") }
-        let journal = try StepJournal.open(directory: stepData, step: step)
+        let (journal, definition) = try StepExecution.openUnfinished(step: step, in: stepData)
         let record = journal.record
-        guard !StepState.finished.contains(record.state) else {
-            throw .invalidArgument("step \(step) already \(record.state): nothing to retry")
-        }
-        let definition = StepDefinition(
-            name: record.name, task: record.task, sources: record.sources, options: record.options)
         lock.lock()
         var entry = entries.first { $0.step == step }
         if entry == nil {
@@ -325,11 +320,13 @@ public enum StepExecution {
         return candidates.last?.step
     }
 
-    /// Resumes (or retries) a journaled step.
-    public static func resume(
-        step: UInt32, master: Master, stepData: String, cancellation: CancellationFlag? = nil,
-        progress: ((StepProgress) -> Void)? = nil
-    ) throws(ElasticFlowError) -> StepReport {
+    /// Opens an unfinished journaled step to run it again: the one check and set-up that
+    /// `resume`, `retry`, `StepQueue.retryStep` and a repeated `count --step-data` all go through.
+    /// A step found `running` is marked `interrupted` (we hold its lock, so its master is gone).
+    /// - Throws: `ElasticFlowError` when the step has no journal or is already finished.
+    static func openUnfinished(step: UInt32, in stepData: String) throws(ElasticFlowError)
+        -> (journal: StepJournal, definition: StepDefinition)
+    {
         let journal = try StepJournal.open(directory: stepData, step: step)
         let record = journal.record
         guard !StepState.finished.contains(record.state) else {
@@ -341,6 +338,15 @@ public enum StepExecution {
         }
         let definition = StepDefinition(
             name: record.name, task: record.task, sources: record.sources, options: record.options)
+        return (journal, definition)
+    }
+
+    /// Resumes (or retries) a journaled step.
+    public static func resume(
+        step: UInt32, master: Master, stepData: String, cancellation: CancellationFlag? = nil,
+        progress: ((StepProgress) -> Void)? = nil
+    ) throws(ElasticFlowError) -> StepReport {
+        let (journal, definition) = try openUnfinished(step: step, in: stepData)
         return try run(
             definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: cancellation,
             progress: progress)
