@@ -90,12 +90,30 @@ struct ClusterOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Seed of the injected faults (default 1).", valueName: "N"))
     var chaosSeed: UInt64?
 
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Every node reads the files itself at the same path (shared filesystem or identical copies): the master "
+                + "splits them by size and sends only receipts (default parcel size then 32MiB)."))
+    var sharedInput = false
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Results a worker may combine into one answer (1: none; default 16).", valueName: "N"))
+    var combine: Int?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds a worker may hold a finished result to combine it with others (default 0.05).",
+            valueName: "SECONDS"))
+    var combineDelay: Double?
+
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
-            || parcelTimeout != nil
-            || chaosSeed != nil
+            || parcelTimeout != nil || chaosSeed != nil || sharedInput || combine != nil || combineDelay != nil
     }
 
     /// The workers' addresses, or nil when none were given (`--workers ''` with `--listen`:
@@ -121,6 +139,16 @@ struct ClusterOptions: ParsableArguments {
         if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
         if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if sharedInput {
+            // Splits cost the master a frame and a merge each, whatever their size: larger ones
+            // by default (unless a size was given here or in the cluster file).
+            if parcelSize == nil && configuration.parcelSize == ClusterConfiguration.copyParcelSize {
+                configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize
+            }
+            configuration.sharedInput = true
+        }
+        if let combine { configuration.combine.maxReceipts = combine }
+        if let combineDelay { configuration.combine.maxDelay = combineDelay }
         if let listen { configuration.listen = try NodeAddress(parsing: listen) }
         if let heartbeatTimeout {
             configuration.heartbeatTimeout = heartbeatTimeout

@@ -81,7 +81,7 @@ public struct ClusterConfiguration: Sendable {
     /// How parcels and results are compressed on the wire.
     public var compression: Compression = .lz4
     /// Target parcel size in bytes (parcels end at line boundaries).
-    public var parcelSize: Int = 4 << 20
+    public var parcelSize: Int = ClusterConfiguration.copyParcelSize
     /// Parcels a worker may hold at once (unanswered).
     public var inFlight: Int = 4
     /// Whether the master processes parcels too, on its own threads.
@@ -107,6 +107,19 @@ public struct ClusterConfiguration: Sendable {
     /// A parcel unanswered this long on a live worker is sent again elsewhere (the first result
     /// wins; the other is dropped). nil: wait for as long as the worker lives.
     public var parcelTimeout: Double? = 120
+    /// Shared-input mode: every node reads the sources at the same path (a shared filesystem, or
+    /// identical copies). The master splits each file by size without reading it and sends only
+    /// receipts; each worker reads its own byte range (docs/architecture.md, "Shared input").
+    public var sharedInput = false
+    /// Worker-side combining: a worker merges several parcels' results into one RESULT.
+    public var combine = CombineSettings()
+
+    /// The parcel size of shared-input mode when none is given: a parcel costs the master one
+    /// small frame and one merge whatever its size, so larger splits cost it less per GB
+    /// (docs/benchmarks.md has the measurement).
+    public static let sharedInputParcelSize = 32 << 20
+    /// The default parcel size of copy mode.
+    public static let copyParcelSize = 4 << 20
 
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers
@@ -122,6 +135,12 @@ public struct ClusterConfiguration: Sendable {
         guard maxAttempts >= 1 else { throw .invalidArgument("the attempt limit (maxAttempts) must be at least 1") }
         guard parcelSize >= 1 else { throw .invalidArgument("the parcel size (parcelSize) must be at least 1 byte") }
         guard maxPayload >= 1 else { throw .invalidArgument("the payload limit (maxPayload) must be at least 1 byte") }
+        guard (1...CombineSettings.receiptLimit).contains(combine.maxReceipts) else {
+            throw .invalidArgument("combining (combine) covers 1...\(CombineSettings.receiptLimit) receipts per result")
+        }
+        guard combine.maxDelay >= 0 && combine.maxDelay <= 60 else {
+            throw .invalidArgument("the combining delay (combineDelay) must be 0...60 seconds (not \(combine.maxDelay))")
+        }
         for (name, value) in [
             ("heartbeatTimeout", heartbeatTimeout), ("heartbeatInterval", heartbeatInterval),
             ("connectTimeout", connectTimeout), ("parcelTimeout", parcelTimeout ?? 1),
@@ -153,6 +172,9 @@ public struct ClusterFile: Codable, Sendable {
     public var parcelTimeout: Double?
     public var chaos: Int?
     public var chaosSeed: UInt64?
+    public var sharedInput: Bool?
+    public var combine: Int?
+    public var combineDelay: Double?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -208,6 +230,12 @@ public struct ClusterFile: Codable, Sendable {
         if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
         if let maxAttempts { configuration.maxAttempts = maxAttempts }
         if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
+        if let sharedInput {
+            configuration.sharedInput = sharedInput
+            if sharedInput && parcelSize == nil { configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize }
+        }
+        if let combine { configuration.combine.maxReceipts = combine }
+        if let combineDelay { configuration.combine.maxDelay = combineDelay }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let master = nodes.first(where: { $0.role == "master" }) {
             let address = try NodeAddress(parsing: master.address)
