@@ -23,11 +23,12 @@ enum CommandRunner {
         return root.appendingPathComponent(".build/debug/elasticflow")
     }
 
-    static func run(_ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String]? = nil) throws
-        -> CommandResult
-    {
+    static func run(
+        _ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String]? = nil, directory: String? = nil
+    ) throws -> CommandResult {
         let process = Process()
         process.executableURL = executable
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         if let environment { process.environment = environment }
         let output = Pipe()

@@ -9,8 +9,13 @@ final class TestWorker {
     private let errors = Pipe()
 
     /// - Parameter arguments: the worker's arguments (default: listen on a free loopback port).
-    init(cookie: String, arguments: [String] = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"]) throws {
+    /// - Parameter directory: the worker's working directory (where relative paths lead it).
+    init(
+        cookie: String, arguments: [String] = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"],
+        directory: String? = nil
+    ) throws {
         process.executableURL = CommandRunner.executable
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["ELASTICFLOW_COOKIE"] = cookie
