@@ -213,15 +213,22 @@ EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, u
  * ef_counter_feed calls; ef_counter_finish ends the stream.
  *
  * The table is split by key hash into P partitions, each its own open-addressing table with its
- * own key arena. An ef_counter is single-threaded, except that ef_counter_merge_partition calls
- * for *different* partitions of the same dst may run on different threads at once (with no other
- * call on dst or src in the meantime). The hash is fixed (not seeded), so every process of the
- * same build puts a word in the same partition.
+ * own key arena. An ef_counter is single-threaded, except that ef_counter_merge_partition and
+ * ef_counter_section_merge calls for *different* partitions of the same dst may run on different
+ * threads at once, in any mix (with no other call on dst or src in the meantime): each writes
+ * only its partition's memory. The hash is fixed (not seeded), so every process of the same
+ * build puts a word in the same partition. Functions that only read a serialized buffer
+ * (ef_counter_partitioned_check, ef_counter_section_check) share no state and may run on any
+ * thread at any time.
  */
 
 #define EF_COUNT_LOWERCASE 0x1u
 #define EF_COUNT_PARTITIONS_MAX 1024
 #define EF_COUNT_MAGIC 0x54434645u /* "EFCT" little-endian: a serialized count table */
+#define EF_COUNT_PART_MAGIC 0x50434645u /* "EFCP" little-endian: a partitioned count table */
+#define EF_COUNT_PART_VERSION 1
+#define EF_COUNT_PART_HEADER_SIZE 16  /* magic, version, 3 zero bytes, partitions, flags */
+#define EF_COUNT_PART_SECTION_SIZE 24 /* per partition: u64 offset, u64 length, u64 entries */
 
 typedef struct ef_counter ef_counter;
 
@@ -268,8 +275,43 @@ EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src);
 EF_API size_t ef_counter_serialized_size(const ef_counter *counter);
 EF_API ptrdiff_t ef_counter_serialize(const ef_counter *counter, uint8_t *dst, size_t cap);
 /* Bounds-checked: validates the whole buffer first, then adds its counts into dst (so on error
- * dst is unchanged). Returns the number of entries or EF_EFORMAT / EF_EBADMAGIC / EF_ENOMEM. */
+ * dst is unchanged). Accepts EFCT and EFCP (below; every section is checked, then merged in
+ * turn), with any partition counts on either side. Returns the number of entries or EF_EFORMAT /
+ * EF_EBADMAGIC / EF_EVERSION (EFCP of another version) / EF_ENOMEM. */
 EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len);
+
+/* Partitioned serialization, so a receiver merges one buffer with a thread per partition and no
+ * thread reads entries it does not own (format in docs/protocol.md). EF_COUNT_PART_HEADER_SIZE
+ * bytes of header (u32 magic "EFCP", u8 version EF_COUNT_PART_VERSION, 3 zero bytes, u32
+ * partitions P, u32 the writer's EF_COUNT_* flags), a table of P sections of
+ * EF_COUNT_PART_SECTION_SIZE bytes (u64 offset, u64 length, u64 entries), then the P sections
+ * back to back in partition order, each its partition's entries encoded as in EFCT. Every key
+ * of section p hashes to partition p of a P-partition table.
+ *
+ * To merge all or nothing in parallel: ef_counter_partitioned_check once, ef_counter_section_check
+ * for every p (in parallel, no state), and only if all pass, ef_counter_section_merge for every
+ * p (in parallel, see the threading note above). */
+EF_API size_t ef_counter_partitioned_size(const ef_counter *counter);
+/* Returns the bytes written, EF_ESPACE when cap is short of ef_counter_partitioned_size, or
+ * EF_EINVAL. */
+EF_API ptrdiff_t ef_counter_serialize_partitioned(const ef_counter *counter, uint8_t *dst,
+                                                  size_t cap);
+/* The header and section table only, in O(P): magic, version, zero reserved bytes, 1 <= P <=
+ * EF_COUNT_PARTITIONS_MAX, known flags, sections within bounds, in order, without gaps or
+ * overlap, ending at len, and entry counts possible for their lengths. Returns P (also stored in
+ * *partitions when not NULL), EF_EFORMAT, EF_EBADMAGIC, EF_EVERSION, EF_EINVAL (NULL src). */
+EF_API ptrdiff_t ef_counter_partitioned_check(const uint8_t *src, size_t len, uint32_t *partitions);
+/* Section `partition` in full, reading nothing else past the header and its table entry: every
+ * entry's varints and bounds (length 1..2^32 - 1, count >= 1), exactly the recorded entry count
+ * and bytes, and every key hashing to that partition. Returns the section's entry count, the
+ * header's codes, EF_EINVAL (partition >= P) or EF_EFORMAT. */
+EF_API ptrdiff_t ef_counter_section_check(const uint8_t *src, size_t len, uint32_t partition);
+/* Add section `partition`'s counts into dst's same partition (saturating). dst must have the
+ * buffer's partition count (EF_EINVAL otherwise). The section is validated as section_check does
+ * and room is made before the first count is added, so on any error — EF_ENOMEM included — dst
+ * is unchanged. Returns the section's entry count. */
+EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, size_t len,
+                                          uint32_t partition);
 
 typedef struct ef_word_count {
     ef_slice word; /* view into the counter's arena, valid until the counter changes */
