@@ -84,6 +84,10 @@ typedef struct ef_slice {
 /* CRC32C (Castagnoli). Start with crc = 0; pass the previous result to continue a stream.
  * Uses the SSE4.2 instruction where the CPU has it, a table otherwise (same result). */
 EF_API uint32_t ef_crc32c(uint32_t crc, const void *data, size_t len);
+/* ef_crc32c(crc, data, len), and the number of '\n' bytes in data[0..len) stored in *newlines
+ * (set, not added to; newlines may be NULL), in one pass over the data: a parcel's receipt needs
+ * both. Chains exactly as ef_crc32c does. */
+EF_API uint32_t ef_crc32c_lines(uint32_t crc, const void *data, size_t len, uint64_t *newlines);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Codecs: compressed parcel buffers (src/codec.c)                                            */
