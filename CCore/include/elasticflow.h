@@ -470,6 +470,31 @@ EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx);
 
+/* One frame to send, for ef_loop_send_with. Plain data: zero-filled fields are "none" (no flags,
+ * codec 0, no known CRC, copy the payload), but type must be set. */
+typedef struct ef_send {
+    uint8_t type, flags, codec; /* as ef_frame_encode takes them */
+    uint32_t aux;
+    uint64_t id;
+    const uint8_t *payload; /* may be NULL when len is 0 */
+    size_t len;
+    /* Non-zero: payload_crc is the payload's CRC32C (ef_crc32c(0, payload, len)), which the
+     * caller already computed, so the payload is not read again to checksum it. Trusted as
+     * given: a wrong one makes the peer refuse the frame and close (EF_ECHECKSUM). */
+    int has_crc;
+    uint32_t payload_crc;
+    /* Non-NULL: zero copy, as ef_loop_send_ref — the payload is referenced, must stay unchanged
+     * until release(ctx) runs, and release runs exactly once on EF_OK (never on an error).
+     * NULL: the payload is copied, as ef_loop_send. */
+    void (*release)(void *ctx);
+    void *ctx;
+} ef_send;
+
+/* The one send that takes every option: ef_loop_send or ef_loop_send_ref (by send->release),
+ * with an optional known payload CRC. Same returns as those, and EF_EINVAL when send is NULL.
+ * send itself is not kept past the call. */
+EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send);
+
 /* Fault injection (chaos testing): like ef_loop_send, but the header's checksums are computed
  * over payload while the bytes written are sent[0..len) — a frame corrupted in flight, which the
  * peer's parser must reject (EF_ECHECKSUM). Same returns as ef_loop_send. */

@@ -671,6 +671,26 @@ static void test_crc32c_lines_large(ef_t *t) {
     munmap(map, 2 * page);
 }
 
+/* ef__frame_encode with a known payload CRC: written as given, so a right one parses and a
+ * wrong one is the peer's EF_ECHECKSUM; the header is otherwise ef_frame_encode's. */
+static void test_frame_encode_known_crc(ef_t *t) {
+    static const uint8_t p[] = "payload";
+    uint8_t a[EF_FRAME_HEADER_SIZE + sizeof p], b[EF_FRAME_HEADER_SIZE + sizeof p];
+    struct iovec iov[2];
+    uint32_t crc = ef_crc32c(0, p, sizeof p), wrong = crc ^ 0x80u;
+    CHECK_EQ(t, ef_frame_encode(a, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, iov), 2);
+    CHECK_EQ(t, ef__frame_encode(b, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, &crc, iov), 2);
+    CHECK(t, memcmp(a, b, EF_FRAME_HEADER_SIZE) == 0);
+    memcpy(b + EF_FRAME_HEADER_SIZE, p, sizeof p);
+    ef_frame f;
+    CHECK_EQ(t, ef_frame_parse(b, sizeof b, 4096, &f), (ptrdiff_t)sizeof b);
+    CHECK_EQ(t, ef__frame_encode(b, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, &wrong, iov), 2);
+    CHECK_EQ(t, ef_frame_parse(b, sizeof b, 4096, &f), EF_ECHECKSUM);
+    /* the header checksum still holds: only the payload is blamed */
+    CHECK_EQ(t, ef_frame_parse(b, EF_FRAME_HEADER_SIZE, 4096, &f), EF_ENEEDMORE);
+    CHECK_EQ(t, ef__frame_encode(b, 0, 0, 0, 0, 0, p, sizeof p, &crc, iov), EF_EINVAL);
+}
+
 void suite_frame(ef_t *t) {
     RUN(t, test_crc32c_known_answers);
     RUN(t, test_crc32c_hw_matches_sw);
@@ -679,6 +699,7 @@ void suite_frame(ef_t *t) {
     RUN(t, test_crc32c_lines_large);
     RUN(t, test_frame_layout);
     RUN(t, test_frame_encode_errors);
+    RUN(t, test_frame_encode_known_crc);
     RUN(t, test_frame_round_trip_each_type);
     RUN(t, test_frame_byte_at_a_time);
     RUN(t, test_frame_back_to_back);
