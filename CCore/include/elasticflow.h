@@ -84,6 +84,10 @@ typedef struct ef_slice {
 /* CRC32C (Castagnoli). Start with crc = 0; pass the previous result to continue a stream.
  * Uses the SSE4.2 instruction where the CPU has it, a table otherwise (same result). */
 EF_API uint32_t ef_crc32c(uint32_t crc, const void *data, size_t len);
+/* ef_crc32c(crc, data, len), and the number of '\n' bytes in data[0..len) stored in *newlines
+ * (set, not added to; newlines may be NULL), in one pass over the data: a parcel's receipt needs
+ * both. Chains exactly as ef_crc32c does. */
+EF_API uint32_t ef_crc32c_lines(uint32_t crc, const void *data, size_t len, uint64_t *newlines);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Codecs: compressed parcel buffers (src/codec.c)                                            */
@@ -213,15 +217,22 @@ EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, u
  * ef_counter_feed calls; ef_counter_finish ends the stream.
  *
  * The table is split by key hash into P partitions, each its own open-addressing table with its
- * own key arena. An ef_counter is single-threaded, except that ef_counter_merge_partition calls
- * for *different* partitions of the same dst may run on different threads at once (with no other
- * call on dst or src in the meantime). The hash is fixed (not seeded), so every process of the
- * same build puts a word in the same partition.
+ * own key arena. An ef_counter is single-threaded, except that ef_counter_merge_partition and
+ * ef_counter_section_merge calls for *different* partitions of the same dst may run on different
+ * threads at once, in any mix (with no other call on dst or src in the meantime): each writes
+ * only its partition's memory. The hash is fixed (not seeded), so every process of the same
+ * build puts a word in the same partition. Functions that only read a serialized buffer
+ * (ef_counter_partitioned_check, ef_counter_section_check) share no state and may run on any
+ * thread at any time.
  */
 
 #define EF_COUNT_LOWERCASE 0x1u
 #define EF_COUNT_PARTITIONS_MAX 1024
 #define EF_COUNT_MAGIC 0x54434645u /* "EFCT" little-endian: a serialized count table */
+#define EF_COUNT_PART_MAGIC 0x50434645u /* "EFCP" little-endian: a partitioned count table */
+#define EF_COUNT_PART_VERSION 1
+#define EF_COUNT_PART_HEADER_SIZE 16  /* magic, version, 3 zero bytes, partitions, flags */
+#define EF_COUNT_PART_SECTION_SIZE 24 /* per partition: u64 offset, u64 length, u64 entries */
 
 typedef struct ef_counter ef_counter;
 
@@ -268,8 +279,43 @@ EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src);
 EF_API size_t ef_counter_serialized_size(const ef_counter *counter);
 EF_API ptrdiff_t ef_counter_serialize(const ef_counter *counter, uint8_t *dst, size_t cap);
 /* Bounds-checked: validates the whole buffer first, then adds its counts into dst (so on error
- * dst is unchanged). Returns the number of entries or EF_EFORMAT / EF_EBADMAGIC / EF_ENOMEM. */
+ * dst is unchanged). Accepts EFCT and EFCP (below; every section is checked, then merged in
+ * turn), with any partition counts on either side. Returns the number of entries or EF_EFORMAT /
+ * EF_EBADMAGIC / EF_EVERSION (EFCP of another version) / EF_ENOMEM. */
 EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len);
+
+/* Partitioned serialization, so a receiver merges one buffer with a thread per partition and no
+ * thread reads entries it does not own (format in docs/protocol.md). EF_COUNT_PART_HEADER_SIZE
+ * bytes of header (u32 magic "EFCP", u8 version EF_COUNT_PART_VERSION, 3 zero bytes, u32
+ * partitions P, u32 the writer's EF_COUNT_* flags), a table of P sections of
+ * EF_COUNT_PART_SECTION_SIZE bytes (u64 offset, u64 length, u64 entries), then the P sections
+ * back to back in partition order, each its partition's entries encoded as in EFCT. Every key
+ * of section p hashes to partition p of a P-partition table.
+ *
+ * To merge all or nothing in parallel: ef_counter_partitioned_check once, ef_counter_section_check
+ * for every p (in parallel, no state), and only if all pass, ef_counter_section_merge for every
+ * p (in parallel, see the threading note above). */
+EF_API size_t ef_counter_partitioned_size(const ef_counter *counter);
+/* Returns the bytes written, EF_ESPACE when cap is short of ef_counter_partitioned_size, or
+ * EF_EINVAL. */
+EF_API ptrdiff_t ef_counter_serialize_partitioned(const ef_counter *counter, uint8_t *dst,
+                                                  size_t cap);
+/* The header and section table only, in O(P): magic, version, zero reserved bytes, 1 <= P <=
+ * EF_COUNT_PARTITIONS_MAX, known flags, sections within bounds, in order, without gaps or
+ * overlap, ending at len, and entry counts possible for their lengths. Returns P (also stored in
+ * *partitions when not NULL), EF_EFORMAT, EF_EBADMAGIC, EF_EVERSION, EF_EINVAL (NULL src). */
+EF_API ptrdiff_t ef_counter_partitioned_check(const uint8_t *src, size_t len, uint32_t *partitions);
+/* Section `partition` in full, reading nothing else past the header and its table entry: every
+ * entry's varints and bounds (length 1..2^32 - 1, count >= 1), exactly the recorded entry count
+ * and bytes, and every key hashing to that partition. Returns the section's entry count, the
+ * header's codes, EF_EINVAL (partition >= P) or EF_EFORMAT. */
+EF_API ptrdiff_t ef_counter_section_check(const uint8_t *src, size_t len, uint32_t partition);
+/* Add section `partition`'s counts into dst's same partition (saturating). dst must have the
+ * buffer's partition count (EF_EINVAL otherwise). The section is validated as section_check does
+ * and room is made before the first count is added, so on any error — EF_ENOMEM included — dst
+ * is unchanged. Returns the section's entry count. */
+EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, size_t len,
+                                          uint32_t partition);
 
 typedef struct ef_word_count {
     ef_slice word; /* view into the counter's arena, valid until the counter changes */
@@ -423,6 +469,31 @@ EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t f
 EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx);
+
+/* One frame to send, for ef_loop_send_with. Plain data: zero-filled fields are "none" (no flags,
+ * codec 0, no known CRC, copy the payload), but type must be set. */
+typedef struct ef_send {
+    uint8_t type, flags, codec; /* as ef_frame_encode takes them */
+    uint32_t aux;
+    uint64_t id;
+    const uint8_t *payload; /* may be NULL when len is 0 */
+    size_t len;
+    /* Non-zero: payload_crc is the payload's CRC32C (ef_crc32c(0, payload, len)), which the
+     * caller already computed, so the payload is not read again to checksum it. Trusted as
+     * given: a wrong one makes the peer refuse the frame and close (EF_ECHECKSUM). */
+    int has_crc;
+    uint32_t payload_crc;
+    /* Non-NULL: zero copy, as ef_loop_send_ref — the payload is referenced, must stay unchanged
+     * until release(ctx) runs, and release runs exactly once on EF_OK (never on an error).
+     * NULL: the payload is copied, as ef_loop_send. */
+    void (*release)(void *ctx);
+    void *ctx;
+} ef_send;
+
+/* The one send that takes every option: ef_loop_send or ef_loop_send_ref (by send->release),
+ * with an optional known payload CRC. Same returns as those, and EF_EINVAL when send is NULL.
+ * send itself is not kept past the call. */
+EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send);
 
 /* Fault injection (chaos testing): like ef_loop_send, but the header's checksums are computed
  * over payload while the bytes written are sent[0..len) — a frame corrupted in flight, which the

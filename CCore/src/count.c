@@ -837,11 +837,60 @@ static int entry_get(const uint8_t *src, size_t len, size_t *pos, const uint8_t 
     return EF_OK;
 }
 
+/* Slow path, before any count is added: room in each partition p for need[2p] more entries and
+ * need[2p + 1] more key bytes, so adding cannot fail half-way. */
+static int reserve_need(ef_counter *dst, const size_t *need) {
+    for (uint32_t p = 0; p < dst->nparts; p++) {
+        ef__part *pt = &dst->parts[p];
+        if (need[2 * p] == 0)
+            continue;
+        if (need[2 * p + 1] > SIZE_MAX - pt->arena_len)
+            return EF_ENOMEM;
+        int rc = part_grow_table(pt, pt->n + need[2 * p]);
+        if (rc == EF_OK)
+            rc = part_grow_arena(pt, pt->arena_len + need[2 * p + 1]);
+        if (rc)
+            return rc;
+    }
+    return EF_OK;
+}
+
+/* n validated entries at src[0..len): count each one's partition of dst and key bytes in need. */
+static void entries_need(const ef_counter *dst, const uint8_t *src, size_t len, uint64_t n,
+                         size_t *need) {
+    size_t pos = 0, wl;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        entry_get(src, len, &pos, &w, &wl, &cnt);
+        uint64_t h = word_hash(word_head(w, wl, src + len, 1), w, wl, src + len, 1);
+        uint32_t p = part_of(h, dst->nparts);
+        need[2 * p]++;
+        need[2 * p + 1] += wl;
+    }
+}
+
+/* n validated entries at src[0..len), added to dst after reserve_need made room for them: every
+ * insert fits, so nothing here fails. */
+static void entries_add(ef_counter *dst, const uint8_t *src, size_t len, uint64_t n) {
+    size_t pos = 0, wl;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        entry_get(src, len, &pos, &w, &wl, &cnt);
+        counter_add_key(dst, w, wl, src + len, cnt);
+    }
+}
+
+static ptrdiff_t deserialize_partitioned(ef_counter *dst, const uint8_t *src, size_t len);
+
 EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len) {
     if (!dst || (!src && len))
         return EF_EINVAL;
     if (len < 4)
         return EF_EFORMAT;
+    if (ef__load32(src) == EF_COUNT_PART_MAGIC)
+        return deserialize_partitioned(dst, src, len);
     if (ef__load32(src) != EF_COUNT_MAGIC)
         return EF_EBADMAGIC;
     if (len < 8)
@@ -865,36 +914,280 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
     size_t *need = calloc(2 * (size_t)dst->nparts, sizeof *need);
     if (!need)
         return EF_ENOMEM;
-    pos = 8;
-    for (uint32_t k = 0; k < n; k++) {
-        entry_get(src, len, &pos, &w, &wl, &cnt);
-        uint64_t h = word_hash(word_head(w, wl, src + len, 1), w, wl, src + len, 1);
-        uint32_t p = part_of(h, dst->nparts);
-        need[2 * p]++;
-        need[2 * p + 1] += wl;
-    }
-    int rc = EF_OK;
-    for (uint32_t p = 0; p < dst->nparts && rc == EF_OK; p++) {
-        ef__part *pt = &dst->parts[p];
-        if (need[2 * p] == 0)
-            continue;
-        rc = part_grow_table(pt, pt->n + need[2 * p]);
-        if (rc == EF_OK)
-            rc = part_grow_arena(pt, pt->arena_len + need[2 * p + 1]);
-    }
+    entries_need(dst, src + 8, len - 8, n, need);
+    int rc = reserve_need(dst, need);
     free(need);
     if (rc)
         return rc;
 
-    /* Pass 3: add; every insert fits in what pass 2 made room for. */
-    pos = 8;
-    for (uint32_t k = 0; k < n; k++) {
-        entry_get(src, len, &pos, &w, &wl, &cnt);
-        counter_add_key(dst, w, wl, src + len, cnt);
-    }
+    /* Pass 3: add. */
+    entries_add(dst, src + 8, len - 8, n);
     return (ptrdiff_t)n;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Partitioned serialization (EFCP)                                                           */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * One section per partition, each found from the header alone, so the thread that owns
+ * partition p of the receiving table reads section p and nothing else. Sections lie in
+ * partition order, back to back, after the section table: the reader checks exactly that (one
+ * comparison per section) instead of sorting offsets to prove they do not overlap, and the
+ * buffer has one valid layout for a given table. Offsets are u64 although a frame's payload is
+ * at most 4 GiB: a table also goes to checkpoints, which have no such limit.
+ */
+
+/* The layout, to let the compiler check the offsets docs/protocol.md gives; the buffer is read
+ * field by field, never cast. */
+struct ef__cp_header {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t reserved8;
+    uint16_t reserved16;
+    uint32_t partitions;
+    uint32_t flags;
+};
+struct ef__cp_section {
+    uint64_t offset; /* from the buffer's start */
+    uint64_t length; /* bytes */
+    uint64_t entries;
+};
+_Static_assert(sizeof(struct ef__cp_header) == EF_COUNT_PART_HEADER_SIZE, "EFCP header size");
+_Static_assert(sizeof(struct ef__cp_section) == EF_COUNT_PART_SECTION_SIZE, "EFCP section size");
+_Static_assert(offsetof(struct ef__cp_header, version) == 4 &&
+                   offsetof(struct ef__cp_header, partitions) == 8 &&
+                   offsetof(struct ef__cp_header, flags) == 12,
+               "EFCP header fields");
+_Static_assert(EF_COUNT_PART_MAGIC ==
+                   ((uint32_t)'E' | (uint32_t)'F' << 8 | (uint32_t)'C' << 16 | (uint32_t)'P' << 24),
+               "the magic reads \"EFCP\" on the wire");
+_Static_assert(EF_COUNT_PARTITIONS_MAX <=
+                   (SIZE_MAX - EF_COUNT_PART_HEADER_SIZE) / EF_COUNT_PART_SECTION_SIZE,
+               "a section table of the most partitions has a size");
+
+/* Where the sections start: after the header and the table. */
+static size_t cp_body(uint32_t nparts) {
+    return EF_COUNT_PART_HEADER_SIZE + (size_t)nparts * EF_COUNT_PART_SECTION_SIZE;
+}
+
+/* The header and the presence of the whole section table; O(1). Fills *nparts. */
+static int cp_header(const uint8_t *src, size_t len, uint32_t *nparts) {
+    if (!src && len)
+        return EF_EINVAL;
+    if (len < 4)
+        return EF_EFORMAT;
+    if (ef__load32(src) != EF_COUNT_PART_MAGIC)
+        return EF_EBADMAGIC;
+    if (len < EF_COUNT_PART_HEADER_SIZE)
+        return EF_EFORMAT;
+    if (src[4] != EF_COUNT_PART_VERSION)
+        return EF_EVERSION;
+    uint32_t np = ef__load32(src + 8);
+    if (src[5] || src[6] || src[7] || np == 0 || np > EF_COUNT_PARTITIONS_MAX ||
+        (ef__load32(src + 12) & ~EF_COUNT_LOWERCASE) || len < cp_body(np))
+        return EF_EFORMAT;
+    *nparts = np;
+    return EF_OK;
+}
+
+/* Section p's bytes, held to the buffer's bounds only (O(1)): enough for reading it safely.
+ * ef_counter_partitioned_check holds the sections to each other. */
+static int cp_section(const uint8_t *src, size_t len, uint32_t nparts, uint32_t p,
+                      const uint8_t **sec, size_t *sec_len, uint64_t *entries) {
+    const uint8_t *d = src + EF_COUNT_PART_HEADER_SIZE + (size_t)p * EF_COUNT_PART_SECTION_SIZE;
+    uint64_t off = ef__load64(d), slen = ef__load64(d + 8), n = ef__load64(d + 16);
+    if (off < cp_body(nparts) || off > len || slen > len - off || n > slen / 3)
+        return EF_EFORMAT; /* an entry takes at least 3 bytes */
+    *sec = src + off;
+    *sec_len = (size_t)slen;
+    *entries = n;
+    return EF_OK;
+}
+
+/* Everything section_check promises about section p of an nparts-partition buffer, touching
+ * nothing: its entries, exactly its bytes, and each one's key hashing to partition p — a peer
+ * that lies about it would otherwise plant a key where no lookup finds it, and a word counted
+ * twice. Fills *keys with the key bytes in all. Returns the entry count. */
+static ptrdiff_t cp_validate(const uint8_t *sec, size_t sec_len, uint64_t n, uint32_t nparts,
+                             uint32_t p, size_t *keys) {
+    size_t pos = 0, wl, total = 0;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        if (entry_get(sec, sec_len, &pos, &w, &wl, &cnt))
+            return EF_EFORMAT;
+        uint64_t h = word_hash(word_head(w, wl, sec + sec_len, 1), w, wl, sec + sec_len, 1);
+        if (part_of(h, nparts) != p)
+            return EF_EFORMAT;
+        total += wl;
+    }
+    if (pos != sec_len)
+        return EF_EFORMAT;
+    *keys = total;
+    return (ptrdiff_t)n;
+}
+
+EF_API size_t ef_counter_partitioned_size(const ef_counter *c) {
+    if (!c)
+        return 0;
+    /* the EFCT size less its 8-byte header is the bytes of all entries */
+    return cp_body(c->nparts) + ef_counter_serialized_size(c) - 8;
+}
+
+EF_API ptrdiff_t ef_counter_serialize_partitioned(const ef_counter *c, uint8_t *dst, size_t cap) {
+    if (!c || (!dst && cap))
+        return EF_EINVAL;
+    size_t size = ef_counter_partitioned_size(c);
+    if (size > PTRDIFF_MAX)
+        return EF_EINVAL;
+    if (cap < size)
+        return EF_ESPACE;
+    ef__store32(dst, EF_COUNT_PART_MAGIC);
+    dst[4] = EF_COUNT_PART_VERSION;
+    dst[5] = dst[6] = dst[7] = 0;
+    ef__store32(dst + 8, c->nparts);
+    ef__store32(dst + 12, c->flags);
+    uint8_t *o = dst + cp_body(c->nparts);
+    for (uint32_t p = 0; p < c->nparts; p++) {
+        const ef__part *pt = &c->parts[p];
+        uint8_t *start = o;
+        for (uint32_t i = 0; i < pt->n; i++) {
+            const ef__entry *e = &pt->entries[i];
+            o = varint_put(o, e->len);
+            memcpy(o, pt->arena + e->off, e->len);
+            o += e->len;
+            o = varint_put(o, e->count);
+        }
+        uint8_t *d = dst + EF_COUNT_PART_HEADER_SIZE + (size_t)p * EF_COUNT_PART_SECTION_SIZE;
+        ef__store64(d, (uint64_t)(start - dst));
+        ef__store64(d + 8, (uint64_t)(o - start));
+        ef__store64(d + 16, pt->n);
+    }
+    return o - dst;
+}
+
+EF_API ptrdiff_t ef_counter_partitioned_check(const uint8_t *src, size_t len,
+                                              uint32_t *partitions) {
+    uint32_t np;
+    int rc = cp_header(src, len, &np);
+    if (rc)
+        return rc;
+    size_t at = cp_body(np);
+    for (uint32_t p = 0; p < np; p++) {
+        const uint8_t *sec;
+        size_t sec_len;
+        uint64_t n;
+        if (cp_section(src, len, np, p, &sec, &sec_len, &n) || (size_t)(sec - src) != at)
+            return EF_EFORMAT;
+        at += sec_len;
+    }
+    if (at != len)
+        return EF_EFORMAT;
+    if (partitions)
+        *partitions = np;
+    return (ptrdiff_t)np;
+}
+
+EF_API ptrdiff_t ef_counter_section_check(const uint8_t *src, size_t len, uint32_t partition) {
+    uint32_t np;
+    int rc = cp_header(src, len, &np);
+    if (rc)
+        return rc;
+    if (partition >= np)
+        return EF_EINVAL;
+    const uint8_t *sec;
+    size_t sec_len, keys;
+    uint64_t n;
+    if (cp_section(src, len, np, partition, &sec, &sec_len, &n))
+        return EF_EFORMAT;
+    return cp_validate(sec, sec_len, n, np, partition, &keys);
+}
+
+EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, size_t len,
+                                          uint32_t partition) {
+    if (!dst)
+        return EF_EINVAL;
+    uint32_t np;
+    int rc = cp_header(src, len, &np);
+    if (rc)
+        return rc;
+    if (np != dst->nparts || partition >= np)
+        return EF_EINVAL;
+    const uint8_t *sec;
+    size_t sec_len, keys;
+    uint64_t n;
+    if (cp_section(src, len, np, partition, &sec, &sec_len, &n))
+        return EF_EFORMAT;
+    /* Validated again although the caller should have run section_check: a merge must never add
+     * part of a section, nor a key outside its partition, whatever the caller did. */
+    ptrdiff_t got = cp_validate(sec, sec_len, n, np, partition, &keys);
+    if (got < 0)
+        return got;
+    /* Only this partition's memory is touched from here on: that is the threading promise. */
+    ef__part *pt = &dst->parts[partition];
+    if (n == 0)
+        return 0;
+    if (keys > SIZE_MAX - pt->arena_len)
+        return EF_ENOMEM;
+    rc = part_grow_table(pt, pt->n + (size_t)n);
+    if (rc == EF_OK)
+        rc = part_grow_arena(pt, pt->arena_len + keys);
+    if (rc)
+        return rc;
+    /* Same hash, same partition count: every key lands in pt (checked above), and every insert
+     * fits in the room just made, so nothing below fails. */
+    size_t pos = 0, wl;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        entry_get(sec, sec_len, &pos, &w, &wl, &cnt);
+        uint64_t head = word_head(w, wl, sec + sec_len, 1);
+        uint64_t h = word_hash(head, w, wl, sec + sec_len, 1);
+        part_add(pt, (uint32_t)h, head, w, wl, cnt, 1);
+    }
+    return got;
+}
+
+/* Validate every section first, then add: on any error dst is unchanged, as for EFCT. */
+static ptrdiff_t deserialize_partitioned(ef_counter *dst, const uint8_t *src, size_t len) {
+    uint32_t np;
+    ptrdiff_t rc = ef_counter_partitioned_check(src, len, &np);
+    if (rc < 0)
+        return rc;
+    size_t *need = calloc(2 * (size_t)dst->nparts, sizeof *need);
+    if (!need)
+        return EF_ENOMEM;
+    ptrdiff_t total = 0;
+    const uint8_t *sec = NULL; /* set by cp_section, which cannot fail on a checked buffer */
+    size_t sec_len = 0, keys = 0;
+    uint64_t n = 0;
+    for (uint32_t p = 0; p < np; p++) {
+        cp_section(src, len, np, p, &sec, &sec_len, &n);
+        rc = cp_validate(sec, sec_len, n, np, p, &keys);
+        if (rc < 0) {
+            free(need);
+            return rc;
+        }
+        total += rc;
+        if (np == dst->nparts) { /* the partitions agree: the section is the need, no re-hash */
+            need[2 * p] = (size_t)n;
+            need[2 * p + 1] = keys;
+        }
+    }
+    for (uint32_t p = 0; np != dst->nparts && p < np; p++) {
+        cp_section(src, len, np, p, &sec, &sec_len, &n);
+        entries_need(dst, sec, sec_len, n, need);
+    }
+    rc = reserve_need(dst, need);
+    free(need);
+    if (rc)
+        return rc;
+    for (uint32_t p = 0; p < np; p++) {
+        cp_section(src, len, np, p, &sec, &sec_len, &n);
+        entries_add(dst, sec, sec_len, n);
+    }
+    return total;
+}
 /* ------------------------------------------------------------------------------------------ */
 /* Export                                                                                     */
 /* ------------------------------------------------------------------------------------------ */

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #include <nmmintrin.h>
 #endif
 
@@ -91,4 +92,150 @@ EF_API uint32_t ef_crc32c(uint32_t crc, const void *data, size_t len) {
         return crc32c_hw(crc, data, len);
 #endif
     return ef__crc32c_sw(crc, data, len);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* CRC32C and line count in one pass                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A parcel's bytes are read once for its receipt: the CRC and the lines it holds. The crc32
+ * instruction is one dependency chain, 3 cycles per 8 bytes, and leaves the vector ports idle:
+ * a compare, a movemask and a popcnt per block ride along for free, where a second pass (memchr
+ * or a count) would read the buffer again. The chain is kept exactly as ef_crc32c runs it (no
+ * interleaved streams to recombine) so the two can never disagree.
+ *
+ * Measured with a throwaway program (not kept): a 64 MiB buffer of generated text, a newline
+ * every ~37 bytes, best of 5 passes, gcc -O3, on 2 shared vCPUs of an AMD EPYC (AVX2); MB/s from
+ * three runs, which the shared machine spreads widely:
+ *   ef_crc32c alone                       4100-6400
+ *   ef_crc32c_lines (AVX2 / SSE4.2 path)  4600-6300 / 4600-6300: the count is free
+ *   ef_crc32c, then a memchr loop         ~1800 (memchr restarts every line)
+ *   ef_crc32c_lines, portable table       250-340
+ */
+
+#define ONES 0x0101010101010101ull
+#define LOW7S 0x7f7f7f7f7f7f7f7full
+#define HIGHS 0x8080808080808080ull
+
+/* '\n' bytes among the 8 in x: the high bit of each byte of z is set exactly where x has one
+ * (adding to the low 7 bits cannot carry across bytes, so no byte disturbs another). */
+static inline uint64_t newlines8(uint64_t x) {
+    uint64_t t = x ^ (ONES * '\n');
+    uint64_t z = ~(((t & LOW7S) + LOW7S) | t) & HIGHS;
+    return (uint64_t)__builtin_popcountll(z);
+}
+
+static uint32_t crc32c_lines_sw(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newlines) {
+    uint32_t c = ~crc;
+    uint64_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        c = crc32c_table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+        n += p[i] == '\n';
+    }
+    *newlines = n;
+    return ~c;
+}
+
+#if defined(__x86_64__)
+/* The last len < 32 bytes of the vector paths: words, then bytes. */
+__attribute__((target("sse4.2,popcnt"))) static inline uint32_t
+lines_tail(uint64_t c, const uint8_t *p, size_t len, uint64_t *n) {
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = _mm_crc32_u64(c, w);
+        *n += newlines8(w);
+    }
+    uint32_t c32 = (uint32_t)c;
+    for (; len; p++, len--) {
+        c32 = _mm_crc32_u8(c32, *p);
+        *n += *p == '\n';
+    }
+    return ~c32;
+}
+
+__attribute__((target("sse4.2,popcnt"))) static uint32_t
+crc32c_lines_sse42(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newlines) {
+    const __m128i nl = _mm_set1_epi8('\n');
+    uint64_t c = ~crc, n = 0;
+    for (; len >= 32; p += 32, len -= 32) {
+        __m128i a = _mm_loadu_si128((const __m128i *)p);
+        __m128i b = _mm_loadu_si128((const __m128i *)(p + 16));
+        uint32_t m = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(a, nl)) |
+                     (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(b, nl)) << 16;
+        n += (uint64_t)__builtin_popcount(m);
+        uint64_t w[4];
+        memcpy(w, p, 32); /* the instruction accepts any alignment; memcpy keeps C from caring */
+        c = _mm_crc32_u64(c, w[0]);
+        c = _mm_crc32_u64(c, w[1]);
+        c = _mm_crc32_u64(c, w[2]);
+        c = _mm_crc32_u64(c, w[3]);
+    }
+    uint32_t r = lines_tail(c, p, len, &n);
+    *newlines = n;
+    return r;
+}
+
+__attribute__((target("avx2,sse4.2,popcnt"))) static uint32_t
+crc32c_lines_avx2(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newlines) {
+    const __m256i nl = _mm256_set1_epi8('\n');
+    uint64_t c = ~crc, n = 0;
+    for (; len >= 64; p += 64, len -= 64) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)p);
+        __m256i b = _mm256_loadu_si256((const __m256i *)(p + 32));
+        uint64_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, nl)) |
+                     (uint64_t)(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, nl)) << 32;
+        n += (uint64_t)__builtin_popcountll(m);
+        uint64_t w[8];
+        memcpy(w, p, 64);
+        for (int k = 0; k < 8; k++)
+            c = _mm_crc32_u64(c, w[k]);
+    }
+    uint32_t r = lines_tail(c, p, len, &n);
+    *newlines = n;
+    return r;
+}
+
+static int have_sse42(void) {
+    return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
+}
+static int have_avx2(void) { return have_sse42() && __builtin_cpu_supports("avx2"); }
+#endif
+
+int ef__crc32c_lines_with(int impl, uint32_t *crc, const void *data, size_t len,
+                          uint64_t *newlines) {
+    switch (impl) {
+    case EF__CRC_PORTABLE: *crc = crc32c_lines_sw(*crc, data, len, newlines); return EF_OK;
+#if defined(__x86_64__)
+    case EF__CRC_SSE42:
+        if (!have_sse42())
+            return EF_EINVAL;
+        *crc = crc32c_lines_sse42(*crc, data, len, newlines);
+        return EF_OK;
+    case EF__CRC_AVX2:
+        if (!have_avx2())
+            return EF_EINVAL;
+        *crc = crc32c_lines_avx2(*crc, data, len, newlines);
+        return EF_OK;
+#endif
+    default: return EF_EINVAL;
+    }
+}
+
+EF_API uint32_t ef_crc32c_lines(uint32_t crc, const void *data, size_t len, uint64_t *newlines) {
+    uint64_t n = 0;
+    if (len) {
+#if defined(__x86_64__)
+        /* asked on every call, as ef_crc32c does: no state of our own */
+        if (have_avx2())
+            crc = crc32c_lines_avx2(crc, data, len, &n);
+        else if (have_sse42())
+            crc = crc32c_lines_sse42(crc, data, len, &n);
+        else
+#endif
+            crc = crc32c_lines_sw(crc, data, len, &n);
+    }
+    if (newlines)
+        *newlines = n;
+    return crc;
 }

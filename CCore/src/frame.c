@@ -93,6 +93,12 @@ EF_API ptrdiff_t ef_frame_parse(const uint8_t *buf, size_t len, size_t max_paylo
 EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
                            uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                            size_t payload_len, struct iovec iov[2]) {
+    return ef__frame_encode(header, type, flags, codec, aux, id, payload, payload_len, NULL, iov);
+}
+
+int ef__frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                     uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                     size_t payload_len, const uint32_t *payload_crc, struct iovec iov[2]) {
     if (header == NULL || iov == NULL || (payload == NULL && payload_len > 0))
         return EF_EINVAL;
     /* A frame our own parser would refuse is a bug in the sender: say so here, not at the peer. */
@@ -109,7 +115,9 @@ EF_API int ef_frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, u
     ef__store32(header + OFF(payload_len), (uint32_t)payload_len);
     ef__store32(header + OFF(aux), aux);
     ef__store64(header + OFF(id), id);
-    ef__store32(header + OFF(payload_crc), ef_crc32c(0, payload, payload_len));
+    /* A known CRC spares a second pass over a payload its sender has just checksummed. */
+    ef__store32(header + OFF(payload_crc),
+                payload_crc ? *payload_crc : ef_crc32c(0, payload, payload_len));
     ef__store32(header + OFF(header_crc), ef_crc32c(0, header, OFF(header_crc)));
 
     iov[0].iov_base = header;

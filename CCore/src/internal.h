@@ -27,4 +27,20 @@ static inline void ef__store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
  * path to it. */
 uint32_t ef__crc32c_sw(uint32_t crc, const void *data, size_t len);
 
+/* frame.c: ef_frame_encode, with the payload's CRC32C taken from *payload_crc when not NULL
+ * (trusted as given: a wrong one makes the peer refuse the frame with EF_ECHECKSUM). */
+int ef__frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                     uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
+                     size_t payload_len, const uint32_t *payload_crc, struct iovec iov[2]);
+
+/* crc32c.c: ef_crc32c_lines pinned to one implementation, so tests can prove they agree.
+ * Updates *crc and sets *newlines; EF_EINVAL when this build or CPU lacks that one. */
+enum {
+    EF__CRC_PORTABLE = 0, /* the table, a byte at a time */
+    EF__CRC_SSE42 = 1,    /* crc32 instruction, SSE2 compares */
+    EF__CRC_AVX2 = 2,     /* crc32 instruction, AVX2 compares */
+};
+int ef__crc32c_lines_with(int impl, uint32_t *crc, const void *data, size_t len,
+                          uint64_t *newlines);
+
 #endif

@@ -481,9 +481,12 @@ void ef__flush_dirty(ef_loop *loop) {
     loop->ndirty -= n;
 }
 
-static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
-                    uint32_t aux, uint64_t id, const uint8_t *payload, size_t len, bool ref,
-                    void (*release)(void *ctx), void *ctx, const uint8_t *wire) {
+/* Every send comes here; ref: reference the payload (zero copy) rather than copy it. */
+static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool ref) {
+    const uint8_t *payload = send->payload;
+    size_t len = send->len;
+    void (*release)(void *ctx) = send->release;
+    void *ctx = send->ctx;
     ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
     if (!c || c->closing)
         return EF_ECLOSED;
@@ -491,14 +494,10 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags
         return EF_EBUSY;
     uint8_t header[EF_FRAME_HEADER_SIZE];
     struct iovec iov[2];
-    int n = ef_frame_encode(header, type, flags, codec, aux, id, payload, len, iov);
+    int n = ef__frame_encode(header, send->type, send->flags, send->codec, send->aux, send->id,
+                             payload, len, send->has_crc ? &send->payload_crc : NULL, iov);
     if (n < 0)
         return n;
-    if (wire && n == 2) {
-        /* Fault injection: the checksums describe `payload`, the bytes sent are `wire`. */
-        payload = wire;
-        iov[1].iov_base = (void *)wire;
-    }
 
     size_t total = EF_FRAME_HEADER_SIZE + len, done = 0;
     /* In a batch, the frame waits for the batch's end, to leave with the others in one writev;
@@ -542,26 +541,57 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags
     return EF_OK;
 }
 
-EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
-                        uint32_t aux, uint64_t id, const uint8_t *payload, size_t len) {
-    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL,
-                    NULL);
+EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send) {
+    if (!send)
+        return EF_EINVAL;
+    return ef__send(loop, conn_id, send, send->release != NULL);
 }
 
+EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
+                        uint32_t aux, uint64_t id, const uint8_t *payload, size_t len) {
+    ef_send s = {.type = type,
+                 .flags = flags,
+                 .codec = codec,
+                 .aux = aux,
+                 .id = id,
+                 .payload = payload,
+                 .len = len};
+    return ef__send(loop, conn_id, &s, false);
+}
+
+/* A frame corrupted in flight is a frame whose known CRC is that of other bytes. */
 EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
                                  uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                                  const uint8_t *sent, size_t len) {
-    if (!sent && len)
+    if ((!sent || !payload) && len)
         return EF_EINVAL;
-    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, false, NULL, NULL,
-                    sent);
+    ef_send s = {.type = type,
+                 .flags = flags,
+                 .codec = codec,
+                 .aux = aux,
+                 .id = id,
+                 .payload = sent,
+                 .len = len,
+                 .has_crc = 1,
+                 .payload_crc = ef_crc32c(0, payload, len)};
+    return ef__send(loop, conn_id, &s, false);
 }
 
+/* Kept apart from ef_loop_send_with: a NULL release here still means zero copy (the caller
+ * keeps the payload alive by other means), where ef_send reads NULL as "copy". */
 EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx) {
-    return ef__send(loop, conn_id, type, flags, codec, aux, id, payload, len, true, release, ctx,
-                    NULL);
+    ef_send s = {.type = type,
+                 .flags = flags,
+                 .codec = codec,
+                 .aux = aux,
+                 .id = id,
+                 .payload = payload,
+                 .len = len,
+                 .release = release,
+                 .ctx = ctx};
+    return ef__send(loop, conn_id, &s, true);
 }
 
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {

@@ -686,7 +686,8 @@ static void test_count_deserialize_corrupt(ef_t *t) {
             CHECK(t, rc <= 3);
         } else {
             failed++;
-            CHECK(t, rc == EF_EFORMAT || rc == EF_EBADMAGIC);
+            /* EF_EVERSION: one bit turns "EFCT" into "EFCP", whose version byte is then 3 */
+            CHECK(t, rc == EF_EFORMAT || rc == EF_EBADMAGIC || rc == EF_EVERSION);
             CHECK(t, unchanged(e, snap, sl));
         }
         ef_counter_free(e);
@@ -934,6 +935,518 @@ static void test_count_create_options(ef_t *t) {
     CHECK_EQ(t, ef_counter_distinct(NULL), 0);
 }
 
+/* ---- partitioned serialization (EFCP) ---------------------------------------------------- */
+
+/* Every word and count of a equals b's (export for export); 1 when they do. */
+static int same_table(const ef_counter *a, const ef_counter *b) {
+    size_t n = ef_counter_distinct(a);
+    if (n != ef_counter_distinct(b))
+        return 0;
+    ef_word_count *x = malloc((n + 1) * sizeof *x), *y = malloc((n + 1) * sizeof *y);
+    int same =
+        ef_counter_export(a, x, n) == (ptrdiff_t)n && ef_counter_export(b, y, n) == (ptrdiff_t)n;
+    for (size_t i = 0; same && i < n; i++)
+        same = x[i].count == y[i].count && x[i].word.len == y[i].word.len &&
+               memcmp(x[i].word.ptr, y[i].word.ptr, x[i].word.len) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* A copy of c with p partitions (0 = c's). */
+static ef_counter *clone_counter(const ef_counter *c, uint32_t p) {
+    ef_counter *d = make(p ? p : ef_counter_partitions(c), ef_counter_flags(c), 1);
+    if (d && ef_counter_merge(d, c) != EF_OK) {
+        ef_counter_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* c serialized as EFCP into a fresh exact-size buffer (over-reads are caught); *len its size. */
+static uint8_t *efcp_of(const ef_counter *c, size_t *len) {
+    *len = ef_counter_partitioned_size(c);
+    uint8_t *buf = malloc(*len);
+    if (buf && ef_counter_serialize_partitioned(c, buf, *len) != (ptrdiff_t)*len) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Check every section, then merge every section in a shuffled order: what a master does. */
+static ptrdiff_t merge_all_sections(ef_counter *d, const uint8_t *buf, size_t len, uint64_t *s) {
+    uint32_t np = 0;
+    ptrdiff_t rc = ef_counter_partitioned_check(buf, len, &np), total = 0;
+    if (rc < 0)
+        return rc;
+    for (uint32_t p = 0; p < np; p++)
+        if ((rc = ef_counter_section_check(buf, len, p)) < 0)
+            return rc;
+    uint32_t start = (uint32_t)(ef_test_rand(s) % np);
+    for (uint32_t p = 0; p < np; p++) {
+        if ((rc = ef_counter_section_merge(d, buf, len, (start + p) % np)) < 0)
+            return rc;
+        total += rc;
+    }
+    return total;
+}
+
+static void test_count_partitioned_roundtrip(ef_t *t) {
+    uint64_t s = 31;
+    uint8_t *text = malloc(6000);
+    static const uint32_t parts[] = {1, 2, 3, 7, 16, 61, EF_COUNT_PARTITIONS_MAX};
+    for (int iter = 0; iter < 28; iter++) {
+        uint32_t np = parts[iter % 7];
+        size_t len = gen_text(&s, text, 1 + ef_test_rand(&s) % 6000);
+        uint32_t flags = (uint32_t)(iter & 1);
+        ref r = ref_build(text, len, flags != 0);
+        ef_counter *c = count_text(text, len, np, flags, 0, &s);
+        size_t sz = ef_counter_partitioned_size(c);
+        CHECK_EQ(t, sz, 16 + 24 * (size_t)np + ef_counter_serialized_size(c) - 8);
+        uint8_t *buf = malloc(sz);
+        CHECK_EQ(t, ef_counter_serialize_partitioned(c, buf, sz - 1), EF_ESPACE);
+        CHECK_EQ(t, ef_counter_serialize_partitioned(c, buf, sz), (ptrdiff_t)sz);
+        CHECK(t, memcmp(buf, "EFCP", 4) == 0 && buf[4] == EF_COUNT_PART_VERSION);
+        CHECK_EQ(t, buf[12], flags);
+        /* the header and each section on their own */
+        uint32_t got = 0;
+        CHECK_EQ(t, ef_counter_partitioned_check(buf, sz, &got), np);
+        CHECK_EQ(t, got, np);
+        CHECK_EQ(t, ef_counter_partitioned_check(buf, sz, NULL), np);
+        ptrdiff_t sum = 0;
+        for (uint32_t p = 0; p < np; p++) {
+            ptrdiff_t n = ef_counter_section_check(buf, sz, p);
+            CHECK(t, n >= 0);
+            sum += n;
+        }
+        CHECK_EQ(t, sum, (ptrdiff_t)r.n);
+        CHECK_EQ(t, ef_counter_section_check(buf, sz, np), EF_EINVAL);
+        /* section by section into an empty table of the same shape equals the reference */
+        ef_counter *d = make(np, flags, 1);
+        CHECK_EQ(t, merge_all_sections(d, buf, sz, &s), (ptrdiff_t)r.n);
+        matches_ref(t, d, &r);
+        /* ... and adds into one that has counts: twice the reference */
+        CHECK_EQ(t, merge_all_sections(d, buf, sz, &s), (ptrdiff_t)r.n);
+        CHECK_EQ(t, ef_counter_total(d), 2 * ref_total(&r));
+        /* deserialize takes EFCP whatever the receiver's partition count */
+        ef_counter *e = make(1 + (uint32_t)(ef_test_rand(&s) % 20), 0, 1);
+        CHECK_EQ(t, ef_counter_deserialize(e, buf, sz), (ptrdiff_t)r.n);
+        matches_ref(t, e, &r);
+        ef_counter *f = make(np, 0, 1);
+        CHECK_EQ(t, ef_counter_deserialize(f, buf, sz), (ptrdiff_t)r.n);
+        matches_ref(t, f, &r);
+        /* a receiver of another shape cannot take sections: nothing added */
+        ef_counter *g = make(np + 1, 0, 1);
+        CHECK_EQ(t, ef_counter_section_merge(g, buf, sz, 0), EF_EINVAL);
+        CHECK_EQ(t, ef_counter_distinct(g), 0);
+        /* EFPC and EFCT carry the same entries: the same table either way */
+        size_t tl = ef_counter_serialized_size(c);
+        uint8_t *tb = malloc(tl);
+        CHECK_EQ(t, ef_counter_serialize(c, tb, tl), (ptrdiff_t)tl);
+        ef_counter *h = make(np, 0, 1);
+        CHECK_EQ(t, ef_counter_deserialize(h, tb, tl), (ptrdiff_t)r.n);
+        CHECK(t, same_table(h, f));
+        free(tb);
+        ef_counter_free(c);
+        ef_counter_free(d);
+        ef_counter_free(e);
+        ef_counter_free(f);
+        ef_counter_free(g);
+        ef_counter_free(h);
+        free(buf);
+        ref_free(&r);
+    }
+    free(text);
+}
+
+static void test_count_partitioned_edges(ef_t *t) {
+    /* empty tables: header and table only, every section empty */
+    for (uint32_t np = 1; np <= 5; np++) {
+        ef_counter *c = make(np, 0, 0);
+        size_t len;
+        uint8_t *buf = efcp_of(c, &len);
+        CHECK_EQ(t, len, 16 + 24 * (size_t)np);
+        CHECK_EQ(t, ef_counter_partitioned_check(buf, len, NULL), np);
+        for (uint32_t p = 0; p < np; p++) {
+            CHECK_EQ(t, ef_counter_section_check(buf, len, p), 0);
+            CHECK_EQ(t, ef_counter_section_merge(c, buf, len, p), 0);
+        }
+        CHECK_EQ(t, ef_counter_deserialize(c, buf, len), 0);
+        CHECK_EQ(t, ef_counter_distinct(c), 0);
+        free(buf);
+        ef_counter_free(c);
+    }
+    /* saturation, a 9-byte count varint, a 2^16-byte key, NUL bytes, a word "a" and "a\0" */
+    ef_counter *c = make(4, 0, 0);
+    uint8_t *longw = malloc(65536);
+    memset(longw, 'L', 65536);
+    ef_counter_add(c, longw, 65536, 3);
+    ef_counter_add(c, (const uint8_t *)"big", 3, UINT64_MAX - 1);
+    ef_counter_add(c, (const uint8_t *)"a", 1, 1);
+    ef_counter_add(c, (const uint8_t *)"a\0", 2, 2);
+    size_t len;
+    uint8_t *buf = efcp_of(c, &len);
+    ef_counter *d = make(4, 0, 0);
+    uint64_t s = 3;
+    CHECK_EQ(t, merge_all_sections(d, buf, len, &s), 4);
+    CHECK_EQ(t, merge_all_sections(d, buf, len, &s), 4);
+    CHECK(t, ef_counter_get(d, (const uint8_t *)"big", 3) == UINT64_MAX);
+    CHECK_EQ(t, ef_counter_get(d, longw, 65536), 6);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a", 1), 2);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a\0", 2), 4);
+    /* merging a table into itself through its own serialization doubles it */
+    CHECK_EQ(t, ef_counter_deserialize(c, buf, len), 4);
+    CHECK_EQ(t, ef_counter_get(c, (const uint8_t *)"a\0", 2), 4);
+    /* arguments */
+    CHECK_EQ(t, ef_counter_partitioned_size(NULL), 0);
+    CHECK_EQ(t, ef_counter_serialize_partitioned(NULL, buf, len), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_serialize_partitioned(c, NULL, 5), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_serialize_partitioned(c, NULL, 0), EF_ESPACE);
+    CHECK_EQ(t, ef_counter_partitioned_check(NULL, 5, NULL), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_partitioned_check(NULL, 0, NULL), EF_EFORMAT);
+    CHECK_EQ(t, ef_counter_section_check(NULL, 5, 0), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_section_merge(NULL, buf, len, 0), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_section_merge(d, NULL, 3, 0), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_section_merge(d, buf, len, 4), EF_EINVAL);
+    CHECK_EQ(t, ef_counter_section_merge(d, buf, len, UINT32_MAX), EF_EINVAL);
+    /* EFCT is not EFCP, and the other way round the sections are no EFCT body */
+    uint8_t efct[64];
+    ptrdiff_t tl = ef_counter_serialize(d, efct, sizeof efct);
+    if (tl > 0) {
+        CHECK_EQ(t, ef_counter_partitioned_check(efct, (size_t)tl, NULL), EF_EBADMAGIC);
+        CHECK_EQ(t, ef_counter_section_check(efct, (size_t)tl, 0), EF_EBADMAGIC);
+    }
+    free(longw);
+    free(buf);
+    ef_counter_free(c);
+    ef_counter_free(d);
+}
+
+/* Build an EFCP buffer by hand from np sections' bytes and entry counts; returns its length. */
+static size_t efcp_build(uint8_t *out, uint32_t np, uint32_t flags, const uint8_t *const *secs,
+                         const size_t *lens, const uint64_t *entries) {
+    memcpy(out, "EFCP", 4);
+    out[4] = EF_COUNT_PART_VERSION;
+    out[5] = out[6] = out[7] = 0;
+    memcpy(out + 8, &np, 4);
+    memcpy(out + 12, &flags, 4);
+    uint64_t at = 16 + 24 * (uint64_t)np;
+    for (uint32_t p = 0; p < np; p++) {
+        uint64_t l = lens[p];
+        memcpy(out + 16 + 24 * p, &at, 8);
+        memcpy(out + 24 + 24 * p, &l, 8);
+        memcpy(out + 32 + 24 * p, &entries[p], 8);
+        memcpy(out + at, secs[p], lens[p]);
+        at += l;
+    }
+    return (size_t)at;
+}
+
+/* Which of np partitions a word lands in, found through the format itself. */
+static uint32_t partition_of(const uint8_t *w, size_t wl, uint32_t np) {
+    ef_counter *c = make(np, 0, 0);
+    ef_counter_add(c, w, wl, 1);
+    size_t len;
+    uint8_t *buf = efcp_of(c, &len);
+    uint32_t found = UINT32_MAX;
+    for (uint32_t p = 0; p < np; p++)
+        if (ef_counter_section_check(buf, len, p) == 1)
+            found = p;
+    free(buf);
+    ef_counter_free(c);
+    return found;
+}
+
+/* Expect rc from the whole-buffer check (or deserialize's code where the header passes) and
+ * from deserialize and every section merge, with dst unchanged. */
+static void expect_refused(ef_t *t, const char *what, const uint8_t *bytes, size_t len,
+                           ptrdiff_t want_check, ptrdiff_t want_deserialize) {
+    uint8_t *copy = malloc(len ? len : 1); /* exact size: over-reads are caught */
+    memcpy(copy, bytes, len);
+    ef_counter *d = dst_with_content();
+    ef_counter *before = clone_counter(d, 0);
+    ptrdiff_t rc = ef_counter_partitioned_check(copy, len, NULL);
+    if (rc != want_check)
+        fprintf(stderr, "    case \"%s\": partitioned_check %td\n", what, rc);
+    CHECK_EQ(t, rc, want_check);
+    rc = ef_counter_deserialize(d, copy, len);
+    if (rc != want_deserialize)
+        fprintf(stderr, "    case \"%s\": deserialize %td\n", what, rc);
+    CHECK_EQ(t, rc, want_deserialize);
+    if (rc < 0)
+        CHECK(t, same_table(d, before));
+    ef_counter_free(d);
+    d = clone_counter(before, 0);
+    /* sections stand alone: one may merge while another is bad, but a bad one adds nothing */
+    for (uint32_t p = 0; p < 3; p++) {
+        ef_counter *e = clone_counter(d, 0);
+        ptrdiff_t want = ef_counter_section_check(copy, len, p);
+        rc = ef_counter_section_merge(e, copy, len, p);
+        CHECK_EQ(t, rc, want == EF_EINVAL ? EF_EINVAL : want); /* same verdict */
+        if (rc < 0)
+            CHECK(t, same_table(e, before));
+        ef_counter_free(e);
+    }
+    ef_counter_free(before);
+    ef_counter_free(d);
+    free(copy);
+}
+
+static void test_count_partitioned_malformed(ef_t *t) {
+    /* three sections (dst_with_content has 3 partitions), built by hand */
+    static const uint8_t *const w[] = {(const uint8_t *)"alpha", (const uint8_t *)"beta",
+                                       (const uint8_t *)"gamma", (const uint8_t *)"delta",
+                                       (const uint8_t *)"eps",   (const uint8_t *)"zeta"};
+    uint8_t sec[3][64];
+    size_t lens[3] = {0, 0, 0};
+    uint64_t ents[3] = {0, 0, 0};
+    uint32_t home[6];
+    for (int i = 0; i < 6; i++) {
+        size_t wl = strlen((const char *)w[i]);
+        uint32_t p = home[i] = partition_of(w[i], wl, 3);
+        CHECK(t, p < 3);
+        if (p >= 3)
+            return;
+        sec[p][lens[p]++] = (uint8_t)wl;
+        memcpy(sec[p] + lens[p], w[i], wl);
+        lens[p] += wl;
+        sec[p][lens[p]++] = (uint8_t)(i + 1);
+        ents[p]++;
+    }
+    const uint8_t *secs[3] = {sec[0], sec[1], sec[2]};
+    uint8_t good[512], bad[600];
+    size_t gl = efcp_build(good, 3, 0, secs, lens, ents);
+    ef_counter *d = dst_with_content();
+    CHECK_EQ(t, ef_counter_deserialize(d, good, gl), 6);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"zeta", 4), 6);
+    ef_counter_free(d);
+
+#define MUTATE(what, code, want_check, want_des)                                                   \
+    do {                                                                                           \
+        size_t bl = gl;                                                                            \
+        memcpy(bad, good, gl);                                                                     \
+        code;                                                                                      \
+        expect_refused(t, what, bad, bl, want_check, want_des);                                    \
+    } while (0)
+
+    MUTATE("bad magic", bad[3] = 'X', EF_EBADMAGIC, EF_EBADMAGIC);
+    MUTATE("version 2", bad[4] = 2, EF_EVERSION, EF_EVERSION);
+    MUTATE("version 0", bad[4] = 0, EF_EVERSION, EF_EVERSION);
+    MUTATE("reserved byte", bad[5] = 1, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("reserved u16", bad[7] = 0x80, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("no partitions", memset(bad + 8, 0, 4), EF_EFORMAT, EF_EFORMAT);
+    MUTATE("too many partitions", (bad[8] = 0x01, bad[9] = 0x04), EF_EFORMAT, EF_EFORMAT);
+    MUTATE("partitions past the table", bad[8] = 0xff, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("unknown flag", bad[12] = 2, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("high flag", bad[15] = 0x80, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("header only", bl = 16, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("table cut", bl = 16 + 24 * 2 + 5, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("short header", bl = 12, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("three bytes", bl = 3, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("trailing byte", bad[bl++] = 0, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("last byte cut", bl--, EF_EFORMAT, EF_EFORMAT);
+    /* the table: offsets into the header, gaps, overlaps, lengths past the end */
+    MUTATE("offset into the table", bad[16] = 8, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("offset past the end", bad[16 + 24 * 2 + 6] = 0x40, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("length past the end", bad[24 + 24 * 2 + 7] = 0x01, EF_EFORMAT, EF_EFORMAT);
+    MUTATE("huge length", memset(bad + 24, 0xff, 8), EF_EFORMAT, EF_EFORMAT);
+    MUTATE("huge offset", memset(bad + 16 + 24, 0xff, 8), EF_EFORMAT, EF_EFORMAT);
+    MUTATE("gap (section 1 starts late)", (bad[16 + 24]++, bad[24 + 24]--), EF_EFORMAT, EF_EFORMAT);
+    MUTATE("overlap (section 0 one byte longer)", bad[24]++, EF_EFORMAT, EF_EFORMAT);
+    MUTATE(
+        "sections swapped",
+        do {
+            uint8_t tmp[24];
+            memcpy(tmp, bad + 16, 24);
+            memcpy(bad + 16, bad + 40, 24);
+            memcpy(bad + 40, tmp, 24);
+        } while (0),
+        EF_EFORMAT, EF_EFORMAT);
+    MUTATE("entry count impossible for the length", memset(bad + 32, 0x7f, 8), EF_EFORMAT,
+           EF_EFORMAT);
+    /* sections whose entries disagree with the table pass the table check only */
+    for (uint32_t p = 0; p < 3; p++) {
+        if (ents[p] == 0)
+            continue;
+        MUTATE("one entry more than there is", bad[32 + 24 * p]++,
+               ents[p] + 1 <= lens[p] / 3 ? 3 : EF_EFORMAT, EF_EFORMAT);
+        MUTATE("one entry fewer than there is", bad[32 + 24 * p]--, 3, EF_EFORMAT);
+        size_t off = 16 + 24 * 3 + (p > 0 ? lens[0] : 0) + (p > 1 ? lens[1] : 0);
+        MUTATE("zero-length key", bad[off] = 0, 3, EF_EFORMAT);
+        MUTATE("key past the section", bad[off] = 0x7f, 3, EF_EFORMAT);
+        MUTATE("unterminated varint", bad[off] = 0x85, 3, EF_EFORMAT);
+        MUTATE("zero count", bad[off + 1 + bad[off]] = 0, 3, EF_EFORMAT);
+        /* a key rewritten in place: refused unless it happens to hash to the same partition */
+        uint8_t key[64];
+        size_t kl = good[off];
+        memcpy(key, good + off + 1, kl);
+        key[0] = 'z';
+        MUTATE("key rewritten", bad[off + 1] = 'z', 3,
+               partition_of(key, kl, 3) == p ? 6 : EF_EFORMAT);
+    }
+#undef MUTATE
+
+    /* a key in a section it does not hash to: every reader refuses, nothing is added */
+    uint32_t p0 = home[0], other = (p0 + 1) % 3;
+    uint8_t moved[3][64];
+    size_t mlens[3] = {0, 0, 0};
+    uint64_t ments[3] = {0, 0, 0};
+    for (int i = 0; i < 6; i++) {
+        size_t wl = strlen((const char *)w[i]);
+        uint32_t p = i == 0 ? other : home[i];
+        moved[p][mlens[p]++] = (uint8_t)wl;
+        memcpy(moved[p] + mlens[p], w[i], wl);
+        mlens[p] += wl;
+        moved[p][mlens[p]++] = 1;
+        ments[p]++;
+    }
+    const uint8_t *msecs[3] = {moved[0], moved[1], moved[2]};
+    size_t ml = efcp_build(bad, 3, 0, msecs, mlens, ments);
+    CHECK_EQ(t, ef_counter_section_check(bad, ml, other), EF_EFORMAT);
+    expect_refused(t, "key in a foreign section", bad, ml, 3, EF_EFORMAT);
+    d = dst_with_content();
+    ef_counter *before = clone_counter(d, 0);
+    CHECK_EQ(t, ef_counter_section_merge(d, bad, ml, other), EF_EFORMAT);
+    CHECK(t, same_table(d, before));
+    CHECK_EQ(t, ef_counter_get(d, w[0], 5), 0);
+    ef_counter_free(before);
+    ef_counter_free(d);
+}
+
+/* Every prefix, and random corruption: a refused buffer leaves the table as it was, and a merge
+ * of sections that all passed their checks never fails. */
+static void test_count_partitioned_corrupt(ef_t *t) {
+    uint64_t s = 77;
+    uint8_t *text = malloc(1500);
+    size_t tl = gen_text(&s, text, 1500);
+    ef_counter *c = count_text(text, tl, 5, 0, 0, &s);
+    ef_counter_add(c, (const uint8_t *)"big", 3, (uint64_t)1 << 60);
+    size_t len;
+    uint8_t *buf = efcp_of(c, &len);
+    ef_counter *d = dst_with_content();
+    ef_counter *keep = clone_counter(d, 5), *before = clone_counter(d, 0);
+    for (size_t cut = 0; cut < len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, buf, cut);
+        CHECK(t, ef_counter_partitioned_check(copy, cut, NULL) < 0);
+        CHECK(t, ef_counter_deserialize(d, copy, cut) < 0);
+        free(copy);
+    }
+    CHECK(t, same_table(d, before));
+    int ok = 0, failed = 0;
+    uint8_t *bad = malloc(len);
+    for (int iter = 0; iter < 4000; iter++) {
+        memcpy(bad, buf, len);
+        int flips = 1 + (int)(ef_test_rand(&s) % 3);
+        for (int f = 0; f < flips; f++) {
+            /* mostly the header and table, where a flip changes the structure */
+            size_t hdr = 16 + 24 * 5;
+            size_t at = ef_test_rand(&s) % 2 ? ef_test_rand(&s) % hdr : ef_test_rand(&s) % len;
+            bad[at] ^= (uint8_t)(1u << (ef_test_rand(&s) % 8));
+        }
+        ef_counter *e = clone_counter(keep, 0), *e2 = clone_counter(keep, 0);
+        ptrdiff_t rc = ef_counter_deserialize(e, bad, len);
+        if (rc >= 0) {
+            ok++;
+        } else {
+            failed++;
+            CHECK(t, rc == EF_EFORMAT || rc == EF_EBADMAGIC || rc == EF_EVERSION);
+            CHECK(t, same_table(e, keep));
+        }
+        /* the master's way: all checks, then all merges; the same outcome as deserialize */
+        ptrdiff_t rc2 = merge_all_sections(e2, bad, len, &s);
+        CHECK_EQ(t, rc2 >= 0, rc >= 0);
+        if (rc2 >= 0)
+            CHECK(t, same_table(e, e2));
+        else
+            CHECK(t, same_table(e2, keep));
+        /* a merge alone, unchecked, adds its whole section or nothing */
+        ef_counter *e3 = clone_counter(keep, 0);
+        uint32_t p = (uint32_t)(ef_test_rand(&s) % 5);
+        ptrdiff_t one = ef_counter_section_merge(e3, bad, len, p);
+        if (one < 0)
+            CHECK(t, same_table(e3, keep));
+        else
+            CHECK_EQ(t, one, ef_counter_section_check(bad, len, p));
+        ef_counter_free(e);
+        ef_counter_free(e2);
+        ef_counter_free(e3);
+    }
+    CHECK(t, ok > 0 && failed > 0);
+    free(bad);
+    free(buf);
+    free(text);
+    ef_counter_free(c);
+    ef_counter_free(d);
+    ef_counter_free(keep);
+    ef_counter_free(before);
+}
+
+typedef struct section_job {
+    ef_counter *dst;
+    const uint8_t *buf;
+    size_t len;
+    uint32_t first, step, parts;
+    int check; /* 1: check only */
+    ptrdiff_t entries;
+    int rc;
+} section_job;
+
+static void *section_worker(void *arg) {
+    section_job *j = arg;
+    for (uint32_t p = j->first; p < j->parts && j->rc == EF_OK; p += j->step) {
+        ptrdiff_t n = j->check ? ef_counter_section_check(j->buf, j->len, p)
+                               : ef_counter_section_merge(j->dst, j->buf, j->len, p);
+        if (n < 0)
+            j->rc = (int)n;
+        else
+            j->entries += n;
+    }
+    return NULL;
+}
+
+/* The threading note: all sections checked in parallel, then merged in parallel. */
+static void test_count_partitioned_threads(ef_t *t) {
+    uint64_t s = 41;
+    size_t cap = 80000;
+    uint8_t *a = malloc(cap), *b = malloc(cap), *ab = malloc(2 * cap + 1);
+    size_t la = gen_text(&s, a, cap), lb = gen_text(&s, b, cap);
+    memcpy(ab, a, la);
+    ab[la] = ' ';
+    memcpy(ab + la + 1, b, lb);
+    ref r = ref_build(ab, la + 1 + lb, 1);
+    enum { PARTS = 13, THREADS = 4 };
+    ef_counter *dst = count_text(a, la, PARTS, EF_COUNT_LOWERCASE, 0, &s);
+    ef_counter *src = count_text(b, lb, PARTS, EF_COUNT_LOWERCASE, 0, &s);
+    size_t len;
+    uint8_t *buf = efcp_of(src, &len);
+    CHECK_EQ(t, ef_counter_partitioned_check(buf, len, NULL), PARTS);
+    for (int check = 1; check >= 0; check--) {
+        pthread_t th[THREADS];
+        section_job jobs[THREADS];
+        for (uint32_t k = 0; k < THREADS; k++) {
+            jobs[k] = (section_job){dst, buf, len, k, THREADS, PARTS, check, 0, EF_OK};
+            CHECK_EQ(t, pthread_create(&th[k], NULL, section_worker, &jobs[k]), 0);
+        }
+        ptrdiff_t entries = 0;
+        for (uint32_t k = 0; k < THREADS; k++) {
+            pthread_join(th[k], NULL);
+            CHECK_EQ(t, jobs[k].rc, EF_OK);
+            entries += jobs[k].entries;
+        }
+        CHECK_EQ(t, entries, (ptrdiff_t)ef_counter_distinct(src));
+    }
+    matches_ref(t, dst, &r);
+    free(buf);
+    ef_counter_free(dst);
+    ef_counter_free(src);
+    ref_free(&r);
+    free(a);
+    free(b);
+    free(ab);
+}
+
 void suite_count(ef_t *t) {
     RUN(t, test_count_random_vs_reference);
     RUN(t, test_count_block_edges);
@@ -948,6 +1461,11 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_deserialize_truncated);
     RUN(t, test_count_deserialize_corrupt);
     RUN(t, test_count_deserialize_malformed);
+    RUN(t, test_count_partitioned_roundtrip);
+    RUN(t, test_count_partitioned_edges);
+    RUN(t, test_count_partitioned_malformed);
+    RUN(t, test_count_partitioned_corrupt);
+    RUN(t, test_count_partitioned_threads);
     RUN(t, test_count_export_order);
     RUN(t, test_count_export_top);
     RUN(t, test_count_export_shared_prefixes);

@@ -547,12 +547,159 @@ static void test_frame_garbage(ef_t *t) {
     free(f);
 }
 
+/* ---- CRC32C and line count in one pass ---- */
+
+static uint64_t naive_newlines(const uint8_t *p, size_t n) {
+    uint64_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += p[i] == '\n';
+    return k;
+}
+
+/* Bytes where newlines are common, and runs of them, and bytes one bit from '\n' (0x0a): 0x0b,
+ * 0x08, 0x8a, 0x1a, and 0x89 whose low 7 bits plus 0x7f carry in the SWAR test. */
+static void fill_lines(uint8_t *p, size_t n, uint64_t *s) {
+    static const uint8_t pick[] = {'\n', '\n', '\n', 0x0b, 0x08, 0x8a, 0x1a, 0x89, 0x0e,
+                                   0x00, 0xff, 'a',  ' ',  0x7f, 0x80, 0x0a, 0x2a, 0x4a};
+    int dense = (int)(ef_test_rand(s) % 4);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = ef_test_rand(s);
+        p[i] = dense == 0 ? (uint8_t)r : dense == 3 ? '\n' : pick[r % sizeof pick];
+    }
+}
+
+/* Every implementation this CPU has, against ef_crc32c and a naive count: each length 0..300 at
+ * each of 8 offsets, a chained continuation, and NULL newlines. */
+static void test_crc32c_lines_small(ef_t *t) {
+    uint64_t s = 404;
+    uint8_t buf[320 + 8];
+    for (size_t len = 0; len <= 300; len++) {
+        for (size_t off = 0; off < 8; off++) {
+            fill_lines(buf + off, len, &s);
+            const uint8_t *p = buf + off;
+            uint32_t seed = (uint32_t)ef_test_rand(&s) & (len % 3 ? ~0u : 0u);
+            uint32_t want = ef_crc32c(seed, p, len);
+            uint64_t want_nl = naive_newlines(p, len), nl = 99;
+            CHECK_EQ(t, ef_crc32c_lines(seed, p, len, &nl), want);
+            CHECK_EQ(t, nl, want_nl);
+            for (int impl = EF__CRC_PORTABLE; impl <= EF__CRC_AVX2; impl++) {
+                uint32_t c = seed;
+                nl = 99;
+                if (ef__crc32c_lines_with(impl, &c, p, len, &nl) != EF_OK)
+                    continue; /* not on this CPU */
+                if (c != want || nl != want_nl)
+                    fprintf(stderr, "    impl %d len %zu off %zu\n", impl, len, off);
+                CHECK_EQ(t, c, want);
+                CHECK_EQ(t, nl, want_nl);
+            }
+        }
+    }
+    /* the portable path always exists; the vector ones are there on any x86-64 with them */
+    uint32_t c = 0;
+    uint64_t nl = 0;
+    CHECK_EQ(t, ef__crc32c_lines_with(EF__CRC_PORTABLE, &c, "a\nb", 3, &nl), EF_OK);
+    CHECK_EQ(t, nl, 1);
+    CHECK_EQ(t, ef__crc32c_lines_with(99, &c, "a", 1, &nl), EF_EINVAL);
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx2"))
+        CHECK_EQ(t, ef__crc32c_lines_with(EF__CRC_AVX2, &c, "a", 1, &nl), EF_OK);
+#endif
+    /* known answer, empty input, NULL data when empty, NULL newlines */
+    static const uint8_t check[] = "123456789";
+    nl = 7;
+    CHECK_EQ(t, ef_crc32c_lines(0, check, 9, &nl), 0xE3069283u);
+    CHECK_EQ(t, nl, 0);
+    nl = 7;
+    CHECK_EQ(t, ef_crc32c_lines(0x12345678u, NULL, 0, &nl), 0x12345678u);
+    CHECK_EQ(t, nl, 0);
+    CHECK_EQ(t, ef_crc32c_lines(0, "\n\n", 2, NULL), ef_crc32c(0, "\n\n", 2));
+    /* chaining: two calls equal one, the counts add up */
+    uint8_t text[200];
+    fill_lines(text, sizeof text, &s);
+    for (size_t cut = 0; cut <= sizeof text; cut += 7) {
+        uint64_t a = 0, b = 0;
+        uint32_t r =
+            ef_crc32c_lines(ef_crc32c_lines(0, text, cut, &a), text + cut, sizeof text - cut, &b);
+        CHECK_EQ(t, r, ef_crc32c(0, text, sizeof text));
+        CHECK_EQ(t, a + b, naive_newlines(text, sizeof text));
+    }
+}
+
+/* Large buffers (every implementation, odd lengths and offsets), and a buffer that ends against
+ * a PROT_NONE page: no vector load may read past the data. */
+static void test_crc32c_lines_large(ef_t *t) {
+    uint64_t s = 405;
+    size_t cap = (3u << 20) + 64;
+    uint8_t *buf = malloc(cap);
+    static const size_t sizes[] = {4096, 65536 + 13, 1u << 20, (3u << 20) + 31};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t off = k * 3 % 32;
+        fill_lines(buf + off, sizes[k], &s);
+        const uint8_t *p = buf + off;
+        uint32_t want = ef__crc32c_sw(0, p, sizes[k]);
+        uint64_t want_nl = naive_newlines(p, sizes[k]), nl = 0;
+        CHECK_EQ(t, ef_crc32c_lines(0, p, sizes[k], &nl), want);
+        CHECK_EQ(t, nl, want_nl);
+        for (int impl = EF__CRC_PORTABLE; impl <= EF__CRC_AVX2; impl++) {
+            uint32_t c = 0;
+            if (ef__crc32c_lines_with(impl, &c, p, sizes[k], &nl) != EF_OK)
+                continue;
+            CHECK_EQ(t, c, want);
+            CHECK_EQ(t, nl, want_nl);
+        }
+    }
+    free(buf);
+
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint8_t *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(t, map != MAP_FAILED);
+    if (map == MAP_FAILED)
+        return;
+    CHECK_EQ(t, mprotect(map + page, page, PROT_NONE), 0);
+    fill_lines(map, page, &s);
+    for (size_t n = 0; n <= 200; n++) {
+        const uint8_t *p = map + page - n;
+        for (int impl = EF__CRC_PORTABLE; impl <= EF__CRC_AVX2; impl++) {
+            uint32_t c = 0;
+            uint64_t nl = 0;
+            if (ef__crc32c_lines_with(impl, &c, p, n, &nl) != EF_OK)
+                continue;
+            CHECK_EQ(t, c, ef_crc32c(0, p, n));
+            CHECK_EQ(t, nl, naive_newlines(p, n));
+        }
+    }
+    munmap(map, 2 * page);
+}
+
+/* ef__frame_encode with a known payload CRC: written as given, so a right one parses and a
+ * wrong one is the peer's EF_ECHECKSUM; the header is otherwise ef_frame_encode's. */
+static void test_frame_encode_known_crc(ef_t *t) {
+    static const uint8_t p[] = "payload";
+    uint8_t a[EF_FRAME_HEADER_SIZE + sizeof p], b[EF_FRAME_HEADER_SIZE + sizeof p];
+    struct iovec iov[2];
+    uint32_t crc = ef_crc32c(0, p, sizeof p), wrong = crc ^ 0x80u;
+    CHECK_EQ(t, ef_frame_encode(a, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, iov), 2);
+    CHECK_EQ(t, ef__frame_encode(b, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, &crc, iov), 2);
+    CHECK(t, memcmp(a, b, EF_FRAME_HEADER_SIZE) == 0);
+    memcpy(b + EF_FRAME_HEADER_SIZE, p, sizeof p);
+    ef_frame f;
+    CHECK_EQ(t, ef_frame_parse(b, sizeof b, 4096, &f), (ptrdiff_t)sizeof b);
+    CHECK_EQ(t, ef__frame_encode(b, EF_FRAME_RESULT, 1, 2, 3, 4, p, sizeof p, &wrong, iov), 2);
+    CHECK_EQ(t, ef_frame_parse(b, sizeof b, 4096, &f), EF_ECHECKSUM);
+    /* the header checksum still holds: only the payload is blamed */
+    CHECK_EQ(t, ef_frame_parse(b, EF_FRAME_HEADER_SIZE, 4096, &f), EF_ENEEDMORE);
+    CHECK_EQ(t, ef__frame_encode(b, 0, 0, 0, 0, 0, p, sizeof p, &crc, iov), EF_EINVAL);
+}
+
 void suite_frame(ef_t *t) {
     RUN(t, test_crc32c_known_answers);
     RUN(t, test_crc32c_hw_matches_sw);
     RUN(t, test_crc32c_streaming);
+    RUN(t, test_crc32c_lines_small);
+    RUN(t, test_crc32c_lines_large);
     RUN(t, test_frame_layout);
     RUN(t, test_frame_encode_errors);
+    RUN(t, test_frame_encode_known_crc);
     RUN(t, test_frame_round_trip_each_type);
     RUN(t, test_frame_byte_at_a_time);
     RUN(t, test_frame_back_to_back);

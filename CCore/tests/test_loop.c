@@ -1666,8 +1666,108 @@ static void test_loop_tampered_frame_is_refused(ef_t *t) {
     ef_loop_free(loop);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* ef_loop_send_with: a known payload CRC is used as given — right, the frame arrives; wrong, */
+/* the peer refuses it (EF_ECHECKSUM); zero copy by release                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct with_state {
+    tamper_state base; /* its callbacks count frames and the server's close */
+    int releases, rc[5];
+    uint64_t ids[8];
+    int nids;
+    int payload_ok;
+} with_state;
+
+static const uint8_t with_payload[] = "a parcel whose CRC the master already knows";
+
+static void with_on_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *frame) {
+    with_state *w = user;
+    tamper_on_frame(loop, user, conn, frame);
+    if (w->nids < 8)
+        w->ids[w->nids++] = frame->id;
+    if (frame->payload.len == sizeof with_payload &&
+        memcmp(frame->payload.ptr, with_payload, sizeof with_payload) == 0)
+        w->payload_ok++;
+}
+
+static void with_release(void *ctx) { ((with_state *)ctx)->releases++; }
+
+/* Posted: four good frames (known CRC copied, known CRC by reference, no CRC, empty payload
+ * with its CRC, 0), then one whose known CRC is wrong. */
+static void with_send(ef_loop *loop, void *arg) {
+    with_state *w = arg;
+    uint32_t crc = ef_crc32c(0, with_payload, sizeof with_payload);
+    ef_send s = {.type = EF_FRAME_PARCEL,
+                 .id = 1,
+                 .payload = with_payload,
+                 .len = sizeof with_payload,
+                 .has_crc = 1,
+                 .payload_crc = crc};
+    w->rc[0] = ef_loop_send_with(loop, w->base.client, &s);
+    s.id = 2;
+    s.release = with_release;
+    s.ctx = w;
+    w->rc[1] = ef_loop_send_with(loop, w->base.client, &s);
+    s = (ef_send){
+        .type = EF_FRAME_RESULT, .id = 3, .payload = with_payload, .len = sizeof with_payload};
+    w->rc[2] = ef_loop_send_with(loop, w->base.client, &s);
+    s = (ef_send){.type = EF_FRAME_HEARTBEAT, .id = 4, .has_crc = 1, .payload_crc = 0};
+    w->rc[3] = ef_loop_send_with(loop, w->base.client, &s);
+    s = (ef_send){.type = EF_FRAME_PARCEL,
+                  .id = 5,
+                  .payload = with_payload,
+                  .len = sizeof with_payload,
+                  .has_crc = 1,
+                  .payload_crc = crc ^ 1};
+    w->rc[4] = ef_loop_send_with(loop, w->base.client, &s);
+}
+
+static void test_loop_send_with_known_crc(ef_t *t) {
+    with_state w = {0};
+    ef_loop_config cfg = {.user = &w,
+                          .on_accept = tamper_on_accept,
+                          .on_frame = with_on_frame,
+                          .on_close = tamper_on_close,
+                          .on_timer = tamper_on_timer};
+    int err = 0;
+    ef_loop *loop = ef_loop_create(&cfg, &err);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        return;
+    uint64_t listener;
+    uint16_t port = 0;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &listener, &port), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &w.base.client), EF_OK);
+    /* argument errors queue nothing and release nothing */
+    ef_send wrong = {.type = 0, .release = with_release, .ctx = &w};
+    CHECK_EQ(t, ef_loop_send_with(loop, w.base.client, NULL), EF_EINVAL);
+    CHECK_EQ(t, ef_loop_send_with(loop, w.base.client, &wrong), EF_EINVAL);
+    wrong = (ef_send){.type = EF_FRAME_PARCEL, .len = 3, .release = with_release, .ctx = &w};
+    CHECK_EQ(t, ef_loop_send_with(loop, w.base.client, &wrong), EF_EINVAL);
+    wrong = (ef_send){.type = EF_FRAME_PARCEL};
+    CHECK_EQ(t, ef_loop_send_with(loop, w.base.client + (UINT64_C(1) << 30), &wrong), EF_ECLOSED);
+    CHECK_EQ(t, w.releases, 0);
+    CHECK_EQ(t, ef_loop_pending(loop, w.base.client), 0);
+    CHECK_EQ(t, ef_loop_post(loop, with_send, &w), EF_OK);
+    CHECK_EQ(t, ef_loop_timer_add(loop, 10000, 0, &w.base.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, w.base.timeout, 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ(t, w.rc[i], EF_OK);
+    CHECK_EQ(t, w.base.frames,
+             4); /* the four good frames arrived, then the wrong CRC was refused */
+    CHECK_EQ(t, w.payload_ok, 3);
+    CHECK(t, w.nids == 4 && w.ids[0] == 1 && w.ids[1] == 2 && w.ids[2] == 3 && w.ids[3] == 4);
+    CHECK_EQ(t, w.base.server_closes, 1);
+    CHECK_EQ(t, w.base.server_reason, EF_ECHECKSUM);
+    ef_loop_free(loop);
+    CHECK_EQ(t, w.releases, 1); /* exactly once, for the zero-copy frame */
+}
+
 void suite_loop(ef_t *t) {
     RUN(t, test_loop_tampered_frame_is_refused);
+    RUN(t, test_loop_send_with_known_crc);
     RUN(t, test_loop_api_contracts);
     RUN(t, test_loop_timers);
     RUN(t, test_loop_stop_from_thread);
