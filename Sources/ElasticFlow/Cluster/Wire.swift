@@ -163,3 +163,10 @@ struct StepAnnouncement: Codable {
 func crc32c(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
     ef_crc32c(0, bytes.baseAddress, bytes.count)
 }
+
+/// CRC32C and line count (newlines, plus a last line without one) in one pass (`ef_crc32c_lines`).
+func crc32cAndLines(_ bytes: UnsafeRawBufferPointer) -> (checksum: UInt32, lines: UInt64) {
+    var newlines: UInt64 = 0
+    let checksum = ef_crc32c_lines(0, bytes.baseAddress, bytes.count, &newlines)
+    return (checksum, newlines + (bytes.last.map { $0 == 0x0A ? 0 : 1 } ?? 0))
+}

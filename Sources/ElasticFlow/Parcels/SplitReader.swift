@@ -130,8 +130,8 @@ final class SplitReader: Sendable {
             try fill(buffer, upTo: buffer.count + more, fd: fd, fileOffset: readStart, path: path)
         }
         let owned = UnsafeRawBufferPointer(start: buffer.base + start, count: stop - start)
-        let checksum = crc32c(owned)
-        let lines = lineCount(owned)
+        // One pass for both (ef_crc32c_lines), since the bytes are read once here.
+        let (checksum, lines) = crc32cAndLines(owned)
         let processed = ProcessedRange(
             start: readStart + UInt64(start), length: UInt64(owned.count), lines: lines, checksum: checksum,
             fileSize: size)
