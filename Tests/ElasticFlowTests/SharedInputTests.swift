@@ -71,7 +71,8 @@ import Testing
                 #expect(result.stdout == single.stdout, "parcel size \(size), combine \(combine)")
             }
         }
-        let all = try [path, empty, tail].flatMap { try Array(Data(contentsOf: URL(fileURLWithPath: $0))) + [0x0A] }
+        var all: [UInt8] = []
+        for file in [path, empty, tail] { all += try Array(Data(contentsOf: URL(fileURLWithPath: file))) + [0x0A] }
         #expect(single.stdout == Reference.text(all, lowercase: true))
     }
 
