@@ -72,4 +72,28 @@ import Testing
         #expect(try WordCounter().rendered(format: .json) == Array("[]\n".utf8))
         #expect(try WordCounter().rendered(format: .text).isEmpty)
     }
+
+    @Test func partitionedTablesMergeInParallelAllOrNothing() throws {
+        var random = RandomText(state: 99)
+        let a = random.bytes(400_000)
+        let b = random.bytes(300_000)
+        let source = try WordCounter()
+        try source.feed(a)
+        try source.finish()
+        let table = try source.serializedPartitioned()
+        let parallel = try WordCounter()
+        try parallel.feed(b)
+        try parallel.finish()
+        try parallel.mergeInParallel(serialized: table, threads: 4, parallelAbove: 0)
+        #expect(try parallel.rendered(format: .text) == Reference.text(a + [0x0A] + b, lowercase: false))
+
+        // A flipped byte deep in a section: refused, and nothing of the table is added.
+        var corrupt = table
+        corrupt[corrupt.count - 3] ^= 0x80
+        let untouched = try WordCounter()
+        try untouched.feed(b)
+        try untouched.finish()
+        #expect(throws: ElasticFlowError.self) { try untouched.mergeInParallel(serialized: corrupt, threads: 4, parallelAbove: 0) }
+        #expect(try untouched.rendered(format: .text) == Reference.text(b, lowercase: false))
+    }
 }

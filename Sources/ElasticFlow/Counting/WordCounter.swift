@@ -1,4 +1,6 @@
 internal import CElasticFlow
+import Dispatch
+import Synchronization
 
 /// A word and how many times it was seen. Words are the exact bytes read (not necessarily UTF-8).
 public struct WordCount: Hashable, Sendable {
@@ -120,6 +122,65 @@ public final class WordCounter {
         return output
     }
 
+    /// The partitioned serialized form (`EFCP`, `ef_counter_serialize_partitioned`): one section
+    /// per hash partition, so a receiver can merge the sections on several threads at once.
+    public func serializedPartitioned() throws(ElasticFlowError) -> [UInt8] {
+        let size = ef_counter_partitioned_size(handle)
+        var output = [UInt8](repeating: 0, count: size)
+        let written = output.withUnsafeMutableBufferPointer {
+            ef_counter_serialize_partitioned(handle, $0.baseAddress, $0.count)
+        }
+        try check(written, "serializing word counts")
+        return output
+    }
+
+    /// Adds a serialized table (`EFCT` or `EFCP`) into this counter, all or nothing. An `EFCP`
+    /// table with this counter's partitioning and at least `parallelAbove` bytes is checked, then
+    /// merged, section by section on `threads` threads at once (`ef_counter_section_check`,
+    /// `ef_counter_section_merge`, which touch disjoint partitions); anything else goes through
+    /// `ef_counter_deserialize`.
+    /// - Returns: the number of entries read.
+    @discardableResult
+    func mergeInParallel(serialized bytes: [UInt8], threads: Int, parallelAbove: Int = 256 << 10)
+        throws(ElasticFlowError) -> Int
+    {
+        try bytes.withUnsafeBytes { (buffer) -> Result<Int, ElasticFlowError> in
+            Result { () throws(ElasticFlowError) -> Int in
+                let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+                var sections: UInt32 = 0
+                guard threads > 1, buffer.count >= parallelAbove,
+                    ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
+                else { return try merge(serialized: buffer) }
+                let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
+                let (partitions, threads) = (partitions, min(threads, partitions))
+                let entries = Atomic<Int>(0)
+                let failure = Atomic<Int32>(0)
+                // Check every section first (nothing changes), so a bad one adds nothing at all.
+                for pass in 0..<2 {
+                    DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                        for partition in stride(from: worker, to: partitions, by: threads) {
+                            let code =
+                                pass == 0
+                                ? ef_counter_section_check(transfer.base, transfer.count, UInt32(partition))
+                                : ef_counter_section_merge(
+                                    transfer.counter.handle, transfer.base, transfer.count, UInt32(partition))
+                            if code < 0 {
+                                failure.store(Int32(code), ordering: .relaxed)
+                            } else if pass == 1 {
+                                entries.add(Int(code), ordering: .relaxed)
+                            }
+                        }
+                    }
+                    let code = failure.load(ordering: .relaxed)
+                    if code < 0 {
+                        throw .core(CoreErrorCode(rawValue: code), operation: "reading serialized word counts")
+                    }
+                }
+                return entries.load(ordering: .relaxed)
+            }
+        }.get()
+    }
+
     /// Adds the counts of a serialized table into this counter; on malformed input nothing is
     /// added (`ef_counter_deserialize`).
     /// - Returns: the number of entries read.
@@ -158,6 +219,14 @@ public final class WordCounter {
         let written = ef_counter_export(handle, entries.baseAddress, capacity)
         return try body(UnsafeBufferPointer(rebasing: entries[0..<max(0, written)]))
     }
+}
+
+/// A counter and a serialized table shared by the threads of `mergeInParallel`: each touches only
+/// its own partitions of the counter, and the bytes are read-only until they all return.
+private struct SectionMergeTransfer: @unchecked Sendable {
+    let counter: WordCounter
+    let base: UnsafePointer<UInt8>?
+    let count: Int
 }
 
 /// Lets a counter cross to another thread when the code that does so guarantees, by construction,

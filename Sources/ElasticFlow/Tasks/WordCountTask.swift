@@ -17,14 +17,15 @@ public struct WordCountTask: ParcelTask {
     }
 
     /// Counts the parcel's words in place (`ef_counter_feed`, `ef_counter_finish`).
-    /// - Returns: the serialized table (`ef_counter_serialize`).
+    /// - Returns: the table serialized by partition (`ef_counter_serialize_partitioned`), so the
+    ///   master can merge it on several threads.
     public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
         let transfer = try pool.take(partitions: partitions, lowercase: options.lowercase)
         let counter = transfer.counter
         let serialized = try parcel.withUnsafeBytes { (buffer) throws(ElasticFlowError) -> [UInt8] in
             try counter.feed(buffer)
             try counter.finish()
-            return try counter.serialized()
+            return try counter.serializedPartitioned()
         }
         // A counter that threw above is dropped rather than pooled: its state is unknown.
         counter.removeAll()
@@ -77,24 +78,26 @@ final class CounterPool: Sendable {
     var idleCount: Int { idle.withLock { $0.plain.count + $0.lowercase.count } }
 }
 
-/// The master side of a `WordCountTask`: one table, into which every result merges.
+/// The master side of a `WordCountTask`: one table, into which every result merges. A large
+/// result merges partition by partition on every core at once (`WordCounter.mergeInParallel`).
 final class WordCountAggregation: TaskAggregation {
     let counter: WordCounter
+    let threads = WordCountOptions.onlineCores
 
     init(counter: WordCounter) {
         self.counter = counter
     }
 
-    /// Merges a serialized table (`ef_counter_deserialize`); a malformed one adds nothing.
+    /// Merges a serialized table; a malformed one adds nothing.
     func absorb(_ result: [UInt8]) throws {
-        try counter.merge(serialized: result)
+        try counter.mergeInParallel(serialized: result, threads: threads)
     }
 
     func output() throws -> StepOutput {
         .wordCount(counter)
     }
 
-    func snapshot() throws -> [UInt8] { try counter.serialized() }
+    func snapshot() throws -> [UInt8] { try counter.serializedPartitioned() }
 
-    func restore(from snapshot: [UInt8]) throws { try counter.merge(serialized: snapshot) }
+    func restore(from snapshot: [UInt8]) throws { try counter.mergeInParallel(serialized: snapshot, threads: threads) }
 }
