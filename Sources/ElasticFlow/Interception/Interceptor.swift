@@ -3,9 +3,11 @@
 #endif
 
 /// Sees every action of a step as it happens. Every method has a default that does nothing, so an
-/// interceptor implements only what it cares about. Called one at a time, in event order, under
-/// the step's lock, from whichever master thread made the event (the loop thread, a pool thread
-/// or the caller's): keep them quick, and do not call back into the master.
+/// interceptor implements only what it cares about. Called one at a time, in event order, from
+/// whichever master thread delivers the step's queued events (the loop thread, a pool thread or
+/// the caller's), never under the step's lock; every event of a step is delivered before
+/// `Master.run` returns. Keep them quick (a slow one delays its thread's work), and do not call
+/// back into the master.
 public protocol Interceptor: Sendable {
     func distributed(_ receipt: Receipt, to node: String)
     func sent(_ receipt: Receipt, to node: String, bytes: Int)

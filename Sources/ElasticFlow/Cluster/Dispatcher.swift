@@ -1,0 +1,141 @@
+import Foundation
+
+/// Which receipt goes where: the ledger, the nodes the scheduler picks from, the parcels waiting
+/// to be sent (new or again), task failures, and overdue parcels.
+///
+/// It has no lock of its own: every member is used under the step lock (`StepRun.lock`), because
+/// a node going down must take its receipts back in the same instant it leaves the scheduler, and
+/// the links (`LinkBook`) change both. It never reads the disk (the cutter does, under its own
+/// lock) and never calls out: the step run emits the events its answers describe.
+final class Dispatcher {
+    /// What `take(for:)` found for a node with room.
+    enum Take {
+        /// A receipt to send (a new parcel, or one to send again).
+        case receipt(UInt64, isRetry: Bool)
+        /// Nothing is waiting: cut a new parcel (outside the step lock) and `admit` it.
+        case cut
+        /// Nothing to send now.
+        case nothing
+    }
+
+    private(set) var ledger = Ledger()
+    private(set) var nodes: [Scheduler.Node] = []
+    /// Receipts taken back, to send again.
+    private var retryQueue: [UInt64] = []
+    /// Parcels cut but not yet sent anywhere, in sequence order.
+    private var fresh: [UInt64] = []
+    /// The raw bytes of unclosed receipts.
+    private var parcels: [UInt64: ParcelBuffer] = [:]
+    private var distributedAt: [UInt64: Double] = [:]
+    private var taskFailures: [UInt64: Int] = [:]
+    private var failedOn: [UInt64: Set<String>] = [:]
+    /// Every parcel has been cut.
+    var exhausted = false
+    /// Pool threads cutting a parcel right now (outside the step lock).
+    var cutting = 0
+
+    /// No parcel is left to cut, send or answer.
+    var isDrained: Bool { exhausted && cutting == 0 && retryQueue.isEmpty && fresh.isEmpty && ledger.openCount == 0 }
+
+    // MARK: nodes
+
+    func hasNode(_ name: String) -> Bool { nodes.contains { $0.name == name } }
+    func addNode(_ node: Scheduler.Node) { nodes.append(node) }
+    func removeNode(_ name: String) { nodes.removeAll { $0.name == name } }
+
+    /// The node with room and the fewest open receipts.
+    func pickNode() -> Scheduler.Node? { Scheduler().pick(from: nodes, ledger: ledger) }
+
+    // MARK: receipts
+
+    /// What to send to `node`: a retry that did not fail there, else a parcel already cut, else a
+    /// new one; once every parcel is cut, any retry.
+    func take(for node: String) -> Take {
+        while let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
+            ?? (exhausted && fresh.isEmpty ? retryQueue.indices.first : nil)
+        {
+            let retry = retryQueue.remove(at: index)
+            if case .waiting = ledger.state(of: retry) { return .receipt(retry, isRetry: true) }
+        }
+        if !fresh.isEmpty { return .receipt(fresh.removeFirst(), isRetry: false) }
+        return exhausted ? .nothing : .cut
+    }
+
+    /// A new parcel joins the ledger, waiting to be sent.
+    func admit(_ receipt: Receipt, buffer: ParcelBuffer) {
+        parcels[receipt.sequence] = buffer
+        ledger.register(receipt)
+        fresh.append(receipt.sequence)
+    }
+
+    /// A parcel aggregated before a restart: counted as closed, never sent.
+    func restoreClosed(_ receipt: Receipt) { ledger.restoreClosed(receipt) }
+
+    /// Marks the receipt sent to `node`.
+    /// - Returns: the receipt, its attempt number, and its parcel.
+    func open(_ sequence: UInt64, on node: String) -> (receipt: Receipt, attempt: Int, buffer: ParcelBuffer) {
+        let receipt = ledger.receipt(sequence)!
+        ledger.open(receipt, on: node)
+        distributedAt[sequence] = monotonicSeconds()
+        return (receipt, ledger.attempts(sequence), parcels[sequence]!)
+    }
+
+    /// Takes a receipt back from a node that will not answer it, to send it again.
+    /// - Returns: whether it was open there.
+    @discardableResult
+    func requeue(_ sequence: UInt64, from node: String) -> Bool {
+        guard case .open(node, _) = ledger.state(of: sequence) else { return false }
+        ledger.takeBack(sequence)
+        retryQueue.append(sequence)
+        return true
+    }
+
+    /// Closes a receipt on its first result (exactly once).
+    /// - Returns: false for a result whose receipt was already closed (a duplicate, a late answer).
+    func close(_ sequence: UInt64) -> Bool {
+        guard ledger.close(sequence) else { return false }
+        retryQueue.removeAll { $0 == sequence }
+        return true
+    }
+
+    /// The merged receipt's parcel, now free, and the seconds since it was distributed.
+    func release(_ sequence: UInt64) -> (buffer: ParcelBuffer?, seconds: Double) {
+        let now = monotonicSeconds()
+        return (parcels.removeValue(forKey: sequence), now - (distributedAt.removeValue(forKey: sequence) ?? now))
+    }
+
+    /// A task failed on `node`: the receipt is taken back.
+    /// - Returns: the receipt and how often it failed, or nil when it was not open there.
+    func taskFailed(_ sequence: UInt64, on node: String) -> (receipt: Receipt, failures: Int)? {
+        guard case .open(node, _) = ledger.state(of: sequence), let receipt = ledger.receipt(sequence) else {
+            return nil
+        }
+        ledger.takeBack(sequence)
+        let failures = taskFailures[sequence, default: 0] + 1
+        taskFailures[sequence] = failures
+        failedOn[sequence, default: []].insert(node)
+        return (receipt, failures)
+    }
+
+    /// Queues a receipt taken back by `taskFailed` to be sent again.
+    func retry(_ sequence: UInt64) { retryQueue.append(sequence) }
+
+    /// Takes back every parcel unanswered for longer than `limit` on a worker (a task stuck, or a
+    /// node far slower than the rest), to send it to another node: the first result is
+    /// aggregated, the other dropped as a duplicate. So a step never waits forever.
+    /// - Returns: each receipt taken back, the node it was on, and for how long.
+    func takeBackOverdue(now: Double, limit: Double, except master: String) -> [(Receipt, String, Double)] {
+        var overdue: [(Receipt, String, Double)] = []
+        for (sequence, sentAt) in distributedAt where now - sentAt > limit {
+            guard case .open(let node, _) = ledger.state(of: sequence), node != master,
+                let receipt = ledger.receipt(sequence)
+            else { continue }
+            ledger.takeBack(sequence)
+            distributedAt[sequence] = nil
+            failedOn[sequence, default: []].insert(node)  // prefer another node this time
+            retryQueue.append(sequence)
+            overdue.append((receipt, node, now - sentAt))
+        }
+        return overdue
+    }
+}

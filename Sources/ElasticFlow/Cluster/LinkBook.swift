@@ -1,0 +1,358 @@
+internal import CElasticFlow
+import Foundation
+
+/// One worker as the master sees it. Every field is read and written under the step lock.
+final class Link: @unchecked Sendable {
+    enum Phase { case connecting, awaitingHello, awaitingWelcome, ready, gone }
+    let address: NodeAddress
+    /// The worker connected to us (`worker --join`): it reconnects itself.
+    let joined: Bool
+    var phase = Phase.connecting
+    var nonce: [UInt8] = []
+    var lastSeen = monotonicSeconds()
+    /// Silent past the heartbeat time-out: its parcels went elsewhere; it may still answer.
+    var suspect = false
+    /// Said BYE: no more parcels; its connection ends normally.
+    var leaving = false
+    /// We broke the connection on purpose (chaos): its close is not the worker's doing.
+    var closingOnPurpose = false
+    var reconnectDelay = 0.05
+    var everReady = false
+    let name: String
+    init(address: NodeAddress, joined: Bool, name: String) {
+        self.address = address
+        self.joined = joined
+        self.name = name
+    }
+}
+
+/// A step's links to its workers, and the event loop's handler: connections, handshakes,
+/// heartbeats, reconnects, joins, takeover, and the frames workers send.
+///
+/// Its state is guarded by the step lock (`run.lock`): a link's phase and the scheduler's nodes
+/// change together. Callbacks run on the loop thread; they take the step lock and release it
+/// through `run.unlock()`, which delivers the events they posted. A RESULT's receipt is claimed
+/// here; its payload is copied once and handed to the step run's merge pool.
+final class LinkBook: EventLoopHandler, @unchecked Sendable {
+    unowned let run: StepRun
+    // Guarded by the step lock.
+    private var links: [ConnectionID: Link] = [:]  // by current connection
+    private var timers: [TimerID: @Sendable () -> Void] = [:]
+    private var heartbeatTimer = TimerID.unset
+    private var listener = ListenerID.unset
+
+    init(run: StepRun) { self.run = run }
+
+    private var configuration: ClusterConfiguration { run.configuration }
+    private var loop: EventLoop { run.loop }
+    private var step: UInt32 { run.step }
+    private var started: Bool { run.started }
+    private var isOver: Bool { run.isOver }
+
+    // MARK: the step run's questions (under the step lock)
+
+    /// A configured worker has not completed its handshake yet.
+    var awaitingConfiguredWorkers: Bool { links.values.contains { !$0.joined && $0.phase != .ready } }
+    /// The configured workers not ready yet, by name.
+    var lateWorkers: [String] { links.values.filter { !$0.joined && $0.phase != .ready }.map(\.name).sorted() }
+    /// Some connection is not closed yet.
+    var anyOpen: Bool { links.values.contains { $0.phase != .gone } }
+
+    func markAllEverReady() { for link in links.values { link.everReady = true } }
+
+    func link(on connection: ConnectionID) -> Link? { links[connection] }
+
+    /// The connection of `node`, if it is ready.
+    func readyConnection(to node: String) -> ConnectionID? {
+        links.first { $0.value.name == node && $0.value.phase == .ready }?.key
+    }
+
+    /// Runs `action` on the loop thread after `milliseconds` (loop thread, under the step lock).
+    func after(milliseconds: UInt64, _ action: @escaping @Sendable () -> Void) {
+        timers[loop.addTimer(milliseconds: milliseconds, repeats: false)] = action
+    }
+
+    // MARK: set-up and tear-down
+
+    /// Listens for joining workers, when configured (before the loop thread starts).
+    func listen() throws(ElasticFlowError) {
+        if let listen = configuration.listen {
+            listener = try loop.listen(host: listen.host, port: listen.port).listener
+        }
+    }
+
+    /// Connects to every configured worker (under the step lock, before the loop thread starts).
+    func connectAll() {
+        for address in configuration.workers {
+            connect(Link(address: address, joined: false, name: address.description))
+        }
+        let interval = UInt64(
+            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+        heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
+    }
+
+    /// BYE to every ready worker, then close after flushing (loop thread, under the step lock).
+    func closeAll() {
+        if listener != .unset { loop.unlisten(listener) }
+        for (connection, link) in links where link.phase != .gone {
+            if link.phase == .ready { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
+            loop.close(connection, flush: true)
+        }
+    }
+
+    // MARK: connections
+
+    private func connect(_ link: Link) {
+        do {
+            let connection = try loop.connect(host: link.address.host, port: link.address.port)
+            link.phase = .connecting
+            links[connection] = link
+        } catch {
+            if !started {
+                run.fail(.cluster("cannot reach worker \(link.name): \(error)"))
+            } else {
+                scheduleReconnect(link)
+            }
+        }
+    }
+
+    private func scheduleReconnect(_ link: Link) {
+        guard !link.joined, !link.leaving, !isOver else { return }
+        let delay = UInt64(link.reconnectDelay * 1000)
+        link.reconnectDelay = min(1.0, link.reconnectDelay * 2)
+        after(milliseconds: delay) { [self] in
+            run.withLock { if !isOver { connect(link) } }
+        }
+    }
+
+    /// With no node left, the master processes the rest itself — unless a worker comes back
+    /// (reconnects or joins) within the heartbeat time-out. The step never hangs either way.
+    func scheduleTakeover() {
+        after(milliseconds: UInt64(configuration.heartbeatTimeout * 1000)) { [self] in
+            run.withLock { run.takeOver() }
+        }
+    }
+
+    func accepted(_ connection: ConnectionID) {
+        run.lock.lock()
+        defer { run.unlock() }
+        guard !isOver else {
+            loop.close(connection, flush: false)
+            return
+        }
+        let peer = loop.peer(connection)
+        let link = Link(
+            address: (try? NodeAddress(parsing: peer)) ?? NodeAddress(host: peer, port: 0), joined: true,
+            name: "joined:\(peer)")
+        links[connection] = link
+        greet(link, connection)
+    }
+
+    func connected(_ connection: ConnectionID, status: Int32, errno: Int32) {
+        run.lock.lock()
+        defer { run.unlock() }
+        guard let link = links[connection] else { return }
+        if status != 0 {
+            let why = status == Int32(EF_ESYS) ? String(cString: strerror(errno)) : "\(CoreErrorCode(rawValue: status))"
+            links[connection] = nil
+            link.phase = .gone
+            if !started {
+                run.fail(.cluster("cannot reach worker \(link.name): \(why)"))
+            } else {
+                scheduleReconnect(link)
+            }
+            return
+        }
+        greet(link, connection)
+    }
+
+    private func greet(_ link: Link, _ connection: ConnectionID) {
+        do {
+            link.nonce = try Authentication.nonce()
+        } catch {
+            run.fail(error)
+            return
+        }
+        let hello = Hello(
+            role: Hello.masterRole, nonce: link.nonce, threads: configuration.masterThreads,
+            name: "master@\(ProcessInfo.processInfo.hostName)")
+        link.phase = .awaitingHello
+        link.lastSeen = monotonicSeconds()
+        loop.send(connection, type: FrameType.hello.rawValue, bytes: hello.encoded())
+    }
+
+    func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
+        run.lock.lock()
+        defer { run.unlock() }
+        guard let link = links.removeValue(forKey: connection) else { return }
+        let previous = link.phase
+        link.phase = .gone
+        let why: String
+        switch reason {
+        case 0: why = "closed the connection"
+        case Int32(EF_ESYS): why = String(cString: strerror(errno))
+        default: why = "\(CoreErrorCode(rawValue: reason))"
+        }
+        if previous == .ready {
+            let open = run.dispatcher.ledger.openReceipts(on: link.name).map(\.sequence)
+            if run.chaos != nil && !link.closingOnPurpose && !link.leaving {
+                // The worker broke the link: a corrupted frame (caught by its checksum) or a drop.
+                run.faults.record(reason == Int32(EF_ECHECKSUM) ? .byteFlip : .connectionDrop, receipts: open)
+            } else if link.closingOnPurpose {
+                // The fault we injected took these receipts down with it.
+                run.faults.addToLastInjected(open)
+            }
+            link.closingOnPurpose = false
+            run.nodeDown(link, reason: why)
+            scheduleReconnect(link)
+        } else if previous != .gone {
+            if !started && !link.joined {
+                run.fail(.cluster("worker \(link.name) closed the connection during the handshake: \(why)"))
+            } else {
+                scheduleReconnect(link)
+            }
+        }
+    }
+
+    func timerFired(_ timer: TimerID) {
+        run.lock.lock()
+        if let action = timers.removeValue(forKey: timer) {
+            run.unlock()
+            action()
+            return
+        }
+        defer { run.unlock() }
+        guard timer == heartbeatTimer else { return }
+        let now = monotonicSeconds()
+        for (connection, link) in links where link.phase == .ready {
+            let silence = now - link.lastSeen
+            if silence > 3 * configuration.heartbeatTimeout {
+                loop.close(connection, flush: false)  // on_close: gone for good
+            } else if silence > configuration.heartbeatTimeout && !link.suspect {
+                // Presumed dead: its parcels go elsewhere now; a late answer is still welcome
+                // (and dropped if its receipt was closed meanwhile).
+                link.suspect = true
+                run.nodeDown(link, reason: "silent for \(format3(silence)) s")
+            }
+            loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
+        }
+        run.sendOverdueParcelsAgain(now: now)
+    }
+
+    // MARK: frames
+
+    func received(_ frame: IncomingFrame, on connection: ConnectionID) {
+        run.lock.lock()
+        guard let link = links[connection] else {
+            run.unlock()
+            return
+        }
+        link.lastSeen = monotonicSeconds()
+        if link.suspect && link.phase == .ready {
+            link.suspect = false
+            if !link.leaving { run.nodeUp(link) }
+        }
+        switch (FrameType(rawValue: frame.type), link.phase) {
+        case (.hello, .awaitingHello):
+            handshake(Array(frame.payload), link: link, connection: connection)
+            run.unlock()
+        case (.welcome, .awaitingWelcome):
+            link.phase = .ready
+            link.reconnectDelay = 0.05
+            if started { link.everReady = true }
+            let announcement = StepAnnouncement(
+                step: step, task: run.plan.task, options: run.plan.options,
+                compression: configuration.compression.description, chaos: run.chaos,
+                maxAttempts: configuration.maxAttempts)
+            let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
+            loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
+            run.nodeUp(link)
+            run.unlock()
+        case (.result, .ready):
+            if frame.flags & frameFlagFaultDuplicate != 0 { run.faults.record(.duplicateResult, receipts: [frame.id]) }
+            if frame.flags & frameFlagFaultDelayed != 0 { run.faults.record(.frameDelay, receipts: [frame.id]) }
+            run.unlock()
+            // Claimed here, on the loop thread, so a duplicate costs no copy; merged on the
+            // merge pool, so the loop goes on reading while a table is decompressed and merged.
+            guard let receipt = run.claim(frame.id, from: link.name, wireBytes: frame.payload.count) else { return }
+            run.mergeRemote(
+                Array(frame.payload), compressed: frame.flags & frameFlagCompressed != 0, for: receipt,
+                from: link.name)
+        case (.error, .ready) where frame.id != 0:
+            run.unlock()
+            run.taskFailed(
+                frame.id, on: link.name, message: String(decoding: frame.payload, as: UTF8.self),
+                injected: frame.flags & frameFlagFaultInjected != 0)
+        case (.error, _):
+            let message = String(decoding: frame.payload, as: UTF8.self)
+            if link.phase == .ready {
+                run.fail(.cluster("worker \(link.name) cannot run step \(step): \(message)"))
+            } else if !started && !link.joined {
+                run.fail(.cluster("worker \(link.name) refused the master: \(message)"))
+            }
+            link.phase = .gone
+            links[connection] = nil
+            loop.close(connection, flush: false)
+            run.unlock()
+        case (.heartbeat, _):
+            run.unlock()
+        case (.bye, .ready):
+            // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
+            link.leaving = true
+            run.dispatcher.removeNode(link.name)
+            if started { run.emit(.stepUpdate(step: step, state: .nodeLeaving, detail: link.name)) }
+            if run.dispatcher.nodes.isEmpty { scheduleTakeover() }
+            run.lock.broadcast()
+            run.unlock()
+        default:
+            if !started && !link.joined {
+                run.fail(.cluster("worker \(link.name) sent an unexpected frame (type \(frame.type))"))
+            } else {
+                // One misbehaving peer (a joiner, or a worker after a reconnect) loses its link;
+                // the step goes on with the others.
+                run.emit(
+                    .stepUpdate(
+                        step: step, state: .linkDropped, detail: "\(link.name): unexpected frame type \(frame.type)"))
+                loop.close(connection, flush: false)
+            }
+            run.unlock()
+        }
+    }
+
+    /// The worker's HELLO: check its version and its proof of the cookie, then prove ours.
+    private func handshake(_ payload: [UInt8], link: Link, connection: ConnectionID) {
+        guard let hello = try? Hello(decoding: payload), hello.role == Hello.workerRole else {
+            return refuse(connection, link, "sent a malformed HELLO")
+        }
+        guard hello.version == UInt16(EF_PROTOCOL_VERSION) else {
+            return refuse(
+                connection, link, "speaks protocol version \(hello.version), this master \(EF_PROTOCOL_VERSION)")
+        }
+        guard hello.codecs & (1 << UInt8(configuration.compression.codecID)) != 0 else {
+            return refuse(connection, link, "does not support \(configuration.compression) compression")
+        }
+        guard
+            Authentication.verify(
+                cookie: configuration.cookie.bytes, peerRole: Hello.workerRole, peer: hello.nonce, own: link.nonce,
+                proof: hello.proof)
+        else {
+            return refuse(connection, link, "failed authentication: its cookie differs from the master's")
+        }
+        let proof = Authentication.proof(
+            cookie: configuration.cookie.bytes, role: Hello.masterRole, own: link.nonce, peer: hello.nonce)
+        link.phase = .awaitingWelcome
+        loop.send(connection, type: FrameType.auth.rawValue, bytes: proof)
+    }
+
+    private func refuse(_ connection: ConnectionID, _ link: Link, _ message: String) {
+        loop.send(connection, type: FrameType.error.rawValue, bytes: Array("refused by the master: \(message)".utf8))
+        loop.close(connection, flush: true)
+        link.phase = .gone
+        links[connection] = nil
+        if !link.joined {
+            run.fail(.cluster("worker \(link.name) \(message)"))
+        } else {
+            run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// A step's aggregate: merges results into the task's aggregation, keeps the set of receipts it
+/// holds, and writes the journal's checkpoints of both.
+///
+/// It has a lock of its own, never nested with the step lock: a result first closes its receipt
+/// under the step lock (exactly once), and is then merged here with no other lock held, so
+/// scheduling and other results go on during a merge. A checkpoint takes the snapshot and the set
+/// at one instant under this lock, and writes (fsyncs) them after letting go of it.
+final class ResultAggregator: @unchecked Sendable {
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private let aggregation: any TaskAggregation
+    /// The receipts whose results the aggregate holds.
+    private var aggregated: Set<UInt64>
+    private var sinceCheckpoint = 0
+    /// Only the caller's thread checkpoints; it alone reads and writes this.
+    private var lastCheckpoint = monotonicSeconds()
+    private let journal: StepJournalWriter?
+    private let taskName: String
+
+    init(plan: StepPlan, task: any ParcelTask) throws(ElasticFlowError) {
+        do {
+            aggregation = try task.makeAggregation(options: plan.options)
+            if let restored = plan.restoredAggregate { try aggregation.restore(from: restored) }
+        } catch let error as ElasticFlowError {
+            throw error
+        } catch {
+            throw .task(name: plan.task, message: "\(error)")
+        }
+        aggregated = plan.alreadyAggregated
+        journal = plan.journal
+        taskName = plan.task
+    }
+
+    /// Merges one result whose receipt was just closed (no other lock held).
+    /// - Throws: what the aggregation throws for a result it cannot take.
+    func merge(_ result: [UInt8], for sequence: UInt64) throws {
+        try lock.withLock {
+            try aggregation.absorb(result)
+            aggregated.insert(sequence)
+            sinceCheckpoint += 1
+        }
+    }
+
+    /// The step's output (once every result is merged).
+    func output() throws(ElasticFlowError) -> StepOutput {
+        do {
+            return try lock.withLock { try aggregation.output() }
+        } catch let error as ElasticFlowError {
+            throw error
+        } catch {
+            throw .task(name: taskName, message: "\(error)")
+        }
+    }
+
+    /// Writes a checkpoint when one is due (every `checkpointEvery` receipts or seconds), or
+    /// always with `force`. The caller's thread only, with no lock held.
+    /// - Returns: the error that stopped the checkpoint, if any.
+    func checkpointIfDue(force: Bool) -> ElasticFlowError? {
+        guard let journal else { return nil }
+        let every = journal.checkpointEvery
+        let taken: (snapshot: [UInt8], aggregated: Set<UInt64>)?
+        do {
+            taken = try lock.withLock {
+                guard sinceCheckpoint > 0 || force else { return nil }
+                guard
+                    force || sinceCheckpoint >= every.receipts
+                        || monotonicSeconds() - lastCheckpoint >= every.seconds
+                else { return nil }
+                sinceCheckpoint = 0
+                return (try aggregation.snapshot(), aggregated)
+            }
+        } catch let error as ElasticFlowError {
+            return error
+        } catch {
+            return .task(name: taskName, message: "cannot checkpoint: \(error)")
+        }
+        guard let taken else { return nil }
+        defer { lastCheckpoint = monotonicSeconds() }
+        do {
+            try journal.checkpoint(aggregated: taken.aggregated, aggregate: taken.snapshot)
+        } catch {
+            return error
+        }
+        return nil
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Cuts a step's sources into parcels and numbers them, under a lock of its own, so the disk read
+/// never happens under the step lock. The sequence number is assigned, and the receipt journaled,
+/// under that lock, so sequence order is file order and the journal sees receipts in order.
+///
+/// Lock order: this lock, then the buffer pool's and the journal's (never the step lock under it).
+final class StepCutter: @unchecked Sendable {
+    /// What `next` found.
+    enum Cut {
+        /// A new parcel, not yet in the ledger.
+        case parcel(Receipt, ParcelBuffer)
+        /// Every parcel has been cut (the journal knows).
+        case exhausted
+        case failed(ElasticFlowError)
+    }
+
+    // Guarded by `lock`.
+    private let lock = NSLock()
+    private let cutter: ParcelCutter
+    private var sequence: UInt64 = 0
+    private var done = false
+    private let step: UInt32
+    private let journal: StepJournalWriter?
+    private let buffers: ParcelBufferPool
+
+    init(plan: StepPlan, parcelSize: Int, buffers: ParcelBufferPool) throws(ElasticFlowError) {
+        cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize)
+        step = plan.step
+        journal = plan.journal
+        self.buffers = buffers
+    }
+
+    /// Reads the next parcel (a `read(2)`, or a copy from the read-ahead block) and journals its
+    /// receipt. Not under the step lock.
+    func next() -> Cut {
+        lock.lock()
+        defer { lock.unlock() }
+        if done { return .exhausted }
+        let buffer = buffers.takeParcel()
+        do throws(ElasticFlowError) {
+            guard let origin = try cutter.next(into: buffer) else {
+                buffers.recycleParcel(buffer)
+                done = true
+                try journal?.allCut()
+                return .exhausted
+            }
+            sequence += 1
+            let receipt = Receipt(
+                step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
+                length: UInt64(origin.length), items: lineCount(buffer.bytes), checksum: crc32c(buffer.bytes))
+            // On a resumed step this also checks the parcel against the journal's receipt.
+            try journal?.cut(receipt)
+            return .parcel(receipt, buffer)
+        } catch {
+            done = true
+            return .failed(error)
+        }
+    }
+}
+
+/// Lines in a parcel (newlines, plus a last line without one), counted with memchr.
+func lineCount(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+    guard var cursor = bytes.baseAddress, !bytes.isEmpty else { return 0 }
+    let end = cursor + bytes.count
+    var lines: UInt64 = 0
+    while let found = memchr(cursor, 0x0A, end - cursor) {
+        lines += 1
+        cursor = UnsafeRawPointer(found) + 1
+    }
+    return cursor < end ? lines + 1 : lines
+}

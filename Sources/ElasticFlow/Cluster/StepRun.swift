@@ -1,0 +1,561 @@
+internal import CElasticFlow
+import Foundation
+
+/// One step on the cluster, from connecting to the workers to tearing the connections down: the
+/// orchestration. Its parts each own one concern —
+///
+/// - `Dispatcher`: the ledger, the scheduler's nodes, retries, overdue parcels;
+/// - `LinkBook`: connections, handshakes, heartbeats, reconnects, takeover (the loop's handler);
+/// - `StepCutter`: cutting and numbering parcels (its own lock);
+/// - `ResultAggregator`: merges and checkpoints (its own lock);
+/// - `ParcelBufferPool`: recycled buffers (its own lock);
+/// - `FaultBook`: chaos bookkeeping (its own lock);
+/// - `EventOutbox`: events to the interceptors, in order, outside the step lock.
+///
+/// The step lock (`lock`) guards the dispatcher, the link book, and the fields below marked so.
+/// It is never held across a disk read, a journal call, a checkpoint, a merge or an interceptor.
+/// Lock order (acyclic; a lock is only taken with those before it held):
+///
+///     StepCutter.lock → ParcelBufferPool.lock, the journal's mutex
+///     StepRun.lock → ParcelBufferPool.lock, FaultBook.lock, EventOutbox.queueLock,
+///                    ef_loop's post lock
+///     EventOutbox.deliveryLock → EventOutbox.queueLock (interceptors run here)
+///     ResultAggregator.lock → nothing
+///
+/// Threads: the caller's (`execute`), the loop thread (`LinkBook`), `masterThreads` pool threads
+/// (`prepareParcels`), and a small merge pool (`mergePool`) for remote results.
+final class StepRun: @unchecked Sendable {
+    // Immutable after init.
+    let configuration: ClusterConfiguration
+    let plan: StepPlan
+    var step: UInt32 { plan.step }
+    let task: any ParcelTask
+    let loop: EventLoop
+    let pool: WorkerPool
+    /// Decompresses and merges remote results. Not `pool`: its threads stay in `prepareParcels`
+    /// until the step ends (blocked on the step lock's condition when no node has room), so a
+    /// merge queued there could wait forever while the receipts it would close hold every slot.
+    /// Two threads: merges are one at a time anyway (`ResultAggregator`), so the second only
+    /// decompresses the next result meanwhile.
+    let mergePool: WorkerPool
+    let totalBytes: UInt64?
+    let chaos: ChaosSettings?
+    let cancellation: CancellationFlag?
+    static let masterNode = "master"
+    /// Parcels the master's own threads may hold: all of them. The master then keeps as much work
+    /// as it can process itself — no compression, no copy, no merge of a serialized table —
+    /// and workers get what its threads cannot take.
+    var masterInFlight: Int { max(1, configuration.masterThreads) }
+    let buffers: ParcelBufferPool
+    let cutter: StepCutter
+    let results: ResultAggregator
+    let faults = FaultBook()
+    let events: EventOutbox
+
+    /// The step lock; its condition wakes pool threads when a node has room or a parcel waits.
+    let lock = NSCondition()
+    // Guarded by `lock`.
+    let dispatcher = Dispatcher()
+    private(set) var links: LinkBook!
+    private(set) var finished = false
+    private(set) var started = false
+    private(set) var failure: ElasticFlowError?
+    var summary = StepSummary()
+    private var bytesDone: UInt64 = 0
+    /// Results claimed (their receipts closed) but still being merged.
+    private var absorbing = 0
+    /// Wakes the caller's thread when the step finishes or fails (the shared condition would wake
+    /// it on every parcel event).
+    private let ended = DispatchSemaphore(value: 0)
+
+    init(
+        configuration: ClusterConfiguration, registry: TaskRegistry, plan: StepPlan, interceptors: [any Interceptor],
+        cancellation: CancellationFlag?
+    ) throws(ElasticFlowError) {
+        guard configuration.masterProcesses || !configuration.workers.isEmpty || configuration.listen != nil else {
+            // (A master that only listens waits for workers to join, and takes over after the
+            // heartbeat time-out if none comes.)
+            throw .cluster("no workers and the master does not process parcels: nothing can run the step")
+        }
+        try configuration.validate()
+        self.configuration = configuration
+        self.plan = plan
+        self.cancellation = cancellation
+        events = EventOutbox(interceptors: interceptors)
+        chaos = configuration.chaos?.isActive == true ? configuration.chaos : nil
+        task = try registry.task(named: plan.task)
+        buffers = ParcelBufferPool(parcelSize: configuration.parcelSize)
+        cutter = try StepCutter(plan: plan, parcelSize: configuration.parcelSize, buffers: buffers)
+        results = try ResultAggregator(plan: plan, task: task)
+        totalBytes = Self.size(of: plan.sources)
+        // Enough queue for every in-flight parcel of a worker: the in-flight limit is the real bound.
+        let highWater = max(64 << 20, (configuration.inFlight + 1) * (configuration.parcelSize + (1 << 20)))
+        loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: highWater)
+        pool = try WorkerPool(
+            threads: configuration.masterThreads, name: "ef-master", scratchCapacity: configuration.parcelSize)
+        mergePool = try WorkerPool(threads: 2, name: "ef-master-merge", scratchCapacity: 1 << 20)
+        summary.step = plan.step
+        summary.task = plan.task
+        summary.compression = configuration.compression
+        // Under chaos the master only coordinates (unless every worker is gone), so that every
+        // parcel crosses the wire and meets the injected faults.
+        if configuration.masterProcesses && chaos == nil {
+            dispatcher.addNode(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
+        }
+        links = LinkBook(run: self)
+    }
+
+    private static func size(of sources: [DataSource]) -> UInt64? {
+        var total: UInt64 = 0
+        for source in sources {
+            guard case .file(let path) = source,
+                let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+                let size = attributes[.size] as? NSNumber
+            else { return nil }
+            total += size.uint64Value
+        }
+        return total
+    }
+
+    // MARK: the caller's thread
+
+    func execute(progress: ((StepProgress) -> Void)?) throws(ElasticFlowError) -> StepReport {
+        let startedAt = monotonicSeconds()
+        // Runs last (after `tearDown`): every event of the step reaches the interceptors before
+        // we return.
+        defer { events.drain() }
+        loop.handler = links
+        // Listening and connecting before the loop thread starts is allowed (ef_loop's set-up
+        // rule), and makes every link known before we wait for the handshakes.
+        try links.listen()
+        lock.lock()
+        links.connectAll()
+        unlock()
+        loop.start(name: "ef-master-loop")
+        defer { tearDown() }
+
+        // Every configured worker must be ready (or the step fails) before parcels go out.
+        lock.lock()
+        let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout)
+        while failure == nil && links.awaitingConfiguredWorkers {
+            if !lock.wait(until: deadline) {
+                failure = .cluster(
+                    "worker(s) \(links.lateWorkers.joined(separator: ", ")) did not complete the handshake within "
+                        + "\(format3(configuration.connectTimeout)) s")
+            }
+        }
+        if let failure {
+            unlock()
+            throw failure
+        }
+        started = true
+        links.markAllEverReady()
+        emit(.stepUpdate(step: step, state: .running, detail: "\(dispatcher.nodes.count) node(s), \(plan.task)"))
+        unlock()
+
+        for _ in 0..<pool.size { pool.submit { [self] context in prepareParcels(context) } }
+
+        lock.lock()
+        while failure == nil && !finished {
+            unlock()
+            _ = ended.wait(timeout: .now() + 0.2)
+            if cancellation?.isCancelled == true { withLock { fail(.cluster("step \(step) cancelled")) } }
+            if let error = results.checkpointIfDue(force: false) { withLock { fail(error) } }
+            lock.lock()
+            if let progress {
+                let snapshot = StepProgress(
+                    bytesDone: bytesDone, bytesTotal: totalBytes, parcelsDone: dispatcher.ledger.closedCount,
+                    parcelsCut: summary.parcels, seconds: monotonicSeconds() - startedAt)
+                unlock()
+                progress(snapshot)
+                lock.lock()
+            }
+        }
+        unlock()
+        if let error = results.checkpointIfDue(force: true) { withLock { fail(error) } }
+        lock.lock()
+        summary.seconds = monotonicSeconds() - startedAt
+        summary.receiptsClosed = dispatcher.ledger.closedCount
+        summary.duplicates = dispatcher.ledger.duplicates
+        summary.chaos = chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed }
+        if let failure {
+            emit(.stepUpdate(step: step, state: .failed, detail: failure.description))
+            unlock()
+            throw failure
+        }
+        emit(.stepUpdate(step: step, state: summary.retries > 0 ? .completedWithRetries : .completed, detail: ""))
+        let report = summary
+        unlock()
+        return StepReport(output: try results.output(), summary: report)
+    }
+
+    /// The summary so far (for a failed step's report).
+    var partialSummary: StepSummary { lock.withLock { summary } }
+
+    private func tearDown() {
+        lock.lock()
+        if !finished && failure == nil { failure = .cluster("step abandoned") }
+        unlock()
+        pool.waitUntilIdle()
+        let closed = DispatchSemaphore(value: 0)
+        loop.post { [self] in
+            withLock { links.closeAll() }
+            closed.signal()
+        }
+        closed.wait()
+        // Give the BYEs a moment to leave; a peer that does not read cannot hold us.
+        let deadline = monotonicSeconds() + 1
+        while monotonicSeconds() < deadline {
+            if !withLock({ links.anyOpen }) { break }
+            usleep(2000)
+        }
+        loop.stopAndJoin()
+        // No result can be queued any more: merges in progress finish (and emit) here.
+        mergePool.shutdown()
+        pool.shutdown()
+    }
+
+    // MARK: the step lock
+
+    /// Releases the step lock, then delivers the events posted under it. Every release of the
+    /// step lock goes through here (or `withLock`), so no event waits for a later one.
+    func unlock() {
+        lock.unlock()
+        events.deliver()
+    }
+
+    func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        lock.lock()
+        defer { unlock() }
+        return try body()
+    }
+
+    // MARK: under the step lock
+
+    /// Queues an event for the interceptors (delivered by `unlock`).
+    func emit(_ event: @autoclosure () -> FlowEvent) {
+        if events.isActive { events.post(event()) }
+    }
+
+    func fail(_ error: ElasticFlowError) {
+        if failure == nil {
+            failure = error
+            ended.signal()
+        }
+        lock.broadcast()
+    }
+
+    var isOver: Bool { finished || failure != nil }
+
+    private func checkFinished() {
+        if !finished && dispatcher.isDrained && absorbing == 0 {
+            finished = true
+            ended.signal()
+            lock.broadcast()
+        }
+    }
+
+    /// Takes a receipt back from a node that will not answer it, to send it again.
+    func requeue(_ sequence: UInt64, from node: String) {
+        if dispatcher.requeue(sequence, from: node) { lock.broadcast() }
+    }
+
+    /// A node is gone (or presumed dead): nothing more goes to it and its open receipts go to the
+    /// others. When no node is left, the master processes the rest itself.
+    func nodeDown(_ link: Link, reason: String) {
+        dispatcher.removeNode(link.name)
+        for receipt in dispatcher.ledger.openReceipts(on: link.name) { requeue(receipt.sequence, from: link.name) }
+        guard !finished && failure == nil && started else { return }
+        emit(.stepUpdate(step: step, state: .nodeDown, detail: "\(link.name): \(reason)"))
+        if dispatcher.nodes.isEmpty { links.scheduleTakeover() }
+        lock.broadcast()
+    }
+
+    func nodeUp(_ link: Link) {
+        guard !dispatcher.hasNode(link.name) else { return }
+        // Workers join the end of the list; the master (when it processes parcels) stays first, so
+        // ties go to it: a parcel it processes itself costs no compression, copy or merge of a
+        // serialized table, and workers take what its threads cannot.
+        dispatcher.addNode(.init(name: link.name, inFlightLimit: configuration.inFlight))
+        if !configuration.masterProcesses || chaos != nil {
+            dispatcher.removeNode(Self.masterNode)  // it only stood in for the lost workers
+        }
+        if started { emit(.stepUpdate(step: step, state: .nodeUp, detail: link.name)) }
+        lock.broadcast()
+    }
+
+    /// With no worker left, the master processes the rest itself.
+    func takeOver() {
+        guard dispatcher.nodes.isEmpty && !finished && failure == nil else { return }
+        dispatcher.addNode(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
+        emit(.stepUpdate(step: step, state: .masterTakesOver, detail: "no worker is left"))
+        lock.broadcast()
+    }
+
+    /// Takes back parcels overdue on live workers (`parcelTimeout`), to send them elsewhere.
+    func sendOverdueParcelsAgain(now: Double) {
+        guard let limit = configuration.parcelTimeout, started, !finished, failure == nil else { return }
+        let overdue = dispatcher.takeBackOverdue(now: now, limit: limit, except: Self.masterNode)
+        for (receipt, node, seconds) in overdue {
+            emit(
+                .stepUpdate(
+                    step: step, state: .parcelOverdue,
+                    detail: "\(receipt) on \(node) for \(format3(seconds)) s: sent again"
+                ))
+        }
+        if !overdue.isEmpty { lock.broadcast() }
+    }
+
+    // MARK: pool threads: cut, compress, process locally
+
+    private func prepareParcels(_ context: ThreadContext) {
+        while true {
+            lock.lock()
+            var chosen: (node: Scheduler.Node, sequence: UInt64)?
+            while chosen == nil {
+                // Threads stay until the step ends: a node may go down after the last parcel was
+                // cut, and its receipts come back to be sent again.
+                if failure != nil || finished {
+                    unlock()
+                    return
+                }
+                if let node = dispatcher.pickNode() {
+                    switch dispatcher.take(for: node.name) {
+                    case .receipt(let sequence, let isRetry):
+                        if isRetry { summary.retries += 1 }
+                        chosen = (node, sequence)
+                        continue
+                    case .cut:
+                        // The read happens outside the step lock; the node is picked again after
+                        // (it may have filled up or gone meanwhile).
+                        dispatcher.cutting += 1
+                        unlock()
+                        let cut = cutter.next()
+                        lock.lock()
+                        dispatcher.cutting -= 1
+                        admit(cut)
+                        continue
+                    case .nothing:
+                        break
+                    }
+                }
+                if failure != nil || finished { continue }
+                lock.wait()
+            }
+            let node = chosen!.node
+            let (receipt, attempt, buffer) = dispatcher.open(chosen!.sequence, on: node.name)
+            emit(.distributed(receipt, node: node.name))
+            let connection = links.readyConnection(to: node.name)
+            unlock()
+
+            if node.name == Self.masterNode {
+                processLocally(receipt, buffer: buffer)
+            } else if let connection {
+                send(receipt, attempt: attempt, buffer: buffer, to: connection, node: node.name, context: context)
+            } else {
+                withLock { requeue(receipt.sequence, from: node.name) }
+            }
+        }
+    }
+
+    /// Takes a parcel the cutter returned into the dispatcher (under the step lock).
+    private func admit(_ cut: StepCutter.Cut) {
+        switch cut {
+        case .failed(let error):
+            fail(error)
+        case .exhausted:
+            dispatcher.exhausted = true
+            checkFinished()
+            lock.broadcast()
+        case .parcel(let receipt, let buffer):
+            summary.parcels += 1
+            summary.bytes += receipt.length
+            if plan.alreadyAggregated.contains(receipt.sequence) {
+                // Aggregated before a restart: counted, not sent again.
+                dispatcher.restoreClosed(receipt)
+                bytesDone += receipt.length
+                buffers.recycleParcel(buffer)
+                checkFinished()
+            } else {
+                dispatcher.admit(receipt, buffer: buffer)
+                lock.broadcast()
+            }
+        }
+    }
+
+    private func processLocally(_ receipt: Receipt, buffer: ParcelBuffer) {
+        withLock { emit(.sent(receipt, node: Self.masterNode, bytes: buffer.count)) }
+        do {
+            let result = try task.process(ParcelBytes(buffer.bytes), options: plan.options)
+            guard claim(receipt.sequence, from: Self.masterNode, wireBytes: result.count) != nil else { return }
+            merge(result, for: receipt, from: Self.masterNode)
+        } catch {
+            taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)")
+        }
+    }
+
+    private func send(
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: ConnectionID, node: String,
+        context: ThreadContext
+    ) {
+        let compression = configuration.compression
+        var payload = buffer
+        var recycle: ParcelBuffer?
+        if compression != .none {
+            let wire = buffers.takeWire(for: compression, rawBytes: buffer.count)
+            do {
+                _ = try context.codec.compress(buffer.bytes, into: wire, with: compression)
+            } catch {
+                withLock { fail(error) }
+                return
+            }
+            payload = wire
+            recycle = wire
+        }
+        let frame = payload
+        let frameBytes = payload.count  // read now: a recycled buffer may be reused once sent
+        let recycled = recycle
+        let flags = parcelFlags(compressed: compression != .none, attempt: attempt)
+        let codec = UInt8(compression.codecID)
+        let fault = chaos?.fault(
+            at: .masterSendsParcel, step: step, sequence: receipt.sequence, attempt: attempt,
+            maxAttempts: configuration.maxAttempts)
+        let buffers = buffers
+        let transmit: @Sendable () -> Void = { [self] in
+            var status: Int32
+            let link = withLock { links.link(on: connection) }
+            if fault == .byteFlip, frame.count > 0 {
+                // Flip one byte after the checksum was taken: the worker's parser must reject it.
+                var corrupted = Array(frame.bytes)
+                corrupted[Int(receipt.sequence % UInt64(corrupted.count))] ^= 0x20
+                status = corrupted.withUnsafeBytes { sent in
+                    ef_loop_send_tampered(
+                        loop.handle, connection.rawValue, FrameType.parcel.rawValue, flags, codec, step,
+                        receipt.sequence, frame.bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                        sent.baseAddress?.assumingMemoryBound(to: UInt8.self), sent.count)
+                }
+                withLock { link?.closingOnPurpose = true }
+                if let recycled { buffers.recycleWire(recycled) }
+            } else {
+                // No copy: the loop writes straight from the parcel (or its compressed copy).
+                if recycled == nil { buffers.markInTransit(buffer) }
+                status = loop.sendReference(
+                    connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
+                    id: receipt.sequence, payload: frame.bytes
+                ) {
+                    if let recycled { buffers.recycleWire(recycled) } else { buffers.sent(buffer) }
+                }
+                if status != 0 {
+                    if let recycled { buffers.recycleWire(recycled) } else { buffers.sent(buffer) }
+                }
+            }
+            lock.lock()
+            if status == 0 {
+                summary.bytesSentRaw += receipt.length
+                summary.bytesSentWire += UInt64(frameBytes)
+                emit(.sent(receipt, node: node, bytes: frameBytes))
+                if let fault { faults.record(fault, receipts: [receipt.sequence]) }
+            } else {
+                requeue(receipt.sequence, from: node)
+            }
+            if fault == .connectionDrop, status == 0 { link?.closingOnPurpose = true }
+            unlock()
+            if fault == .connectionDrop, status == 0 {
+                // Drop the connection right after the parcel left: its parcels go elsewhere.
+                loop.close(connection, flush: true)
+            }
+        }
+        if fault == .frameDelay {
+            let delay = chaos!.delayMilliseconds(step: step, sequence: receipt.sequence, attempt: attempt)
+            loop.post { [self] in
+                withLock { links.after(milliseconds: delay, transmit) }
+            }
+        } else {
+            loop.post(transmit)
+        }
+    }
+
+    // MARK: results (the merge pool for remote ones, a pool thread for the master's own)
+
+    /// Claims a result: closes its receipt, exactly once, under the step lock and before any
+    /// merge. Any later result (a duplicate, a late answer) finds it closed and is dropped.
+    /// - Returns: the receipt, or nil when the result is not to be merged.
+    func claim(_ sequence: UInt64, from node: String, wireBytes: Int) -> Receipt? {
+        lock.lock()
+        defer { unlock() }
+        guard let receipt = dispatcher.ledger.receipt(sequence) else { return nil }
+        emit(.received(receipt, node: node, bytes: wireBytes))
+        if node != Self.masterNode { summary.bytesReceivedWire += UInt64(wireBytes) }
+        guard dispatcher.close(sequence) else { return nil }
+        absorbing += 1
+        return receipt
+    }
+
+    /// A remote result, claimed on the loop thread: decompressed and merged on the merge pool.
+    /// - Parameter payload: the frame's payload, copied once out of the loop's read buffer.
+    func mergeRemote(_ payload: [UInt8], compressed: Bool, for receipt: Receipt, from node: String) {
+        mergePool.submit { [self] context in
+            var result = payload
+            if compressed {
+                let limit = configuration.maxPayload
+                let failure = payload.withUnsafeBytes { bytes -> ElasticFlowError? in
+                    do throws(ElasticFlowError) {
+                        _ = try context.codec.decompress(bytes, into: context.scratch, limit: limit)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+                if let failure {
+                    withLock {
+                        absorbing -= 1
+                        fail(.cluster("corrupt result from \(node) for parcel \(receipt.sequence): \(failure)"))
+                    }
+                    return
+                }
+                result = Array(context.scratch.bytes)
+            }
+            merge(result, for: receipt, from: node)
+        }
+    }
+
+    /// Merges a claimed result (no lock held during the merge itself).
+    private func merge(_ result: [UInt8], for receipt: Receipt, from node: String) {
+        var failed: (any Error)?
+        do {
+            try results.merge(result, for: receipt.sequence)
+        } catch {
+            failed = error
+        }
+        lock.lock()
+        defer { unlock() }
+        absorbing -= 1
+        if let failed {
+            fail(.cluster("the result of receipt \(receipt) from \(node) cannot be aggregated: \(failed)"))
+            return
+        }
+        bytesDone += receipt.length
+        summary.parcelsByNode[node, default: 0] += 1
+        emit(.aggregated(receipt))
+        let (buffer, seconds) = dispatcher.release(receipt.sequence)
+        emit(.taskComplete(receipt, node: node, seconds: seconds))
+        if let buffer { buffers.recycleParcel(buffer) }
+        checkFinished()
+        lock.broadcast()
+    }
+
+    func taskFailed(_ sequence: UInt64, on node: String, message: String, injected: Bool = false) {
+        lock.lock()
+        defer { unlock() }
+        summary.taskErrors += 1
+        guard let taken = dispatcher.taskFailed(sequence, on: node) else { return }
+        let (receipt, failures) = taken
+        if injected { faults.record(.taskRaises, receipts: [sequence]) }
+        if failures >= configuration.maxAttempts {
+            fail(.cluster("receipt \(receipt) failed \(failures) times; last on \(node): \(message)"))
+        } else {
+            dispatcher.retry(sequence)
+            lock.broadcast()
+        }
+    }
+}
