@@ -61,9 +61,9 @@ final class Dispatcher {
         return exhausted ? .nothing : .cut
     }
 
-    /// A new parcel joins the ledger, waiting to be sent.
-    func admit(_ receipt: Receipt, buffer: ParcelBuffer) {
-        parcels[receipt.sequence] = buffer
+    /// A new parcel joins the ledger, waiting to be sent (shared input: with no buffer).
+    func admit(_ receipt: Receipt, buffer: ParcelBuffer?) {
+        if let buffer { parcels[receipt.sequence] = buffer }
         ledger.register(receipt)
         fresh.append(receipt.sequence)
     }
@@ -72,12 +72,12 @@ final class Dispatcher {
     func restoreClosed(_ receipt: Receipt) { ledger.restoreClosed(receipt) }
 
     /// Marks the receipt sent to `node`.
-    /// - Returns: the receipt, its attempt number, and its parcel.
-    func open(_ sequence: UInt64, on node: String) -> (receipt: Receipt, attempt: Int, buffer: ParcelBuffer) {
+    /// - Returns: the receipt, its attempt number, and its parcel (nil in shared-input mode).
+    func open(_ sequence: UInt64, on node: String) -> (receipt: Receipt, attempt: Int, buffer: ParcelBuffer?) {
         let receipt = ledger.receipt(sequence)!
         ledger.open(receipt, on: node)
         distributedAt[sequence] = monotonicSeconds()
-        return (receipt, ledger.attempts(sequence), parcels[sequence]!)
+        return (receipt, ledger.attempts(sequence), parcels[sequence])
     }
 
     /// Takes a receipt back from a node that will not answer it, to send it again.
@@ -96,6 +96,40 @@ final class Dispatcher {
         guard ledger.close(sequence) else { return false }
         retryQueue.removeAll { $0 == sequence }
         return true
+    }
+
+    /// Closes every receipt a (combined) result lists, or none: the exactly-once rule for a
+    /// result covering several receipts. Its one aggregate cannot be split, so if any receipt is
+    /// already closed (aggregated from another answer) the whole result is dropped — counted as
+    /// one duplicate — and those of its receipts still open on `node` are taken back to be sent
+    /// again (they are not failures: the node answered them, just too late to count).
+    /// - Returns: whether the receipts were closed (then the result is to be merged), and the
+    ///   receipts taken back.
+    func closeAll(_ sequences: [UInt64], from node: String) -> (closed: Bool, takenBack: [UInt64]) {
+        if sequences.count == 1 { return (close(sequences[0]), []) }
+        let unique = Set(sequences)
+        guard unique.count == sequences.count,
+            sequences.allSatisfy({ ledger.state(of: $0) != nil && ledger.state(of: $0) != .closed })
+        else {
+            _ = ledger.close(UInt64.max)  // counts the duplicate (no such receipt)
+            var takenBack: [UInt64] = []
+            for sequence in unique where requeue(sequence, from: node) { takenBack.append(sequence) }
+            return (false, takenBack)
+        }
+        for sequence in sequences { _ = close(sequence) }
+        return (true, [])
+    }
+
+    /// What workers processed for each receipt (shared-input mode), kept from the first answer:
+    /// a later answer for the same receipt (a duplicate, a retry) must have read the same bytes.
+    private(set) var processed: [UInt64: ProcessedRange] = [:]
+
+    /// Records what a node processed for a receipt.
+    /// - Returns: the earlier record when it differs (the bytes changed between two readings).
+    func recordProcessed(_ range: ProcessedRange, for sequence: UInt64) -> ProcessedRange? {
+        if let earlier = processed[sequence] { return earlier == range ? nil : earlier }
+        processed[sequence] = range
+        return nil
     }
 
     /// The merged receipt's parcel, now free, and the seconds since it was distributed.

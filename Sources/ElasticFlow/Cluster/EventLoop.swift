@@ -192,15 +192,26 @@ final class EventLoop: @unchecked Sendable {
     /// Queues a frame whose payload is written straight from `payload` (no copy); `release` runs
     /// on the loop thread once the bytes are written or the connection is gone, but only when the
     /// call returns 0 — otherwise the caller keeps the bytes.
+    /// - Parameter payloadCRC: the payload's CRC32C when the caller already has it (a parcel's
+    ///   receipt checksum), so the frame does not read the bytes again (`ef_loop_send_with`).
     func sendReference(
         _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64,
-        payload: UnsafeRawBufferPointer, release: @escaping @Sendable () -> Void
+        payload: UnsafeRawBufferPointer, payloadCRC: UInt32? = nil, release: @escaping @Sendable () -> Void
     ) -> Int32 {
         let box = Unmanaged.passRetained(ClosureBox(release)).toOpaque()
-        let status = ef_loop_send_ref(
-            handle, connection.rawValue, type, flags, codec, aux, id,
-            payload.baseAddress?.assumingMemoryBound(to: UInt8.self),
-            payload.count, { context in Unmanaged<ClosureBox>.fromOpaque(context!).takeRetainedValue().body() }, box)
+        var send = ef_send()
+        send.type = type
+        send.flags = flags
+        send.codec = codec
+        send.aux = aux
+        send.id = id
+        send.payload = payload.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        send.len = payload.count
+        send.has_crc = payloadCRC == nil ? 0 : 1
+        send.payload_crc = payloadCRC ?? 0
+        send.release = { context in Unmanaged<ClosureBox>.fromOpaque(context!).takeRetainedValue().body() }
+        send.ctx = box
+        let status = ef_loop_send_with(handle, connection.rawValue, &send)
         if status != 0 { Unmanaged<ClosureBox>.fromOpaque(box).release() }
         return status
     }

@@ -263,21 +263,28 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             let announcement = StepAnnouncement(
                 step: step, task: run.plan.task, options: run.plan.options,
                 compression: configuration.compression.description, chaos: run.chaos,
-                maxAttempts: configuration.maxAttempts)
+                maxAttempts: configuration.maxAttempts, sharedSources: run.cutter.splitter?.paths,
+                combine: configuration.combine.maxReceipts > 1 ? configuration.combine : nil)
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
             loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
             run.nodeUp(link)
             run.unlock()
         case (.result, .ready):
-            if frame.flags & frameFlagFaultDuplicate != 0 { run.faults.record(.duplicateResult, receipts: [frame.id]) }
-            if frame.flags & frameFlagFaultDelayed != 0 { run.faults.record(.frameDelay, receipts: [frame.id]) }
             run.unlock()
-            // Claimed here, on the loop thread, so a duplicate costs no copy; merged on the
+            let payload = Array(frame.payload)
+            guard let (envelope, body) = try? ResultEnvelope.decode(payload) else {
+                run.withLock { run.fail(.cluster("worker \(link.name) sent a malformed result for parcel \(frame.id)")) }
+                return
+            }
+            let sequences = envelope.entries.map(\.sequence)
+            if frame.flags & frameFlagFaultDuplicate != 0 { run.faults.record(.duplicateResult, receipts: sequences) }
+            if frame.flags & frameFlagFaultDelayed != 0 { run.faults.record(.frameDelay, receipts: sequences) }
+            // Claimed here, on the loop thread, so a duplicate costs no merge; merged on the
             // merge pool, so the loop goes on reading while a table is decompressed and merged.
-            guard let receipt = run.claim(frame.id, from: link.name, wireBytes: frame.payload.count) else { return }
+            guard let receipts = run.claim(envelope.entries, from: link.name, wireBytes: payload.count) else { return }
             run.mergeRemote(
-                Array(frame.payload), compressed: frame.flags & frameFlagCompressed != 0, for: receipt,
-                from: link.name)
+                payload, body: body, compressed: frame.flags & frameFlagCompressed != 0,
+                combined: envelope.kind == .combined, for: receipts, from: link.name)
         case (.error, .ready) where frame.id != 0:
             run.unlock()
             run.taskFailed(

@@ -33,13 +33,19 @@ final class ResultAggregator: @unchecked Sendable {
         taskName = plan.task
     }
 
-    /// Merges one result whose receipt was just closed (no other lock held).
+    /// Merges one result whose receipts were just closed (no other lock held).
+    /// - Parameter combined: the result is a worker's aggregation snapshot covering `sequences`
+    ///   (`restore(from:)` adds it), not one parcel's result (`absorb`).
     /// - Throws: what the aggregation throws for a result it cannot take.
-    func merge(_ result: [UInt8], for sequence: UInt64) throws {
+    func merge(_ result: [UInt8], combined: Bool, for sequences: [UInt64]) throws {
         try lock.withLock {
-            try aggregation.absorb(result)
-            aggregated.insert(sequence)
-            sinceCheckpoint += 1
+            if combined {
+                try aggregation.restore(from: result)
+            } else {
+                try aggregation.absorb(result)
+            }
+            aggregated.formUnion(sequences)
+            sinceCheckpoint += sequences.count
         }
     }
 

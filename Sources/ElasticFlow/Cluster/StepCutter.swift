@@ -4,12 +4,16 @@ import Foundation
 /// never happens under the step lock. The sequence number is assigned, and the receipt journaled,
 /// under that lock, so sequence order is file order and the journal sees receipts in order.
 ///
+/// Copy mode reads each parcel (its receipt carries the parcel's line count and CRC32C, taken in
+/// one pass). Shared-input mode reads nothing: it splits the files by size (`ByteRangeSplitter`)
+/// and its receipts carry only the range; what a worker processed comes back with the result.
+///
 /// Lock order: this lock, then the buffer pool's and the journal's (never the step lock under it).
 final class StepCutter: @unchecked Sendable {
     /// What `next` found.
     enum Cut {
-        /// A new parcel, not yet in the ledger.
-        case parcel(Receipt, ParcelBuffer)
+        /// A new parcel, not yet in the ledger (shared input: no buffer, the workers read it).
+        case parcel(Receipt, ParcelBuffer?)
         /// Every parcel has been cut (the journal knows).
         case exhausted
         case failed(ElasticFlowError)
@@ -17,15 +21,23 @@ final class StepCutter: @unchecked Sendable {
 
     // Guarded by `lock`.
     private let lock = NSLock()
-    private let cutter: ParcelCutter
+    private let cutter: ParcelCutter?
+    /// Shared-input mode's splitter (then `cutter` is nil).
+    let splitter: ByteRangeSplitter?
     private var sequence: UInt64 = 0
     private var done = false
     private let step: UInt32
     private let journal: StepJournalWriter?
     private let buffers: ParcelBufferPool
 
-    init(plan: StepPlan, parcelSize: Int, buffers: ParcelBufferPool) throws(ElasticFlowError) {
-        cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize)
+    init(plan: StepPlan, parcelSize: Int, shared: Bool, buffers: ParcelBufferPool) throws(ElasticFlowError) {
+        if shared {
+            splitter = try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize)
+            cutter = nil
+        } else {
+            cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize)
+            splitter = nil
+        }
         step = plan.step
         journal = plan.journal
         self.buffers = buffers
@@ -37,21 +49,46 @@ final class StepCutter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if done { return .exhausted }
+        if let splitter { return nextSplit(splitter) }
         let buffer = buffers.takeParcel()
         do throws(ElasticFlowError) {
-            guard let origin = try cutter.next(into: buffer) else {
+            guard let origin = try cutter!.next(into: buffer) else {
                 buffers.recycleParcel(buffer)
                 done = true
                 try journal?.allCut()
                 return .exhausted
             }
             sequence += 1
+            let (checksum, lines) = crc32cAndLines(buffer.bytes)
             let receipt = Receipt(
                 step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
-                length: UInt64(origin.length), items: lineCount(buffer.bytes), checksum: crc32c(buffer.bytes))
+                length: UInt64(origin.length), items: lines, checksum: checksum)
             // On a resumed step this also checks the parcel against the journal's receipt.
             try journal?.cut(receipt)
             return .parcel(receipt, buffer)
+        } catch {
+            done = true
+            return .failed(error)
+        }
+    }
+}
+
+extension StepCutter {
+    /// The next split of a shared source (under `lock`): a receipt with its range and no content
+    /// figures (items and checksum 0) — no byte of the file is read.
+    private func nextSplit(_ splitter: ByteRangeSplitter) -> Cut {
+        do throws(ElasticFlowError) {
+            guard let range = splitter.next() else {
+                done = true
+                try journal?.allCut()
+                return .exhausted
+            }
+            sequence += 1
+            let receipt = Receipt(
+                step: step, sequence: sequence, partition: UInt32(range.source), offset: range.offset,
+                length: range.length, items: 0, checksum: 0)
+            try journal?.cut(receipt)
+            return .parcel(receipt, nil)
         } catch {
             done = true
             return .failed(error)

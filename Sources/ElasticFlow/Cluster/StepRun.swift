@@ -48,6 +48,8 @@ final class StepRun: @unchecked Sendable {
     var masterInFlight: Int { max(1, configuration.masterThreads) }
     let buffers: ParcelBufferPool
     let cutter: StepCutter
+    /// Shared-input mode: how the master reads a split it processes itself (nil in copy mode).
+    let localReader: SplitReader?
     let results: ResultAggregator
     let faults = FaultBook()
     let events: EventOutbox
@@ -85,9 +87,11 @@ final class StepRun: @unchecked Sendable {
         chaos = configuration.chaos?.isActive == true ? configuration.chaos : nil
         task = try registry.task(named: plan.task)
         buffers = ParcelBufferPool(parcelSize: configuration.parcelSize)
-        cutter = try StepCutter(plan: plan, parcelSize: configuration.parcelSize, buffers: buffers)
+        cutter = try StepCutter(
+            plan: plan, parcelSize: configuration.parcelSize, shared: configuration.sharedInput, buffers: buffers)
+        localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
         results = try ResultAggregator(plan: plan, task: task)
-        totalBytes = Self.size(of: plan.sources)
+        totalBytes = cutter.splitter?.totalBytes ?? Self.size(of: plan.sources)
         // Enough queue for every in-flight parcel of a worker: the in-flight limit is the real bound.
         let highWater = max(64 << 20, (configuration.inFlight + 1) * (configuration.parcelSize + (1 << 20)))
         loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: highWater)
@@ -97,6 +101,7 @@ final class StepRun: @unchecked Sendable {
         summary.step = plan.step
         summary.task = plan.task
         summary.compression = configuration.compression
+        summary.sharedInput = configuration.sharedInput
         // Under chaos the master only coordinates (unless every worker is gone), so that every
         // parcel crosses the wire and meets the injected faults.
         if configuration.masterProcesses && chaos == nil {
@@ -173,6 +178,7 @@ final class StepRun: @unchecked Sendable {
         }
         unlock()
         if let error = results.checkpointIfDue(force: true) { withLock { fail(error) } }
+        if failure == nil, let problem = sharedInputProblem() { withLock { fail(.cluster(problem)) } }
         lock.lock()
         summary.seconds = monotonicSeconds() - startedAt
         summary.receiptsClosed = dispatcher.ledger.closedCount
@@ -312,6 +318,7 @@ final class StepRun: @unchecked Sendable {
         while true {
             lock.lock()
             var chosen: (node: Scheduler.Node, sequence: UInt64)?
+            var retrying = false
             while chosen == nil {
                 // Threads stay until the step ends: a node may go down after the last parcel was
                 // cut, and its receipts come back to be sent again.
@@ -323,6 +330,7 @@ final class StepRun: @unchecked Sendable {
                     switch dispatcher.take(for: node.name) {
                     case .receipt(let sequence, let isRetry):
                         if isRetry { summary.retries += 1 }
+                        retrying = isRetry
                         chosen = (node, sequence)
                         continue
                     case .cut:
@@ -348,8 +356,13 @@ final class StepRun: @unchecked Sendable {
             let connection = links.readyConnection(to: node.name)
             unlock()
 
+            if retrying, let change = cutter.splitter?.changedSource() {
+                // A retry would read other bytes than the first attempts did: never mix them.
+                withLock { fail(.cluster("\(change); parcel \(receipt) cannot be sent again")) }
+                return
+            }
             if node.name == Self.masterNode {
-                processLocally(receipt, buffer: buffer)
+                processLocally(receipt, buffer: buffer, context: context)
             } else if let connection {
                 send(receipt, attempt: attempt, buffer: buffer, to: connection, node: node.name, context: context)
             } else {
@@ -374,7 +387,7 @@ final class StepRun: @unchecked Sendable {
                 // Aggregated before a restart: counted, not sent again.
                 dispatcher.restoreClosed(receipt)
                 bytesDone += receipt.length
-                buffers.recycleParcel(buffer)
+                if let buffer { buffers.recycleParcel(buffer) }
                 checkFinished()
             } else {
                 dispatcher.admit(receipt, buffer: buffer)
@@ -383,21 +396,32 @@ final class StepRun: @unchecked Sendable {
         }
     }
 
-    private func processLocally(_ receipt: Receipt, buffer: ParcelBuffer) {
-        withLock { emit(.sent(receipt, node: Self.masterNode, bytes: buffer.count)) }
+    private func processLocally(_ receipt: Receipt, buffer: ParcelBuffer?, context: ThreadContext) {
+        withLock { emit(.sent(receipt, node: Self.masterNode, bytes: buffer?.count ?? 0)) }
         do {
-            let result = try task.process(ParcelBytes(buffer.bytes), options: plan.options)
-            guard claim(receipt.sequence, from: Self.masterNode, wireBytes: result.count) != nil else { return }
-            merge(result, for: receipt, from: Self.masterNode)
+            var input = buffer?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
+            var processed: ProcessedRange?
+            if buffer == nil, let localReader, let splitter = cutter.splitter {
+                let range = ByteRange(source: Int(receipt.partition), offset: receipt.offset, length: receipt.length)
+                let (owned, done) = try localReader.read(
+                    range, expectedSize: splitter.fingerprints[range.source].size, into: context.input)
+                input = UnsafeRawBufferPointer(rebasing: context.input.bytes[owned])
+                processed = done
+            }
+            let result = try task.process(ParcelBytes(input), options: plan.options)
+            let entry = ResultEnvelope.Entry(sequence: receipt.sequence, processed: processed)
+            guard let claimed = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
+            merge(result, combined: false, for: claimed, from: Self.masterNode)
         } catch {
             taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)")
         }
     }
 
     private func send(
-        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer, to connection: ConnectionID, node: String,
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer?, to connection: ConnectionID, node: String,
         context: ThreadContext
     ) {
+        guard let buffer else { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
         let compression = configuration.compression
         var payload = buffer
         var recycle: ParcelBuffer?
@@ -439,9 +463,10 @@ final class StepRun: @unchecked Sendable {
             } else {
                 // No copy: the loop writes straight from the parcel (or its compressed copy).
                 if recycled == nil { buffers.markInTransit(buffer) }
+                // Uncompressed, the payload is the parcel: its receipt's CRC32C is the frame's.
                 status = loop.sendReference(
                     connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
-                    id: receipt.sequence, payload: frame.bytes
+                    id: receipt.sequence, payload: frame.bytes, payloadCRC: recycled == nil ? receipt.checksum : nil
                 ) {
                     if let recycled { buffers.recycleWire(recycled) } else { buffers.sent(buffer) }
                 }
@@ -475,32 +500,165 @@ final class StepRun: @unchecked Sendable {
         }
     }
 
+    /// Shared-input mode: the PARCEL carries only the split (a `RangeRequest`); the worker reads
+    /// the bytes itself. Chaos applies to this frame as to a parcel's.
+    private func sendRange(_ receipt: Receipt, attempt: Int, to connection: ConnectionID, node: String) {
+        let source = Int(receipt.partition)
+        let request = RangeRequest(
+            range: ByteRange(source: source, offset: receipt.offset, length: receipt.length),
+            fileSize: cutter.splitter!.fingerprints[source].size)
+        let payload = request.encoded()
+        let flags = parcelFlags(compressed: false, attempt: attempt) | frameFlagRange
+        let fault = chaos?.fault(
+            at: .masterSendsParcel, step: step, sequence: receipt.sequence, attempt: attempt,
+            maxAttempts: configuration.maxAttempts)
+        let transmit: @Sendable () -> Void = { [self] in
+            let link = withLock { links.link(on: connection) }
+            var status: Int32
+            if fault == .byteFlip {
+                var corrupted = payload
+                corrupted[Int(receipt.sequence % UInt64(payload.count))] ^= 0x20
+                status = ef_loop_send_tampered(
+                    loop.handle, connection.rawValue, FrameType.parcel.rawValue, flags, 0, step, receipt.sequence,
+                    payload, corrupted, payload.count)
+                withLock { link?.closingOnPurpose = true }
+            } else {
+                status = loop.send(
+                    connection, type: FrameType.parcel.rawValue, aux: step, id: receipt.sequence, flags: flags, codec: 0,
+                    bytes: payload)
+            }
+            lock.lock()
+            if status == 0 {
+                summary.bytesSentWire += UInt64(payload.count)
+                emit(.sent(receipt, node: node, bytes: payload.count))
+                if let fault { faults.record(fault, receipts: [receipt.sequence]) }
+            } else {
+                requeue(receipt.sequence, from: node)
+            }
+            if fault == .connectionDrop, status == 0 { link?.closingOnPurpose = true }
+            unlock()
+            if fault == .connectionDrop, status == 0 { loop.close(connection, flush: true) }
+        }
+        if fault == .frameDelay {
+            let delay = chaos!.delayMilliseconds(step: step, sequence: receipt.sequence, attempt: attempt)
+            loop.post { [self] in withLock { links.after(milliseconds: delay, transmit) } }
+        } else {
+            loop.post(transmit)
+        }
+    }
+
+    /// Shared-input mode, at the end of a step: the files are unchanged since they were split,
+    /// and what the workers processed tiles each file exactly (no byte counted twice or missed).
+    /// - Returns: a one-line reason when not, else nil.
+    private func sharedInputProblem() -> String? {
+        guard let splitter = cutter.splitter else { return nil }
+        if let change = splitter.changedSource() { return change }
+        let processed = withLock { dispatcher.processed }
+        // A resumed step has no record of what was aggregated before the restart.
+        guard plan.alreadyAggregated.isEmpty else { return nil }
+        var bySource: [Int: [ProcessedRange]] = [:]
+        for (sequence, range) in processed where range.length > 0 {
+            guard let receipt = withLock({ dispatcher.ledger.receipt(sequence) }) else { continue }
+            bySource[Int(receipt.partition), default: []].append(range)
+        }
+        for (index, path) in splitter.paths.enumerated() {
+            var next: UInt64 = 0
+            for range in (bySource[index] ?? []).sorted(by: { $0.start < $1.start }) {
+                guard range.start == next else {
+                    return "shared input '\(path)': the bytes processed do not tile the file at offset \(next) "
+                        + "(next range starts at \(range.start)): the file differs between nodes or changed"
+                }
+                next = range.start + range.length
+            }
+            guard next == splitter.fingerprints[index].size else {
+                return "shared input '\(path)': \(next) of \(splitter.fingerprints[index].size) bytes were processed"
+            }
+        }
+        return nil
+    }
+
     // MARK: results (the merge pool for remote ones, a pool thread for the master's own)
 
-    /// Claims a result: closes its receipt, exactly once, under the step lock and before any
-    /// merge. Any later result (a duplicate, a late answer) finds it closed and is dropped.
-    /// - Returns: the receipt, or nil when the result is not to be merged.
-    func claim(_ sequence: UInt64, from node: String, wireBytes: Int) -> Receipt? {
+    /// Claims a result for every receipt it lists: closes them exactly once, all or none
+    /// (`Dispatcher.closeAll`), under the step lock and before any merge. Any later result for a
+    /// closed receipt (a duplicate, a late answer) is dropped. In shared-input mode each receipt's
+    /// processed range is checked against its split and against any earlier reading of it.
+    /// - Returns: the receipts, or nil when the result is not to be merged.
+    func claim(_ entries: [ResultEnvelope.Entry], from node: String, wireBytes: Int) -> [Receipt]? {
         lock.lock()
         defer { unlock() }
-        guard let receipt = dispatcher.ledger.receipt(sequence) else { return nil }
-        emit(.received(receipt, node: node, bytes: wireBytes))
+        var receipts: [Receipt] = []
+        for entry in entries {
+            guard let receipt = dispatcher.ledger.receipt(entry.sequence) else { return nil }
+            receipts.append(receipt)
+        }
+        for (index, receipt) in receipts.enumerated() {
+            emit(.received(receipt, node: node, bytes: index == 0 ? wireBytes : 0))
+        }
         if node != Self.masterNode { summary.bytesReceivedWire += UInt64(wireBytes) }
-        guard dispatcher.close(sequence) else { return nil }
+        if let splitter = cutter.splitter {
+            for (entry, receipt) in zip(entries, receipts) {
+                let path = splitter.paths[Int(receipt.partition)]
+                guard let processed = entry.processed else {
+                    fail(.cluster("\(node) answered receipt \(receipt) without the range it read from '\(path)'"))
+                    return nil
+                }
+                if let problem = Self.mismatch(processed, receipt, splitter.fingerprints[Int(receipt.partition)]) {
+                    fail(.cluster("shared input '\(path)', split \(receipt.offset)+\(receipt.length) on \(node): \(problem)"))
+                    return nil
+                }
+                if let earlier = dispatcher.recordProcessed(processed, for: receipt.sequence) {
+                    fail(
+                        .cluster(
+                            "shared input '\(path)', split \(receipt.offset)+\(receipt.length): read as "
+                                + "\(earlier.start)+\(earlier.length)#\(earlier.checksum) and again on \(node) as "
+                                + "\(processed.start)+\(processed.length)#\(processed.checksum): the file changed"))
+                    return nil
+                }
+            }
+        }
+        let (closed, takenBack) = dispatcher.closeAll(entries.map(\.sequence), from: node)
+        if !takenBack.isEmpty {
+            emit(
+                .stepUpdate(
+                    step: step, state: .combinedResultDropped,
+                    detail: "\(node): \(entries.count) receipts, some already aggregated; \(takenBack.count) sent again"))
+            lock.broadcast()
+        }
+        guard closed else { return nil }
         absorbing += 1
-        return receipt
+        return receipts
+    }
+
+    /// Why a processed range cannot belong to its split, or nil when it can.
+    private static func mismatch(_ processed: ProcessedRange, _ receipt: Receipt, _ source: SourceFingerprint)
+        -> String?
+    {
+        if processed.fileSize != source.size {
+            return "the file is \(processed.fileSize) bytes there, \(source.size) when the master split it"
+        }
+        let (start, end) = (processed.start, processed.start &+ processed.length)
+        if processed.length == 0 { return nil }
+        guard start >= receipt.offset, start < receipt.offset + receipt.length, end >= start, end <= source.size
+        else { return "the bytes read (\(start)+\(processed.length)) do not start in the split" }
+        return nil
     }
 
     /// A remote result, claimed on the loop thread: decompressed and merged on the merge pool.
-    /// - Parameter payload: the frame's payload, copied once out of the loop's read buffer.
-    func mergeRemote(_ payload: [UInt8], compressed: Bool, for receipt: Receipt, from node: String) {
+    /// - Parameters:
+    ///   - payload: the frame's payload, copied once out of the loop's read buffer.
+    ///   - body: where the (compressed) result starts in it, after the envelope.
+    func mergeRemote(
+        _ payload: [UInt8], body: Int, compressed: Bool, combined: Bool, for receipts: [Receipt], from node: String
+    ) {
         mergePool.submit { [self] context in
-            var result = payload
+            var result: [UInt8]
             if compressed {
                 let limit = configuration.maxPayload
                 let failure = payload.withUnsafeBytes { bytes -> ElasticFlowError? in
                     do throws(ElasticFlowError) {
-                        _ = try context.codec.decompress(bytes, into: context.scratch, limit: limit)
+                        _ = try context.codec.decompress(
+                            UnsafeRawBufferPointer(rebasing: bytes[body...]), into: context.scratch, limit: limit)
                         return nil
                     } catch {
                         return error
@@ -509,21 +667,23 @@ final class StepRun: @unchecked Sendable {
                 if let failure {
                     withLock {
                         absorbing -= 1
-                        fail(.cluster("corrupt result from \(node) for parcel \(receipt.sequence): \(failure)"))
+                        fail(.cluster("corrupt result from \(node) for parcel \(receipts[0].sequence): \(failure)"))
                     }
                     return
                 }
                 result = Array(context.scratch.bytes)
+            } else {
+                result = Array(payload[body...])
             }
-            merge(result, for: receipt, from: node)
+            merge(result, combined: combined, for: receipts, from: node)
         }
     }
 
     /// Merges a claimed result (no lock held during the merge itself).
-    private func merge(_ result: [UInt8], for receipt: Receipt, from node: String) {
+    private func merge(_ result: [UInt8], combined: Bool, for receipts: [Receipt], from node: String) {
         var failed: (any Error)?
         do {
-            try results.merge(result, for: receipt.sequence)
+            try results.merge(result, combined: combined, for: receipts.map(\.sequence))
         } catch {
             failed = error
         }
@@ -531,15 +691,18 @@ final class StepRun: @unchecked Sendable {
         defer { unlock() }
         absorbing -= 1
         if let failed {
-            fail(.cluster("the result of receipt \(receipt) from \(node) cannot be aggregated: \(failed)"))
+            fail(.cluster("the result of receipt \(receipts[0]) from \(node) cannot be aggregated: \(failed)"))
             return
         }
-        bytesDone += receipt.length
-        summary.parcelsByNode[node, default: 0] += 1
-        emit(.aggregated(receipt))
-        let (buffer, seconds) = dispatcher.release(receipt.sequence)
-        emit(.taskComplete(receipt, node: node, seconds: seconds))
-        if let buffer { buffers.recycleParcel(buffer) }
+        for receipt in receipts {
+            bytesDone += receipt.length
+            summary.parcelsByNode[node, default: 0] += 1
+            emit(.aggregated(receipt))
+            let (buffer, seconds) = dispatcher.release(receipt.sequence)
+            emit(.taskComplete(receipt, node: node, seconds: seconds))
+            if let buffer { buffers.recycleParcel(buffer) }
+        }
+        if combined { summary.combinedResults += 1 }
         checkFinished()
         lock.broadcast()
     }

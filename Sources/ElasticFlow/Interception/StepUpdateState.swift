@@ -25,6 +25,9 @@ public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStr
     case linkDropped = "link-dropped"
     /// A worker that joined was refused (version, codec or cookie).
     case joinRefused = "join-refused"
+    /// A combined result listed a receipt already aggregated: dropped whole, its other receipts
+    /// sent again (the exactly-once rule for combined results).
+    case combinedResultDropped = "combined-result-dropped"
 
     public var description: String { rawValue }
 }

@@ -25,6 +25,10 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     public var compression: Compression = .none
     /// Faults injected and recovered, when chaos was on.
     public var chaos: ChaosReport?
+    /// Results that covered several receipts (worker-side combining).
+    public var combinedResults = 0
+    /// Shared-input mode: the workers read the sources themselves (no parcel byte was sent).
+    public var sharedInput = false
 
     public init() {}
 
@@ -44,6 +48,11 @@ public struct StepSummary: Sendable, CustomStringConvertible {
                 "  sent \(mb(bytesSentRaw)) MB as \(mb(bytesSentWire)) MB with \(compression) "
                     + "(ratio \(format3(ratio))), results \(mb(bytesReceivedWire)) MB")
         }
+        if sharedInput {
+            lines.append(
+                "  shared input: receipts only on the wire (\(mb(bytesSentWire)) MB), results \(mb(bytesReceivedWire)) MB")
+        }
+        if combinedResults > 0 { lines.append("  \(combinedResults) combined results (several receipts each)") }
         if let chaos { lines.append("  chaos (injected/recovered): \(chaos)") }
         let nodes = parcelsByNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
         lines.append("  parcels by node: \(nodes)")
