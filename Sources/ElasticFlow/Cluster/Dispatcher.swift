@@ -44,15 +44,21 @@ final class Dispatcher {
     func removeNode(_ name: String) { nodes.removeAll { $0.name == name } }
 
     /// The node with room and the fewest open receipts.
-    func pickNode() -> Scheduler.Node? { Scheduler().pick(from: nodes, ledger: ledger) }
+    func pickNode(excluding excluded: Set<String> = []) -> Scheduler.Node? {
+        Scheduler().pick(from: nodes, ledger: ledger, excluding: excluded)
+    }
 
     // MARK: receipts
 
     /// What to send to `node`: a retry that did not fail there, else a parcel already cut, else a
-    /// new one; once every parcel is cut, any retry.
+    /// new one; once every parcel is cut, a retry that failed on every node there is (so a node
+    /// that cannot run a parcel — a file it cannot read — never takes it back from a node that
+    /// can, and the parcel's attempts are not spent on it).
     func take(for node: String) -> Take {
+        let names = Set(nodes.map(\.name))
         while let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
-            ?? (exhausted && fresh.isEmpty ? retryQueue.indices.first : nil)
+            ?? (exhausted && fresh.isEmpty
+                ? retryQueue.firstIndex(where: { names.isSubset(of: failedOn[$0] ?? []) }) : nil)
         {
             let retry = retryQueue.remove(at: index)
             if case .waiting = ledger.state(of: retry) { return .receipt(retry, isRetry: true) }

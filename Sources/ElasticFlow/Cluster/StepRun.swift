@@ -326,7 +326,10 @@ final class StepRun: @unchecked Sendable {
                     unlock()
                     return
                 }
-                if let node = dispatcher.pickNode() {
+                // The least-loaded node first; one with nothing it may take (every retry left
+                // failed there) gives its turn to the next.
+                var idle: Set<String> = []
+                picking: while chosen == nil, let node = dispatcher.pickNode(excluding: idle) {
                     switch dispatcher.take(for: node.name) {
                     case .receipt(let sequence, let isRetry):
                         if isRetry { summary.retries += 1 }
@@ -342,11 +345,12 @@ final class StepRun: @unchecked Sendable {
                         lock.lock()
                         dispatcher.cutting -= 1
                         admit(cut)
-                        continue
+                        if failure != nil || finished { break picking }
                     case .nothing:
-                        break
+                        idle.insert(node.name)
                     }
                 }
+                if chosen != nil { continue }
                 if failure != nil || finished { continue }
                 lock.wait()
             }

@@ -13,11 +13,12 @@ public struct Scheduler: Sendable {
 
     public init() {}
 
+    /// - Parameter excluded: nodes not to pick (they have nothing they may take now).
     /// - Returns: the chosen node, or nil when every node is at its limit.
-    public func pick(from nodes: [Node], ledger: Ledger) -> Node? {
+    public func pick(from nodes: [Node], ledger: Ledger, excluding excluded: Set<String> = []) -> Node? {
         var best: Node?
         var bestOpen = Int.max
-        for node in nodes {
+        for node in nodes where !excluded.contains(node.name) {
             let open = ledger.open(on: node.name)
             if open < node.inFlightLimit && open < bestOpen {
                 best = node
