@@ -130,7 +130,8 @@ func runJournaled(
     let bar = ProgressBar()
     defer { bar.finish() }
     if let step = try StepExecution.unfinishedStep(
-        matching: definition, parcelSize: configuration.parcelSize, in: stepData)
+        matching: definition, parcelSize: configuration.parcelSize, sharedInput: configuration.sharedInput,
+        in: stepData)
     {
         logLine("elasticflow: resuming step \(step) from \(stepData)")
         let cancellation = CancellationFlag()

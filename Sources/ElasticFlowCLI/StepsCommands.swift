@@ -104,6 +104,7 @@ struct ResumeCommand: ParsableCommand {
             let cookie = try cluster.cookieOptions.resolve(required: !workers.isEmpty || cluster.listen != nil)
             var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
             configuration.parcelSize = record.parcelSize
+            configuration.sharedInput = record.sharedInput ?? false
             configuration.compression = try Compression(parsing: record.compression)
             if let threads { configuration.masterThreads = threads }
             try cluster.apply(to: &configuration, parcelSize: nil)

@@ -19,7 +19,8 @@ import Testing
     }
 
     static func count(_ master: Master, _ path: String, lowercase: Bool = false) throws -> (StepReport, [UInt8]) {
-        let report = try master.run(task: "wordcount", sources: [.file(path)], options: TaskOptions(lowercase: lowercase))
+        let report = try master.run(
+            task: "wordcount", sources: [.file(path)], options: TaskOptions(lowercase: lowercase))
         guard case .wordCount(let counter) = report.output else { throw TestWorkerError.exited }
         return (report, try counter.rendered(format: .text))
     }
@@ -219,6 +220,7 @@ import Testing
         let failed = try count([blind])
         #expect(failed.status != 0)
         #expect(failed.stdout.isEmpty)
-        #expect(failed.stderr.contains("corpus.txt") && failed.stderr.split(separator: "\n").count == 1, "\(failed.stderr)")
+        #expect(
+            failed.stderr.contains("corpus.txt") && failed.stderr.split(separator: "\n").count == 1, "\(failed.stderr)")
     }
 }

@@ -93,7 +93,9 @@ import Testing
         let untouched = try WordCounter()
         try untouched.feed(b)
         try untouched.finish()
-        #expect(throws: ElasticFlowError.self) { try untouched.mergeInParallel(serialized: corrupt, threads: 4, parallelAbove: 0) }
+        #expect(throws: ElasticFlowError.self) {
+            try untouched.mergeInParallel(serialized: corrupt, threads: 4, parallelAbove: 0)
+        }
         #expect(try untouched.rendered(format: .text) == Reference.text(b, lowercase: false))
     }
 }

@@ -139,7 +139,8 @@ public struct ClusterConfiguration: Sendable {
             throw .invalidArgument("combining (combine) covers 1...\(CombineSettings.receiptLimit) receipts per result")
         }
         guard combine.maxDelay >= 0 && combine.maxDelay <= 60 else {
-            throw .invalidArgument("the combining delay (combineDelay) must be 0...60 seconds (not \(combine.maxDelay))")
+            throw .invalidArgument(
+                "the combining delay (combineDelay) must be 0...60 seconds (not \(combine.maxDelay))")
         }
         for (name, value) in [
             ("heartbeatTimeout", heartbeatTimeout), ("heartbeatInterval", heartbeatInterval),
@@ -232,7 +233,9 @@ public struct ClusterFile: Codable, Sendable {
         if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
         if let sharedInput {
             configuration.sharedInput = sharedInput
-            if sharedInput && parcelSize == nil { configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize }
+            if sharedInput && parcelSize == nil {
+                configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize
+            }
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }

@@ -273,7 +273,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
             let payload = Array(frame.payload)
             guard let (envelope, body) = try? ResultEnvelope.decode(payload) else {
-                run.withLock { run.fail(.cluster("worker \(link.name) sent a malformed result for parcel \(frame.id)")) }
+                run.withLock {
+                    run.fail(.cluster("worker \(link.name) sent a malformed result for parcel \(frame.id)"))
+                }
                 return
             }
             let sequences = envelope.entries.map(\.sequence)

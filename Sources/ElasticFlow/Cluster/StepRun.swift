@@ -528,7 +528,8 @@ final class StepRun: @unchecked Sendable {
                 withLock { link?.closingOnPurpose = true }
             } else {
                 status = loop.send(
-                    connection, type: FrameType.parcel.rawValue, aux: step, id: receipt.sequence, flags: flags, codec: 0,
+                    connection, type: FrameType.parcel.rawValue, aux: step, id: receipt.sequence, flags: flags,
+                    codec: 0,
                     bytes: payload)
             }
             lock.lock()
@@ -608,7 +609,9 @@ final class StepRun: @unchecked Sendable {
                     return nil
                 }
                 if let problem = Self.mismatch(processed, receipt, splitter.fingerprints[Int(receipt.partition)]) {
-                    fail(.cluster("shared input '\(path)', split \(receipt.offset)+\(receipt.length) on \(node): \(problem)"))
+                    fail(
+                        .cluster(
+                            "shared input '\(path)', split \(receipt.offset)+\(receipt.length) on \(node): \(problem)"))
                     return nil
                 }
                 if let earlier = dispatcher.recordProcessed(processed, for: receipt.sequence) {
@@ -626,7 +629,8 @@ final class StepRun: @unchecked Sendable {
             emit(
                 .stepUpdate(
                     step: step, state: .combinedResultDropped,
-                    detail: "\(node): \(entries.count) receipts, some already aggregated; \(takenBack.count) sent again"))
+                    detail: "\(node): \(entries.count) receipts, some already aggregated; \(takenBack.count) sent again"
+                ))
             lock.broadcast()
         }
         guard closed else { return nil }

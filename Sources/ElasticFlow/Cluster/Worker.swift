@@ -395,7 +395,8 @@ extension Worker: EventLoopHandler {
                     }
                 })
             loop.post { [self] in
-                send(alone.outcome, sequence: sequence, connection: connection, step: stepID, work: work, fault: fault,
+                send(
+                    alone.outcome, sequence: sequence, connection: connection, step: stepID, work: work, fault: fault,
                     delay: delay)
             }
             if let batch = combiner?.finishedAlone() {
@@ -430,7 +431,8 @@ extension Worker: EventLoopHandler {
 
     /// Sends a batch from a pool thread (encoding it there, then posting the send).
     private func answer(
-        _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: ConnectionID, step: UInt32,
+        _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: ConnectionID,
+        step: UInt32,
         fault: FaultKind?
     ) {
         let entries = batch.entries
@@ -446,7 +448,8 @@ extension Worker: EventLoopHandler {
                     fault: fault, delay: 0, parcels: entries.count)
             case .failure(let error):
                 for entry in entries {
-                    send(.failure(error), sequence: entry.sequence, connection: connection, step: step, work: work,
+                    send(
+                        .failure(error), sequence: entry.sequence, connection: connection, step: step, work: work,
                         fault: nil, delay: 0)
                 }
             }

@@ -65,7 +65,8 @@ final class ByteRangeSplitter {
         var fingerprints: [SourceFingerprint] = []
         for source in sources {
             guard case .file(let path) = source else {
-                throw .invalidArgument("--shared-input needs files every node can read; standard input cannot be shared")
+                throw .invalidArgument(
+                    "--shared-input needs files every node can read; standard input cannot be shared")
             }
             paths.append(path)
             fingerprints.append(try SourceFingerprint.of(path: path))

@@ -259,10 +259,14 @@ public enum StepExecution {
             options: definition.options)
         var journal = resume
         if journal == nil, let stepData {
-            let record = StepRecord(
+            var record = StepRecord(
                 step: step, name: definition.name, task: definition.task, options: definition.options,
                 sources: definition.sources, parcelSize: master.configuration.parcelSize,
                 compression: master.configuration.compression.description)
+            if master.configuration.sharedInput {
+                record.sharedInput = true
+                record.sourceFingerprints = try sharedFingerprints(definition.sources)
+            }
             journal = try StepJournal.create(directory: stepData, record: record)
         }
         if let journal {
@@ -275,6 +279,26 @@ public enum StepExecution {
                         "step \(step) was cut into \(journal.record.parcelSize)-byte parcels, not "
                             + "\(master.configuration.parcelSize): resume it with --parcel-size \(journal.record.parcelSize)"
                     )
+                }
+                let shared = journal.record.sharedInput ?? false
+                guard shared == master.configuration.sharedInput else {
+                    throw .journal(
+                        "step \(step) was cut "
+                            + (shared
+                                ? "in shared-input mode: resume it with --shared-input"
+                                : "in copy mode: resume it without --shared-input"))
+                }
+                if shared, let then = journal.record.sourceFingerprints {
+                    let now = try sharedFingerprints(definition.sources)
+                    let changed = now.indices.first { index in index >= then.count || now[index] != then[index] }
+                    if let index = changed {
+                        throw .journal(
+                            "step \(step): shared input '\(definition.sources[index])' changed since the step began "
+                                + "(size \(index < then.count ? then[index].size : 0) -> \(now[index].size)"
+                                + (index < then.count && then[index].modified != now[index].modified
+                                    ? ", modification time changed" : "")
+                                + "): it cannot be resumed")
+                    }
                 }
             }
             try journal.update(state: StepState.running, detail: resume == nil ? "" : "resumed")
@@ -306,16 +330,25 @@ public enum StepExecution {
         }
     }
 
+    /// Each shared source's size and modification time now.
+    static func sharedFingerprints(_ sources: [String]) throws(ElasticFlowError) -> [SourceFingerprint] {
+        var fingerprints: [SourceFingerprint] = []
+        for source in sources { fingerprints.append(try SourceFingerprint.of(path: source)) }
+        return fingerprints
+    }
+
     /// Finds, in a step-data directory, the unfinished step that runs `definition` with this parcel
-    /// size (interrupted by a crash, failed or cancelled): running the same command again resumes it.
-    public static func unfinishedStep(matching definition: StepDefinition, parcelSize: Int, in stepData: String)
-        throws(ElasticFlowError) -> UInt32?
-    {
+    /// size and mode (interrupted by a crash, failed or cancelled): running the same command again
+    /// resumes it.
+    public static func unfinishedStep(
+        matching definition: StepDefinition, parcelSize: Int, sharedInput: Bool = false, in stepData: String
+    ) throws(ElasticFlowError) -> UInt32? {
         guard FileManager.default.fileExists(atPath: stepData) else { return nil }
         let candidates = try StepJournal.steps(in: stepData).filter { record in
             !StepState.finished.contains(record.state) && record.task == definition.task
                 && record.options == definition.options
                 && record.sources == definition.sources && record.parcelSize == parcelSize && record.isResumable
+                && (record.sharedInput ?? false) == sharedInput
         }
         return candidates.last?.step
     }

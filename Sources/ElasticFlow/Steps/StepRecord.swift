@@ -75,6 +75,12 @@ public struct StepRecord: Codable, Sendable, Hashable {
     public var retries: Int
     /// Results dropped because their receipt was already closed.
     public var duplicates: Int
+    /// True when the step runs in shared-input mode (its receipts are byte-range splits); nil or
+    /// false in copy mode (and in records written before shared-input mode existed).
+    public var sharedInput: Bool?
+    /// Shared-input mode: each source's size and modification time when the step began. A resume
+    /// that finds another refuses to run (the result would mix two versions of a file).
+    public var sourceFingerprints: [SourceFingerprint]?
 
     /// A pending step with an empty timeline (`StepJournal.create` adds its first event).
     public init(

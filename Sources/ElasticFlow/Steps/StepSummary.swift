@@ -50,7 +50,8 @@ public struct StepSummary: Sendable, CustomStringConvertible {
         }
         if sharedInput {
             lines.append(
-                "  shared input: receipts only on the wire (\(mb(bytesSentWire)) MB), results \(mb(bytesReceivedWire)) MB")
+                "  shared input: receipts only on the wire (\(mb(bytesSentWire)) MB), results \(mb(bytesReceivedWire)) MB"
+            )
         }
         if combinedResults > 0 { lines.append("  \(combinedResults) combined results (several receipts each)") }
         if let chaos { lines.append("  chaos (injected/recovered): \(chaos)") }
