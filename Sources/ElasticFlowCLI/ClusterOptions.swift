@@ -94,7 +94,7 @@ struct ClusterOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Every node reads the files itself at the same path (shared filesystem or identical copies): the master "
-                + "splits them by size and sends only receipts (default parcel size then 32MiB)."))
+                + "splits them by size and sends only receipts (default parcel size then 32MiB, in-flight 8)."))
     var sharedInput = false
 
     @Option(
@@ -144,6 +144,9 @@ struct ClusterOptions: ParsableArguments {
             // by default (unless a size was given here or in the cluster file).
             if parcelSize == nil && configuration.parcelSize == ClusterConfiguration.copyParcelSize {
                 configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize
+            }
+            if inFlight == nil && configuration.inFlight == ClusterConfiguration.copyInFlight {
+                configuration.inFlight = ClusterConfiguration.sharedInputInFlight
             }
             configuration.sharedInput = true
         }

@@ -83,7 +83,7 @@ public struct ClusterConfiguration: Sendable {
     /// Target parcel size in bytes (parcels end at line boundaries).
     public var parcelSize: Int = ClusterConfiguration.copyParcelSize
     /// Parcels a worker may hold at once (unanswered).
-    public var inFlight: Int = 4
+    public var inFlight: Int = ClusterConfiguration.copyInFlight
     /// Whether the master processes parcels too, on its own threads.
     public var masterProcesses = true
     /// Threads of the master (compression and its own parcels).
@@ -120,6 +120,11 @@ public struct ClusterConfiguration: Sendable {
     public static let sharedInputParcelSize = 32 << 20
     /// The default parcel size of copy mode.
     public static let copyParcelSize = 4 << 20
+    /// The in-flight limit of shared-input mode when none is given: a parcel in flight costs the
+    /// master a receipt, not a buffer, and a deeper queue lets a worker combine more results.
+    public static let sharedInputInFlight = 8
+    /// The default in-flight limit of copy mode.
+    public static let copyInFlight = 4
 
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers

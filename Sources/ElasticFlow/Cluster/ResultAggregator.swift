@@ -49,6 +49,19 @@ final class ResultAggregator: @unchecked Sendable {
         }
     }
 
+    /// `merge` on bytes in place (a decompression buffer, valid for the call only): no copy when
+    /// the aggregation can take them so (`InPlaceAggregation`).
+    func merge(bytes: UnsafeRawBufferPointer, combined: Bool, for sequences: [UInt64]) throws {
+        guard let inPlace = aggregation as? any InPlaceAggregation else {
+            return try merge(Array(bytes), combined: combined, for: sequences)
+        }
+        try lock.withLock {
+            try inPlace.absorb(bytes: bytes, combined: combined)
+            aggregated.formUnion(sequences)
+            sinceCheckpoint += sequences.count
+        }
+    }
+
     /// The step's output (once every result is merged).
     func output() throws(ElasticFlowError) -> StepOutput {
         do {

@@ -660,7 +660,6 @@ final class StepRun: @unchecked Sendable {
         _ payload: [UInt8], body: Int, compressed: Bool, combined: Bool, for receipts: [Receipt], from node: String
     ) {
         mergePool.submit { [self] context in
-            var result: [UInt8]
             if compressed {
                 let limit = configuration.maxPayload
                 let failure = payload.withUnsafeBytes { bytes -> ElasticFlowError? in
@@ -679,19 +678,33 @@ final class StepRun: @unchecked Sendable {
                     }
                     return
                 }
-                result = Array(context.scratch.bytes)
+                // Merged where it was decompressed: no copy.
+                merge(combined: combined, for: receipts, from: node) { sequences in
+                    try results.merge(bytes: context.scratch.bytes, combined: combined, for: sequences)
+                }
             } else {
-                result = Array(payload[body...])
+                let result = Array(payload[body...])
+                merge(combined: combined, for: receipts, from: node) { sequences in
+                    try results.merge(result, combined: combined, for: sequences)
+                }
             }
-            merge(result, combined: combined, for: receipts, from: node)
         }
     }
 
     /// Merges a claimed result (no lock held during the merge itself).
     private func merge(_ result: [UInt8], combined: Bool, for receipts: [Receipt], from node: String) {
+        merge(combined: combined, for: receipts, from: node) { sequences in
+            try results.merge(result, combined: combined, for: sequences)
+        }
+    }
+
+    /// Runs `body` (the merge, no lock held), then books the receipts as aggregated.
+    private func merge(
+        combined: Bool, for receipts: [Receipt], from node: String, _ body: ([UInt64]) throws -> Void
+    ) {
         var failed: (any Error)?
         do {
-            try results.merge(result, combined: combined, for: receipts.map(\.sequence))
+            try body(receipts.map(\.sequence))
         } catch {
             failed = error
         }

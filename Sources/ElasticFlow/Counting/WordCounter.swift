@@ -146,39 +146,47 @@ public final class WordCounter {
     {
         try bytes.withUnsafeBytes { (buffer) -> Result<Int, ElasticFlowError> in
             Result { () throws(ElasticFlowError) -> Int in
-                let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
-                var sections: UInt32 = 0
-                guard threads > 1, buffer.count >= parallelAbove,
-                    ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
-                else { return try merge(serialized: buffer) }
-                let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
-                let (partitions, threads) = (partitions, min(threads, partitions))
-                let entries = Atomic<Int>(0)
-                let failure = Atomic<Int32>(0)
-                // Check every section first (nothing changes), so a bad one adds nothing at all.
-                for pass in 0..<2 {
-                    DispatchQueue.concurrentPerform(iterations: threads) { worker in
-                        for partition in stride(from: worker, to: partitions, by: threads) {
-                            let code =
-                                pass == 0
-                                ? ef_counter_section_check(transfer.base, transfer.count, UInt32(partition))
-                                : ef_counter_section_merge(
-                                    transfer.counter.handle, transfer.base, transfer.count, UInt32(partition))
-                            if code < 0 {
-                                failure.store(Int32(code), ordering: .relaxed)
-                            } else if pass == 1 {
-                                entries.add(Int(code), ordering: .relaxed)
-                            }
-                        }
-                    }
-                    let code = failure.load(ordering: .relaxed)
-                    if code < 0 {
-                        throw .core(CoreErrorCode(rawValue: code), operation: "reading serialized word counts")
-                    }
-                }
-                return entries.load(ordering: .relaxed)
+                try mergeInParallel(serialized: buffer, threads: threads, parallelAbove: parallelAbove)
             }
         }.get()
+    }
+
+    /// `mergeInParallel` on bytes in place (valid for the call only).
+    @discardableResult
+    func mergeInParallel(serialized buffer: UnsafeRawBufferPointer, threads: Int, parallelAbove: Int = 256 << 10)
+        throws(ElasticFlowError) -> Int
+    {
+        let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        var sections: UInt32 = 0
+        guard threads > 1, buffer.count >= parallelAbove,
+            ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
+        else { return try merge(serialized: buffer) }
+        let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
+        let (partitions, threads) = (partitions, min(threads, partitions))
+        let entries = Atomic<Int>(0)
+        let failure = Atomic<Int32>(0)
+        // Check every section first (nothing changes), so a bad one adds nothing at all.
+        for pass in 0..<2 {
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                for partition in stride(from: worker, to: partitions, by: threads) {
+                    let code =
+                        pass == 0
+                        ? ef_counter_section_check(transfer.base, transfer.count, UInt32(partition))
+                        : ef_counter_section_merge(
+                            transfer.counter.handle, transfer.base, transfer.count, UInt32(partition))
+                    if code < 0 {
+                        failure.store(Int32(code), ordering: .relaxed)
+                    } else if pass == 1 {
+                        entries.add(Int(code), ordering: .relaxed)
+                    }
+                }
+            }
+            let code = failure.load(ordering: .relaxed)
+            if code < 0 {
+                throw .core(CoreErrorCode(rawValue: code), operation: "reading serialized word counts")
+            }
+        }
+        return entries.load(ordering: .relaxed)
     }
 
     /// Adds the counts of a serialized table into this counter; on malformed input nothing is

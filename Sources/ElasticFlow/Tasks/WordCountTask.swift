@@ -80,7 +80,7 @@ final class CounterPool: Sendable {
 
 /// The master side of a `WordCountTask`: one table, into which every result merges. A large
 /// result merges partition by partition on every core at once (`WordCounter.mergeInParallel`).
-final class WordCountAggregation: TaskAggregation {
+final class WordCountAggregation: InPlaceAggregation {
     let counter: WordCounter
     let threads = WordCountOptions.onlineCores
 
@@ -100,4 +100,16 @@ final class WordCountAggregation: TaskAggregation {
     func snapshot() throws -> [UInt8] { try counter.serializedPartitioned() }
 
     func restore(from snapshot: [UInt8]) throws { try counter.mergeInParallel(serialized: snapshot, threads: threads) }
+
+    /// Both a parcel's table and a worker's combined snapshot are serialized tables: one merge.
+    func absorb(bytes: UnsafeRawBufferPointer, combined: Bool) throws {
+        try counter.mergeInParallel(serialized: bytes, threads: threads)
+    }
+}
+
+/// An aggregation that takes a result where it lies (a pool thread's decompression buffer), with
+/// no copy into an array: the master merges remote results this way when it can.
+protocol InPlaceAggregation: TaskAggregation {
+    /// `absorb` (or, when `combined`, `restore(from:)`) on bytes valid for the call only.
+    func absorb(bytes: UnsafeRawBufferPointer, combined: Bool) throws
 }
