@@ -138,4 +138,96 @@ struct NetworkNamespaceTests {
         #expect(detection >= heartbeatTimeout - 0.05, "presumed dead before the heartbeat time-out")
         #expect(detection < heartbeatTimeout + 2, "took too long to notice the silence")
     }
+
+    /// Shared-input mode with every node a separate host that sees the corpus at the same path
+    /// through its own view of the filesystem: each worker runs in a mount namespace of its own
+    /// where that path is its own copy. The master only stats the file and sends receipts.
+    @Test(
+        .enabled(
+            if: NetworkNamespaces.available && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+            skipReason))
+    func sharedInputWorkersReadTheirOwnCopiesOverVethLinks() throws {
+        let lan = try NetworkNamespaces(workers: 2)
+        defer {
+            let leftovers = lan.tearDown()
+            #expect(leftovers.isEmpty, "namespaces left behind: \(leftovers)")
+        }
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 77)
+        let text = generator.generate(byteCount: 3 << 20)
+        // The path every node uses; each worker mounts its own copy over it.
+        let shared = directory.path("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        let corpus = shared + "/corpus.txt"
+        _ = try directory.file("shared/corpus.txt", text)
+        let cookie = try directory.file("cookie", Array("netns-\(UUID().uuidString)".utf8))
+        let executable = CommandRunner.executable.path
+        let port = 7711
+
+        func startWorkers(copies: [[UInt8]]) throws -> [ChildProcess] {
+            var started: [ChildProcess] = []
+            for (index, host) in lan.workers.enumerated() {
+                let view = directory.path("view-\(index)-\(started.count)-\(UUID().uuidString.prefix(6))")
+                try FileManager.default.createDirectory(atPath: view, withIntermediateDirectories: true)
+                try Data(copies[index]).write(to: URL(fileURLWithPath: view + "/corpus.txt"))
+                let command =
+                    "mount --bind '\(view)' '\(shared)' && exec '\(executable)' worker --listen \(host.address):\(port) "
+                    + "--threads 2 --cookie-file '\(cookie)'"
+                let worker = try lan.start(
+                    in: host.namespace, "/usr/bin/unshare",
+                    ["--mount", "--propagation", "private", "sh", "-c", command])
+                let listening = "listening on \(host.address):\(port)"
+                guard worker.wait(timeout: 10, until: { output, _ in output.contains { $0.text == listening } }) else {
+                    throw NetworkNamespaceError.unavailable("worker in \(host.namespace): \(worker.stderrText)")
+                }
+                started.append(worker)
+            }
+            return started
+        }
+
+        func count() throws -> ChildProcess {
+            let addresses = lan.workers.map { "\($0.address):\(port)" }.joined(separator: ",")
+            let master = try lan.start(
+                in: lan.master, executable,
+                [
+                    "count", "--shared-input", "--workers", addresses, "--cookie-file", cookie, "--no-master-work",
+                    "--parcel-size", "64KiB", "--summary", corpus,
+                ])
+            guard master.waitForExit(timeout: 60) else {
+                throw NetworkNamespaceError.unavailable("the master did not finish: \(master.stderrText.suffix(2000))")
+            }
+            return master
+        }
+
+        // Identical copies: the exact result, and no parcel byte crossed the links.
+        var workers = try startWorkers(copies: [text, text])
+        let master = try count()
+        #expect(master.status == 0, "\(master.stderrText.suffix(3000))")
+        #expect(master.stdout == Reference.text(text, lowercase: false), "the output differs from the reference")
+        let summary = master.stderrText
+        #expect(summary.contains("shared input: receipts only on the wire"), "\(summary)")
+        let byNode = summary.split(separator: "\n").first { $0.contains("parcels by node:") } ?? ""
+        for host in lan.workers { #expect(byNode.contains("\(host.address):\(port): "), "\(byNode)") }
+
+        // One worker's copy differs in size: it refuses every split (answering why), the other
+        // does the work, and the result is still exact.
+        let longer = text + Array("one more line\n".utf8)
+        for worker in workers { worker.stop(grace: 2) }
+        workers = try startWorkers(copies: [text, longer])
+        let oneOff = try count()
+        #expect(oneOff.status == 0, "\(oneOff.stderrText.suffix(3000))")
+        #expect(oneOff.stdout == Reference.text(text, lowercase: false))
+        let oneOffByNode = oneOff.stderrText.split(separator: "\n").first { $0.contains("parcels by node:") } ?? ""
+        #expect(!oneOffByNode.contains("\(lan.workers[1].address):\(port): "), "\(oneOffByNode)")
+        #expect(!oneOff.stderrText.contains(" 0 task errors"), "\(oneOff.stderrText.suffix(2000))")
+
+        // No worker's copy matches the master's: a clear failure naming the file, nothing printed.
+        for worker in workers { worker.stop(grace: 2) }
+        workers = try startWorkers(copies: [longer, longer])
+        let failed = try count()
+        #expect(failed.status != 0)
+        #expect(failed.stdout.isEmpty)
+        #expect(failed.stderrText.contains(corpus), "\(failed.stderrText.suffix(2000))")
+        for worker in workers { worker.stop(grace: 2) }
+    }
 }
