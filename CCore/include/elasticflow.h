@@ -162,7 +162,7 @@ EF_API ptrdiff_t ef_codec_decompress(ef_codec *codec, const uint8_t *src, size_t
  */
 
 #define EF_FRAME_MAGIC 0x574C4645u /* "EFLW" little-endian */
-#define EF_PROTOCOL_VERSION 1
+#define EF_PROTOCOL_VERSION 2
 #define EF_FRAME_HEADER_SIZE 32
 #define EF_FRAME_MAX_PAYLOAD_DEFAULT (256u * 1024u * 1024u)
 
