@@ -7,7 +7,10 @@ the long-running worker from /proc/PID/stat, read before and after each run). Fi
 GB dispatched (GB = 1e9 bytes of input) and against the single-node count. Wall seconds are
 printed as information only.
 
-Cases (all `--no-master-work --lowercase`, 2 workers with default threads):
+Cases (all `--no-master-work --lowercase`, 2 workers with --two-worker-threads each, 1 by default:
+two single-thread workers use this 2-core machine's two cores as the single-node count's two
+threads do; with 2 threads each, four counting threads share two cores and every process's CPU
+time swells with the contention):
   copy-none        copy mode, --compression none
   copy-lz4         copy mode, --compression lz4
   shared-none      --shared-input --compression none     (skipped if the binary lacks it)
@@ -17,6 +20,12 @@ Scaling model (workers with --threads 1, sizes from --workers-list):
   scale-copy       copy mode, --compression none         (the "before" comparison)
 
 Every distributed output must be byte-identical to the single-node output (exit 1 otherwise).
+
+The master's CPU includes costs that do not grow with the input (process start, connections,
+sorting and printing the vocabulary), which on 173 MB are a large share of a small figure. Each
+round therefore also runs every distributed case on one copy of kjv (4.3 MB, the same
+vocabulary); "marginal" figures are the slope between the two, (CPU(corpus) - CPU(one copy)) /
+(GB(corpus) - GB(one copy)): the master's cost per GB actually dispatched.
 Medians of N interleaved rounds after one warm-up round.
 
 Usage: scale_bench.py BINARY [--corpus PATH] [--rounds N] [--json PATH]
@@ -70,6 +79,8 @@ def parse_arguments():
                         help=f"comma-separated subset of: {', '.join(ALL_CASES)}")
     parser.add_argument("--kjv", help="kjv.txt (default: ../shared/corpora/kjv.txt from the repository)")
     parser.add_argument("--parcel-size", help="passed to every count (default: the binary's)")
+    parser.add_argument("--two-worker-threads", type=int, default=1,
+                        help="--threads of the 2 workers of the two-worker cases (default 1; 0: the worker's default)")
     arguments = parser.parse_args()
     arguments.workers_list = [int(n) for n in arguments.workers_list.split(",") if n]
     arguments.cases = [c for c in arguments.cases.split(",") if c]
@@ -188,16 +199,21 @@ def measure_distributed(binary, corpus, pool, flags, extra):
 
 # ----------------------------------------------------------------------------- figures
 
-def derived(run, gigabytes, single_cpu):
-    """Per-run figures; single_cpu is the same round's single-node CPU."""
+def derived(run, gigabytes, single_cpu, fixed_master_cpu, small_gigabytes):
+    """Per-run figures; single_cpu is the same round's single-node CPU, fixed_master_cpu the
+    master's CPU for the same case on one copy of kjv (small_gigabytes)."""
     master, workers = run["master_cpu_s"], run["workers_cpu_s"]
     figures = dict(run)
     figures["master_cpu_s_per_gb"] = master / gigabytes
+    figures["master_fixed_cpu_s"] = fixed_master_cpu
+    figures["master_marginal_cpu_s_per_gb"] = max(0.0, master - fixed_master_cpu) / (gigabytes - small_gigabytes)
     figures["workers_cpu_s_per_gb"] = workers / gigabytes
     figures["total_vs_single"] = (master + workers) / single_cpu
     figures["mb_per_worker_cpu_s"] = gigabytes * 1e3 / workers if workers > 0 else float("inf")
     # (1 / master CPU-s per GB) / (per-worker-core GB/s) = workers CPU-s per GB / master CPU-s per GB
     figures["workers_one_master_core_feeds"] = workers / master if master > 0 else float("inf")
+    marginal = figures["master_marginal_cpu_s_per_gb"] * gigabytes
+    figures["workers_one_master_core_feeds_marginal"] = workers / marginal if marginal > 0 else float("inf")
     return figures
 
 
@@ -218,23 +234,27 @@ def print_report(meta, single, two_worker, scaling, notes):
           f"({single['cpu_s'] / meta['gigabytes']:.3f} CPU-s/GB), wall {single['wall_s']:.3f} s")
     if two_worker:
         print()
-        print("2 workers (default threads), --no-master-work --lowercase")
-        print(f"{'case':16} {'master CPU-s/GB':>16} {'workers CPU-s/GB':>17} {'(m+w)/single':>13} "
-              f"{'wall s':>8} {'same output':>12}")
+        threads = meta["two_worker_threads"] or "default"
+        print(f"2 workers (--threads {threads}), --no-master-work --lowercase")
+        print(f"{'case':16} {'master CPU-s/GB':>16} {'marginal':>9} {'1 copy s':>8} {'workers CPU-s/GB':>17} "
+              f"{'(m+w)/single':>13} {'wall s':>8} {'same output':>12}")
         for name, entry in two_worker.items():
             m = entry["median"]
-            print(f"{name:16} {m['master_cpu_s_per_gb']:16.3f} {m['workers_cpu_s_per_gb']:17.3f} "
+            print(f"{name:16} {m['master_cpu_s_per_gb']:16.3f} {m['master_marginal_cpu_s_per_gb']:9.3f} "
+                  f"{m['master_fixed_cpu_s']:8.3f} {m['workers_cpu_s_per_gb']:17.3f} "
                   f"{m['total_vs_single']:12.2f}x {m['wall_s']:8.3f} {'yes' if entry['same_output'] else 'NO':>12}")
     for mode, sizes in scaling.items():
         print()
         print(f"scaling model {mode} ({' '.join(SCALING_MODES[mode][1])}), workers --threads 1, "
               f"--no-master-work --lowercase")
-        print(f"{'workers':>7} {'master CPU-s/GB':>16} {'workers CPU-s/GB':>17} {'MB/worker-CPU-s':>16} "
-              f"{'1 master core feeds':>20} {'(m+w)/single':>13} {'wall s':>8} {'same':>5}")
+        print(f"{'workers':>7} {'master CPU-s/GB':>16} {'marginal':>9} {'workers CPU-s/GB':>17} "
+              f"{'MB/worker-CPU-s':>16} {'1 master core feeds':>20} {'(marginal)':>11} {'(m+w)/single':>13} "
+              f"{'wall s':>8} {'same':>5}")
         for count, entry in sizes.items():
             m = entry["median"]
-            print(f"{count:7} {m['master_cpu_s_per_gb']:16.3f} {m['workers_cpu_s_per_gb']:17.3f} "
-                  f"{m['mb_per_worker_cpu_s']:16.1f} {m['workers_one_master_core_feeds']:17.1f} wk "
+            print(f"{count:7} {m['master_cpu_s_per_gb']:16.3f} {m['master_marginal_cpu_s_per_gb']:9.3f} "
+                  f"{m['workers_cpu_s_per_gb']:17.3f} {m['mb_per_worker_cpu_s']:16.1f} "
+                  f"{m['workers_one_master_core_feeds']:17.1f} wk {m['workers_one_master_core_feeds_marginal']:8.1f} wk "
                   f"{m['total_vs_single']:12.2f}x {m['wall_s']:8.3f} {'yes' if entry['same_output'] else 'NO':>5}")
 
 
@@ -259,22 +279,24 @@ def build_plan(arguments, shared_ok, notes):
     return plan
 
 
-def run_benchmark(arguments, corpus, pools, plan):
+def run_benchmark(arguments, corpus, tiny, pools, plan):
     extra = ["--parcel-size", arguments.parcel_size] if arguments.parcel_size else []
     gigabytes = os.path.getsize(corpus) / 1e9
+    small_gigabytes = os.path.getsize(tiny) / 1e9
     raw = {key: [] for key, *_ in plan}
     same = {key: True for key, *_ in plan}
     reference = None
     for round_index in range(-1, arguments.rounds):  # round -1 is the warm-up
         shift = max(round_index, 0) % len(plan)
         order = plan[shift:] + plan[:shift]
-        results, outputs = {}, {}
+        results, outputs, fixed = {}, {}, {}
         for key, flags, pool_name, count in order:
             if pool_name is None:
                 results[key], outputs[key] = measure_single(arguments.binary, corpus, extra)
             else:
                 pool = pools[pool_name][:count]
                 results[key], outputs[key] = measure_distributed(arguments.binary, corpus, pool, flags, extra)
+                fixed[key] = measure_distributed(arguments.binary, tiny, pool, flags, extra)[0]["master_cpu_s"]
         reference = reference if reference is not None else outputs["single"]
         for key, output in outputs.items():
             same[key] = same[key] and output == reference
@@ -282,7 +304,8 @@ def run_benchmark(arguments, corpus, pools, plan):
             continue
         single_cpu = results["single"]["cpu_s"]
         for key, result in results.items():
-            raw[key].append(result if key == "single" else derived(result, gigabytes, single_cpu))
+            raw[key].append(
+                result if key == "single" else derived(result, gigabytes, single_cpu, fixed[key], small_gigabytes))
         print(f"round {round_index + 1}/{arguments.rounds} done, load {load_average()}", file=sys.stderr)
     return raw, same
 
@@ -308,21 +331,26 @@ def main():
         plan = build_plan(arguments, shared_ok, notes)
         load_start = load_average()
 
+        tiny = os.path.join(tempfile.gettempdir(), f"scale_bench_one_copy.{os.getpid()}.txt")
+        with open(corpus, "rb") as source, open(tiny, "wb") as handle:
+            handle.write(source.read(os.path.getsize(corpus) // COPIES))
         pools = {"default": [], "single-thread": []}
         if any(pool == "default" for _, _, pool, _ in plan):
             for _ in range(2):
-                pools["default"].append(start_worker(arguments.binary))
+                pools["default"].append(start_worker(arguments.binary, arguments.two_worker_threads or None))
                 processes.append(pools["default"][-1][0])
         needed = max([count for _, _, pool, count in plan if pool == "single-thread"], default=0)
         for _ in range(needed):
             pools["single-thread"].append(start_worker(arguments.binary, threads=1))
             processes.append(pools["single-thread"][-1][0])
 
-        raw, same = run_benchmark(arguments, corpus, pools, plan)
+        raw, same = run_benchmark(arguments, corpus, tiny, pools, plan)
+        os.unlink(tiny)
         meta = {
             "binary": arguments.binary, "corpus": corpus, "corpus_bytes": os.path.getsize(corpus),
             "gigabytes": os.path.getsize(corpus) / 1e9, "rounds": arguments.rounds,
             "shared_input_supported": shared_ok, "parcel_size": arguments.parcel_size,
+            "two_worker_threads": arguments.two_worker_threads,
             "load_start": load_start, "load_end": load_average(), "cpus": os.cpu_count(),
             "clock_ticks_per_s": CLOCK_TICKS,
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,5 +1,4 @@
 internal import CElasticFlow
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -35,37 +34,15 @@ public struct ProcessedRange: Hashable, Sendable {
 /// Files are opened once per reader and read with `pread` into the caller's recycled buffer (no
 /// freshly zeroed pages per parcel). Thread-safe: descriptors are shared, reads are positional.
 final class SplitReader: Sendable {
-    let paths: [String]
-    /// Opened lazily, one per source, shared by every thread.
-    private let descriptors: Mutex<[Int32]>
+    let files: SourceFiles
+    var paths: [String] { files.paths }
 
     /// Bytes read past a split's end in the first read, to finish its last line without a second
     /// system call in the common case (lines far shorter than this).
     static let lookahead: UInt64 = 64 << 10
 
     init(paths: [String]) {
-        self.paths = paths
-        descriptors = Mutex(Array(repeating: -1, count: paths.count))
-    }
-
-    deinit {
-        descriptors.withLock { for fd in $0 where fd >= 0 { close(fd) } }
-    }
-
-    private func descriptor(_ source: Int) throws(ElasticFlowError) -> Int32 {
-        guard source >= 0 && source < paths.count else {
-            throw .invalidArgument("split of source \(source): the step has \(paths.count) source(s)")
-        }
-        if let fd = descriptors.withLock({ $0[source] >= 0 ? $0[source] : nil }) { return fd }
-        let fd = try DataSource.file(paths[source]).open()  // outside the lock: opening may block
-        return descriptors.withLock { open in
-            if open[source] >= 0 {
-                close(fd)  // another thread opened it meanwhile
-            } else {
-                open[source] = fd
-            }
-            return open[source]
-        }
+        files = SourceFiles(paths: paths)
     }
 
     /// Reads the lines `range` owns into `buffer`.
@@ -76,7 +53,7 @@ final class SplitReader: Sendable {
     func read(_ range: ByteRange, expectedSize: UInt64, into buffer: ParcelBuffer) throws(ElasticFlowError) -> (
         bytes: Range<Int>, processed: ProcessedRange
     ) {
-        let fd = try descriptor(range.source)
+        let fd = try files.descriptor(range.source)
         let path = paths[range.source]
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .io(path: path, operation: "stat", errno: errno) }
