@@ -6,8 +6,10 @@
  *
  * Write path: a connection's queue is a FIFO of runs. Copied frames go into a byte ring owned by
  * the connection (reused; grows in a slow path), zero-copy payloads stay where the caller keeps
- * them. One sendmsg gathers as many runs as fit an iovec batch. A frame sent on an empty queue
- * is first written straight from the caller's memory; only what the socket refuses is queued. */
+ * them, and file payloads stay in the file. One sendmsg gathers as many runs as fit an iovec
+ * batch, up to a file run, which sendfile writes before the runs after it. A frame sent on an
+ * empty queue is first written straight from the caller's memory; only what the socket refuses
+ * is queued. */
 #include "loop_internal.h"
 
 #include <arpa/inet.h>
