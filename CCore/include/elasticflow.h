@@ -363,8 +363,8 @@ EF_API int ef_auth_verify(const uint8_t *cookie, size_t cookie_len, uint8_t peer
  * thread at a time (set-up before the loop thread starts, clean-up after it returns). The only
  * exceptions are ef_loop_post and ef_loop_stop: they may be called from any thread at any time
  * between ef_loop_create and ef_loop_free. Callbacks run on the loop thread, one at a time, and
- * never from inside an ef_loop_* call — with one exception: a zero-copy release() (see
- * ef_loop_send_ref). A callback must not call ef_loop_run or ef_loop_free.
+ * never from inside an ef_loop_* call — with one exception: a zero-copy or file release() (see
+ * ef_loop_send_ref, ef_send). A callback must not call ef_loop_run or ef_loop_free.
  *
  * Ids. Listeners, connections and timers are named by uint64_t ids that one loop never reuses
  * (0 is never an id). A stale id is harmless: calls answer EF_ECLOSED.
@@ -383,7 +383,8 @@ EF_API int ef_auth_verify(const uint8_t *cookie, size_t cookie_len, uint8_t peer
  * falls below send_low_water again. Reading the other way: ef_loop_pause stops reading a
  * connection, so a slow consumer lets TCP push back on the peer.
  *
- * Sockets are written with sendmsg(MSG_NOSIGNAL): the process need not ignore SIGPIPE.
+ * Sockets are written with sendmsg(MSG_NOSIGNAL), and file payloads with sendfile under a
+ * SIGPIPE blocked on the loop thread for the call: the process need not ignore SIGPIPE.
  */
 
 typedef struct ef_loop ef_loop;
@@ -470,8 +471,11 @@ EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8
                             uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                             size_t len, void (*release)(void *ctx), void *ctx);
 
+/* ef_send.options: the payload is len bytes of file_fd from file_offset, sent with sendfile(2). */
+#define EF_SEND_FROM_FILE 0x1u
+
 /* One frame to send, for ef_loop_send_with. Plain data: zero-filled fields are "none" (no flags,
- * codec 0, no known CRC, copy the payload), but type must be set. */
+ * codec 0, no known CRC, copy the payload, no options), but type must be set. */
 typedef struct ef_send {
     uint8_t type, flags, codec; /* as ef_frame_encode takes them */
     uint32_t aux;
@@ -488,11 +492,28 @@ typedef struct ef_send {
      * NULL: the payload is copied, as ef_loop_send. */
     void (*release)(void *ctx);
     void *ctx;
+    /* EF_SEND_* bits; 0 = none. Unknown bits: EF_EINVAL. */
+    unsigned options;
+    /* Read only with EF_SEND_FROM_FILE (so zero-filled means "no file", not fd 0): payload is
+     * ignored and the payload is the len bytes of file_fd at file_offset, which go from the
+     * page cache to the socket with sendfile(2), never through user memory (or, where the file
+     * or socket does not support sendfile, pread into the connection's send buffer and sendmsg).
+     * The fd's own offset never moves. has_crc is required (EF_EINVAL without it): the loop
+     * never reads the bytes, so it cannot checksum them. As for a zero-copy payload, the fd must
+     * stay open and those bytes unchanged until release(ctx) runs (release may be NULL), exactly
+     * once on EF_OK, on the loop thread: once the bytes are written — possibly before the call
+     * returns — or when the connection closes first, or by ef_loop_free. A file that ends before
+     * file_offset + len closes the connection when its turn comes: on_close(EF_ESYS) with
+     * ef_loop_last_errno EIO. Other sendfile failures close it with EF_ESYS as socket errors
+     * do. EF_EINVAL also for file_fd < 0 or a range past INT64_MAX. */
+    int file_fd;
+    uint64_t file_offset;
 } ef_send;
 
 /* The one send that takes every option: ef_loop_send or ef_loop_send_ref (by send->release),
- * with an optional known payload CRC. Same returns as those, and EF_EINVAL when send is NULL.
- * send itself is not kept past the call. */
+ * with an optional known payload CRC, or a payload from a file (EF_SEND_FROM_FILE). Same returns
+ * as those, and EF_EINVAL when send is NULL. send itself is not kept past the call. A file
+ * payload counts towards send_high_water and ef_loop_pending like any other. */
 EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send);
 
 /* Fault injection (chaos testing): like ef_loop_send, but the header's checksums are computed

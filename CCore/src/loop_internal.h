@@ -30,10 +30,22 @@ typedef struct ef__obj {
     uint32_t events; /* interest last given to epoll */
 } ef__obj;
 
-/* A run of queued bytes: in the connection's ring (ref == NULL; its bytes follow the previous
- * ring run's) or a caller's zero-copy payload. */
+/* Kinds of queued runs. */
+enum {
+    EF__RUN_RING = 0, /* in the connection's ring; its bytes follow the previous ring run's */
+    EF__RUN_REF = 1,  /* a caller's zero-copy payload */
+    EF__RUN_FILE = 2, /* bytes of a caller's file, written with sendfile */
+};
+
+/* A run of queued bytes. REF and FILE runs own a release, called once when done or dropped. */
 typedef struct ef__seg {
-    const uint8_t *ref;
+    uint8_t kind;
+    bool copy; /* FILE: sendfile refused this file or socket; pread + sendmsg instead */
+    int fd;    /* FILE */
+    union {
+        const uint8_t *ref; /* REF */
+        uint64_t offset;    /* FILE: where the run's first byte is in the file */
+    };
     size_t len;
     void (*release)(void *ctx);
     void *ctx;

@@ -6,8 +6,10 @@
  *
  * Write path: a connection's queue is a FIFO of runs. Copied frames go into a byte ring owned by
  * the connection (reused; grows in a slow path), zero-copy payloads stay where the caller keeps
- * them. One sendmsg gathers as many runs as fit an iovec batch. A frame sent on an empty queue
- * is first written straight from the caller's memory; only what the socket refuses is queued. */
+ * them, and file payloads stay in the file. One sendmsg gathers as many runs as fit an iovec
+ * batch, up to a file run, which sendfile writes before the runs after it. A frame sent on an
+ * empty queue is first written straight from the caller's memory; only what the socket refuses
+ * is queued. */
 #include "loop_internal.h"
 
 #include <arpa/inet.h>
@@ -15,8 +17,10 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #define EF__IOV_BATCH 64
@@ -27,6 +31,12 @@
 #define EF__SEGS_INITIAL 16u
 /* Offset of the payload length in a frame header (layout in elasticflow.h). */
 #define EF__FRAME_LEN_OFFSET 8
+/* A file run that sendfile refuses is copied through the ring's free space in pieces this big. */
+#define EF__COPY_CHUNK (64u * 1024u)
+
+/* File offsets reach sendfile and pread as off_t: the range check in ef_loop_send_with is
+ * against INT64_MAX, so off_t must be 64 bits (it is on every 64-bit Linux). */
+_Static_assert(sizeof(off_t) == sizeof(int64_t), "off_t must be 64 bits");
 
 static size_t ef__min(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -45,13 +55,38 @@ static int ef__so_error(int fd) {
     return err;
 }
 
-static ssize_t ef__sendv(int fd, struct iovec *iov, int n) {
+static ssize_t ef__sendv(int fd, struct iovec *iov, int n, int flags) {
     struct msghdr msg = {0};
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)n;
     /* sendmsg rather than writev: only it takes MSG_NOSIGNAL, so a peer that vanished gives EPIPE
      * instead of killing the process with SIGPIPE. */
-    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+    return sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+}
+
+/* sendfile has no MSG_NOSIGNAL: a write to a peer that reset raises SIGPIPE, whose default kills
+ * the process, and this library promises its callers need not ignore it. So SIGPIPE is blocked on
+ * this thread for the call, and the one the call raised (thread-directed, so it stays pending
+ * here) is taken back before the mask is restored — unless one was already pending, blocked by
+ * the caller, which must not be swallowed. Two sigprocmask calls per sendfile are noise next to
+ * moving a parcel of file bytes. */
+static ssize_t ef__sendfile(int sock, int fd, off_t *offset, size_t count) {
+    sigset_t pipe_only, old, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    bool had =
+        sigismember(&old, SIGPIPE) && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t n = sendfile(sock, fd, offset, count);
+    int err = errno;
+    if (n < 0 && err == EPIPE && !had) {
+        const struct timespec now = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &now) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return n;
 }
 
 static int ef__resolve(const char *host, uint16_t port, bool passive, struct addrinfo **out) {
@@ -129,7 +164,7 @@ void ef__conn_kill(ef_loop *loop, ef__conn *c, int reason, int err) {
 void ef__conn_destroy(ef__conn *c) {
     for (size_t i = 0; i < c->seg_count; i++) {
         const ef__seg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
-        if (s->ref && s->release)
+        if (s->kind != EF__RUN_RING && s->release)
             s->release(s->ctx);
     }
     free(c->rbuf);
@@ -350,23 +385,29 @@ static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
     c->ring_used += n;
     if (c->seg_count) {
         ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
-        if (!last->ref) {
+        if (last->kind == EF__RUN_RING) {
             last->len += n;
             c->pending += n;
             return;
         }
     }
-    ef__segs_push(c, (ef__seg){NULL, n, NULL, NULL});
+    ef__segs_push(c, (ef__seg){.kind = EF__RUN_RING, .len = n});
 }
 
-/* Gather the queue's front into iov. Returns the iovec count; *bytes gets their total. */
-static int ef__conn_iov(const ef__conn *c, struct iovec *iov, size_t *bytes) {
+/* Gather the queue's front into iov, up to the first file run (written by sendfile, not
+ * sendmsg). Returns the iovec count; *bytes gets their total, *file whether a file run is next. */
+static int ef__conn_iov(const ef__conn *c, struct iovec *iov, size_t *bytes, bool *file) {
     int n = 0;
     size_t total = 0, rpos = c->ring_head;
+    *file = false;
     for (size_t i = 0; i < c->seg_count && n <= EF__IOV_BATCH - 2; i++) {
         const ef__seg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+        if (s->kind == EF__RUN_FILE) {
+            *file = true;
+            break;
+        }
         size_t skip = i == 0 ? c->seg_off : 0, len = s->len - skip;
-        if (s->ref) {
+        if (s->kind == EF__RUN_REF) {
             iov[n].iov_base = (void *)(s->ref + skip); /* sendmsg only reads it */
             iov[n++].iov_len = len;
         } else {
@@ -386,13 +427,13 @@ static int ef__conn_iov(const ef__conn *c, struct iovec *iov, size_t *bytes) {
     return n;
 }
 
-/* Drop written bytes from the front; release finished zero-copy runs. */
+/* Drop written bytes from the front; release finished zero-copy and file runs. */
 static void ef__conn_consume(ef__conn *c, size_t written) {
     c->pending -= written;
     while (written) {
         ef__seg *s = &c->segs[c->seg_head];
         size_t take = ef__min(written, s->len - c->seg_off);
-        if (!s->ref) {
+        if (s->kind == EF__RUN_RING) {
             c->ring_head = (c->ring_head + take) % c->ring_cap;
             c->ring_used -= take;
         }
@@ -405,31 +446,139 @@ static void ef__conn_consume(ef__conn *c, size_t written) {
         c->seg_count--;
         c->seg_off = 0;
         /* Popped first: release may send on this connection and reshape the queue. */
-        if (done.ref && done.release)
+        if (done.kind != EF__RUN_RING && done.release)
             done.release(done.ctx);
     }
     if (!c->ring_used)
         c->ring_head = 0; /* keeps the next frames contiguous */
 }
 
-static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
+/* Slow path for a file run sendfile refused: pread a piece into the ring's free space (queued
+ * ring bytes stay where they are) and sendmsg it. What the socket does not take is read again
+ * next time, from the page cache. Returns as ef__conn_write_file. */
+static ptrdiff_t ef__conn_copy_file(ef__conn *c, const ef__seg *s, off_t offset, size_t left,
+                                    int *err) {
+    /* Twice the piece: the larger of the free space's two ends is then at least one piece. */
+    if (ef__ring_reserve(c, 2 * EF__COPY_CHUNK) < 0)
+        return EF_ENOMEM;
+    size_t tail = (c->ring_head + c->ring_used) % c->ring_cap, room;
+    uint8_t *buf;
+    if (c->ring_used && tail < c->ring_head) { /* the queued bytes wrap: the gap is free */
+        buf = c->ring + tail;
+        room = c->ring_head - tail;
+    } else if (c->ring_cap - tail >= c->ring_head) {
+        buf = c->ring + tail;
+        room = c->ring_cap - tail;
+    } else {
+        buf = c->ring;
+        room = c->ring_head;
+    }
+    size_t want = ef__min(left, ef__min(room, EF__COPY_CHUNK));
+    ssize_t r;
+    while ((r = pread(s->fd, buf, want, offset)) < 0 && errno == EINTR) {
+    }
+    if (r <= 0) {
+        *err = r == 0 ? EIO : errno; /* 0: the file is shorter than the frame said */
+        return EF_ESYS;
+    }
+    struct iovec iov = {buf, (size_t)r};
+    ssize_t w;
+    while ((w = ef__sendv(c->obj.fd, &iov, 1, (size_t)r < left ? MSG_MORE : 0)) < 0 &&
+           errno == EINTR) {
+    }
+    if (w >= 0)
+        return w;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    *err = errno;
+    return EF_ESYS;
+}
+
+/* Write some of the front run, a file run: sendfile moves it from the page cache to the socket
+ * without passing through this process. Returns the bytes written (> 0); 0 when the socket is
+ * full (the rest waits for EPOLLOUT, as for sendmsg); or EF_ESYS with *err (EIO when the file
+ * ended before the run did) or EF_ENOMEM, after which the connection must die: half a frame is
+ * on the wire. */
+static ptrdiff_t ef__conn_write_file(ef__conn *c, ef__seg *s, int *err) {
+    size_t left = s->len - c->seg_off;
+    /* sendfile and pread take the offset as given and never move the fd's own. */
+    off_t offset = (off_t)(s->offset + c->seg_off);
+    while (!s->copy) {
+        ssize_t w = ef__sendfile(c->obj.fd, s->fd, &offset, left);
+        if (w > 0)
+            return w;
+        if (w == 0) {
+            /* The file ended before the run: no more bytes will come, so waiting would hang
+             * and retrying would spin. */
+            *err = EIO;
+            return EF_ESYS;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINVAL && errno != ENOSYS) {
+            *err = errno;
+            return EF_ESYS;
+        }
+        /* EINVAL, ENOSYS: this file or socket does not support sendfile (no splice_read, say).
+         * Not an error: the slow path copies, for the rest of this run; a true EINVAL comes
+         * back from pread. */
+        s->copy = true;
+    }
+    return ef__conn_copy_file(c, s, offset, left, err);
+}
+
+/* Write as much of the queue as the socket takes, in order: sendmsg for ring and zero-copy runs,
+ * sendfile for file runs. May kill the connection; runs releases. */
+static void ef__conn_write(ef_loop *loop, ef__conn *c) {
     while (c->state == EF__OPEN && c->seg_count) {
-        struct iovec iov[EF__IOV_BATCH];
+        ef__seg *front = &c->segs[c->seg_head];
         size_t want;
-        int n = ef__conn_iov(c, iov, &want);
-        ssize_t w = ef__sendv(c->obj.fd, iov, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+        ssize_t w;
+        if (front->kind == EF__RUN_FILE) {
+            want = front->len - c->seg_off;
+            int err = 0;
+            ptrdiff_t r = ef__conn_write_file(c, front, &err);
+            if (r < 0) {
+                ef__conn_kill(loop, c, (int)r, err);
+                return;
+            }
+            if (r == 0)
                 break;
-            ef__conn_kill(loop, c, EF_ESYS, errno);
-            return;
+            w = r;
+        } else {
+            struct iovec iov[EF__IOV_BATCH];
+            bool file;
+            int n = ef__conn_iov(c, iov, &want, &file);
+            /* MSG_MORE before a file run: its header and first bytes can share a packet. */
+            w = ef__sendv(c->obj.fd, iov, n, file ? MSG_MORE : 0);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                ef__conn_kill(loop, c, EF_ESYS, errno);
+                return;
+            }
         }
         ef__conn_consume(c, (size_t)w);
         if ((size_t)w < want)
             break; /* the socket is full */
     }
+}
+
+/* After a write: finish a flushing close whose queue is empty, else ask epoll for what is left. */
+static void ef__conn_settle(ef_loop *loop, ef__conn *c) {
+    if (c->closing && !c->seg_count) {
+        ef__conn_finish_close(loop, c);
+        return;
+    }
+    ef__conn_update(loop, c);
+}
+
+static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
+    ef__conn_write(loop, c);
     if (c->state != EF__OPEN)
         return;
     if (c->over_high && c->pending < loop->cfg.send_low_water) {
@@ -440,11 +589,7 @@ static void ef__conn_flush(ef_loop *loop, ef__conn *c) {
                 return;
         }
     }
-    if (c->closing && !c->seg_count) {
-        ef__conn_finish_close(loop, c);
-        return;
-    }
-    ef__conn_update(loop, c);
+    ef__conn_settle(loop, c);
 }
 
 /* Remember a connection written to during a batch. Returns false when the list cannot grow. */
@@ -481,8 +626,37 @@ void ef__flush_dirty(ef_loop *loop) {
     loop->ndirty -= n;
 }
 
+/* A frame whose payload is a file run (arguments checked, header encoded): the header goes into
+ * the ring and the run after it, like a zero-copy frame; now (the queue was empty, no batch) it
+ * is written at once, as far as the socket takes it. Only ENOMEM can fail, before anything is
+ * queued; once queued, the release is owed even if the write below kills the connection. */
+static int ef__send_file(ef_loop *loop, ef__conn *c, const uint8_t *header, const ef_send *send,
+                         bool now) {
+    if (ef__ring_reserve(c, EF_FRAME_HEADER_SIZE) < 0 || ef__segs_reserve(c, 2) < 0)
+        return EF_ENOMEM;
+    ef__ring_put(c, header, EF_FRAME_HEADER_SIZE);
+    if (send->len)
+        ef__segs_push(c, (ef__seg){.kind = EF__RUN_FILE,
+                                   .fd = send->file_fd,
+                                   .offset = send->file_offset,
+                                   .len = send->len,
+                                   .release = send->release,
+                                   .ctx = send->ctx});
+    /* Not ef__conn_flush: its on_drain must not run inside a send. */
+    if (now)
+        ef__conn_write(loop, c);
+    if (c->pending >= loop->cfg.send_high_water)
+        c->over_high = true;
+    if (c->state == EF__OPEN)
+        ef__conn_settle(loop, c);
+    if (!send->len && send->release)
+        send->release(send->ctx); /* an empty payload: nothing to keep */
+    return EF_OK;
+}
+
 /* Every send comes here; ref: reference the payload (zero copy) rather than copy it. */
 static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool ref) {
+    bool file = (send->options & EF_SEND_FROM_FILE) != 0;
     const uint8_t *payload = send->payload;
     size_t len = send->len;
     void (*release)(void *ctx) = send->release;
@@ -494,8 +668,11 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
         return EF_EBUSY;
     uint8_t header[EF_FRAME_HEADER_SIZE];
     struct iovec iov[2];
+    /* A file payload is never read here (its CRC is known) nor written through iov[1]; the
+     * header stands in for the pointer the encoder wants for a non-empty payload. */
     int n = ef__frame_encode(header, send->type, send->flags, send->codec, send->aux, send->id,
-                             payload, len, send->has_crc ? &send->payload_crc : NULL, iov);
+                             file ? header : payload, len,
+                             send->has_crc ? &send->payload_crc : NULL, iov);
     if (n < 0)
         return n;
 
@@ -503,8 +680,11 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
     /* In a batch, the frame waits for the batch's end, to leave with the others in one writev;
      * if it cannot be remembered (no memory for the list), it is written now as usual. */
     bool deferred = loop->batching && c->state == EF__OPEN && ef__mark_dirty(loop, c);
+    if (file)
+        return ef__send_file(loop, c, header, send,
+                             c->state == EF__OPEN && !c->seg_count && !deferred);
     if (c->state == EF__OPEN && !c->seg_count && !deferred) {
-        ssize_t w = ef__sendv(c->obj.fd, iov, n);
+        ssize_t w = ef__sendv(c->obj.fd, iov, n, 0);
         if (w >= 0) {
             done = (size_t)w;
         } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -531,7 +711,11 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
     if (!ref)
         ef__ring_put(c, payload + payload_done, payload_left);
     else if (payload_left)
-        ef__segs_push(c, (ef__seg){payload + payload_done, payload_left, release, ctx});
+        ef__segs_push(c, (ef__seg){.kind = EF__RUN_REF,
+                                   .ref = payload + payload_done,
+                                   .len = payload_left,
+                                   .release = release,
+                                   .ctx = ctx});
     if (c->pending >= loop->cfg.send_high_water)
         c->over_high = true;
     if (c->state == EF__OPEN)
@@ -542,8 +726,17 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
 }
 
 EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send) {
-    if (!send)
+    /* Unknown option bits are refused, so a later option cannot be silently ignored here. */
+    if (!send || (send->options & ~(unsigned)EF_SEND_FROM_FILE))
         return EF_EINVAL;
+    if (send->options & EF_SEND_FROM_FILE) {
+        /* The loop never reads a file run's bytes, so it cannot checksum them: the caller does
+         * (the master has, for its receipt). The range must fit an off_t. */
+        if (!send->has_crc || send->file_fd < 0 || send->file_offset > (uint64_t)INT64_MAX ||
+            (uint64_t)send->len > (uint64_t)INT64_MAX - send->file_offset)
+            return EF_EINVAL;
+        return ef__send(loop, conn_id, send, true);
+    }
     return ef__send(loop, conn_id, send, send->release != NULL);
 }
 

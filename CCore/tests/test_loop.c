@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -94,6 +95,20 @@ static bool write_all(int fd, const void *p, size_t n) {
     const uint8_t *b = p;
     while (n) {
         ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        b += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool write_all_file(int fd, const void *p, size_t n) {
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t w = write(fd, b, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -1765,6 +1780,628 @@ static void test_loop_send_with_known_crc(ef_t *t) {
     CHECK_EQ(t, w.releases, 1); /* exactly once, for the zero-copy frame */
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Payloads from a file (EF_SEND_FROM_FILE): sendfile, in order with the other runs, released */
+/* exactly once; a file sendfile refuses is copied; a file that ends early closes             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An unlinked temporary file of size bytes of fill(seed); *data gets a copy. -1 on failure. */
+static int fs_temp_file(size_t size, uint64_t seed, uint8_t **data) {
+    const char *dir = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/ef_test_XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    *data = malloc(size ? size : 1);
+    if (fd < 0 || !*data) {
+        if (fd >= 0)
+            close(fd);
+        free(*data);
+        *data = NULL;
+        return -1;
+    }
+    unlink(path);
+    fill(*data, size, seed);
+    if (!write_all_file(fd, *data, size)) {
+        close(fd);
+        free(*data);
+        *data = NULL;
+        return -1;
+    }
+    return fd;
+}
+
+/* A frame from file bytes [off, off + len), whose CRC the caller knows. */
+static ef_send fs_frame(uint64_t id, int fd, uint64_t off, size_t len, const uint8_t *bytes,
+                        void (*release)(void *), void *ctx) {
+    return (ef_send){.type = EF_FRAME_PARCEL,
+                     .id = id,
+                     .len = len,
+                     .has_crc = 1,
+                     .payload_crc = ef_crc32c(0, bytes, len),
+                     .options = EF_SEND_FROM_FILE,
+                     .file_fd = fd,
+                     .file_offset = off,
+                     .release = release,
+                     .ctx = ctx};
+}
+
+static void fs_count(void *ctx) { (*(int *)ctx)++; }
+
+#define FS_SIZE (1u << 20)
+#define FS_OFF 4097u
+#define FS_LEN 200000u
+
+/* One file frame at a non-zero offset, then one from a file sendfile refuses (if this kernel
+ * refuses /proc/self/cmdline: it has no splice_read) */
+typedef struct fs1 {
+    ef_t *t;
+    int fd, proc_fd, released, proc_released, frames, closes, timeout, rc[2];
+    uint8_t *data, proc[256];
+    size_t proc_len;
+    uint64_t cli, srv, deadline;
+} fs1;
+
+static void fs1_connect(ef_loop *loop, void *user, uint64_t conn, int status) {
+    fs1 *f = user;
+    CHECK_EQ(f->t, status, EF_OK);
+    ef_send s = fs_frame(1, f->fd, FS_OFF, FS_LEN, f->data + FS_OFF, fs_count, &f->released);
+    f->rc[0] = ef_loop_send_with(loop, conn, &s);
+    s = fs_frame(2, f->proc_fd, 2, f->proc_len - 2, f->proc + 2, fs_count, &f->proc_released);
+    f->rc[1] = ef_loop_send_with(loop, conn, &s);
+}
+
+static void fs1_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t conn) {
+    (void)loop, (void)listener;
+    ((fs1 *)user)->srv = conn;
+}
+
+static void fs1_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *fr) {
+    fs1 *f = user;
+    f->frames++;
+    CHECK_EQ(f->t, fr->id, f->frames);
+    /* The parser checked the CRC the sender was told; these are the file's bytes. */
+    if (fr->id == 1)
+        CHECK(f->t,
+              fr->payload.len == FS_LEN && memcmp(fr->payload.ptr, f->data + FS_OFF, FS_LEN) == 0);
+    else
+        CHECK(f->t, fr->payload.len == f->proc_len - 2 &&
+                        memcmp(fr->payload.ptr, f->proc + 2, f->proc_len - 2) == 0);
+    if (f->frames == 2) {
+        CHECK_EQ(f->t, f->released, 1);
+        CHECK_EQ(f->t, f->proc_released, 1);
+        CHECK_EQ(f->t, ef_loop_close(loop, conn, 1), EF_OK);
+    }
+}
+
+static void fs1_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    fs1 *f = user;
+    (void)conn;
+    CHECK_EQ(f->t, reason, EF_OK);
+    if (++f->closes == 2)
+        ef_loop_stop(loop);
+}
+
+static void fs1_timer(ef_loop *loop, void *user, uint64_t timer) {
+    fs1 *f = user;
+    if (timer == f->deadline) {
+        f->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+static void test_loop_file_frame(ef_t *t) {
+    fs1 f = {.t = t, .proc_fd = -1};
+    f.fd = fs_temp_file(FS_SIZE, 77, &f.data);
+    CHECK(t, f.fd >= 0);
+    f.proc_fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    CHECK(t, f.proc_fd >= 0);
+    ssize_t pl = f.proc_fd >= 0 ? pread(f.proc_fd, f.proc, sizeof f.proc, 0) : -1;
+    CHECK(t, pl > 2 && (size_t)pl < sizeof f.proc);
+    if (f.fd < 0 || pl <= 2 || (size_t)pl >= sizeof f.proc)
+        goto out;
+    f.proc_len = (size_t)pl;
+    CHECK_EQ(t, lseek(f.fd, 3, SEEK_SET), 3);
+
+    ef_loop_config cfg = {.user = &f,
+                          .on_connect = fs1_connect,
+                          .on_accept = fs1_accept,
+                          .on_frame = fs1_frame,
+                          .on_close = fs1_close,
+                          .on_timer = fs1_timer};
+    ef_loop *loop = ef_loop_create(&cfg, NULL);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        goto out;
+    uint64_t lid;
+    uint16_t port;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &lid, &port), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &f.cli), EF_OK);
+
+    /* Argument errors queue nothing and release nothing. */
+    int wrong = 0;
+    ef_send s = fs_frame(9, f.fd, 0, 10, f.data, fs_count, &wrong);
+    s.has_crc = 0; /* the loop never reads the bytes: it cannot checksum them */
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL);
+    s = fs_frame(9, -1, 0, 10, f.data, fs_count, &wrong);
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL);
+    s = fs_frame(9, f.fd, (uint64_t)INT64_MAX - 5, 10, f.data, fs_count, &wrong);
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL);
+    s = fs_frame(9, f.fd, 0, 10, f.data, fs_count, &wrong);
+    s.options |= 0x80u; /* unknown option */
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL);
+    s = fs_frame(9, f.fd, 0, 10, f.data, fs_count, &wrong);
+    s.type = 0;
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL);
+    /* Without the flag, file_fd and file_offset mean nothing: an ordinary copied frame. */
+    s = (ef_send){.type = EF_FRAME_PARCEL, .len = 3, .file_fd = -1, .file_offset = 1};
+    CHECK_EQ(t, ef_loop_send_with(loop, f.cli, &s), EF_EINVAL); /* NULL payload, len 3 */
+    CHECK_EQ(t, wrong, 0);
+    CHECK_EQ(t, ef_loop_pending(loop, f.cli), 0);
+
+    CHECK_EQ(t, ef_loop_timer_add(loop, 10000, 0, &f.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, f.timeout, 0);
+    CHECK_EQ(t, f.rc[0], EF_OK);
+    CHECK_EQ(t, f.rc[1], EF_OK);
+    CHECK_EQ(t, f.frames, 2);
+    CHECK_EQ(t, f.closes, 2);
+    ef_loop_free(loop);
+    CHECK_EQ(t, f.released, 1);
+    CHECK_EQ(t, f.proc_released, 1);
+    CHECK_EQ(t, lseek(f.fd, 0, SEEK_CUR), 3); /* sendfile with an offset leaves the fd's alone */
+out:
+    if (f.fd >= 0)
+        close(f.fd);
+    if (f.proc_fd >= 0)
+        close(f.proc_fd);
+    free(f.data);
+}
+
+/* Many file frames interleaved with copied and zero-copy ones, some written at once (from
+ * on_connect), some gathered in a batch (a posted function): all arrive, in order. */
+#define FSI_FRAMES 600
+#define FSI_MAX 70000u
+
+typedef struct fsi {
+    ef_t *t;
+    int fd, released, to_release, frames, bad, closes, timeout, errors;
+    uint8_t *data, *scratch;
+    uint64_t cli, deadline;
+} fsi;
+
+static size_t fsi_len(uint32_t i) { return i % 17 == 0 ? 0 : (size_t)i * 7919u % FSI_MAX; }
+static size_t fsi_off(uint32_t i) { return (size_t)i * 104729u % (FS_SIZE - FSI_MAX); }
+
+static void fsi_send(ef_loop *loop, fsi *f, uint32_t from, uint32_t to) {
+    for (uint32_t i = from; i < to; i++) {
+        size_t len = fsi_len(i), off = fsi_off(i);
+        int rc;
+        if (i % 3 == 0) {
+            ef_send s = fs_frame(i, f->fd, off, len, f->data + off, fs_count, &f->released);
+            rc = ef_loop_send_with(loop, f->cli, &s);
+            f->to_release += rc == EF_OK;
+        } else if (i % 3 == 1) {
+            rc = ef_loop_send_ref(loop, f->cli, EF_FRAME_PARCEL, 0, 0, 0, i, f->data + off, len,
+                                  fs_count, &f->released);
+            f->to_release += rc == EF_OK;
+        } else {
+            memcpy(f->scratch, f->data + off, len);
+            rc = ef_loop_send(loop, f->cli, EF_FRAME_PARCEL, 0, 0, 0, i, f->scratch, len);
+            memset(f->scratch, 0xEE, len);
+        }
+        f->errors += rc != EF_OK;
+    }
+}
+
+static void fsi_post(ef_loop *loop, void *arg) { fsi_send(loop, arg, FSI_FRAMES / 2, FSI_FRAMES); }
+
+static void fsi_connect(ef_loop *loop, void *user, uint64_t conn, int status) {
+    fsi *f = user;
+    (void)conn;
+    CHECK_EQ(f->t, status, EF_OK);
+    fsi_send(loop, f, 0, FSI_FRAMES / 2);
+    CHECK_EQ(f->t, ef_loop_post(loop, fsi_post, f), EF_OK);
+}
+
+static void fsi_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *fr) {
+    fsi *f = user;
+    uint32_t i = (uint32_t)f->frames++;
+    size_t len = fsi_len(i);
+    if (fr->id != i || fr->payload.len != len ||
+        (len && memcmp(fr->payload.ptr, f->data + fsi_off(i), len) != 0))
+        f->bad++;
+    if (f->frames == FSI_FRAMES)
+        CHECK_EQ(f->t, ef_loop_close(loop, conn, 1), EF_OK);
+}
+
+static void fsi_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    fsi *f = user;
+    (void)conn;
+    CHECK_EQ(f->t, reason, EF_OK);
+    if (++f->closes == 2)
+        ef_loop_stop(loop);
+}
+
+static void fsi_timer(ef_loop *loop, void *user, uint64_t timer) {
+    fsi *f = user;
+    if (timer == f->deadline) {
+        f->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+static void test_loop_file_interleaved(ef_t *t) {
+    fsi f = {.t = t};
+    f.fd = fs_temp_file(FS_SIZE, 78, &f.data);
+    f.scratch = malloc(FSI_MAX);
+    CHECK(t, f.fd >= 0 && f.scratch);
+    if (f.fd < 0 || !f.scratch)
+        goto out;
+    ef_loop_config cfg = {.user = &f,
+                          .on_connect = fsi_connect,
+                          .on_frame = fsi_frame,
+                          .on_close = fsi_close,
+                          .on_timer = fsi_timer,
+                          .send_high_water = 256u << 20}; /* nothing refused */
+    ef_loop *loop = ef_loop_create(&cfg, NULL);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        goto out;
+    uint64_t lid;
+    uint16_t port;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &lid, &port), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &f.cli), EF_OK);
+    CHECK_EQ(t, ef_loop_timer_add(loop, 20000, 0, &f.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, f.timeout, 0);
+    CHECK_EQ(t, f.errors, 0);
+    CHECK_EQ(t, f.frames, FSI_FRAMES);
+    CHECK_EQ(t, f.bad, 0);
+    CHECK_EQ(t, f.closes, 2);
+    CHECK_EQ(t, f.to_release, 2 * FSI_FRAMES / 3);
+    CHECK_EQ(t, f.released, f.to_release); /* each exactly once: all were written */
+    ef_loop_free(loop);
+    CHECK_EQ(t, f.released, f.to_release);
+out:
+    if (f.fd >= 0)
+        close(f.fd);
+    free(f.data);
+    free(f.scratch);
+}
+
+/* A 16 MiB file frame (more than any socket buffer) to a paused reader: it waits, counted as
+ * queued bytes, then arrives whole once the reader resumes; released once; back-pressure holds
+ * the next send until on_drain. */
+#define FSL_SIZE (16u << 20)
+#define FSL_OFF 12345u
+#define FSL_LEN (FSL_SIZE - 2 * FSL_OFF)
+
+typedef struct fsl {
+    ef_t *t;
+    int fd, released, frames, closes, timeout, turns, drains, busy, rc;
+    uint8_t *data;
+    uint64_t cli, srv, deadline;
+    int64_t pending_sent, pending_paused;
+} fsl;
+
+static void fsl_wait(ef_loop *loop, void *arg) {
+    fsl *f = arg;
+    if (++f->turns < 50) {
+        ef_loop_post(loop, fsl_wait, f);
+        return;
+    }
+    /* Nothing was read: the segment's tail is still queued, and refuses more. */
+    f->pending_paused = ef_loop_pending(loop, f->cli);
+    CHECK_EQ(f->t, f->released, 0);
+    uint8_t small[8] = {0};
+    f->busy = ef_loop_send(loop, f->cli, EF_FRAME_RESULT, 0, 0, 0, 99, small, sizeof small);
+    CHECK_EQ(f->t, ef_loop_pause(loop, f->srv, 0), EF_OK);
+}
+
+static void fsl_connect(ef_loop *loop, void *user, uint64_t conn, int status) {
+    fsl *f = user;
+    CHECK_EQ(f->t, status, EF_OK);
+    ef_send s = fs_frame(1, f->fd, FSL_OFF, FSL_LEN, f->data + FSL_OFF, fs_count, &f->released);
+    f->rc = ef_loop_send_with(loop, conn, &s);
+    f->pending_sent = ef_loop_pending(loop, conn);
+    CHECK_EQ(f->t, ef_loop_post(loop, fsl_wait, f), EF_OK);
+}
+
+static void fsl_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t conn) {
+    fsl *f = user;
+    (void)listener;
+    f->srv = conn;
+    CHECK_EQ(f->t, ef_loop_pause(loop, conn, 1), EF_OK);
+}
+
+static void fsl_drain(ef_loop *loop, void *user, uint64_t conn) {
+    fsl *f = user;
+    f->drains++;
+    uint8_t small[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    CHECK_EQ(f->t, ef_loop_send(loop, conn, EF_FRAME_RESULT, 0, 0, 0, 2, small, sizeof small),
+             EF_OK);
+}
+
+static void fsl_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *fr) {
+    fsl *f = user;
+    f->frames++;
+    CHECK_EQ(f->t, fr->id, f->frames);
+    if (fr->id == 1) {
+        CHECK(f->t, fr->payload.len == FSL_LEN &&
+                        memcmp(fr->payload.ptr, f->data + FSL_OFF, FSL_LEN) == 0);
+        CHECK_EQ(f->t, f->released, 1);
+    } else {
+        CHECK_EQ(f->t, fr->payload.len, 8);
+        CHECK_EQ(f->t, ef_loop_close(loop, conn, 1), EF_OK);
+    }
+}
+
+static void fsl_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    fsl *f = user;
+    (void)conn;
+    CHECK_EQ(f->t, reason, EF_OK);
+    if (++f->closes == 2)
+        ef_loop_stop(loop);
+}
+
+static void fsl_timer(ef_loop *loop, void *user, uint64_t timer) {
+    fsl *f = user;
+    if (timer == f->deadline) {
+        f->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+static void test_loop_file_large_slow_reader(ef_t *t) {
+    fsl f = {.t = t};
+    f.fd = fs_temp_file(FSL_SIZE, 79, &f.data);
+    CHECK(t, f.fd >= 0);
+    if (f.fd < 0)
+        return;
+    ef_loop_config cfg = {.user = &f,
+                          .on_connect = fsl_connect,
+                          .on_accept = fsl_accept,
+                          .on_frame = fsl_frame,
+                          .on_close = fsl_close,
+                          .on_drain = fsl_drain,
+                          .on_timer = fsl_timer,
+                          .send_high_water = 1u << 20,
+                          .send_low_water = 256u << 10};
+    ef_loop *loop = ef_loop_create(&cfg, NULL);
+    CHECK(t, loop != NULL);
+    if (loop) {
+        uint64_t lid;
+        uint16_t port;
+        CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &lid, &port), EF_OK);
+        CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &f.cli), EF_OK);
+        CHECK_EQ(t, ef_loop_timer_add(loop, 20000, 0, &f.deadline), EF_OK);
+        CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    }
+    CHECK_EQ(t, f.timeout, 0);
+    CHECK_EQ(t, f.rc, EF_OK);
+    /* The segment's bytes count as queued: most of 16 MiB waited for the reader. */
+    CHECK(t, f.pending_sent > 0 && f.pending_sent <= (int64_t)(FSL_LEN + EF_FRAME_HEADER_SIZE));
+    CHECK(t, f.pending_paused > (int64_t)(4u << 20));
+    CHECK_EQ(t, f.busy, EF_EBUSY);
+    CHECK_EQ(t, f.drains, 1);
+    CHECK_EQ(t, f.frames, 2);
+    CHECK_EQ(t, f.closes, 2);
+    CHECK_EQ(t, f.released, 1);
+    ef_loop_free(loop);
+    CHECK_EQ(t, f.released, 1);
+    close(f.fd);
+    free(f.data);
+}
+
+/* A file frame still queued when the connection goes: release runs once, before on_close (or
+ * in ef_loop_free). PEER_RESET: the peer half-closes then resets while the sender does not
+ * read, so the next sendfile fails with EPIPE — which raises SIGPIPE, and the process must
+ * survive it. */
+enum { FSC_USER_CLOSE, FSC_PEER_RESET, FSC_LOOP_FREED };
+#define FSC_LEN (8u << 20)
+
+typedef struct fsc {
+    ef_t *t;
+    int mode, raw, fd, released, released_at_close, closes, reason, timeout, rc;
+    uint8_t *data;
+    uint64_t srv, deadline;
+    int64_t pending;
+} fsc;
+
+static void fsc_act(ef_loop *loop, void *arg) {
+    fsc *f = arg;
+    if (f->mode == FSC_USER_CLOSE) {
+        CHECK_EQ(f->t, ef_loop_close(loop, f->srv, 0), EF_OK);
+    } else if (f->mode == FSC_PEER_RESET) {
+        shutdown(f->raw, SHUT_WR); /* our side goes to CLOSE_WAIT: a reset then means EPIPE */
+        close(f->raw);             /* unread input: the kernel answers with a reset */
+        f->raw = -1;
+    } else {
+        ef_loop_stop(loop);
+    }
+}
+
+static void fsc_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t conn) {
+    fsc *f = user;
+    (void)listener;
+    f->srv = conn;
+    ef_send s = fs_frame(1, f->fd, 0, FSC_LEN, f->data, fs_count, &f->released);
+    f->rc = ef_loop_send_with(loop, conn, &s);
+    f->pending = ef_loop_pending(loop, conn);
+    if (f->mode == FSC_PEER_RESET) /* not reading, it sees the reset first in a write */
+        CHECK_EQ(f->t, ef_loop_pause(loop, conn, 1), EF_OK);
+    CHECK_EQ(f->t, ef_loop_post(loop, fsc_act, f), EF_OK);
+}
+
+static void fsc_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    fsc *f = user;
+    (void)conn;
+    f->closes++;
+    f->reason = reason;
+    f->released_at_close = f->released;
+    ef_loop_stop(loop);
+}
+
+static void fsc_timer(ef_loop *loop, void *user, uint64_t timer) {
+    fsc *f = user;
+    if (timer == f->deadline) {
+        f->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+static void fsc_run(ef_t *t, int mode) {
+    fsc f = {.t = t, .mode = mode, .raw = -1};
+    f.fd = fs_temp_file(FSC_LEN, 80, &f.data);
+    CHECK(t, f.fd >= 0);
+    if (f.fd < 0)
+        return;
+    ef_loop_config cfg = {.user = &f,
+                          .on_accept = fsc_accept,
+                          .on_close = fsc_close,
+                          .on_timer = fsc_timer,
+                          .send_high_water = 64u << 20};
+    ef_loop *loop = ef_loop_create(&cfg, NULL);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        goto out;
+    uint64_t lid;
+    uint16_t port;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &lid, &port), EF_OK);
+    f.raw = raw_connect(port, 4096);
+    CHECK(t, f.raw >= 0);
+    CHECK_EQ(t, ef_loop_timer_add(loop, 10000, 0, &f.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, f.timeout, 0);
+    CHECK_EQ(t, f.rc, EF_OK);
+    CHECK(t, f.pending > 0); /* the raw peer never reads: the segment is still queued */
+    switch (mode) {
+    case FSC_USER_CLOSE:
+        CHECK_EQ(t, f.closes, 1);
+        CHECK_EQ(t, f.reason, EF_OK);
+        CHECK_EQ(t, f.released_at_close, 1);
+        break;
+    case FSC_PEER_RESET:
+        CHECK_EQ(t, f.closes, 1);
+        CHECK_EQ(t, f.reason, EF_ESYS);
+        CHECK(t, ef_loop_last_errno(loop) == EPIPE || ef_loop_last_errno(loop) == ECONNRESET);
+        CHECK_EQ(t, f.released_at_close, 1);
+        break;
+    default:
+        CHECK_EQ(t, f.closes, 0);
+        CHECK_EQ(t, f.released, 0);
+        break;
+    }
+    ef_loop_free(loop);
+    CHECK_EQ(t, f.released, 1);
+out:
+    if (f.raw >= 0)
+        close(f.raw);
+    close(f.fd);
+    free(f.data);
+}
+
+static void test_loop_file_release_on_close(ef_t *t) { fsc_run(t, FSC_USER_CLOSE); }
+static void test_loop_file_release_on_reset(ef_t *t) { fsc_run(t, FSC_PEER_RESET); }
+static void test_loop_file_release_on_free(ef_t *t) { fsc_run(t, FSC_LOOP_FREED); }
+
+/* A file shorter than the frame said closes the connection (EF_ESYS, EIO) rather than hang or
+ * spin, by sendfile and by the copying slow path alike; the frame before it arrives. */
+#define FST_SIZE (100u << 10)
+
+typedef struct fst {
+    ef_t *t;
+    int fd, proc_fd, released, frames, closes, timeout, sender_eio, sender_closes;
+    int peer_reasons[4], npeer;
+    uint8_t *data, proc[256];
+    size_t proc_len;
+    uint64_t cli[2], deadline;
+} fst;
+
+static void fst_connect(ef_loop *loop, void *user, uint64_t conn, int status) {
+    fst *f = user;
+    CHECK_EQ(f->t, status, EF_OK);
+    uint8_t hello[5] = "hello";
+    CHECK_EQ(f->t, ef_loop_send(loop, conn, EF_FRAME_PARCEL, 0, 0, 0, 1, hello, sizeof hello),
+             EF_OK);
+    /* The CRC is of bytes the file does not have: it never gets that far. */
+    ef_send s =
+        conn == f->cli[0]
+            ? fs_frame(2, f->fd, 60u << 10, FST_SIZE, f->data, fs_count, &f->released)
+            : fs_frame(2, f->proc_fd, 1, f->proc_len + 100, f->data, fs_count, &f->released);
+    CHECK_EQ(f->t, ef_loop_send_with(loop, conn, &s), EF_OK);
+}
+
+static void fst_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *fr) {
+    fst *f = user;
+    (void)loop, (void)conn;
+    f->frames++;
+    CHECK_EQ(f->t, fr->id, 1);
+}
+
+static void fst_close(ef_loop *loop, void *user, uint64_t conn, int reason) {
+    fst *f = user;
+    if (conn == f->cli[0] || conn == f->cli[1]) {
+        f->sender_closes++;
+        f->sender_eio += reason == EF_ESYS && ef_loop_last_errno(loop) == EIO;
+    } else if (f->npeer < 4) {
+        f->peer_reasons[f->npeer++] = reason;
+    }
+    if (++f->closes == 4)
+        ef_loop_stop(loop);
+}
+
+static void fst_timer(ef_loop *loop, void *user, uint64_t timer) {
+    fst *f = user;
+    if (timer == f->deadline) {
+        f->timeout = 1;
+        ef_loop_stop(loop);
+    }
+}
+
+static void test_loop_file_truncated(ef_t *t) {
+    fst f = {.t = t, .proc_fd = -1};
+    f.fd = fs_temp_file(FST_SIZE, 81, &f.data);
+    f.proc_fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    ssize_t pl = f.proc_fd >= 0 ? pread(f.proc_fd, f.proc, sizeof f.proc, 0) : -1;
+    CHECK(t, f.fd >= 0 && pl > 0);
+    if (f.fd < 0 || pl <= 0)
+        goto out;
+    f.proc_len = (size_t)pl;
+    ef_loop_config cfg = {.user = &f,
+                          .on_connect = fst_connect,
+                          .on_frame = fst_frame,
+                          .on_close = fst_close,
+                          .on_timer = fst_timer};
+    ef_loop *loop = ef_loop_create(&cfg, NULL);
+    CHECK(t, loop != NULL);
+    if (!loop)
+        goto out;
+    uint64_t lid;
+    uint16_t port;
+    CHECK_EQ(t, ef_loop_listen(loop, "127.0.0.1", 0, &lid, &port), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &f.cli[0]), EF_OK);
+    CHECK_EQ(t, ef_loop_connect(loop, "127.0.0.1", port, &f.cli[1]), EF_OK);
+    CHECK_EQ(t, ef_loop_timer_add(loop, 10000, 0, &f.deadline), EF_OK);
+    CHECK_EQ(t, ef_loop_run(loop), EF_OK);
+    CHECK_EQ(t, f.timeout, 0);
+    CHECK_EQ(t, f.frames, 2);
+    CHECK_EQ(t, f.sender_closes, 2);
+    CHECK_EQ(t, f.sender_eio, 2);
+    CHECK_EQ(t, f.npeer, 2);
+    for (int i = 0; i < f.npeer; i++)
+        CHECK_EQ(t, f.peer_reasons[i], EF_ECLOSED); /* closed in the middle of a frame */
+    CHECK_EQ(t, f.released, 2);
+    ef_loop_free(loop);
+    CHECK_EQ(t, f.released, 2);
+out:
+    if (f.fd >= 0)
+        close(f.fd);
+    if (f.proc_fd >= 0)
+        close(f.proc_fd);
+    free(f.data);
+}
+
 void suite_loop(ef_t *t) {
     RUN(t, test_loop_tampered_frame_is_refused);
     RUN(t, test_loop_send_with_known_crc);
@@ -1782,5 +2419,12 @@ void suite_loop(ef_t *t) {
     RUN(t, test_loop_zero_copy_user_close);
     RUN(t, test_loop_zero_copy_peer_dies);
     RUN(t, test_loop_zero_copy_loop_freed);
+    RUN(t, test_loop_file_frame);
+    RUN(t, test_loop_file_interleaved);
+    RUN(t, test_loop_file_large_slow_reader);
+    RUN(t, test_loop_file_release_on_close);
+    RUN(t, test_loop_file_release_on_reset);
+    RUN(t, test_loop_file_release_on_free);
+    RUN(t, test_loop_file_truncated);
     RUN(t, test_loop_exchange_10k);
 }
