@@ -86,6 +86,10 @@ final class Dispatcher {
         return (receipt, ledger.attempts(sequence), parcels[sequence])
     }
 
+    /// Lets go of an unclosed receipt's parcel bytes (they were sent from the file, and will be
+    /// again if need be). - Returns: the buffer, to recycle.
+    func dropParcel(_ sequence: UInt64) -> ParcelBuffer? { parcels.removeValue(forKey: sequence) }
+
     /// Takes a receipt back from a node that will not answer it, to send it again.
     /// - Returns: whether it was open there.
     @discardableResult

@@ -216,6 +216,29 @@ final class EventLoop: @unchecked Sendable {
         return status
     }
 
+    /// Sends a frame whose payload is `length` bytes of file `fd` at `offset`, from the page cache
+    /// to the socket (`ef_loop_send_with`, `EF_SEND_FROM_FILE`: `sendfile(2)`). The loop never
+    /// reads the bytes, so their CRC32C must be given. The fd must stay open until the send is
+    /// done (the step's `SourceFiles` outlives its loop).
+    func sendFile(
+        _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64, fd: Int32,
+        offset: UInt64, length: Int, payloadCRC: UInt32
+    ) -> Int32 {
+        var send = ef_send()
+        send.type = type
+        send.flags = flags
+        send.codec = codec
+        send.aux = aux
+        send.id = id
+        send.len = length
+        send.has_crc = 1
+        send.payload_crc = payloadCRC
+        send.options = EF_SEND_FROM_FILE
+        send.file_fd = fd
+        send.file_offset = offset
+        return ef_loop_send_with(handle, connection.rawValue, &send)
+    }
+
     func close(_ connection: ConnectionID, flush: Bool) {
         _ = ef_loop_close(handle, connection.rawValue, flush ? 1 : 0)
     }

@@ -24,6 +24,9 @@ final class StepCutter: @unchecked Sendable {
     private let cutter: ParcelCutter?
     /// Shared-input mode's splitter (then `cutter` is nil).
     let splitter: ByteRangeSplitter?
+    /// Copy mode over regular files only (no standard input): the files, open for `sendfile`
+    /// and re-reads, and what they were when the step began. nil otherwise.
+    let copyFiles: (files: SourceFiles, fingerprints: [SourceFingerprint])?
     private var sequence: UInt64 = 0
     private var done = false
     private let step: UInt32
@@ -38,6 +41,15 @@ final class StepCutter: @unchecked Sendable {
             cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize)
             splitter = nil
         }
+        var paths: [String] = []
+        var fingerprints: [SourceFingerprint] = []
+        for source in plan.sources {
+            guard !shared, case .file(let path) = source, let fingerprint = try? SourceFingerprint.of(path: path)
+            else { break }
+            paths.append(path)
+            fingerprints.append(fingerprint)
+        }
+        copyFiles = !shared && paths.count == plan.sources.count ? (SourceFiles(paths: paths), fingerprints) : nil
         step = plan.step
         journal = plan.journal
         self.buffers = buffers
@@ -74,6 +86,49 @@ final class StepCutter: @unchecked Sendable {
 }
 
 extension StepCutter {
+    /// Whether the sources changed since the step began (shared input, or copy mode over files).
+    /// - Returns: a one-line reason naming the file, or nil.
+    func changedSource() -> String? {
+        if let splitter { return splitter.changedSource() }
+        guard let copyFiles else { return nil }
+        for (index, path) in copyFiles.files.paths.enumerated() {
+            let then = copyFiles.fingerprints[index]
+            guard let now = try? SourceFingerprint.of(path: path) else {
+                return "'\(path)' can no longer be read by the master"
+            }
+            if now != then { return "'\(path)' changed during the step (size \(then.size) -> \(now.size))" }
+        }
+        return nil
+    }
+
+    /// Reads a copy-mode parcel again from its file (the master's own share of a receipt whose
+    /// bytes were sent from the file), checking them against the receipt.
+    /// - Returns: the parcel's bytes in `buffer`.
+    func reread(_ receipt: Receipt, into buffer: ParcelBuffer) throws(ElasticFlowError) -> UnsafeRawBufferPointer {
+        guard let copyFiles else { throw .invalidArgument("parcel \(receipt) has no file to be read from") }
+        let path = copyFiles.files.paths[Int(receipt.partition)]
+        let fd = try copyFiles.files.descriptor(Int(receipt.partition))
+        let count = Int(receipt.length)
+        if buffer.capacity < count { buffer.grow(to: count) }
+        buffer.count = 0
+        while buffer.count < count {
+            let n = pread(
+                fd, buffer.base + buffer.count, count - buffer.count, off_t(receipt.offset) + off_t(buffer.count))
+            if n > 0 {
+                buffer.count += n
+            } else if n == 0 {
+                throw .cluster("'\(path)' changed during the step: parcel \(receipt) is past its end")
+            } else if errno != EINTR {
+                throw .io(path: path, operation: "read", errno: errno)
+            }
+        }
+        let (checksum, lines) = crc32cAndLines(buffer.bytes)
+        guard checksum == receipt.checksum, lines == receipt.items else {
+            throw .cluster("'\(path)' changed during the step: parcel \(receipt) now reads otherwise")
+        }
+        return buffer.bytes
+    }
+
     /// The next split of a shared source (under `lock`): a receipt with its range and no content
     /// figures (items and checksum 0) — no byte of the file is read.
     private func nextSplit(_ splitter: ByteRangeSplitter) -> Cut {

@@ -50,6 +50,11 @@ final class StepRun: @unchecked Sendable {
     let cutter: StepCutter
     /// Shared-input mode: how the master reads a split it processes itself (nil in copy mode).
     let localReader: SplitReader?
+    /// Copy mode, uncompressed, over regular files, no chaos: a parcel's payload goes from the
+    /// page cache to the socket (`sendfile`), never through the parcel buffer, which is recycled
+    /// as soon as its receipt is made (its CRC32C and line count taken). Chaos needs the bytes in
+    /// hand to flip one, so it keeps the buffered path.
+    let sendsFromFiles: Bool
     let results: ResultAggregator
     let faults = FaultBook()
     let events: EventOutbox
@@ -90,6 +95,9 @@ final class StepRun: @unchecked Sendable {
         cutter = try StepCutter(
             plan: plan, parcelSize: configuration.parcelSize, shared: configuration.sharedInput, buffers: buffers)
         localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
+        sendsFromFiles =
+            cutter.copyFiles != nil && configuration.compression == .none
+            && !(configuration.chaos?.isActive ?? false)
         results = try ResultAggregator(plan: plan, task: task)
         totalBytes = cutter.splitter?.totalBytes ?? Self.size(of: plan.sources)
         // Enough queue for every in-flight parcel of a worker: the in-flight limit is the real bound.
@@ -178,7 +186,7 @@ final class StepRun: @unchecked Sendable {
         }
         unlock()
         if let error = results.checkpointIfDue(force: true) { withLock { fail(error) } }
-        if failure == nil, let problem = sharedInputProblem() { withLock { fail(.cluster(problem)) } }
+        if failure == nil, let problem = sourceProblem() { withLock { fail(.cluster(problem)) } }
         lock.lock()
         summary.seconds = monotonicSeconds() - startedAt
         summary.receiptsClosed = dispatcher.ledger.closedCount
@@ -360,7 +368,7 @@ final class StepRun: @unchecked Sendable {
             let connection = links.readyConnection(to: node.name)
             unlock()
 
-            if retrying, let change = cutter.splitter?.changedSource() {
+            if retrying, let change = cutter.changedSource() {
                 // A retry would read other bytes than the first attempts did: never mix them.
                 withLock { fail(.cluster("\(change); parcel \(receipt) cannot be sent again")) }
                 return
@@ -405,7 +413,10 @@ final class StepRun: @unchecked Sendable {
         do {
             var input = buffer?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
             var processed: ProcessedRange?
-            if buffer == nil, let localReader, let splitter = cutter.splitter {
+            if buffer == nil && cutter.copyFiles != nil {
+                // Its bytes went to a worker from the file and came back to us: read them again.
+                input = try cutter.reread(receipt, into: context.input)
+            } else if buffer == nil, let localReader, let splitter = cutter.splitter {
                 let range = ByteRange(source: Int(receipt.partition), offset: receipt.offset, length: receipt.length)
                 let (owned, done) = try localReader.read(
                     range, expectedSize: splitter.fingerprints[range.source].size, into: context.input)
@@ -425,7 +436,12 @@ final class StepRun: @unchecked Sendable {
         _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer?, to connection: ConnectionID, node: String,
         context: ThreadContext
     ) {
-        guard let buffer else { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
+        if cutter.splitter != nil { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
+        if sendsFromFiles { return sendFromFile(receipt, attempt: attempt, buffer: buffer, to: connection, node: node) }
+        guard let buffer else {
+            withLock { fail(.cluster("parcel \(receipt) has no bytes to send")) }
+            return
+        }
         let compression = configuration.compression
         var payload = buffer
         var recycle: ParcelBuffer?
@@ -504,6 +520,41 @@ final class StepRun: @unchecked Sendable {
         }
     }
 
+    /// Copy mode from files: the header goes through the loop's queue, the payload straight from
+    /// the page cache (`sendfile`) with the receipt's CRC32C as the frame's. The parcel buffer is
+    /// free at once. A retry sends from the file again; if the file changed meanwhile, the retry's
+    /// re-stat fails the step (and the worker's parser would refuse the frame anyway).
+    private func sendFromFile(
+        _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer?, to connection: ConnectionID, node: String
+    ) {
+        if let buffer {
+            _ = withLock { dispatcher.dropParcel(receipt.sequence) }
+            buffers.recycleParcel(buffer)
+        }
+        let fd: Int32
+        do {
+            fd = try cutter.copyFiles!.files.descriptor(Int(receipt.partition))
+        } catch {
+            withLock { fail(error) }
+            return
+        }
+        let flags = parcelFlags(compressed: false, attempt: attempt)
+        loop.post { [self] in
+            let status = loop.sendFile(
+                connection, type: FrameType.parcel.rawValue, flags: flags, codec: 0, aux: step, id: receipt.sequence,
+                fd: fd, offset: receipt.offset, length: Int(receipt.length), payloadCRC: receipt.checksum)
+            withLock {
+                if status == 0 {
+                    summary.bytesSentRaw += receipt.length
+                    summary.bytesSentWire += receipt.length
+                    emit(.sent(receipt, node: node, bytes: Int(receipt.length)))
+                } else {
+                    requeue(receipt.sequence, from: node)
+                }
+            }
+        }
+    }
+
     /// Shared-input mode: the PARCEL carries only the split (a `RangeRequest`); the worker reads
     /// the bytes itself. Chaos applies to this frame as to a parcel's.
     private func sendRange(_ receipt: Receipt, attempt: Int, to connection: ConnectionID, node: String) {
@@ -552,12 +603,14 @@ final class StepRun: @unchecked Sendable {
         }
     }
 
-    /// Shared-input mode, at the end of a step: the files are unchanged since they were split,
-    /// and what the workers processed tiles each file exactly (no byte counted twice or missed).
+    /// At the end of a step: the files are unchanged since it began (both modes: a copy-mode
+    /// file that changed while it was read would give a result of two versions), and in
+    /// shared-input mode what the workers processed tiles each file exactly (no byte counted
+    /// twice or missed).
     /// - Returns: a one-line reason when not, else nil.
-    private func sharedInputProblem() -> String? {
+    private func sourceProblem() -> String? {
+        if let change = cutter.changedSource() { return change }
         guard let splitter = cutter.splitter else { return nil }
-        if let change = splitter.changedSource() { return change }
         let processed = withLock { dispatcher.processed }
         // A resumed step has no record of what was aggregated before the restart.
         guard plan.alreadyAggregated.isEmpty else { return nil }
