@@ -73,8 +73,9 @@ import Testing
         let master = Master(configuration: try Self.configuration(workers, cookie: "k"))
         let progress = Progress()
         master.add(progress)
+        // 10 ms a parcel: the worker always holds parcels when it is killed, even on a loaded machine.
         let step = BackgroundStep(
-            master, task: "slow-wordcount", path: path, options: TaskOptions(parameters: ["delay-ms": "2"]))
+            master, task: "slow-wordcount", path: path, options: TaskOptions(parameters: ["delay-ms": "10"]))
         progress.wait(forAggregated: afterParcels)
         kill(workers[0].process.processIdentifier, SIGKILL)
         let report = try step.wait()

@@ -688,6 +688,8 @@ final class StepRun: @unchecked Sendable {
         }
         guard closed else { return nil }
         absorbing += 1
+        // The node has room again: its next parcel goes out while this result merges.
+        lock.broadcast()
         return receipts
     }
 
