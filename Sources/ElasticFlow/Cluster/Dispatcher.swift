@@ -9,7 +9,7 @@ import Foundation
 /// lock) and never calls out: the step run emits the events its answers describe.
 final class Dispatcher {
     /// What `take(for:)` found for a node with room.
-    enum Take {
+    enum Take: Equatable {
         /// A receipt to send (a new parcel, or one to send again).
         case receipt(UInt64, isRetry: Bool)
         /// Nothing is waiting: cut a new parcel (outside the step lock) and `admit` it.
