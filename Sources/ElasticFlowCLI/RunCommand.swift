@@ -138,7 +138,7 @@ struct RunCommand: ParsableCommand {
         // Ctrl-C cancels the running step and every pending one; the journal keeps them.
         interrupts?.onSignal { signal in
             logLine("elasticflow: signal \(signal): cancelling the running and pending steps")
-            for status in queue.list() where status.state == StepState.pending || status.state == StepState.running {
+            for status in queue.list() where status.state == .pending || status.state == .running {
                 queue.cancel(status.step)
             }
         }

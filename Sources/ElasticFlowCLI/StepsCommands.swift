@@ -93,9 +93,7 @@ struct ResumeCommand: ParsableCommand {
             let records = try StepJournal.steps(in: stepData)
             guard
                 let chosen = step
-                    ?? records.last(where: {
-                        !StepState.finished.contains($0.state)
-                    })?.step
+                    ?? records.last(where: { !$0.state.isFinished })?.step
             else { throw .invalidArgument("no unfinished step in \(stepData)") }
             guard let record = records.first(where: { $0.step == chosen }) else {
                 throw .invalidArgument("no step \(chosen) in \(stepData)")

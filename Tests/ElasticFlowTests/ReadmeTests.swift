@@ -41,7 +41,7 @@ import Testing
         let step = try queue.add(StepDefinition(name: "count", sources: [path], actionOnFailure: .cancelAndWait))
         let longest = try queue.add(StepDefinition(name: "longest", task: "longest", sources: [path]))
         #expect(queue.run())
-        #expect(queue.list().map(\.state) == [StepState.completed, StepState.completed])
+        #expect(queue.list().map(\.state) == [.completed, .completed])
         guard case .wordCount(let stepCounter) = queue.output(of: step) else {
             Issue.record("no word count")
             return

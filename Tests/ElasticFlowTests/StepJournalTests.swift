@@ -161,7 +161,7 @@ import Testing
     @Test func journalChildKilledMidStep() throws {
         guard let steps = ProcessInfo.processInfo.environment[Self.childVariable] else { return }
         let journal = try StepJournal.create(directory: steps, record: record(1))
-        try journal.update(state: StepState.running, detail: "child")
+        try journal.update(state: .running, detail: "child")
         for sequence in 0..<20 as Range<UInt64> { try journal.recordReceipt(receipt(sequence)) }
         try journal.checkpoint(aggregated: Set(0..<10), aggregate: Array("10".utf8))
         for sequence in 20..<25 as Range<UInt64> { try journal.recordReceipt(receipt(sequence)) }
@@ -189,14 +189,14 @@ import Testing
 
         // The kernel released the dead master's lock; a new master resumes the step.
         let journal = try StepJournal.open(directory: steps, step: 1)
-        #expect(journal.record.state == StepState.running)
-        try journal.update(state: StepState.interrupted, detail: "found running after a restart")
+        #expect(journal.record.state == .running)
+        try journal.update(state: .interrupted, detail: "found running after a restart")
         let recovered = try journal.recovered()
         #expect(recovered.aggregated == Set(0..<10))
         #expect(recovered.aggregate == Array("10".utf8))
         #expect(Set(0..<20).isSubset(of: recovered.receipts.keys))  // made durable by the checkpoint
         // Cut again from the start, aggregate what the checkpoint lacks, finish.
-        try journal.update(state: StepState.running, detail: "resumed")
+        try journal.update(state: .running, detail: "resumed")
         for sequence in 0..<25 as Range<UInt64> { try journal.recordReceipt(receipt(sequence)) }
         let missing = (0..<25 as Range<UInt64>).filter { !recovered.aggregated.contains($0) }
         #expect(missing == Array(10..<25))
@@ -204,7 +204,7 @@ import Testing
         try journal.complete(result: Array("25".utf8))
         #expect(try journal.recovered().receipts.count == 25)
         #expect(try journal.result() == Array("25".utf8))
-        #expect(journal.record.timeline.map(\.state) == ["pending", "running", "interrupted", "running", "completed"])
+        #expect(journal.record.timeline.map(\.state) == [.pending, .running, .interrupted, .running, .completed])
     }
 
     @Test func aTornLastLineIsIgnoredAndCutOffBeforeTheNextAppend() throws {
@@ -310,26 +310,25 @@ import Testing
         let steps = directory.path("steps")
         do {
             let journal = try StepJournal.create(directory: steps, record: record(1))
-            #expect(journal.record.timeline.map(\.state) == [StepState.pending])
-            try journal.update(state: StepState.running, detail: "3 nodes")
-            try journal.update(state: StepState.failed, detail: "node b went down")
+            #expect(journal.record.timeline.map(\.state) == [.pending])
+            try journal.update(state: .running, detail: "3 nodes")
+            try journal.update(state: .failed, detail: "node b went down")
             #expect(journal.record.failure == "node b went down")
             try journal.update {
                 $0.retries = 4
                 $0.duplicates = 1
             }
-            #expect(failure { try journal.update(state: "exploded") } != nil)
-            #expect(failure { try journal.update { $0.state = StepState.completed } } != nil)
-            #expect(journal.record.state == StepState.failed)
+            #expect(failure { try journal.update { $0.state = .completed } } != nil)
+            #expect(journal.record.state == .failed)
         }
         let journal = try StepJournal.open(directory: steps, step: 1)
         let record = journal.record
-        #expect(record.timeline.map(\.state) == ["pending", "running", "failed"])
+        #expect(record.timeline.map(\.state) == [.pending, .running, .failed])
         #expect(record.timeline.map(\.detail) == ["created", "3 nodes", "node b went down"])
         #expect(record.timeline.allSatisfy { abs($0.time - Date().timeIntervalSince1970) < 600 })
-        #expect(record.state == "failed" && record.failure == "node b went down")
+        #expect(record.state == .failed && record.failure == "node b went down")
         #expect(record.retries == 4 && record.duplicates == 1)
-        try journal.update(state: StepState.running, detail: "retry")
+        try journal.update(state: .running, detail: "retry")
         #expect(journal.record.failure == nil)
         #expect(try StepJournal.steps(in: steps) == [journal.record])
     }
@@ -401,13 +400,13 @@ import Testing
         do {
             let journal = try StepJournal.create(directory: steps, record: record(1))
             #expect(try journal.result() == nil)
-            #expect(failure { try journal.complete(result: result, state: StepState.failed) } != nil)
-            try journal.update(state: StepState.running)
-            try journal.complete(result: result, state: StepState.completedWithRetries, detail: "2 retries")
+            #expect(failure { try journal.complete(result: result, state: .failed) } != nil)
+            try journal.update(state: .running)
+            try journal.complete(result: result, state: .completedWithRetries, detail: "2 retries")
         }
         let journal = try StepJournal.open(directory: steps, step: 1)
         #expect(try journal.result() == result)
-        #expect(journal.record.state == "completed-with-retries")
+        #expect(journal.record.state == .completedWithRetries)
         let path = steps + "/step-1/result"
         var damaged = try bytes(path)
         #expect(Array(damaged.prefix(4)) == Array("EFRS".utf8))
@@ -478,6 +477,48 @@ import Testing
         try FileManager.default.removeItem(atPath: path)
         let error = failure { _ = try StepJournal.open(directory: steps, step: 1) }
         #expect(error == .journal("step journal file '\(path)' is missing"))
+    }
+
+    @Test func stepFilesSpellStatesAsTheirRawValues() throws {
+        #expect(
+            StepState.allCases.map(\.rawValue) == [
+                "pending", "running", "completed", "completed-with-retries", "failed", "cancelled", "interrupted",
+            ])
+        #expect(StepState.allCases.map(\.description) == StepState.allCases.map(\.rawValue))
+        #expect(StepState.allCases.filter(\.isFinished) == [.completed, .completedWithRetries])
+        #expect(StepState.allCases.filter(\.isFailure) == [.failed, .cancelled, .interrupted])
+        let directory = try TemporaryDirectory()
+        let steps = directory.path("steps")
+        do {
+            let journal = try StepJournal.create(directory: steps, record: record(1))
+            try journal.update(state: .running)
+            try journal.complete(result: [1, 2, 3], state: .completedWithRetries)
+        }
+        let text = String(decoding: try bytes(steps + "/step-1/step.json"), as: UTF8.self)
+        #expect(text.contains("\n  \"state\" : \"completed-with-retries\",\n"))
+        for state in ["pending", "running", "completed-with-retries"] {
+            #expect(text.contains("\n      \"state\" : \"\(state)\",\n"))
+        }
+        let decoded = try JSONDecoder().decode(StepRecord.self, from: Data(text.utf8))
+        #expect(decoded.timeline.map(\.state) == [.pending, .running, .completedWithRetries])
+    }
+
+    @Test func anUnknownStateInTheTimelineIsNamed() throws {
+        let directory = try TemporaryDirectory()
+        let steps = directory.path("steps")
+        try StepJournal.create(directory: steps, record: record(1)).update(state: .running)
+        let path = steps + "/step-1/step.json"
+        let text = String(decoding: try bytes(path), as: UTF8.self)
+        #expect(text.contains("\"state\" : \"pending\""))  // only in the timeline
+        try write(
+            Array(text.replacingOccurrences(of: "\"state\" : \"pending\"", with: "\"state\" : \"paused\"").utf8),
+            to: path)
+        let error = failure { _ = try StepJournal.open(directory: steps, step: 1) }
+        #expect(error == .journal("corrupt step journal file '\(path)': unknown state 'paused' in the timeline"))
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(StepState.self, from: Data("\"paused\"".utf8))
+        }
+        #expect(try JSONDecoder().decode([StepState].self, from: Data("[\"interrupted\"]".utf8)) == [.interrupted])
     }
 
     @Test func aDirectoryThatCannotBeWrittenGivesAClearError() throws {

@@ -26,11 +26,11 @@ import Testing
                 name: "b", task: "line-lengths", sources: [try directory.file("b.txt", second)]))
         #expect(queue.run() == false)
         let states = Dictionary(uniqueKeysWithValues: queue.list().map { ($0.step, $0.state) })
-        #expect(states[a] == StepState.completed)
-        #expect(states[bad] == StepState.failed)
-        #expect(states[b] == StepState.completed)
+        #expect(states[a] == .completed)
+        #expect(states[bad] == .failed)
+        #expect(states[b] == .completed)
         #expect(queue.list().first { $0.step == bad }?.failure?.contains("unknown task") == true)
-        #expect(queue.list().first { $0.step == a }?.timeline.map(\.state) == ["pending", "running", "completed"])
+        #expect(queue.list().first { $0.step == a }?.timeline.map(\.state) == [.pending, .running, .completed])
         guard case .wordCount(let counter) = queue.output(of: a) else {
             Issue.record("no output for step a")
             return
@@ -43,7 +43,7 @@ import Testing
         #expect(histogram == (try LocalTask.run(named: "line-lengths", text: second)))
         // The journal has the same story, and the result can be read back.
         let records = try StepJournal.steps(in: directory.path("steps"))
-        #expect(records.map(\.state) == [StepState.completed, StepState.failed, StepState.completed])
+        #expect(records.map(\.state) == [.completed, .failed, .completed])
         guard case .wordCount(let stored) = try StepExecution.output(of: a, in: directory.path("steps")) else {
             Issue.record("no journaled result")
             return
@@ -62,9 +62,9 @@ import Testing
         #expect(queue.cancel(cancelledBefore))
         queue.run()
         let states = Dictionary(uniqueKeysWithValues: queue.list().map { ($0.step, $0.state) })
-        #expect(states[failing] == StepState.failed)
-        #expect(states[next] == StepState.cancelled)
-        #expect(states[cancelledBefore] == StepState.cancelled)
+        #expect(states[failing] == .failed)
+        #expect(states[next] == .cancelled)
+        #expect(states[cancelledBefore] == .cancelled)
         #expect(queue.output(of: next) == nil)
         #expect(throws: ElasticFlowError.self) { try queue.retryStep(failing) }  // no journal: clear error
     }
@@ -86,8 +86,8 @@ import Testing
         runner.start()
         progress.wait(forAggregated: 20)
         #expect(queue.cancel(step))
-        while queue.list().first?.state == StepState.running { usleep(10_000) }
-        #expect(queue.list().first?.state == StepState.cancelled)
+        while queue.list().first?.state == .running { usleep(10_000) }
+        #expect(queue.list().first?.state == .cancelled)
         let report = try queue.retryStep(step)
         guard case .wordCount(let counter) = report.output else {
             Issue.record("no word count")
@@ -97,7 +97,7 @@ import Testing
         let processedAgain = report.summary.parcelsByNode.values.reduce(0, +)
         #expect(processedAgain < report.summary.parcels, "only unaggregated parcels are processed again")
         #expect(processedAgain > 0)
-        #expect(queue.list().first?.timeline.map(\.state).contains(StepState.cancelled) == true)
+        #expect(queue.list().first?.timeline.map(\.state).contains(.cancelled) == true)
     }
 
     @Test(arguments: [0.3, 0.8])

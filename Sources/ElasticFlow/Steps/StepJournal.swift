@@ -201,22 +201,15 @@ public final class StepJournal: Sendable {
     /// Moves the step to a state: appends to the timeline and rewrites step.json atomically. Entering
     /// failed, cancelled or interrupted sets `failure` to `detail`; any other state clears it.
     /// - Parameters:
-    ///   - newState: one of `StepState.all`.
+    ///   - newState: the state to enter.
     ///   - detail: why, for people (an error message, "resumed", a node name).
-    /// - Throws: `ElasticFlowError.invalidArgument` for an unknown state, `.io` when step.json cannot be
-    ///   written (the record is then unchanged).
-    public func update(state newState: String, detail: String = "") throws(ElasticFlowError) {
-        guard StepState.all.contains(newState) else {
-            throw .invalidArgument(
-                "unknown step state '\(newState)': expected one of "
-                    + StepState.all.sorted().joined(separator: ", "))
-        }
+    /// - Throws: `ElasticFlowError.io` when step.json cannot be written (the record is then unchanged).
+    public func update(state newState: StepState, detail: String = "") throws(ElasticFlowError) {
         try state.withLock { (state: inout State) throws(ElasticFlowError) in
             var record = state.record
             record.timeline.append(StepRecord.Event(state: newState, time: Self.now(), detail: detail))
             record.state = newState
-            let failing: Set<String> = [StepState.failed, StepState.cancelled, StepState.interrupted]
-            record.failure = failing.contains(newState) ? detail : nil
+            record.failure = newState.isFailure ? detail : nil
             try Self.write(record, in: directoryFD, path: path)
             state.record = record
         }
@@ -364,12 +357,12 @@ public final class StepJournal: Sendable {
     /// its finished state. A crash between the two leaves a result and a running step: `result()` finds it.
     /// - Parameters:
     ///   - result: the final aggregate's bytes.
-    ///   - newState: `StepState.completed` or `StepState.completedWithRetries`.
+    ///   - newState: `.completed` or `.completedWithRetries` (a state that `isFinished`).
     /// - Throws: `ElasticFlowError.invalidArgument` for another state, `.io` when a file cannot be written.
     public func complete(
-        result: [UInt8], state newState: String = StepState.completed, detail: String = ""
+        result: [UInt8], state newState: StepState = .completed, detail: String = ""
     ) throws(ElasticFlowError) {
-        guard StepState.finished.contains(newState) else {
+        guard newState.isFinished else {
             throw .invalidArgument(
                 "a step completes as '\(StepState.completed)' or "
                     + "'\(StepState.completedWithRetries)', not '\(newState)'")
@@ -584,6 +577,10 @@ public final class StepJournal: Sendable {
         }
         let text: String
         switch error as? DecodingError {
+        case .dataCorrupted(let context)? where context.underlyingError is UnknownStepState:
+            // "unknown state '...'", from StepState's decoder.
+            let inTimeline = context.codingPath.first?.stringValue == "timeline"
+            text = context.debugDescription + (inTimeline ? " in the timeline" : "")
         case .keyNotFound(let key, let context)?: text = "missing field \(location(context.codingPath + [key]))"
         case .typeMismatch(_, let context)?: text = "wrong type at \(location(context.codingPath))"
         case .valueNotFound(_, let context)?: text = "missing value at \(location(context.codingPath))"

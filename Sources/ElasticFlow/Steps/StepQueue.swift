@@ -46,7 +46,8 @@ public struct StepStatus: Sendable {
     public var step: UInt32
     public var name: String
     public var task: String
-    public var state: String
+    /// Where the step is.
+    public var state: StepState
     public var timeline: [StepRecord.Event]
     public var failure: String?
     /// The summary of its last run in this process, if any.
@@ -69,7 +70,7 @@ public final class StepQueue: @unchecked Sendable {
     private final class Entry {
         let step: UInt32
         let definition: StepDefinition
-        var state = StepState.pending
+        var state: StepState = .pending
         var timeline: [StepRecord.Event] = []
         var failure: String?
         var output: StepOutput?
@@ -105,7 +106,7 @@ public final class StepQueue: @unchecked Sendable {
         number = max(number, (entries.map(\.step).max() ?? 0) + 1)
         nextLocal = number + 1
         let entry = Entry(step: number, definition: definition)
-        entry.timeline.append(.init(state: StepState.pending, time: Date().timeIntervalSince1970, detail: ""))
+        entry.timeline.append(.init(state: .pending, time: Date().timeIntervalSince1970, detail: ""))
         entries.append(entry)
         return number
     }
@@ -118,10 +119,10 @@ public final class StepQueue: @unchecked Sendable {
         defer { lock.unlock() }
         guard let entry = entries.first(where: { $0.step == step }) else { return false }
         switch entry.state {
-        case StepState.pending:
-            set(entry, StepState.cancelled, "cancelled before it ran")
+        case .pending:
+            set(entry, .cancelled, "cancelled before it ran")
             return true
-        case StepState.running:
+        case .running:
             entry.cancellation.cancel()
             return true
         default:
@@ -159,9 +160,9 @@ public final class StepQueue: @unchecked Sendable {
                 allCompleted = false
                 if entry.definition.actionOnFailure == .cancelAndWait {
                     lock.lock()
-                    for other in entries where other.state == StepState.pending {
+                    for other in entries where other.state == .pending {
                         set(
-                            other, StepState.cancelled, "step \(entry.step) failed (action on failure: cancel-and-wait)"
+                            other, .cancelled, "step \(entry.step) failed (action on failure: cancel-and-wait)"
                         )
                     }
                     lock.unlock()
@@ -174,7 +175,7 @@ public final class StepQueue: @unchecked Sendable {
     private func nextPending() -> Entry? {
         lock.lock()
         defer { lock.unlock() }
-        return entries.first { $0.state == StepState.pending }
+        return entries.first { $0.state == .pending }
     }
 
     /// Re-runs a failed, cancelled or interrupted step from its journal: only the parcels whose
@@ -198,17 +199,17 @@ public final class StepQueue: @unchecked Sendable {
         _ = runEntry(entry!, resume: journal, progress: progress)
         lock.lock()
         defer { lock.unlock() }
-        if let summary = entry!.summary, StepState.finished.contains(entry!.state), let output = entry!.output {
+        if let summary = entry!.summary, entry!.state.isFinished, let output = entry!.output {
             return StepReport(output: output, summary: summary)
         }
         throw .cluster("step \(step) \(entry!.state): \(entry!.failure ?? "")")
     }
 
     // Under lock.
-    private func set(_ entry: Entry, _ state: String, _ detail: String) {
+    private func set(_ entry: Entry, _ state: StepState, _ detail: String) {
         entry.state = state
         entry.timeline.append(.init(state: state, time: Date().timeIntervalSince1970, detail: detail))
-        if state == StepState.failed || state == StepState.cancelled || state == StepState.interrupted {
+        if state.isFailure {
             entry.failure = detail
         }
     }
@@ -219,7 +220,7 @@ public final class StepQueue: @unchecked Sendable {
         lock.lock()
         entry.cancellation = CancellationFlag()  // a retry starts uncancelled
         let cancellation = entry.cancellation
-        set(entry, StepState.running, resume == nil ? "" : "resumed from the journal")
+        set(entry, .running, resume == nil ? "" : "resumed from the journal")
         lock.unlock()
         do throws(ElasticFlowError) {
             let report = try StepExecution.run(
@@ -230,13 +231,13 @@ public final class StepQueue: @unchecked Sendable {
             entry.output = report.output
             entry.summary = report.summary
             set(
-                entry, report.summary.retries > 0 ? StepState.completedWithRetries : StepState.completed,
+                entry, report.summary.retries > 0 ? .completedWithRetries : .completed,
                 "\(report.summary.receiptsClosed) receipts")
             lock.unlock()
             return true
         } catch {
             lock.lock()
-            set(entry, cancellation.isCancelled ? StepState.cancelled : StepState.failed, error.description)
+            set(entry, cancellation.isCancelled ? .cancelled : .failed, error.description)
             lock.unlock()
             return false
         }
@@ -301,7 +302,7 @@ public enum StepExecution {
                     }
                 }
             }
-            try journal.update(state: StepState.running, detail: resume == nil ? "" : "resumed")
+            try journal.update(state: .running, detail: resume == nil ? "" : "resumed")
             plan.journal = JournalWriter(journal)
         }
         do {
@@ -318,12 +319,12 @@ public enum StepExecution {
                 }
                 try journal.complete(
                     result: result,
-                    state: report.summary.retries > 0 ? StepState.completedWithRetries : StepState.completed)
+                    state: report.summary.retries > 0 ? .completedWithRetries : .completed)
             }
             return report
         } catch {
             if let journal {
-                let state = cancellation?.isCancelled == true ? StepState.cancelled : StepState.failed
+                let state: StepState = cancellation?.isCancelled == true ? .cancelled : .failed
                 try? journal.update(state: state, detail: error.description)
             }
             throw error
@@ -345,7 +346,7 @@ public enum StepExecution {
     ) throws(ElasticFlowError) -> UInt32? {
         guard FileManager.default.fileExists(atPath: stepData) else { return nil }
         let candidates = try StepJournal.steps(in: stepData).filter { record in
-            !StepState.finished.contains(record.state) && record.task == definition.task
+            !record.state.isFinished && record.task == definition.task
                 && record.options == definition.options
                 && record.sources == definition.sources && record.parcelSize == parcelSize && record.isResumable
                 && (record.sharedInput ?? false) == sharedInput
@@ -362,12 +363,12 @@ public enum StepExecution {
     {
         let journal = try StepJournal.open(directory: stepData, step: step)
         let record = journal.record
-        guard !StepState.finished.contains(record.state) else {
+        guard !record.state.isFinished else {
             throw .invalidArgument("step \(step) already \(record.state): nothing to resume")
         }
-        if record.state == StepState.running {
+        if record.state == .running {
             // We hold its lock, so the master that ran it is gone: it was interrupted.
-            try journal.update(state: StepState.interrupted, detail: "found running after its master stopped")
+            try journal.update(state: .interrupted, detail: "found running after its master stopped")
         }
         let definition = StepDefinition(
             name: record.name, task: record.task, sources: record.sources, options: record.options)

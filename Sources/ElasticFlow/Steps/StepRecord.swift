@@ -1,27 +1,59 @@
-/// The states a step goes through, as `StepRecord.state` and the timeline spell them.
-public enum StepState {
+/// The states a step goes through, as `StepRecord.state` and the timeline spell them. Stored in step.json
+/// as the raw value (`"pending"`, `"completed-with-retries"`, ...); a step.json naming any other state is
+/// refused when decoded (`DecodingError.dataCorrupted`, "unknown state '...'").
+public enum StepState: String, Codable, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// Queued; nothing cut yet.
-    public static let pending = "pending"
+    case pending
     /// Parcels are being cut, sent and aggregated.
-    public static let running = "running"
+    case running
     /// Every receipt closed, no parcel had to be sent twice.
-    public static let completed = "completed"
+    case completed
     /// Every receipt closed after some parcels were sent again.
-    public static let completedWithRetries = "completed-with-retries"
+    case completedWithRetries = "completed-with-retries"
     /// Stopped by an error (`StepRecord.failure` says which); `retry` may finish it.
-    public static let failed = "failed"
+    case failed
     /// Stopped on request.
-    public static let cancelled = "cancelled"
+    case cancelled
     /// Found running by a master that restarted after a crash; resuming finishes it.
-    public static let interrupted = "interrupted"
+    case interrupted
 
-    /// Every valid state.
-    public static let all: Set<String> = [
-        pending, running, completed, completedWithRetries, failed, cancelled, interrupted,
-    ]
+    /// True for the states of a step whose result is final: completed and completed-with-retries.
+    public var isFinished: Bool { self == .completed || self == .completedWithRetries }
 
-    /// The states of a step whose result is final.
-    public static let finished: Set<String> = [completed, completedWithRetries]
+    /// True for the states that record why the step stopped in `StepRecord.failure`: failed, cancelled and
+    /// interrupted.
+    public var isFailure: Bool { self == .failed || self == .cancelled || self == .interrupted }
+
+    /// The raw value, as step.json, the timeline and the CLI spell it.
+    public var description: String { rawValue }
+
+    /// Decodes the raw value.
+    /// - Throws: `DecodingError.dataCorrupted`, its debug description "unknown state '...'", for a string
+    ///   that names no state (such as one a later version wrote).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let state = StepState(rawValue: text) else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(
+                    codingPath: container.codingPath, debugDescription: "unknown state '\(text)'",
+                    underlyingError: UnknownStepState(value: text)))
+        }
+        self = state
+    }
+
+    /// Encodes the raw value.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
+/// The underlying error of the `DecodingError` a `StepState` throws for a string that names no state: it
+/// tells the journal that the error's description is the one-line reason to report.
+struct UnknownStepState: Error, Sendable, Hashable {
+    /// The string found where a state was expected.
+    var value: String
 }
 
 /// What the journal knows about one step: what it runs on (enough to cut the same parcels again), where it
@@ -32,12 +64,15 @@ public struct StepRecord: Codable, Sendable, Hashable {
 
     /// One state change.
     public struct Event: Codable, Sendable, Hashable {
-        public var state: String
+        /// The state the step entered.
+        public var state: StepState
         /// Seconds since 1970 (UTC).
         public var time: Double
+        /// Why, for people (an error message, "resumed", a node name); may be empty.
         public var detail: String
 
-        public init(state: String, time: Double, detail: String) {
+        /// An event entering `state` at `time` (seconds since 1970, UTC).
+        public init(state: StepState, time: Double, detail: String) {
             self.state = state
             self.time = time
             self.detail = detail
@@ -60,8 +95,8 @@ public struct StepRecord: Codable, Sendable, Hashable {
     public var parcelSize: Int
     /// Parcel compression, in `Compression(parsing:)` syntax.
     public var compression: String
-    /// One of `StepState.all`; change it with `StepJournal.update(state:detail:)`.
-    public var state: String
+    /// Where the step is; change it with `StepJournal.update(state:detail:)`.
+    public var state: StepState
     /// Every state the step was in, oldest first.
     public var timeline: [Event]
     /// Why the step last failed; nil unless its state is failed, cancelled or interrupted.
@@ -95,7 +130,7 @@ public struct StepRecord: Codable, Sendable, Hashable {
         self.sources = sources
         self.parcelSize = parcelSize
         self.compression = compression
-        state = StepState.pending
+        state = .pending
         timeline = []
         failure = nil
         parcels = 0
@@ -113,10 +148,6 @@ public struct StepRecord: Codable, Sendable, Hashable {
     func problem() -> String? {
         if version != Self.currentVersion {
             return "unsupported version \(version) (this program reads version \(Self.currentVersion))"
-        }
-        if !StepState.all.contains(state) { return "unknown state '\(state)'" }
-        if let event = timeline.first(where: { !StepState.all.contains($0.state) }) {
-            return "unknown state '\(event.state)' in the timeline"
         }
         if task.isEmpty { return "empty task name" }
         if sources.isEmpty { return "no sources" }
