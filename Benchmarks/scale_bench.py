@@ -79,6 +79,9 @@ def parse_arguments():
                         help=f"comma-separated subset of: {', '.join(ALL_CASES)}")
     parser.add_argument("--kjv", help="kjv.txt (default: ../shared/corpora/kjv.txt from the repository)")
     parser.add_argument("--parcel-size", help="passed to every count (default: the binary's)")
+    parser.add_argument("--scaling-parcel-size",
+                        help="--parcel-size of the scaling model's runs only (e.g. 4MiB, so 16 workers all get "
+                             "splits of a 173 MB corpus)")
     parser.add_argument("--two-worker-threads", type=int, default=1,
                         help="--threads of the 2 workers of the two-worker cases (default 1; 0: the worker's default)")
     arguments = parser.parse_args()
@@ -245,7 +248,8 @@ def print_report(meta, single, two_worker, scaling, notes):
                   f"{m['total_vs_single']:12.2f}x {m['wall_s']:8.3f} {'yes' if entry['same_output'] else 'NO':>12}")
     for mode, sizes in scaling.items():
         print()
-        print(f"scaling model {mode} ({' '.join(SCALING_MODES[mode][1])}), workers --threads 1, "
+        size = f" --parcel-size {meta['scaling_parcel_size']}" if meta.get("scaling_parcel_size") else ""
+        print(f"scaling model {mode} ({' '.join(SCALING_MODES[mode][1])}{size}), workers --threads 1, "
               f"--no-master-work --lowercase")
         print(f"{'workers':>7} {'master CPU-s/GB':>16} {'marginal':>9} {'workers CPU-s/GB':>17} "
               f"{'MB/worker-CPU-s':>16} {'1 master core feeds':>20} {'(marginal)':>11} {'(m+w)/single':>13} "
@@ -274,6 +278,8 @@ def build_plan(arguments, shared_ok, notes):
         if shared and not shared_ok:
             notes.append(f"{mode} skipped: the binary has no --shared-input")
             continue
+        if arguments.scaling_parcel_size:
+            flags = flags + ["--parcel-size", arguments.scaling_parcel_size]
         for count in arguments.workers_list:
             plan.append(((mode, count), flags, "single-thread", count))
     return plan
@@ -350,7 +356,7 @@ def main():
             "binary": arguments.binary, "corpus": corpus, "corpus_bytes": os.path.getsize(corpus),
             "gigabytes": os.path.getsize(corpus) / 1e9, "rounds": arguments.rounds,
             "shared_input_supported": shared_ok, "parcel_size": arguments.parcel_size,
-            "two_worker_threads": arguments.two_worker_threads,
+            "two_worker_threads": arguments.two_worker_threads, "scaling_parcel_size": arguments.scaling_parcel_size,
             "load_start": load_start, "load_end": load_average(), "cpus": os.cpu_count(),
             "clock_ticks_per_s": CLOCK_TICKS,
             "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
