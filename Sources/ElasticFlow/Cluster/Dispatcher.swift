@@ -19,6 +19,9 @@ final class Dispatcher {
     }
 
     private(set) var ledger = Ledger()
+
+    /// Sizes the ledger for about `count` parcels (an estimate from the sources' size).
+    func expect(parcels count: Int) { ledger.reserveCapacity(count) }
     private(set) var nodes: [Scheduler.Node] = []
     /// Receipts taken back, to send again.
     private var retryQueue: [UInt64] = []
@@ -55,16 +58,21 @@ final class Dispatcher {
     /// that cannot run a parcel — a file it cannot read — never takes it back from a node that
     /// can, and the parcel's attempts are not spent on it).
     func take(for node: String) -> Take {
-        let names = Set(nodes.map(\.name))
-        while let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
-            ?? (exhausted && fresh.isEmpty
-                ? retryQueue.firstIndex(where: { names.isSubset(of: failedOn[$0] ?? []) }) : nil)
+        while !retryQueue.isEmpty,
+            let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
+                ?? (exhausted && fresh.isEmpty ? retryQueue.firstIndex(where: failedOnEveryNode) : nil)
         {
             let retry = retryQueue.remove(at: index)
             if case .waiting = ledger.state(of: retry) { return .receipt(retry, isRetry: true) }
         }
         if !fresh.isEmpty { return .receipt(fresh.removeFirst(), isRetry: false) }
         return exhausted ? .nothing : .cut
+    }
+
+    /// Whether a receipt failed on every node there is now.
+    private func failedOnEveryNode(_ sequence: UInt64) -> Bool {
+        guard let failed = failedOn[sequence] else { return nodes.isEmpty }
+        return nodes.allSatisfy { failed.contains($0.name) }
     }
 
     /// A new parcel joins the ledger, waiting to be sent (shared input: with no buffer).

@@ -55,6 +55,10 @@ final class StepRun: @unchecked Sendable {
     /// as soon as its receipt is made (its CRC32C and line count taken). Chaos needs the bytes in
     /// hand to flip one, so it keeps the buffered path.
     let sendsFromFiles: Bool
+    /// Parcels smaller than this leave from their buffer even when `sendsFromFiles`: a file
+    /// payload is a `sendfile` call of its own, while buffered frames of a batch leave together
+    /// in one `writev` (64-byte parcels: about 2× the round trips per second that way).
+    static let sendFileThreshold: UInt64 = 64 << 10
     let results: ResultAggregator
     let faults = FaultBook()
     let events: EventOutbox
@@ -114,6 +118,10 @@ final class StepRun: @unchecked Sendable {
         // parcel crosses the wire and meets the injected faults.
         if configuration.masterProcesses && chaos == nil {
             dispatcher.addNode(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
+        }
+        if let totalBytes {
+            // Parcels end at a newline before the limit, so there are a few more than this.
+            dispatcher.expect(parcels: Int(min(totalBytes / UInt64(configuration.parcelSize) + 16, 1 << 22)))
         }
         links = LinkBook(run: self)
     }
@@ -437,7 +445,9 @@ final class StepRun: @unchecked Sendable {
         context: ThreadContext
     ) {
         if cutter.splitter != nil { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
-        if sendsFromFiles { return sendFromFile(receipt, attempt: attempt, buffer: buffer, to: connection, node: node) }
+        if sendsFromFiles && (buffer == nil || receipt.length >= Self.sendFileThreshold) {
+            return sendFromFile(receipt, attempt: attempt, buffer: buffer, to: connection, node: node)
+        }
         guard let buffer else {
             withLock { fail(.cluster("parcel \(receipt) has no bytes to send")) }
             return
@@ -688,8 +698,9 @@ final class StepRun: @unchecked Sendable {
         }
         guard closed else { return nil }
         absorbing += 1
-        // The node has room again: its next parcel goes out while this result merges.
-        lock.broadcast()
+        // The node has room again: its next parcels go out while this result merges (one pool
+        // thread per freed slot is enough; waking them all for one slot is a thundering herd).
+        if receipts.count == 1 { lock.signal() } else { lock.broadcast() }
         return receipts
     }
 

@@ -30,6 +30,13 @@ public struct Ledger: Sendable {
     public func state(of sequence: UInt64) -> State? { states[sequence] }
     public func receipt(_ sequence: UInt64) -> Receipt? { receipts[sequence] }
 
+    /// Makes room for `count` receipts up front, so a step of many small parcels does not grow
+    /// (rehash) the tables as it goes.
+    public mutating func reserveCapacity(_ count: Int) {
+        receipts.reserveCapacity(count)
+        states.reserveCapacity(count)
+    }
+
     /// Records a receipt that is about to be handed out (its first `open` makes attempt 1).
     public mutating func register(_ receipt: Receipt) {
         receipts[receipt.sequence] = receipt
