@@ -33,14 +33,16 @@ int ef__frame_encode(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t
                      uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
                      size_t payload_len, const uint32_t *payload_crc, struct iovec iov[2]);
 
-/* crc32c.c: ef_crc32c_lines pinned to one implementation, so tests can prove they agree.
- * Updates *crc and sets *newlines; EF_EINVAL when this build or CPU lacks that one. */
+/* crc32c.c: ef_crc32c_lines and ef_crc32c pinned to one implementation, so tests can prove they
+ * agree. Update *crc (and set *newlines); EF_EINVAL when this build or CPU lacks that one. */
 enum {
     EF__CRC_PORTABLE = 0, /* the table, a byte at a time */
-    EF__CRC_SSE42 = 1,    /* crc32 instruction, SSE2 compares */
-    EF__CRC_AVX2 = 2,     /* crc32 instruction, AVX2 compares */
+    EF__CRC_SSE42 = 1,    /* crc32 instruction, one chain; SSE2 compares */
+    EF__CRC_CLMUL = 2,    /* crc32 instruction, three chains joined by PCLMULQDQ; SSE2 compares */
+    EF__CRC_AVX2 = 3,     /* as EF__CRC_CLMUL, AVX2 compares (ef_crc32c_lines only) */
 };
 int ef__crc32c_lines_with(int impl, uint32_t *crc, const void *data, size_t len,
                           uint64_t *newlines);
+int ef__crc32c_with(int impl, uint32_t *crc, const void *data, size_t len);
 
 #endif

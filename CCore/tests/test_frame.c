@@ -671,6 +671,164 @@ static void test_crc32c_lines_large(ef_t *t) {
     munmap(map, 2 * page);
 }
 
+/* ---- three interleaved chains (ef_crc32c and ef_crc32c_lines on large buffers) ---- */
+
+/* Every implementation of both calls, on one piece, against the table and a naive count; names
+ * each disagreement so a failure says which path and where. Non-zero when all agree. */
+static int crc_all_agree(ef_t *t, uint32_t seed, const uint8_t *p, size_t len, uint32_t want,
+                         uint64_t want_nl) {
+    int ok = 1;
+    uint32_t c = ef_crc32c(seed, p, len);
+    uint64_t nl = 99;
+    if (c != want || ef_crc32c_lines(seed, p, len, &nl) != want || nl != want_nl) {
+        fprintf(stderr, "    public calls, len %zu seed %08x\n", len, seed);
+        ok = 0;
+    }
+    for (int impl = EF__CRC_SSE42; impl <= EF__CRC_AVX2; impl++) {
+        c = seed;
+        if (ef__crc32c_with(impl, &c, p, len) == EF_OK && c != want) {
+            fprintf(stderr, "    ef__crc32c_with impl %d len %zu seed %08x\n", impl, len, seed);
+            ok = 0;
+        }
+        c = seed;
+        nl = 99;
+        if (ef__crc32c_lines_with(impl, &c, p, len, &nl) == EF_OK && (c != want || nl != want_nl)) {
+            fprintf(stderr, "    ef__crc32c_lines_with impl %d len %zu seed %08x\n", impl, len,
+                    seed);
+            ok = 0;
+        }
+    }
+    CHECK(t, ok);
+    return ok;
+}
+
+/* Each length 0..5000 at each offset 0..15, seeded with 0 and with a random CRC: every way the
+ * three-chain paths split a buffer (long runs, short runs, the single-chain tail) at every
+ * alignment. The table's answer grows a byte at a time, so the reference costs O(n), not O(n^2). */
+static void test_crc32c_3way_every_length(ef_t *t) {
+    enum { N = 5000 };
+    uint64_t s = 0x3A7;
+    uint8_t *buf = malloc(N + 16);
+    for (size_t i = 0; i < N + 16; i += 50)
+        fill_lines(buf + i, i + 50 <= N + 16 ? 50 : N + 16 - i, &s);
+    int ok = 1;
+    for (size_t off = 0; off < 16 && ok; off++) {
+        const uint8_t *p = buf + off;
+        for (int k = 0; k < 2 && ok; k++) {
+            uint32_t seed = k ? (uint32_t)ef_test_rand(&s) : 0, want = seed;
+            uint64_t want_nl = 0;
+            for (size_t len = 0; len <= N && ok; len++) {
+                ok = crc_all_agree(t, seed, p, len, want, want_nl);
+                if (len < N) {
+                    want = ef__crc32c_sw(want, p + len, 1);
+                    want_nl += p[len] == '\n';
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+/* Sizes around each block edge (768 = three 256-byte runs, 24576 = three 8 KiB runs) and large
+ * odd ones up to 8 MiB, at odd offsets, each against the table. */
+static void test_crc32c_3way_large(ef_t *t) {
+    static const size_t sizes[] = {767,
+                                   768,
+                                   769,
+                                   24575,
+                                   24576,
+                                   24577,
+                                   24576 + 767,
+                                   24576 + 768 + 5,
+                                   2 * 24576,
+                                   (1u << 20) + 1,
+                                   3000001,
+                                   (5u << 20) + 333,
+                                   (8u << 20) - 1,
+                                   8u << 20};
+    size_t cap = (8u << 20) + 16;
+    uint8_t *buf = malloc(cap);
+    uint64_t s = 0x3A8;
+    for (size_t i = 0; i < cap; i += 4096)
+        fill_lines(buf + i, i + 4096 <= cap ? 4096 : cap - i, &s);
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t off = (k * 5) % 16;
+        if (sizes[k] + off > cap)
+            off = 0;
+        const uint8_t *p = buf + off;
+        uint32_t seed = k % 2 ? (uint32_t)ef_test_rand(&s) : 0;
+        crc_all_agree(t, seed, p, sizes[k], ef__crc32c_sw(seed, p, sizes[k]),
+                      naive_newlines(p, sizes[k]));
+    }
+    free(buf);
+}
+
+/* A buffer cut at random points into up to 9 pieces (so pieces land on either side of every
+ * block edge), chained through each implementation: equals the whole, and the counts add up. */
+static void test_crc32c_3way_chained(ef_t *t) {
+    enum { N = 200000 };
+    uint8_t *buf = malloc(N);
+    uint64_t s = 0x3A9;
+    for (size_t i = 0; i < N; i += 1000)
+        fill_lines(buf + i, 1000, &s);
+    uint32_t whole = ef__crc32c_sw(0, buf, N);
+    uint64_t whole_nl = naive_newlines(buf, N);
+    for (int round = 0; round < 60; round++) {
+        size_t cuts[10], ncut = 1 + ef_test_rand(&s) % 8;
+        cuts[0] = 0;
+        for (size_t i = 1; i <= ncut; i++) {
+            /* mostly small pieces now and then, so short runs and tails are exercised too */
+            size_t span = round % 3 ? N : 3000;
+            cuts[i] = cuts[i - 1] + ef_test_rand(&s) % span;
+            if (cuts[i] > N)
+                cuts[i] = N;
+        }
+        cuts[ncut + 1] = N;
+        for (int impl = -1; impl <= EF__CRC_AVX2; impl++) { /* -1: the public calls */
+            uint32_t c = 0, cl = 0;
+            uint64_t total = 0;
+            int have = 1, have_lines = 1;
+            for (size_t i = 0; i <= ncut; i++) {
+                const uint8_t *p = buf + cuts[i];
+                size_t len = cuts[i + 1] - cuts[i];
+                uint64_t nl = 0;
+                if (impl < 0) {
+                    c = ef_crc32c(c, p, len);
+                    cl = ef_crc32c_lines(cl, p, len, &nl);
+                } else {
+                    have = have && ef__crc32c_with(impl, &c, p, len) == EF_OK;
+                    have_lines =
+                        have_lines && ef__crc32c_lines_with(impl, &cl, p, len, &nl) == EF_OK;
+                }
+                total += nl;
+            }
+            if (have)
+                CHECK_EQ(t, c, whole);
+            if (have_lines) {
+                CHECK_EQ(t, cl, whole);
+                CHECK_EQ(t, total, whole_nl);
+            }
+        }
+    }
+    free(buf);
+}
+
+/* The paths this test run relies on exist here: on the machines we run (x86-64 with AVX2) a test
+ * that quietly skipped the three-chain code would prove nothing. */
+static void test_crc32c_3way_present(ef_t *t) {
+    uint32_t c = 0;
+    uint64_t nl = 0;
+    CHECK_EQ(t, ef__crc32c_with(EF__CRC_PORTABLE, &c, "a", 1), EF_OK);
+    CHECK_EQ(t, ef__crc32c_with(99, &c, "a", 1), EF_EINVAL);
+    CHECK_EQ(t, ef__crc32c_with(EF__CRC_AVX2, &c, "a", 1), EF_EINVAL);
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul")) {
+        CHECK_EQ(t, ef__crc32c_with(EF__CRC_CLMUL, &c, "a", 1), EF_OK);
+        CHECK_EQ(t, ef__crc32c_lines_with(EF__CRC_CLMUL, &c, "a", 1, &nl), EF_OK);
+    }
+#endif
+}
+
 /* ef__frame_encode with a known payload CRC: written as given, so a right one parses and a
  * wrong one is the peer's EF_ECHECKSUM; the header is otherwise ef_frame_encode's. */
 static void test_frame_encode_known_crc(ef_t *t) {
@@ -697,6 +855,10 @@ void suite_frame(ef_t *t) {
     RUN(t, test_crc32c_streaming);
     RUN(t, test_crc32c_lines_small);
     RUN(t, test_crc32c_lines_large);
+    RUN(t, test_crc32c_3way_present);
+    RUN(t, test_crc32c_3way_every_length);
+    RUN(t, test_crc32c_3way_large);
+    RUN(t, test_crc32c_3way_chained);
     RUN(t, test_frame_layout);
     RUN(t, test_frame_encode_errors);
     RUN(t, test_frame_encode_known_crc);
