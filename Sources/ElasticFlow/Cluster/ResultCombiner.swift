@@ -22,7 +22,8 @@ final class ResultCombiner: @unchecked Sendable {
     private var first: [UInt8]?
     private var aggregation: (any TaskAggregation)?
     private var bytes = 0
-    private var generation = 0
+    /// When the pending batch got its first result (monotonic seconds), nil when empty.
+    private var pendingSince: Double?
 
     /// What leaves in one RESULT.
     enum Batch {
@@ -62,17 +63,15 @@ final class ResultCombiner: @unchecked Sendable {
 
     /// Adds a finished parcel's result.
     /// - Parameter flush: answer the batch now whatever its size.
-    /// - Returns: the batch to send now, if any, and the generation of a newly started batch
-    ///   (the caller arms a `maxDelay` timer for it).
+    /// - Returns: the batch to send now, if any (a batch left waiting is sent by `takeExpired`,
+    ///   which the worker's loop calls every few milliseconds).
     /// - Throws: what the task's aggregation throws; the result is then not in the batch.
-    func add(_ entry: ResultEnvelope.Entry, result: [UInt8], flush: Bool) throws -> (batch: Batch?, timer: Int?) {
-        try lock.withLock { () throws -> (Batch?, Int?) in
+    func add(_ entry: ResultEnvelope.Entry, result: [UInt8], flush: Bool) throws -> Batch? {
+        try lock.withLock { () throws -> Batch? in
             outstanding -= 1
-            var timer: Int?
             if entries.isEmpty {
                 first = result
-                generation += 1
-                timer = generation
+                pendingSince = monotonicSeconds()
             } else {
                 if aggregation == nil {
                     let fresh = try task.makeAggregation(options: options)
@@ -86,13 +85,16 @@ final class ResultCombiner: @unchecked Sendable {
             bytes += result.count
             let due =
                 flush || entries.count >= settings.maxReceipts || bytes >= byteLimit || outstanding < threads
-            return due ? (take(), nil) : (nil, timer)
+            return due ? take() : nil
         }
     }
 
-    /// The batch of `generation` if it is still waiting (its delay ran out).
-    func takeExpired(generation expired: Int) -> Batch? {
-        lock.withLock { !entries.isEmpty && generation == expired ? take() : nil }
+    /// The pending batch if it has waited `maxDelay` by `now`.
+    func takeExpired(now: Double) -> Batch? {
+        lock.withLock {
+            guard let since = pendingSince, now - since >= settings.maxDelay, !entries.isEmpty else { return nil }
+            return take()
+        }
     }
 
     /// Under lock.
@@ -102,7 +104,7 @@ final class ResultCombiner: @unchecked Sendable {
             first = nil
             aggregation = nil
             bytes = 0
-            generation += 1
+            pendingSince = nil
         }
         if let aggregation { return .combined(entries, aggregation) }
         return .single(entries[0], first!)

@@ -1,5 +1,6 @@
 internal import CElasticFlow
 import Foundation
+import Synchronization
 
 /// How a worker node serves masters.
 public struct WorkerConfiguration: Sendable {
@@ -46,7 +47,20 @@ public final class Worker: @unchecked Sendable {
     private var heartbeatTimer = TimerID.unset
     private var inFlight = 0
     private var draining = false
-    private var freeBuffers: [ParcelBuffer] = []
+    /// Parcel buffers to copy copy-mode payloads into; pool threads give them back directly.
+    private let freeBuffers = Mutex<[ParcelBuffer]>([])
+    /// Steps whose results are combined, swept every `combineSweepMilliseconds` for batches that
+    /// waited `maxDelay` (one repeating timer, not one timer per batch).
+    private var combining: [ObjectIdentifier: CombiningStep] = [:]
+    private var combineSweep = TimerID.unset
+    static let combineSweepMilliseconds: UInt64 = 10
+
+    private struct CombiningStep {
+        let combiner: ResultCombiner
+        let work: TaskTransfer
+        let connection: ConnectionID
+        let step: UInt32
+    }
     private var timers: [TimerID: () -> Void] = [:]
     private var joinConnection = ConnectionID.unset
     private var stopSignalled = false
@@ -170,7 +184,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func takeBuffer(_ capacity: Int) -> ParcelBuffer {
-        let buffer = freeBuffers.popLast() ?? ParcelBuffer(capacity: capacity)
+        let buffer = freeBuffers.withLock { $0.popLast() } ?? ParcelBuffer(capacity: capacity)
         if buffer.capacity < capacity { buffer.grow(to: capacity) }
         buffer.count = 0
         return buffer
@@ -197,6 +211,7 @@ extension Worker: EventLoopHandler {
     }
 
     func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
+        combining = combining.filter { $0.value.connection != connection }
         if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
             let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
             log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
@@ -209,6 +224,10 @@ extension Worker: EventLoopHandler {
     }
 
     func timerFired(_ timer: TimerID) {
+        if timer == combineSweep {
+            sweepCombiners()
+            return
+        }
         if timer != heartbeatTimer {
             timers.removeValue(forKey: timer)?()
             return
@@ -289,8 +308,19 @@ extension Worker: EventLoopHandler {
             let task = try tasks.task(named: announcement.task)
             var combiner: ResultCombiner?
             if let combine = announcement.combine, combine.maxReceipts > 1 {
-                combiner = ResultCombiner(
+                let made = ResultCombiner(
                     settings: combine, threads: pool.size, task: task, options: announcement.options)
+                combiner = made
+                let compression = try Compression(parsing: announcement.compression)
+                combining[ObjectIdentifier(made)] = CombiningStep(
+                    combiner: made,
+                    work: TaskTransfer(
+                        name: announcement.task, task: task, options: announcement.options, compression: compression,
+                        reader: nil),
+                    connection: connection, step: announcement.step)
+                if combineSweep == .unset {
+                    combineSweep = loop.addTimer(milliseconds: Self.combineSweepMilliseconds, repeats: true)
+                }
             }
             session.steps[announcement.step] = StepSetup(
                 name: announcement.task, task: task, options: announcement.options,
@@ -374,14 +404,12 @@ extension Worker: EventLoopHandler {
                 outcome = .failure(.task(name: work.name, message: "\(error)"))
             }
             let entry = ResultEnvelope.Entry(sequence: sequence, processed: processed)
-            if let buffer { loop.post { [self] in freeBuffers.append(buffer) } }
+            if let buffer { freeBuffers.withLock { $0.append(buffer) } }
             if let combiner, case .success(let result) = outcome {
                 do {
-                    let (batch, timer) = try combiner.add(entry, result: result, flush: fault == .duplicateResult)
-                    if let batch {
+                    if let batch = try combiner.add(entry, result: result, flush: fault == .duplicateResult) {
                         answer(batch, context: context, work: work, connection: connection, step: stepID, fault: fault)
                     }
-                    if let timer { armCombineTimer(combiner, generation: timer, work: work, connection, stepID) }
                     return
                 } catch {
                     outcome = .failure(.task(name: work.name, message: "cannot combine results: \(error)"))
@@ -456,18 +484,16 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    /// Arms the timer that sends a batch which waited `maxDelay` (from a pool thread).
-    private func armCombineTimer(
-        _ combiner: ResultCombiner, generation: Int, work: TaskTransfer, _ connection: ConnectionID, _ step: UInt32
-    ) {
-        let milliseconds = UInt64(max(0, combiner.settings.maxDelay) * 1000)
-        loop.post { [self] in
-            after(milliseconds: milliseconds) { [self] in
-                pool.submit { [self] context in
-                    if let batch = combiner.takeExpired(generation: generation) {
-                        answer(batch, context: context, work: work, connection: connection, step: step, fault: nil)
-                    }
-                }
+    /// Sends the batches that waited `maxDelay` (loop thread; encoded on the pool).
+    private func sweepCombiners() {
+        let now = monotonicSeconds()
+        for entry in combining.values {
+            guard let batch = entry.combiner.takeExpired(now: now) else { continue }
+            let transfer = BatchTransfer(batch: batch)
+            pool.submit { [self] context in
+                answer(
+                    transfer.batch, context: context, work: entry.work, connection: entry.connection, step: entry.step,
+                    fault: nil)
             }
         }
     }
@@ -535,6 +561,11 @@ private struct TaskTransfer: @unchecked Sendable {
     let options: TaskOptions
     let compression: Compression
     let reader: SplitReader?
+}
+
+/// A batch handed from the loop thread to the pool thread that encodes it (one owner at a time).
+private struct BatchTransfer: @unchecked Sendable {
+    let batch: ResultCombiner.Batch
 }
 
 private struct OutcomeTransfer: Sendable {
