@@ -53,7 +53,11 @@ struct ClusterOptions: ParsableArguments {
             "Parcel compression: none, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
     var compression: String?
 
-    @Option(name: .long, help: ArgumentHelp("Parcels a worker may hold unanswered (default 4).", valueName: "N"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Parcels a worker may hold unanswered (default 4; 16 from files uncompressed; 8 with --shared-input).",
+            valueName: "N"))
     var inFlight: Int?
 
     @Flag(inversion: .prefixedNo, help: "Whether the master processes parcels too (default: yes).")
@@ -105,7 +109,7 @@ struct ClusterOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Seconds a worker may hold a finished result to combine it with others (default 0.05).",
+            "Seconds a worker may hold a finished result to combine it with others (default 1).",
             valueName: "SECONDS"))
     var combineDelay: Double?
 
@@ -144,9 +148,6 @@ struct ClusterOptions: ParsableArguments {
             // by default (unless a size was given here or in the cluster file).
             if parcelSize == nil && configuration.parcelSize == ClusterConfiguration.copyParcelSize {
                 configuration.parcelSize = ClusterConfiguration.sharedInputParcelSize
-            }
-            if inFlight == nil && configuration.inFlight == ClusterConfiguration.copyInFlight {
-                configuration.inFlight = ClusterConfiguration.sharedInputInFlight
             }
             configuration.sharedInput = true
         }

@@ -83,7 +83,11 @@ public struct ClusterConfiguration: Sendable {
     /// Target parcel size in bytes (parcels end at line boundaries).
     public var parcelSize: Int = ClusterConfiguration.copyParcelSize
     /// Parcels a worker may hold at once (unanswered).
-    public var inFlight: Int = ClusterConfiguration.copyInFlight
+    /// nil: the mode's default — 8 in shared-input mode, 16 in copy mode when parcels are sent
+    /// from files (regular files, compression none, no chaos: a parcel in flight then costs the
+    /// master no buffer), 4 otherwise (each parcel in flight holds its buffer on the master).
+    /// More in flight also lets workers combine more results per answer.
+    public var inFlight: Int?
     /// Whether the master processes parcels too, on its own threads.
     public var masterProcesses = true
     /// Threads of the master (compression and its own parcels).
@@ -123,7 +127,9 @@ public struct ClusterConfiguration: Sendable {
     /// The in-flight limit of shared-input mode when none is given: a parcel in flight costs the
     /// master a receipt, not a buffer, and a deeper queue lets a worker combine more results.
     public static let sharedInputInFlight = 8
-    /// The default in-flight limit of copy mode.
+    /// The in-flight limit of copy mode when parcels leave from files (`sendfile`).
+    public static let fileCopyInFlight = 16
+    /// The in-flight limit of copy mode when each parcel in flight holds a buffer.
     public static let copyInFlight = 4
 
     public init(workers: [NodeAddress], cookie: Cookie) {
@@ -136,7 +142,9 @@ public struct ClusterConfiguration: Sendable {
     /// a bad value is reported before any worker is contacted).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
-        guard inFlight >= 1 else { throw .invalidArgument("the in-flight limit (inFlight) must be at least 1") }
+        guard (inFlight ?? 1) >= 1 else {
+            throw .invalidArgument("the in-flight limit (inFlight) must be at least 1")
+        }
         guard maxAttempts >= 1 else { throw .invalidArgument("the attempt limit (maxAttempts) must be at least 1") }
         guard parcelSize >= 1 else { throw .invalidArgument("the parcel size (parcelSize) must be at least 1 byte") }
         guard maxPayload >= 1 else { throw .invalidArgument("the payload limit (maxPayload) must be at least 1 byte") }

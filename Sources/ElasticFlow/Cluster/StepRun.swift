@@ -59,6 +59,8 @@ final class StepRun: @unchecked Sendable {
     /// payload is a `sendfile` call of its own, while buffered frames of a batch leave together
     /// in one `writev` (64-byte parcels: about 2× the round trips per second that way).
     static let sendFileThreshold: UInt64 = 64 << 10
+    /// Parcels a worker may hold unanswered: `configuration.inFlight`, or the mode's default.
+    let workerInFlight: Int
     let results: ResultAggregator
     let faults = FaultBook()
     let events: EventOutbox
@@ -104,8 +106,14 @@ final class StepRun: @unchecked Sendable {
             && !(configuration.chaos?.isActive ?? false)
         results = try ResultAggregator(plan: plan, task: task)
         totalBytes = cutter.splitter?.totalBytes ?? Self.size(of: plan.sources)
-        // Enough queue for every in-flight parcel of a worker: the in-flight limit is the real bound.
-        let highWater = max(64 << 20, (configuration.inFlight + 1) * (configuration.parcelSize + (1 << 20)))
+        workerInFlight =
+            configuration.inFlight
+            ?? (configuration.sharedInput
+                ? ClusterConfiguration.sharedInputInFlight
+                : sendsFromFiles ? ClusterConfiguration.fileCopyInFlight : ClusterConfiguration.copyInFlight)
+        // Enough queue for every in-flight parcel of a worker (file payloads count too): the
+        // in-flight limit is the real bound.
+        let highWater = max(64 << 20, (workerInFlight + 1) * (configuration.parcelSize + (1 << 20)))
         loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: highWater)
         pool = try WorkerPool(
             threads: configuration.masterThreads, name: "ef-master", scratchCapacity: configuration.parcelSize)
@@ -298,7 +306,7 @@ final class StepRun: @unchecked Sendable {
         // Workers join the end of the list; the master (when it processes parcels) stays first, so
         // ties go to it: a parcel it processes itself costs no compression, copy or merge of a
         // serialized table, and workers take what its threads cannot.
-        dispatcher.addNode(.init(name: link.name, inFlightLimit: configuration.inFlight))
+        dispatcher.addNode(.init(name: link.name, inFlightLimit: workerInFlight))
         if !configuration.masterProcesses || chaos != nil {
             dispatcher.removeNode(Self.masterNode)  // it only stood in for the lost workers
         }
