@@ -68,7 +68,8 @@ final class ResultCombiner: @unchecked Sendable {
     /// - Throws: what the task's aggregation throws; the result is then not in the batch.
     func add(_ entry: ResultEnvelope.Entry, result: [UInt8], flush: Bool) throws -> Batch? {
         try lock.withLock { () throws -> Batch? in
-            outstanding -= 1
+            // (`outstanding` drops only once the result is in: a result that throws is answered
+            // alone, and `finishedAlone` counts it then.)
             if entries.isEmpty {
                 first = result
                 pendingSince = monotonicSeconds()
@@ -81,6 +82,7 @@ final class ResultCombiner: @unchecked Sendable {
                 }
                 try aggregation!.absorb(result)
             }
+            outstanding -= 1
             entries.append(entry)
             bytes += result.count
             let due =
