@@ -237,6 +237,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
         }
         run.sendOverdueParcelsAgain(now: now)
+        // A safety net, one wake-up per tick: pool threads waiting for room look again, so no
+        // missed wake-up can leave parcels waiting while nodes have room.
+        run.lock.broadcast()
     }
 
     // MARK: frames

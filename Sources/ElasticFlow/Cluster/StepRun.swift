@@ -706,9 +706,8 @@ final class StepRun: @unchecked Sendable {
         }
         guard closed else { return nil }
         absorbing += 1
-        // The node has room again: its next parcels go out while this result merges (one pool
-        // thread per freed slot is enough; waking them all for one slot is a thundering herd).
-        if receipts.count == 1 { lock.signal() } else { lock.broadcast() }
+        // The node has room again: its next parcels go out while this result merges.
+        lock.broadcast()
         return receipts
     }
 
