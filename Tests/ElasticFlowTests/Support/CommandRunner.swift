@@ -31,11 +31,11 @@ enum CommandRunner {
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         if let environment { process.environment = environment }
-        let output = Pipe()
-        let errors = Pipe()
+        let output = privatePipe()
+        let errors = privatePipe()
         process.standardOutput = output
         process.standardError = errors
-        let input = Pipe()
+        let input = privatePipe()
         process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
         if let stdin {

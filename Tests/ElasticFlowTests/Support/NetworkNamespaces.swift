@@ -239,8 +239,8 @@ final class ChildProcess: @unchecked Sendable {
         process.arguments = arguments
         if let environment { process.environment = environment }
         process.standardInput = FileHandle.nullDevice
-        let output = Pipe()
-        let errors = Pipe()
+        let output = privatePipe()
+        let errors = privatePipe()
         process.standardOutput = output
         process.standardError = errors
         process.terminationHandler = { [weak self] _ in

@@ -6,7 +6,7 @@ import Foundation
 final class TestWorker {
     let process = Process()
     let address: String
-    private let errors = Pipe()
+    private let errors = privatePipe()
 
     /// - Parameter arguments: the worker's arguments (default: listen on a free loopback port).
     /// - Parameter directory: the worker's working directory (where relative paths lead it).
@@ -20,7 +20,7 @@ final class TestWorker {
         var environment = ProcessInfo.processInfo.environment
         environment["ELASTICFLOW_COOKIE"] = cookie
         process.environment = environment
-        let output = Pipe()
+        let output = privatePipe()
         process.standardOutput = output
         process.standardError = errors
         try process.run()
