@@ -373,8 +373,12 @@ extension Worker: EventLoopHandler {
             maxAttempts: step.maxAttempts)
         let delay = step.chaos?.delayMilliseconds(step: stepID, sequence: sequence, attempt: parcelAttempt) ?? 0
         // Faulty parcels are answered alone (their fault applies to their own frame), except that
-        // a duplicated answer duplicates the whole combined result it joins.
-        let combiner = fault == nil || fault == .duplicateResult ? step.combiner : nil
+        // a duplicated answer duplicates the whole combined result it joins. So is a parcel sent
+        // again (attempt 2 or more: another node may be answering it too): a combined result
+        // listing a receipt already closed is dropped whole, so combining retries with first
+        // attempts could drop answers again and again (a livelock under overdue re-sends);
+        // answered alone, a retry always closes its receipt or costs nothing else.
+        let combiner = (fault == nil || fault == .duplicateResult) && parcelAttempt <= 1 ? step.combiner : nil
         combiner?.accepted()
         inFlight += 1
         pool.submit { [self] context in
