@@ -91,14 +91,7 @@ extension StepCutter {
     func changedSource() -> String? {
         if let splitter { return splitter.changedSource() }
         guard let copyFiles else { return nil }
-        for (index, path) in copyFiles.files.paths.enumerated() {
-            let then = copyFiles.fingerprints[index]
-            guard let now = try? SourceFingerprint.of(path: path) else {
-                return "'\(path)' can no longer be read by the master"
-            }
-            if now != then { return "'\(path)' changed during the step (size \(then.size) -> \(now.size))" }
-        }
-        return nil
+        return SourceFingerprint.firstChange(paths: copyFiles.files.paths, then: copyFiles.fingerprints)
     }
 
     /// Reads a copy-mode parcel again from its file (the master's own share of a receipt whose

@@ -15,6 +15,22 @@ public struct SourceFingerprint: Hashable, Sendable, Codable {
         self.modified = modified
     }
 
+    /// The first of `paths` whose file is no longer what `then` recorded (the one check both
+    /// modes run before a retry and at the end of a step).
+    /// - Returns: a one-line reason naming the file, or nil when none changed.
+    static func firstChange(paths: [String], then: [SourceFingerprint], naming prefix: String = "") -> String? {
+        for (path, then) in zip(paths, then) {
+            guard let now = try? SourceFingerprint.of(path: path) else {
+                return "\(prefix)'\(path)' can no longer be read by the master"
+            }
+            if now != then {
+                return "\(prefix)'\(path)' changed during the step (size \(then.size) -> \(now.size)"
+                    + (now.modified != then.modified ? ", modification time changed)" : ")")
+            }
+        }
+        return nil
+    }
+
     /// Stats a path (following links).
     /// - Throws: `ElasticFlowError.io` when it cannot be stat'ed, `.isDirectory` for a directory.
     static func of(path: String) throws(ElasticFlowError) -> SourceFingerprint {
@@ -97,16 +113,6 @@ final class ByteRangeSplitter {
     /// Checks that the sources are still what they were when split.
     /// - Returns: a one-line reason naming the file, or nil when none changed.
     func changedSource() -> String? {
-        for (index, path) in paths.enumerated() {
-            let then = fingerprints[index]
-            guard let now = try? SourceFingerprint.of(path: path) else {
-                return "shared input '\(path)' can no longer be read by the master"
-            }
-            if now != then {
-                return "shared input '\(path)' changed during the step (size \(then.size) -> \(now.size)"
-                    + (now.modified != then.modified ? ", modification time changed)" : ")")
-            }
-        }
-        return nil
+        SourceFingerprint.firstChange(paths: paths, then: fingerprints, naming: "shared input ")
     }
 }
