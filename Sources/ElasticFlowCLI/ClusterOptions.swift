@@ -113,6 +113,20 @@ struct ClusterOptions: ParsableArguments {
             valueName: "SECONDS"))
     var combineDelay: Double?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The longest word accepted, e.g. 1MiB (default); a longer one is an error naming the file.",
+            valueName: "SIZE"))
+    var maxWordSize: String?
+
+    /// `--max-word-size`, checked, or nil when not given.
+    func wordSizeCap() throws(ElasticFlowError) -> Int? {
+        try maxWordSize.map { (text) throws(ElasticFlowError) in
+            try Limits.size(text, in: Limits.maxWordSize, "--max-word-size")
+        }
+    }
+
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
@@ -142,7 +156,8 @@ struct ClusterOptions: ParsableArguments {
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
-        if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if let parcelSize { configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size") }
+        if let cap = try wordSizeCap() { configuration.maxWordSize = cap }
         if sharedInput {
             // Splits cost the master a frame and a merge each, whatever their size: larger ones
             // by default (unless a size was given here or in the cluster file).

@@ -17,7 +17,7 @@ public struct ChaosSettings: Hashable, Sendable, Codable {
     /// - Throws: `ElasticFlowError.invalidArgument` for a percentage outside 0...45.
     public init(percent: Int, seed: UInt64) throws(ElasticFlowError) {
         guard (0...Self.maximumPercent).contains(percent) else {
-            throw .invalidArgument("--chaos must be in 0...\(Self.maximumPercent), not \(percent)")
+            throw .invalidArgument("chaos (--chaos, chaos) must be in 0...\(Self.maximumPercent), not \(percent)")
         }
         self.percent = percent
         self.seed = seed

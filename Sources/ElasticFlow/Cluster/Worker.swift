@@ -29,6 +29,22 @@ public struct WorkerConfiguration: Sendable {
         self.cookie = cookie
         self.name = name ?? "worker@\(listen)"
     }
+
+    /// Checks every limit and time-out against `Limits` (the same ranges as the master's).
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
+    public func validate() throws(ElasticFlowError) {
+        try Limits.check(threads, in: Limits.threads, "--threads")
+        try Limits.check(
+            seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
+        try Limits.check(seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
+        guard heartbeatInterval < heartbeatTimeout else {
+            throw .invalidArgument(
+                "the heartbeat interval (\(heartbeatInterval) s) must be shorter than the heartbeat timeout "
+                    + "(\(heartbeatTimeout) s)")
+        }
+        try Limits.check(seconds: handshakeTimeout, in: Limits.timeout, "the handshake timeout")
+        try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit")
+    }
 }
 
 /// A worker node: accepts masters that prove the shared cookie, runs the tasks they send parcels

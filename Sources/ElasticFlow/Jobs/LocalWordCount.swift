@@ -15,11 +15,21 @@ public struct WordCountOptions: Hashable, Sendable {
     public var parcelSize = 4 << 20
     /// Hash partitions of the count tables (merges run one partition per thread).
     public var partitions = 16
+    /// The longest word accepted; a longer one is an error naming the file and offset.
+    public var maxWordSize = Limits.defaultMaxWordSize
 
     public init(lowercase: Bool = false, threads: Int? = nil, parcelSize: Int? = nil) {
         self.lowercase = lowercase
         if let threads { self.threads = threads }
         if let parcelSize { self.parcelSize = parcelSize }
+    }
+
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value outside `Limits`.
+    public func validate() throws(ElasticFlowError) {
+        try Limits.check(threads, in: Limits.threads, "--threads")
+        try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size)")
+        try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the word-size cap (--max-word-size)")
+        try Limits.check(partitions, in: 1...1024, "the partition count")
     }
 
     /// Cores this process may run on.
@@ -44,8 +54,9 @@ public enum LocalWordCount {
         _ sources: [DataSource], options: WordCountOptions = .init(),
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
-        guard options.threads >= 1 else { throw .invalidArgument("threads must be at least 1") }
-        let cutter = try ParcelCutter(sources: sources, parcelSize: options.parcelSize)
+        try options.validate()
+        let cutter = try ParcelCutter(
+            sources: sources, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize)
         let threads = options.threads
         var counters: [CounterTransfer] = []
         for _ in 0..<threads {
