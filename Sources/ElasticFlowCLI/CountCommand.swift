@@ -127,6 +127,9 @@ func runJournaled(
 )
     throws(ElasticFlowError) -> StepReport
 {
+    // Held from the search for an unfinished step to the end: a second master is refused at once.
+    let hold = try StepDataLock(directory: stepData)
+    defer { withExtendedLifetime(hold) {} }
     let master = Master(configuration: configuration)
     let bar = ProgressBar()
     defer { bar.finish() }

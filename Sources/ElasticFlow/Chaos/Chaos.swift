@@ -23,6 +23,16 @@ public struct ChaosSettings: Hashable, Sendable, Codable {
         self.seed = seed
     }
 
+    enum CodingKeys: String, CodingKey { case percent, seed }
+
+    /// Decodes through the range check: a STEP (or a journal) asking for chaos 100 is refused.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            percent: try container.decode(Int.self, forKey: .percent),
+            seed: try container.decode(UInt64.self, forKey: .seed))
+    }
+
     public var isActive: Bool { percent > 0 }
 }
 

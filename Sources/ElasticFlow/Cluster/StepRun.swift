@@ -92,6 +92,8 @@ final class StepRun: @unchecked Sendable {
         }
         try configuration.validate()
         self.configuration = configuration
+        var plan = plan
+        plan.options.maxWordSize = configuration.maxWordSize  // the master's own parcels, and the STEP
         self.plan = plan
         self.cancellation = cancellation
         events = EventOutbox(interceptors: interceptors)
@@ -99,7 +101,8 @@ final class StepRun: @unchecked Sendable {
         task = try registry.task(named: plan.task)
         buffers = ParcelBufferPool(parcelSize: configuration.parcelSize)
         cutter = try StepCutter(
-            plan: plan, parcelSize: configuration.parcelSize, shared: configuration.sharedInput, buffers: buffers)
+            plan: plan, parcelSize: configuration.parcelSize, maxWordSize: configuration.maxWordSize,
+            shared: configuration.sharedInput, buffers: buffers)
         localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none

@@ -157,6 +157,20 @@ struct StepAnnouncement: Codable {
     var sharedSources: [String]? = nil
     /// How the worker may combine results (nil: one RESULT per parcel).
     var combine: CombineSettings? = nil
+    /// The longest word the task accepts (nil: the default cap, `Limits.defaultMaxWordSize`).
+    var maxWordSize: Int? = nil
+
+    /// Checks what a master asked for against `Limits` (a worker refuses the step otherwise):
+    /// chaos is checked by its decoding already.
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
+    func validate() throws(ElasticFlowError) {
+        try Limits.check(maxAttempts, in: Limits.maxAttempts, "the STEP's maxAttempts")
+        if let combine {
+            try Limits.check(combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "the STEP's combine")
+            try Limits.check(seconds: combine.maxDelay, in: Limits.combineDelay, "the STEP's combine delay")
+        }
+        if let maxWordSize { try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the STEP's maxWordSize") }
+    }
 }
 
 /// CRC32C of bytes (the C core's `ef_crc32c`, hardware-accelerated where possible).

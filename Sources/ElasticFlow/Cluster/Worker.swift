@@ -320,7 +320,9 @@ extension Worker: EventLoopHandler {
 
     private func announce(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         do {
-            let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
+            var announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
+            try announcement.validate()
+            announcement.options.maxWordSize = announcement.maxWordSize ?? Limits.defaultMaxWordSize
             let task = try tasks.task(named: announcement.task)
             var combiner: ResultCombiner?
             if let combine = announcement.combine, combine.maxReceipts > 1 {

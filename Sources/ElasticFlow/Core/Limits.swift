@@ -75,3 +75,13 @@ extension Double {
     /// `5` rather than `5.0`, `0.01` as is.
     fileprivate var shortText: String { rounded() == self ? String(Int(self)) : String(self) }
 }
+
+extension ElasticFlowError {
+    /// A word longer than the cap, in `source`, in the parcel that starts at byte `offset` (the
+    /// same words on every path: the cutter, a local counter, a worker's counter).
+    static func wordTooLong(source: String, offset: UInt64, cap: Int) -> ElasticFlowError {
+        .invalidArgument(
+            "a word in '\(source)' (parcel at byte \(offset)) is longer than the word-size cap of "
+                + "\(ByteSize.describe(cap)) (--max-word-size)")
+    }
+}

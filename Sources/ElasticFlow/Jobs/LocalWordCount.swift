@@ -62,7 +62,9 @@ public enum LocalWordCount {
         for _ in 0..<threads {
             counters.append(
                 CounterTransfer(
-                    counter: try WordCounter(partitions: options.partitions, lowercase: options.lowercase)))
+                    counter: try WordCounter(
+                        partitions: options.partitions, lowercase: options.lowercase,
+                        maxWordSize: options.maxWordSize)))
         }
         let shared = SharedParcelCutter(cutter)
         let work = counters
@@ -127,17 +129,17 @@ final class SharedParcelCutter: @unchecked Sendable {
     var statistics: WordCountStatistics { lock.withLock { _ in _statistics } }
     var firstError: ElasticFlowError? { lock.withLock { _ in _error } }
 
-    private func next(into buffer: ParcelBuffer) -> Bool {
+    private func next(into buffer: ParcelBuffer) -> ParcelOrigin? {
         lock.withLock { _ in
-            guard _error == nil else { return false }
+            guard _error == nil else { return nil }
             do throws(ElasticFlowError) {
-                guard let origin = try cutter.next(into: buffer) else { return false }
+                guard let origin = try cutter.next(into: buffer) else { return nil }
                 _statistics.bytes += UInt64(origin.length)
                 _statistics.parcels += 1
-                return true
+                return origin
             } catch {
                 _error = error
-                return false
+                return nil
             }
         }
     }
@@ -147,10 +149,16 @@ final class SharedParcelCutter: @unchecked Sendable {
     /// Counts parcels into `counter` until the sources are exhausted or an error occurs.
     func drain(into counter: WordCounter, parcelSize: Int) {
         let buffer = ParcelBuffer(capacity: parcelSize)
-        while next(into: buffer) {
+        while let origin = next(into: buffer) {
             do throws(ElasticFlowError) {
                 try counter.feed(buffer.bytes)
                 try counter.finish()
+            } catch .core(.wordTooLong, _) {
+                fail(
+                    .wordTooLong(
+                        source: cutter.sources[origin.source].description, offset: origin.offset,
+                        cap: counter.maxWordSize))
+                return
             } catch {
                 fail(error)
                 return
