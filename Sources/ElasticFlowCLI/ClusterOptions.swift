@@ -127,6 +127,18 @@ struct ClusterOptions: ParsableArguments {
         }
     }
 
+    /// Checks every flag's range at parse time, before a command reads a file, a journal or the
+    /// network: the flags over a default configuration, through `ClusterConfiguration.validate()`
+    /// (the one place the ranges are checked; the command applies them again over its real one).
+    func validate() throws {
+        do throws(ElasticFlowError) {
+            var probe = ClusterConfiguration(workers: try workerAddresses() ?? [], cookie: try Cookie("probe"))
+            try apply(to: &probe, parcelSize: nil)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil

@@ -37,7 +37,7 @@ struct ExampleCommand: ParsableCommand {
             configuration.compression = try Compression(parsing: compression)
             try configuration.validate()
             guard top >= 1 else { throw .invalidArgument("--top must be at least 1, not \(top)") }
-            let sampleSize = try Limits.size(size, in: Limits.generateSize, "--size")
+            let sampleSize = try Limits.size(size, in: Limits.exampleSize, "--size")
             var temporary: String?
             defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
             let corpus: String

@@ -20,7 +20,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
         case ("lz4", 2):
             guard let acceleration = Int(parts[1]), (1...Int(EF_LZ4_ACCELERATION_MAX)).contains(acceleration) else {
                 throw .invalidArgument(
-                    "invalid lz4 acceleration '\(parts[1])': expected 1...\(EF_LZ4_ACCELERATION_MAX)")
+                    "invalid compression '\(text)': lz4 acceleration expected 1...\(EF_LZ4_ACCELERATION_MAX)")
             }
             self = acceleration == 1 ? .lz4 : .lz4Fast(acceleration: acceleration)
         case ("zstd", 1): self = .zstd(level: Int(EF_ZSTD_LEVEL_DEFAULT))
@@ -28,7 +28,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
             guard let level = Int(parts[1]), (Int(EF_ZSTD_LEVEL_MIN)...Int(EF_ZSTD_LEVEL_MAX)).contains(level)
             else {
                 throw .invalidArgument(
-                    "invalid zstd level '\(parts[1])': expected \(EF_ZSTD_LEVEL_MIN)...\(EF_ZSTD_LEVEL_MAX)")
+                    "invalid compression '\(text)': zstd level expected \(EF_ZSTD_LEVEL_MIN)...\(EF_ZSTD_LEVEL_MAX)")
             }
             self = .zstd(level: level)
         default:

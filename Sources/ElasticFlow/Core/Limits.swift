@@ -30,6 +30,8 @@ public enum Limits {
     public static let combineDelay = 0.0...60.0
     /// Size of a generated corpus (1 TiB).
     public static let generateSize = 1...(1 << 40)
+    /// Size of `example`'s generated corpus (a demonstration, in a temporary directory).
+    public static let exampleSize = 1...(4 << 30)
 
     /// - Throws: `ElasticFlowError.invalidArgument` naming the setting when `value` is outside `range`.
     public static func check(_ value: Int, in range: ClosedRange<Int>, _ name: String) throws(ElasticFlowError) {
@@ -52,7 +54,12 @@ public enum Limits {
     /// A byte size within `range`, with its text in the message.
     /// - Throws: `ElasticFlowError.invalidArgument` for malformed text or a size outside `range`.
     public static func size(_ text: String, in range: ClosedRange<Int>, _ name: String) throws(ElasticFlowError) -> Int {
-        let value = try ByteSize.parse(text)
+        let value: Int
+        do {
+            value = try ByteSize.parse(text)
+        } catch {
+            throw .invalidArgument("\(name): \(error.description)")
+        }
         guard range.contains(value) else {
             throw .invalidArgument(
                 "\(name) must be in \(ByteSize.describe(range.lowerBound))...\(ByteSize.describe(range.upperBound)), "
