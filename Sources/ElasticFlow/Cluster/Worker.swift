@@ -426,7 +426,10 @@ extension Worker: EventLoopHandler {
                 outcome = .failure(.task(name: work.name, message: "\(error)"))
             }
             let entry = ResultEnvelope.Entry(sequence: sequence, processed: processed)
-            if let buffer { freeBuffers.withLock { $0.append(buffer) } }
+            if let buffer {
+                buffer.releaseOversized()
+                freeBuffers.withLock { $0.append(buffer) }
+            }
             if let combiner, case .success(let result) = outcome {
                 do {
                     if let batch = try combiner.add(entry, result: result, flush: fault == .duplicateResult) {

@@ -10,10 +10,30 @@ final class ParcelBuffer {
     private(set) var base: UnsafeMutableRawPointer
     private(set) var capacity: Int
     var count = 0
+    /// The capacity it was made with: what `releaseOversized` goes back to.
+    let normalCapacity: Int
+
+    /// Capacity a buffer may keep after use: any parcel up to this size (a shared-input split and
+    /// its look-ahead, a parcel with a long word) reuses the buffer; a larger one (a 256 MiB
+    /// decompression bomb, a huge result) is given back once used, so one big parcel never leaves
+    /// a thread holding its memory.
+    static let retainedCapacity = 64 << 20
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
+        normalCapacity = self.capacity
         base = .allocate(byteCount: self.capacity, alignment: 64)
+    }
+
+    /// Gives memory back after a parcel that grew the buffer past `retainedCapacity` (and past
+    /// its normal capacity): back to the normal capacity, contents dropped. The caller is done
+    /// with the bytes.
+    func releaseOversized() {
+        guard capacity > max(normalCapacity, Self.retainedCapacity) else { return }
+        base.deallocate()
+        capacity = normalCapacity
+        base = .allocate(byteCount: capacity, alignment: 64)
+        count = 0
     }
 
     deinit { base.deallocate() }

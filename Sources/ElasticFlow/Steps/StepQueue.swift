@@ -364,6 +364,9 @@ public enum StepExecution {
         guard !record.state.isFinished else {
             throw .invalidArgument("step \(step) already \(record.state): nothing to resume")
         }
+        if let change = record.definitionChange() {
+            throw .journal("step \(step) cannot be resumed: '\(journal.path)/step.json': \(change)")
+        }
         if record.state == .running {
             // We hold its lock, so the master that ran it is gone: it was interrupted.
             try journal.update(state: .interrupted, detail: "found running after its master stopped")
