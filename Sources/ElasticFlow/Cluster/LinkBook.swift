@@ -295,7 +295,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
             run.taskFailed(
                 frame.id, on: link.name, message: String(decoding: frame.payload, as: UTF8.self),
-                injected: frame.flags & frameFlagFaultInjected != 0)
+                injected: frame.flags & frameFlagFaultInjected != 0, badInput: frame.flags & frameFlagBadInput != 0)
         case (.error, _):
             let message = String(decoding: frame.payload, as: UTF8.self)
             if link.phase == .ready {

@@ -446,6 +446,8 @@ final class StepRun: @unchecked Sendable {
             let entry = ResultEnvelope.Entry(sequence: receipt.sequence, processed: processed)
             guard let claimed = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
             merge(result, combined: false, for: claimed, from: Self.masterNode)
+        } catch let error as ElasticFlowError {
+            taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)", badInput: error.isBadInput)
         } catch {
             taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)")
         }
@@ -804,14 +806,23 @@ final class StepRun: @unchecked Sendable {
         lock.broadcast()
     }
 
-    func taskFailed(_ sequence: UInt64, on node: String, message: String, injected: Bool = false) {
+    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): the step fails
+    ///   at once, naming the source and offset, since every node would refuse them alike.
+    func taskFailed(
+        _ sequence: UInt64, on node: String, message: String, injected: Bool = false, badInput: Bool = false
+    ) {
         lock.lock()
         defer { unlock() }
         summary.taskErrors += 1
         guard let taken = dispatcher.taskFailed(sequence, on: node) else { return }
         let (receipt, failures) = taken
         if injected { faults.record(.taskRaises, receipts: [sequence]) }
-        if failures >= configuration.maxAttempts {
+        if badInput && !injected {
+            let source = plan.sources.indices.contains(Int(receipt.partition))
+                ? plan.sources[Int(receipt.partition)].description : "source \(receipt.partition)"
+            fail(
+                .wordTooLong(source: source, offset: receipt.offset, cap: configuration.maxWordSize))
+        } else if failures >= configuration.maxAttempts {
             fail(.cluster("receipt \(receipt) failed \(failures) times; last on \(node): \(message)"))
         } else {
             dispatcher.retry(sequence)

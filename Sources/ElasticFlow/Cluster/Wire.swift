@@ -13,6 +13,18 @@ let frameFlagFaultDelayed: UInt8 = 0x02
 let frameFlagFaultDuplicate: UInt8 = 0x04
 /// ERROR flag: the failure was injected (chaos).
 let frameFlagFaultInjected: UInt8 = 0x08
+/// ERROR flag: the parcel's bytes themselves are refused (a word over the word-size cap): every
+/// node would fail it alike, so the master fails the step at once with this reason instead of
+/// retrying it `maxAttempts` times.
+let frameFlagBadInput: UInt8 = 0x10
+
+extension ElasticFlowError {
+    /// Whether this failure comes from the parcel's bytes, not from the node (see `frameFlagBadInput`).
+    var isBadInput: Bool {
+        if case .core(.wordTooLong, _) = self { return true }
+        return false
+    }
+}
 /// PARCEL frames carry the attempt number (1...15, saturating) in the high four flag bits.
 func parcelFlags(compressed: Bool, attempt: Int) -> UInt8 {
     (compressed ? frameFlagCompressed : 0) | UInt8(min(max(attempt, 1), 15)) << 4

@@ -554,8 +554,8 @@ extension Worker: EventLoopHandler {
             case .failure(let error):
                 loop.send(
                     connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
-                    flags: fault == .taskRaises ? frameFlagFaultInjected : 0, codec: 0,
-                    bytes: Array(error.description.utf8))
+                    flags: fault == .taskRaises ? frameFlagFaultInjected : error.isBadInput ? frameFlagBadInput : 0,
+                    codec: 0, bytes: Array(error.description.utf8))
             }
         }
         switch fault {
