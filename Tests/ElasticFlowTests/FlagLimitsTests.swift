@@ -16,7 +16,7 @@ import Testing
             case .seconds: ["0", "-1", "1e300", "1e16", "inf", "-inf", "nan", "garbage"]
             case .size:
                 ["0", "-1", "100GiB", "2048GiB", "99999999999999999999GiB", "inf", "nan", "garbage", "1.5MiB"]
-            case .address: ["127.0.0.1:99999", "127.0.0.1:-1", "garbage", ":", "127.0.0.1:nan"]
+            case .address: ["127.0.0.1:99999", "127.0.0.1:-1", "garbage", ":", "127.0.0.1:nan", "127.0.0.1:0"]
             case .codec: ["zstd:999", "lz4:-1", "zstd:nan", "garbage"]
             }
         }
@@ -35,7 +35,7 @@ import Testing
         Flag(name: "--chaos-seed", kind: .count, accepts: ["0", "10000000000000"]),
         Flag(name: "--heartbeat-timeout", kind: .seconds), Flag(name: "--parcel-timeout", kind: .seconds),
         Flag(name: "--combine-delay", kind: .seconds, accepts: ["0"]), Flag(name: "--max-word-size", kind: .size),
-        Flag(name: "--compression", kind: .codec), Flag(name: "--listen", kind: .address),
+        Flag(name: "--compression", kind: .codec), Flag(name: "--listen", kind: .address, accepts: ["127.0.0.1:0"]),
     ]
 
     /// The arguments that make each command reach its checks, and its flags.

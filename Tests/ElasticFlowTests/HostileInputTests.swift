@@ -110,6 +110,44 @@ import Testing
     }
 }
 
+extension HostileInputTests {
+    /// A parcel that expands to ~96 MiB from a few hundred KB of zstd (a bomb within the 256 MiB
+    /// limit) grows a worker thread's decompression buffer; once answered, the worker gives it
+    /// back: its resident set returns near where it was (it used to keep 645 MiB after a 6.4 KB
+    /// bomb).
+    @Test func aWorkerGivesBackWhatABigParcelGrew() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("big.txt")
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        let line = Data(([UInt8](repeating: UInt8(ascii: "q"), count: 1023) + [0x0A]))
+        let block = Data((0..<1024).flatMap { _ in line })  // 1 MiB of 1023-byte words
+        for _ in 0..<100 { handle.write(block) }
+        try handle.close()
+        let worker = try TestWorker(cookie: "big-cookie", arguments: ["worker", "--listen", "127.0.0.1:0", "--threads", "1"])
+        let before = try Self.residentKiB(worker.process.processIdentifier)
+        let result = try CommandRunner.run(
+            [
+                "count", "--workers", worker.address, "--cookie", "big-cookie", "--no-master-work", "--compression",
+                "zstd", "--parcel-size", "96MiB", "--top", "1", path,
+            ], timeout: 120)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdoutText == String(repeating: "q", count: 1023) + " 102400\n")
+        let after = try Self.residentKiB(worker.process.processIdentifier)
+        #expect(after < before + 40 << 10, "worker RSS \(before) KiB before, \(after) KiB after a 96 MiB parcel")
+        _ = worker.stop()
+    }
+
+    /// VmRSS of a process, in KiB (/proc/PID/status).
+    static func residentKiB(_ pid: Int32) throws -> Int {
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let value = Int(line.split(whereSeparator: \.isWhitespace)[1])
+        else { return Int.max }
+        return value
+    }
+}
+
 /// Runs the CLI under GNU time, which forks it and reports the child's own peak resident set
 /// (`%M`, KiB). Our own `wait4` would not do: a child spawned from this test process inherits the
 /// test process's high-water mark across `exec` (Linux keeps `maxrss` in the signal struct), and

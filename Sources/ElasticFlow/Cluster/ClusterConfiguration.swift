@@ -145,6 +145,9 @@ public struct ClusterConfiguration: Sendable {
     /// a bad value is reported before any worker is contacted).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
+        for worker in workers where worker.port == 0 {
+            throw .invalidArgument("worker address '\(worker)': port 0 names no worker (give the port it listens on)")
+        }
         if let inFlight { try Limits.check(inFlight, in: Limits.inFlight, "the in-flight limit (--in-flight, inFlight)") }
         try Limits.check(maxAttempts, in: Limits.maxAttempts, "the attempt limit (--max-attempts, maxAttempts)")
         try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size, parcelSize)")

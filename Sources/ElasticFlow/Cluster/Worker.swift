@@ -33,6 +33,9 @@ public struct WorkerConfiguration: Sendable {
     /// Checks every limit and time-out against `Limits` (the same ranges as the master's).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
+        if let join, join.port == 0 {
+            throw .invalidArgument("master address '\(join)' (--join): port 0 names no master")
+        }
         try Limits.check(threads, in: Limits.threads, "--threads")
         try Limits.check(
             seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
