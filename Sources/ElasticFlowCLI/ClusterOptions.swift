@@ -168,7 +168,9 @@ struct ClusterOptions: ParsableArguments {
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
-        if let parcelSize { configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size") }
+        if let parcelSize {
+            configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
+        }
         if let cap = try wordSizeCap() { configuration.maxWordSize = cap }
         if sharedInput {
             // Splits cost the master a frame and a merge each, whatever their size: larger ones

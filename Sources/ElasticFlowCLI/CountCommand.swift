@@ -85,7 +85,9 @@ struct CountCommand: ParsableCommand {
                         "cluster flags (--cookie, --compression, --chaos, ...) need --workers or --listen")
                 }
                 var options = WordCountOptions(lowercase: lowercase, threads: threads)
-                if let parcelSize { options.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size") }
+                if let parcelSize {
+                    options.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
+                }
                 if let cap = try cluster.wordSizeCap() { options.maxWordSize = cap }
                 try options.validate()
                 let bar = ProgressBar()

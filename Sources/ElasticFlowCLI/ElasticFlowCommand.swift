@@ -28,7 +28,9 @@ struct ElasticFlowCommand: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             guard code != .success else { exit(withError: error) }
-            let lines = message(for: error).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            let lines = message(for: error).split(whereSeparator: \.isNewline).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
             fail(lines.filter { !$0.isEmpty }.joined(separator: " "), code: code.rawValue)
         }
     }

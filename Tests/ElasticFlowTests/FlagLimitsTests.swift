@@ -48,14 +48,16 @@ import Testing
                 clusterFlags + [
                     Flag(name: "--threads", kind: .count), Flag(name: "--parcel-size", kind: .size),
                     Flag(name: "--top", kind: .count, accepts: ["10000000000000"]),
-                ])
+                ]
+            )
         case "count-local":
             return (
                 ["count", file],
                 [
                     Flag(name: "--threads", kind: .count), Flag(name: "--parcel-size", kind: .size),
                     Flag(name: "--max-word-size", kind: .size), Flag(name: "--workers", kind: .address),
-                ])
+                ]
+            )
         case "run":
             let cookie = try directory.file("cookie", Array("x".utf8))
             let config = try directory.file(
@@ -71,21 +73,24 @@ import Testing
                 clusterFlags + [
                     Flag(name: "--threads", kind: .count),
                     Flag(name: "--top", kind: .count, accepts: ["10000000000000"]),
-                ])
+                ]
+            )
         case "worker":
             return (
                 ["worker", "--listen", "127.0.0.1:0", "--cookie", "x", "--quiet"],
                 [
                     Flag(name: "--threads", kind: .count), Flag(name: "--heartbeat-timeout", kind: .seconds),
                     Flag(name: "--join", kind: .address),
-                ])
+                ]
+            )
         case "generate":
             return (
                 ["generate", "--output", directory.path("generated.txt")],
                 [
                     Flag(name: "--size", kind: .size, accepts: ["100GiB"]),
                     Flag(name: "--seed", kind: .count, accepts: ["0", "10000000000000"]),
-                ])
+                ]
+            )
         default:
             return (
                 ["example"],
@@ -93,7 +98,8 @@ import Testing
                     Flag(name: "--size", kind: .size), Flag(name: "--parcel-size", kind: .size),
                     Flag(name: "--compression", kind: .codec),
                     Flag(name: "--top", kind: .count, accepts: ["10000000000000"]),
-                ])
+                ]
+            )
         }
     }
 

@@ -29,7 +29,9 @@ import Testing
         var worker: TestWorker?
         if onCluster {
             worker = try TestWorker(cookie: "fifo-cookie")
-            arguments = ["count", "--workers", worker!.address, "--cookie", "fifo-cookie", "--parcel-size", "64KiB", fifo]
+            arguments = [
+                "count", "--workers", worker!.address, "--cookie", "fifo-cookie", "--parcel-size", "64KiB", fifo,
+            ]
         }
         let result = try CommandRunner.run(arguments, timeout: 60)
         writer.waitUntilExit()
@@ -82,7 +84,8 @@ import Testing
         // Under the cap the same file counts exactly.
         let fine = try CommandRunner.run(["count", "--max-word-size", "512KiB", "--parcel-size", "64KiB", path])
         #expect(fine.status == 0)
-        #expect(fine.stdout == Reference.text(try Array(Data(contentsOf: URL(fileURLWithPath: path))), lowercase: false))
+        #expect(
+            fine.stdout == Reference.text(try Array(Data(contentsOf: URL(fileURLWithPath: path))), lowercase: false))
         _ = worker.stop()
     }
 
@@ -124,7 +127,8 @@ extension HostileInputTests {
         let block = Data((0..<1024).flatMap { _ in line })  // 1 MiB of 1023-byte words
         for _ in 0..<100 { handle.write(block) }
         try handle.close()
-        let worker = try TestWorker(cookie: "big-cookie", arguments: ["worker", "--listen", "127.0.0.1:0", "--threads", "1"])
+        let worker = try TestWorker(
+            cookie: "big-cookie", arguments: ["worker", "--listen", "127.0.0.1:0", "--threads", "1"])
         let before = try Self.residentKiB(worker.process.processIdentifier)
         let result = try CommandRunner.run(
             [
@@ -175,7 +179,8 @@ enum PeakMemory {
         try process.run()
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        let fields = ((try? String(contentsOfFile: report, encoding: .utf8)) ?? "").split(whereSeparator: \.isWhitespace)
+        let fields = ((try? String(contentsOfFile: report, encoding: .utf8)) ?? "").split(
+            whereSeparator: \.isWhitespace)
         // GNU time reports "Command exited with non-zero status N" first, then our format line.
         let peak = fields.count >= 2 ? Int(fields[fields.count - 2]) ?? Int.max : Int.max
         let signalled = fields.contains("signal") || process.terminationReason == .uncaughtSignal

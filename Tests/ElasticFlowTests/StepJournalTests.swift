@@ -277,7 +277,8 @@ import Testing
         let bare = String(decoding: try bytes(log), as: UTF8.self).split(separator: "\n")
             .map { $0.split(separator: " ")[0] + "\n" }.joined()
         try write(Array(bare.utf8), to: log)
-        try FileManager.default.removeItem(atPath: directory.path("steps/step-1/checkpoint"))  // its length was of the long lines
+        // The checkpoint's durable length was the long lines'.
+        try FileManager.default.removeItem(atPath: directory.path("steps/step-1/checkpoint"))
         let journal = try StepJournal.open(directory: directory.path("steps"), step: 1)
         #expect(try journal.recovered().receipts.keys.sorted() == [0, 1, 2])
     }

@@ -148,7 +148,9 @@ public struct ClusterConfiguration: Sendable {
         for worker in workers where worker.port == 0 {
             throw .invalidArgument("worker address '\(worker)': port 0 names no worker (give the port it listens on)")
         }
-        if let inFlight { try Limits.check(inFlight, in: Limits.inFlight, "the in-flight limit (--in-flight, inFlight)") }
+        if let inFlight {
+            try Limits.check(inFlight, in: Limits.inFlight, "the in-flight limit (--in-flight, inFlight)")
+        }
         try Limits.check(maxAttempts, in: Limits.maxAttempts, "the attempt limit (--max-attempts, maxAttempts)")
         try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size, parcelSize)")
         try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the word-size cap (--max-word-size, maxWordSize)")
@@ -160,7 +162,8 @@ public struct ClusterConfiguration: Sendable {
         try Limits.check(
             seconds: combine.maxDelay, in: Limits.combineDelay, "the combining delay (--combine-delay, combineDelay)")
         try Limits.check(
-            seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)")
+            seconds: heartbeatTimeout, in: Limits.timeout,
+            "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)")
         try Limits.check(
             seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval (heartbeatInterval)")
         guard heartbeatInterval < heartbeatTimeout else {
@@ -171,7 +174,8 @@ public struct ClusterConfiguration: Sendable {
         try Limits.check(seconds: connectTimeout, in: Limits.timeout, "the connect timeout (connectTimeout)")
         if let parcelTimeout {
             try Limits.check(
-                seconds: parcelTimeout, in: Limits.parcelTimeout, "the parcel timeout (--parcel-timeout, parcelTimeout)")
+                seconds: parcelTimeout, in: Limits.parcelTimeout, "the parcel timeout (--parcel-timeout, parcelTimeout)"
+            )
         }
         if let chaos {
             try Limits.check(chaos.percent, in: 0...ChaosSettings.maximumPercent, "chaos (--chaos, chaos)")
@@ -252,7 +256,8 @@ public struct ClusterFile: Codable, Sendable {
         var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let parcelSize {
-            configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "the parcel size (parcelSize)")
+            configuration.parcelSize = try Limits.size(
+                parcelSize, in: Limits.parcelSize, "the parcel size (parcelSize)")
         }
         if let maxWordSize {
             configuration.maxWordSize = try Limits.size(

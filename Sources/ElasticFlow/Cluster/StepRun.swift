@@ -818,7 +818,8 @@ final class StepRun: @unchecked Sendable {
         let (receipt, failures) = taken
         if injected { faults.record(.taskRaises, receipts: [sequence]) }
         if badInput && !injected {
-            let source = plan.sources.indices.contains(Int(receipt.partition))
+            let source =
+                plan.sources.indices.contains(Int(receipt.partition))
                 ? plan.sources[Int(receipt.partition)].description : "source \(receipt.partition)"
             fail(
                 .wordTooLong(source: source, offset: receipt.offset, cap: configuration.maxWordSize))

@@ -53,7 +53,8 @@ public enum Limits {
 
     /// A byte size within `range`, with its text in the message.
     /// - Throws: `ElasticFlowError.invalidArgument` for malformed text or a size outside `range`.
-    public static func size(_ text: String, in range: ClosedRange<Int>, _ name: String) throws(ElasticFlowError) -> Int {
+    public static func size(_ text: String, in range: ClosedRange<Int>, _ name: String) throws(ElasticFlowError) -> Int
+    {
         let value: Int
         do {
             value = try ByteSize.parse(text)

@@ -526,7 +526,9 @@ public final class StepJournal: Sendable {
             }
             if let earlier = receipts[receipt.sequence], earlier != receipt {
                 throw JournalBytes.corrupt(
-                    path, "line \(line) (byte \(start)) has a second receipt for parcel \(receipt.sequence): \(earlier) and \(receipt)")
+                    path,
+                    "line \(line) (byte \(start)) has a second receipt for parcel \(receipt.sequence): \(earlier) and \(receipt)"
+                )
             }
             receipts[receipt.sequence] = receipt
             start = end + 1
