@@ -202,34 +202,16 @@ import Testing
             ("maxAttempts", \.maxAttempts), ("masterThreads", \.masterThreads),
             ("combine", \.combine.maxReceipts),
         ]
-        for (name, field) in integerFields {
-            for value in integers {
-                var bad = cluster
-                bad[keyPath: field] = value
-                #expect(throws: ElasticFlowError.self, "\(name) = \(value)") { try bad.validate() }
-            }
-        }
-        for value in integers {
-            var bad = cluster
-            bad.inFlight = value
-            #expect(throws: ElasticFlowError.self, "inFlight = \(value)") { try bad.validate() }
-        }
+        for (name, field) in integerFields { Self.expectEachRefused(name, field, integers, in: cluster) }
+        Self.expectEachRefused("inFlight", \.inFlight, integers.map(Optional.some), in: cluster)
         let secondFields: [(String, WritableKeyPath<ClusterConfiguration, Double>)] = [
             ("heartbeatTimeout", \.heartbeatTimeout), ("heartbeatInterval", \.heartbeatInterval),
-            ("connectTimeout", \.connectTimeout), ("combineDelay", \.combine.maxDelay),
+            ("connectTimeout", \.connectTimeout),
         ]
-        for (name, field) in secondFields {
-            for value in seconds where !(name == "combineDelay" && value >= 0 && value <= 60) {
-                var bad = cluster
-                bad[keyPath: field] = value
-                #expect(throws: ElasticFlowError.self, "\(name) = \(value)") { try bad.validate() }
-            }
-        }
-        for value in seconds {
-            var bad = cluster
-            bad.parcelTimeout = value
-            #expect(throws: ElasticFlowError.self, "parcelTimeout = \(value)") { try bad.validate() }
-        }
+        for (name, field) in secondFields { Self.expectEachRefused(name, field, seconds, in: cluster) }
+        Self.expectEachRefused(
+            "combineDelay", \.combine.maxDelay, seconds.filter { !(0...60).contains($0) }, in: cluster)
+        Self.expectEachRefused("parcelTimeout", \.parcelTimeout, seconds.map(Optional.some), in: cluster)
         let worker = WorkerConfiguration(listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("x"))
         for value in integers {
             var bad = worker
@@ -249,6 +231,18 @@ import Testing
             bad = worker
             bad.handshakeTimeout = value
             #expect(throws: ElasticFlowError.self) { try bad.validate() }
+        }
+    }
+
+    /// Each value set into `field` of `base` makes `validate()` throw.
+    static func expectEachRefused<Value>(
+        _ name: String, _ field: WritableKeyPath<ClusterConfiguration, Value>, _ values: [Value],
+        in base: ClusterConfiguration
+    ) {
+        for value in values {
+            var bad = base
+            bad[keyPath: field] = value
+            #expect(throws: ElasticFlowError.self, "\(name) = \(value)") { try bad.validate() }
         }
     }
 
