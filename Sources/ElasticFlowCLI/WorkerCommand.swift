@@ -58,10 +58,7 @@ struct WorkerCommand: ParsableCommand {
             configuration.listens = address != nil
             configuration.join = master
             if let threads { configuration.threads = threads }
-            if let heartbeatTimeout {
-                configuration.heartbeatTimeout = heartbeatTimeout
-                configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
-            }
+            if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
             try configuration.validate()
             let quiet = self.quiet
             let worker = try Worker(configuration: configuration) { line in

@@ -166,11 +166,6 @@ public struct ClusterConfiguration: Sendable {
             "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)")
         try Limits.check(
             seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval (heartbeatInterval)")
-        guard heartbeatInterval < heartbeatTimeout else {
-            throw .invalidArgument(
-                "the heartbeat interval (\(heartbeatInterval) s) must be shorter than the heartbeat timeout "
-                    + "(\(heartbeatTimeout) s)")
-        }
         try Limits.check(seconds: connectTimeout, in: Limits.timeout, "the connect timeout (connectTimeout)")
         if let parcelTimeout {
             try Limits.check(
@@ -266,12 +261,7 @@ public struct ClusterFile: Codable, Sendable {
         if let inFlight { configuration.inFlight = inFlight }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
         if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
-        if let heartbeatTimeout {
-            configuration.heartbeatTimeout = heartbeatTimeout
-            if heartbeatInterval == nil {
-                configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
-            }
-        }
+        if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
         if let maxAttempts { configuration.maxAttempts = maxAttempts }
         if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
         if let sharedInput {

@@ -40,11 +40,6 @@ public struct WorkerConfiguration: Sendable {
         try Limits.check(
             seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
         try Limits.check(seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
-        guard heartbeatInterval < heartbeatTimeout else {
-            throw .invalidArgument(
-                "the heartbeat interval (\(heartbeatInterval) s) must be shorter than the heartbeat timeout "
-                    + "(\(heartbeatTimeout) s)")
-        }
         try Limits.check(seconds: handshakeTimeout, in: Limits.timeout, "the handshake timeout")
         try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit")
     }
