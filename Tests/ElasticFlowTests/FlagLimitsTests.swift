@@ -145,6 +145,24 @@ import Testing
         }
     }
 
+    /// Threads × parcel size beyond half the machine's memory is refused at once (each counting
+    /// thread holds a parcel), on one node and for a master.
+    @Test func threadsTimesParcelSizeMustFitMemory() throws {
+        let directory = try TemporaryDirectory()
+        let file = try directory.file("words.txt", Array("a b c\n".utf8))
+        for arguments in [
+            ["count", "--threads", "1024", "--parcel-size", "128MiB", file],
+            [
+                "count", "--workers", "127.0.0.1:1", "--cookie", "x", "--threads", "1024", "--parcel-size", "128MiB",
+                file,
+            ],
+        ] {
+            let result = try CommandRunner.run(arguments, timeout: 20)
+            #expect(result.status != 0 && !result.signalled, "\(result.stderr)")
+            #expect(result.stderr.contains("half this machine's memory"), "\(result.stderr)")
+        }
+    }
+
     /// The same ranges in a cluster file (`run --config`), checked before any worker is contacted.
     @Test func clusterFileValuesAreRangeChecked() throws {
         let directory = try TemporaryDirectory()

@@ -157,6 +157,7 @@ public struct ClusterConfiguration: Sendable {
         try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit (maxPayload)")
         try Limits.check(
             masterThreads, in: Limits.threads, "the master's threads (--threads, masterThreads)")
+        try Limits.checkParcelMemory(threads: masterThreads, parcelSize: parcelSize)
         try Limits.check(
             combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "combining (--combine, combine)")
         try Limits.check(

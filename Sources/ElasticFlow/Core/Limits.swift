@@ -1,3 +1,5 @@
+import Foundation
+
 /// The range of every numeric setting, flag and cluster-file value alike: the one place these
 /// bounds live (docs/limits.md has them as a table). `ClusterConfiguration.validate()`,
 /// `WorkerConfiguration.validate()` and `WordCountOptions.validate()` check against them, and the
@@ -67,6 +69,21 @@ public enum Limits {
                     + "not '\(text)'")
         }
         return value
+    }
+
+    /// The memory parcels in progress may take at once: half of this machine's.
+    public static var parcelMemory: UInt64 { ProcessInfo.processInfo.physicalMemory / 2 }
+
+    /// `threads` parcels of `parcelSize` bytes (each thread holds one while counting it) must fit
+    /// in `parcelMemory`, or a count would run out of memory part-way instead of refusing at once.
+    /// - Throws: `ElasticFlowError.invalidArgument` naming both settings.
+    public static func checkParcelMemory(threads: Int, parcelSize: Int) throws(ElasticFlowError) {
+        let (total, overflow) = UInt64(max(threads, 0)).multipliedReportingOverflow(by: UInt64(max(parcelSize, 0)))
+        guard overflow || total > parcelMemory else { return }
+        throw .invalidArgument(
+            "\(threads) threads × \(ByteSize.describe(parcelSize)) parcels (--threads × --parcel-size) would hold "
+                + "more than half this machine's memory (\(parcelMemory >> 20) MiB): give fewer threads or smaller parcels"
+        )
     }
 
     /// - Throws: `ElasticFlowError.invalidArgument` naming the setting when the size is outside `range`.

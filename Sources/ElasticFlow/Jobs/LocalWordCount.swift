@@ -30,6 +30,7 @@ public struct WordCountOptions: Hashable, Sendable {
         try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size)")
         try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the word-size cap (--max-word-size)")
         try Limits.check(partitions, in: 1...1024, "the partition count")
+        try Limits.checkParcelMemory(threads: threads, parcelSize: parcelSize)
     }
 
     /// Cores this process may run on.
