@@ -122,9 +122,9 @@ import Testing
         }
         let runs = planned
         let results = Locked<[Int: CommandResult]>([:])
-        // A few at a time: each run is a short process start and refusal.
-        DispatchQueue.concurrentPerform(iterations: 4) { lane in
-            for index in stride(from: lane, to: runs.count, by: 4) {
+        // Two at a time: each run is a short process start and refusal.
+        DispatchQueue.concurrentPerform(iterations: 2) { lane in
+            for index in stride(from: lane, to: runs.count, by: 2) {
                 let result =
                     (try? CommandRunner.run(runs[index].arguments, timeout: 20))
                     ?? CommandResult(status: -1, stdout: [], stderr: "could not start")

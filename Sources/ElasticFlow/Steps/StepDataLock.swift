@@ -49,27 +49,37 @@ public final class StepDataLock: Sendable {
         let key = FileKey(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         self.directory = directory
         self.key = key
-        try Self.held.withLock { (held) throws(ElasticFlowError) in
+        // Under the registry's mutex: another thread of this process taking the same directory
+        // meanwhile must find it registered, not conflict with our own flock. (A non-blocking
+        // flock and an 8-byte write: nothing here waits.)
+        let refused = try Self.held.withLock { (held) throws(ElasticFlowError) -> Bool in
             if let entry = held[key] {
                 close(fd)  // this process holds it already
                 held[key] = (entry.fd, entry.holders + 1)
-                return
+                return false
             }
             while flock(fd, LOCK_EX | LOCK_NB) != 0 {
                 if errno == EINTR { continue }
+                if errno == EWOULDBLOCK { return true }
                 let error = errno
-                let holder = Self.recordedPID(fd)
                 close(fd)
-                guard error == EWOULDBLOCK else { throw .io(path: path, operation: "lock", errno: error) }
-                throw .journal(
-                    "the step-data directory '\(directory)' is in use by another master"
-                        + (holder.map { " (pid \($0))" } ?? "")
-                        + ": wait for it to finish, or give another --step-data")
+                throw .io(path: path, operation: "lock", errno: error)
             }
             let line = Array("\(getpid())\n".utf8)
-            // Best effort: the pid only makes the refusal clearer, the lock is the flock.
-            if ftruncate(fd, 0) == 0 { _ = line.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
+            // Best effort: the pid only makes the refusal clearer, the lock is the flock. Written
+            // over the old one, then cut to length, so a reader never sees an empty file.
+            if line.withUnsafeBytes({ pwrite(fd, $0.baseAddress, $0.count, 0) }) == line.count {
+                _ = ftruncate(fd, off_t(line.count))
+            }
             held[key] = (fd, 1)
+            return false
+        }
+        if refused {
+            let holder = Self.holderPID(fd)
+            close(fd)
+            throw .journal(
+                "the step-data directory '\(directory)' is in use by another master"
+                    + (holder.map { " (pid \($0))" } ?? "") + ": wait for it to finish, or give another --step-data")
         }
     }
 
@@ -86,12 +96,23 @@ public final class StepDataLock: Sendable {
         }
     }
 
-    /// The pid the holder wrote, if the file holds one.
+    /// The holder's pid, as it wrote it: a holder that has just taken the lock may not have
+    /// written it yet (the file then holds nothing, or a former holder's pid, no longer alive), so
+    /// this looks again for up to 0.2 s. nil when no live pid appears.
+    private static func holderPID(_ fd: Int32) -> Int32? {
+        for _ in 0..<20 {
+            if let pid = recordedPID(fd), pid != getpid(), kill(pid, 0) == 0 || errno == EPERM { return pid }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    /// The pid in the lock file's first line, if any.
     private static func recordedPID(_ fd: Int32) -> Int32? {
         var bytes = [UInt8](repeating: 0, count: 16)
         let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
-        let text = String(decoding: bytes[..<n], as: UTF8.self).trimmingWhitespace()
-        return Int32(text)
+        let firstLine = bytes[..<n].prefix { $0 != 0x0A }
+        return Int32(String(decoding: firstLine, as: UTF8.self).trimmingWhitespace())
     }
 }
