@@ -28,6 +28,8 @@ let package = Package(
             linkerSettings: [
                 .linkedLibrary("zstd"),
                 .linkedLibrary("lz4"),
+                .linkedLibrary("z"),
+                .linkedLibrary("bz2"),
                 .linkedLibrary("pthread"),
             ]
         ),

@@ -146,6 +146,63 @@ EF_API ptrdiff_t ef_codec_decompress(ef_codec *codec, const uint8_t *src, size_t
                                      uint8_t *dst, size_t dst_cap, size_t limit);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Decoders: compressed input files, streamed (src/decode.c)                                  */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * An input file is recognised by its first bytes, never its name: gzip (RFC 1952; concatenated
+ * members), zstd (every frame, skippable frames included; a file may start with a skippable
+ * frame), lz4's frame format (concatenated frames) and bzip2 (concatenated streams). Anything
+ * else is plain text. An ef_decoder streams one input at a time: feed compressed bytes, pull
+ * decompressed bytes into the caller's buffer. Memory is bounded by the format, not the data
+ * (zstd windows over 2^27 bytes are refused as corrupt); contexts are created on the first
+ * reset of each format and reused, so no call allocates except bzip2's per-stream setup (the
+ * library has no reset). A handle is single-threaded.
+ */
+
+typedef enum ef_format {
+    EF_FORMAT_PLAIN = 0,
+    EF_FORMAT_GZIP = 1,
+    EF_FORMAT_ZSTD = 2,
+    EF_FORMAT_LZ4 = 3,
+    EF_FORMAT_BZIP2 = 4,
+} ef_format;
+
+/* Bytes ef_format_detect needs to decide for sure. */
+#define EF_FORMAT_MAGIC_SIZE 4
+
+/* The format of an input starting with src[0..len). With fewer than EF_FORMAT_MAGIC_SIZE bytes
+ * that begin a magic number: EF_ENEEDMORE, unless at_end (the input is that short: plain). */
+EF_API int ef_format_detect(const uint8_t *src, size_t len, int at_end);
+/* "plain", "gzip", "zstd", "lz4", "bzip2", or NULL for an unknown value. */
+EF_API const char *ef_format_name(int format);
+
+typedef struct ef_decoder ef_decoder;
+
+EF_API ef_decoder *ef_decoder_create(void);
+EF_API void ef_decoder_free(ef_decoder *decoder);
+
+/* Start a new input of this format (not EF_FORMAT_PLAIN). EF_OK, EF_EINVAL, EF_ENOMEM. */
+EF_API int ef_decoder_reset(ef_decoder *decoder, int format);
+
+/* Decode from src (src_len may be 0: output held back for lack of room still comes out) into
+ * dst[0..dst_cap). Sets *consumed to the src bytes used (the rest must be given again). Returns
+ * the bytes written, 0 when it needs more input, or EF_ECORRUPT (ef_decoder_message says why,
+ * ef_decoder_offset where): after an error only a reset is accepted (EF_EINVAL). */
+EF_API ptrdiff_t ef_decoder_decode(ef_decoder *decoder, const uint8_t *src, size_t src_len,
+                                   size_t *consumed, uint8_t *dst, size_t dst_cap);
+
+/* At the end of the input: EF_OK when it ended between two members/frames, EF_ENEEDMORE when it
+ * ended inside one (a truncated file), EF_EINVAL after an error or without a reset. */
+EF_API int ef_decoder_finish(ef_decoder *decoder);
+
+/* Compressed bytes consumed since the reset: after EF_ECORRUPT, where the decoder stood when it
+ * found the damage (the damage is at or before it); after finish's EF_ENEEDMORE, the input's size. */
+EF_API uint64_t ef_decoder_offset(const ef_decoder *decoder);
+
+/* A static one-line reason for the latest EF_ECORRUPT (from the library), else "". */
+EF_API const char *ef_decoder_message(const ef_decoder *decoder);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Frames: the wire format (src/frame.c, docs/protocol.md)                                    */
 /* ------------------------------------------------------------------------------------------ */
 /*
