@@ -120,6 +120,19 @@ struct ClusterOptions: ParsableArguments {
             valueName: "SIZE"))
     var maxWordSize: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "auto (default): read gzip, zstd, lz4 and bzip2 files, told by their first bytes, as the text they hold; "
+                + "none: count the bytes as they are.",
+            valueName: "MODE"))
+    var decompress: String?
+
+    /// `--decompress`, checked, or nil when not given.
+    func decompression() throws(ElasticFlowError) -> Decompression? {
+        try decompress.map { (text) throws(ElasticFlowError) in try Decompression(parsing: text) }
+    }
+
     /// `--max-word-size`, checked, or nil when not given.
     func wordSizeCap() throws(ElasticFlowError) -> Int? {
         try maxWordSize.map { (text) throws(ElasticFlowError) in
@@ -172,6 +185,7 @@ struct ClusterOptions: ParsableArguments {
             configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
         }
         if let cap = try wordSizeCap() { configuration.maxWordSize = cap }
+        if let mode = try decompression() { configuration.decompression = mode }
         if sharedInput {
             // Splits cost the master a frame and a merge each, whatever their size: larger ones
             // by default (unless a size was given here or in the cluster file).

@@ -48,14 +48,14 @@ struct CountCommand: ParsableCommand {
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
-    @Argument(help: ArgumentHelp("Files to count; '-' reads standard input.", valueName: "FILE"))
+    @Argument(
+        help: ArgumentHelp(
+            "Files to count; '-' or none reads standard input. gzip, zstd, lz4 and bzip2 files are decompressed.",
+            valueName: "FILE"))
     var files: [String] = []
 
-    func validate() throws {
-        if files.isEmpty { throw ValidationError("give at least one FILE ('-' for standard input)") }
-    }
-
     func run() throws {
+        let files = self.files.isEmpty ? ["-"] : self.files  // as wc does
         let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let sources = files.map(DataSource.init(argument:))
@@ -89,6 +89,7 @@ struct CountCommand: ParsableCommand {
                     options.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
                 }
                 if let cap = try cluster.wordSizeCap() { options.maxWordSize = cap }
+                if let mode = try cluster.decompression() { options.decompression = mode }
                 try options.validate()
                 let bar = ProgressBar()
                 var onProgress: (@Sendable (StepProgress) -> Void)?

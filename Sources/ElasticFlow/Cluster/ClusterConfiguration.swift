@@ -103,6 +103,9 @@ public struct ClusterConfiguration: Sendable {
     /// The longest word accepted: a longer one fails the step, naming the file (the master's
     /// cutter and every worker's counter enforce it, so memory for a word stays bounded).
     public var maxWordSize = Limits.defaultMaxWordSize
+    /// Whether the master reads gzip, zstd, lz4 and bzip2 sources as the text they hold (`auto`;
+    /// copy mode only: shared-input mode refuses a compressed source, since it splits by bytes).
+    public var decompression = Decompression.auto
     /// Where the master listens for workers that join while a step runs (`worker --join`);
     /// nil: no joining.
     public var listen: NodeAddress?
@@ -203,6 +206,7 @@ public struct ClusterFile: Codable, Sendable {
     public var combine: Int?
     public var combineDelay: Double?
     public var maxWordSize: String?
+    public var decompress: String?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -259,6 +263,7 @@ public struct ClusterFile: Codable, Sendable {
             configuration.maxWordSize = try Limits.size(
                 maxWordSize, in: Limits.maxWordSize, "the word-size cap (maxWordSize)")
         }
+        if let decompress { configuration.decompression = try Decompression(parsing: decompress, "decompress") }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
         if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }

@@ -33,14 +33,31 @@ final class StepCutter: @unchecked Sendable {
     private let journal: StepJournalWriter?
     private let buffers: ParcelBufferPool
 
-    init(plan: StepPlan, parcelSize: Int, maxWordSize: Int, shared: Bool, buffers: ParcelBufferPool)
-        throws(ElasticFlowError)
-    {
+    init(
+        plan: StepPlan, parcelSize: Int, maxWordSize: Int, decompression: Decompression = .auto, shared: Bool,
+        buffers: ParcelBufferPool
+    ) throws(ElasticFlowError) {
+        // Offsets of a compressed source are offsets in its text: such a file can be neither split
+        // by bytes (shared input) nor sent or re-read from the file (sendfile, pread).
+        var compressed: String?
+        if decompression == .auto {
+            for case .file(let path) in plan.sources where SourceReader.format(ofFile: path) != InputDecoder.plain {
+                compressed = path
+                break
+            }
+        }
+        if shared, let compressed {
+            let format = InputDecoder.name(of: SourceReader.format(ofFile: compressed))
+            throw .invalidArgument(
+                "'\(compressed)' is \(format)-compressed: shared-input mode splits files by byte range and "
+                    + "cannot split it; count it without --shared-input (copy mode), or give --decompress none")
+        }
         if shared {
             splitter = try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize)
             cutter = nil
         } else {
-            cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize, maxWordSize: maxWordSize)
+            cutter = try ParcelCutter(
+                sources: plan.sources, parcelSize: parcelSize, maxWordSize: maxWordSize, decompression: decompression)
             splitter = nil
         }
         var paths: [String] = []
@@ -51,7 +68,9 @@ final class StepCutter: @unchecked Sendable {
             paths.append(path)
             fingerprints.append(fingerprint)
         }
-        copyFiles = !shared && paths.count == plan.sources.count ? (SourceFiles(paths: paths), fingerprints) : nil
+        copyFiles =
+            !shared && compressed == nil && paths.count == plan.sources.count
+            ? (SourceFiles(paths: paths), fingerprints) : nil
         step = plan.step
         journal = plan.journal
         self.buffers = buffers

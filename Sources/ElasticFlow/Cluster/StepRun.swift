@@ -102,7 +102,7 @@ final class StepRun: @unchecked Sendable {
         buffers = ParcelBufferPool(parcelSize: configuration.parcelSize)
         cutter = try StepCutter(
             plan: plan, parcelSize: configuration.parcelSize, maxWordSize: configuration.maxWordSize,
-            shared: configuration.sharedInput, buffers: buffers)
+            decompression: configuration.decompression, shared: configuration.sharedInput, buffers: buffers)
         localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none

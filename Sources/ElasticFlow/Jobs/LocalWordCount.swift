@@ -17,6 +17,8 @@ public struct WordCountOptions: Hashable, Sendable {
     public var partitions = 16
     /// The longest word accepted; a longer one is an error naming the file and offset.
     public var maxWordSize = Limits.defaultMaxWordSize
+    /// Whether gzip, zstd, lz4 and bzip2 sources are read as the text they hold (`auto`).
+    public var decompression = Decompression.auto
 
     public init(lowercase: Bool = false, threads: Int? = nil, parcelSize: Int? = nil) {
         self.lowercase = lowercase
@@ -57,7 +59,8 @@ public enum LocalWordCount {
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
         let cutter = try ParcelCutter(
-            sources: sources, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize)
+            sources: sources, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
+            decompression: options.decompression)
         let threads = options.threads
         var counters: [CounterTransfer] = []
         for _ in 0..<threads {

@@ -63,7 +63,9 @@ public struct ParcelOrigin: Hashable, Sendable {
 /// master cut the same way.
 ///
 /// Streams: it holds one parcel plus the short tail carried to the next one, whatever the source
-/// size. Not thread-safe (see `SharedParcelCutter`).
+/// size. A compressed source (decompression `auto`) is cut from its decompressed text, so offsets
+/// are offsets in that text; a parcel never grows past its target (or a word's end) from
+/// decompression. Not thread-safe (see `SharedParcelCutter`).
 final class ParcelCutter {
     let sources: [DataSource]
     let parcelSize: Int
@@ -78,15 +80,14 @@ final class ParcelCutter {
     private var fd: Int32 = -1
     private var offset: UInt64 = 0  // bytes read from the current source
     private var carry: ParcelBuffer
-    /// For small parcels, reads go through this block (one `read(2)` per 256 KiB, not per parcel);
-    /// large parcels are read straight into their own buffer, with no extra copy.
-    private let readAhead: ParcelBuffer?
-    private var readAheadStart = 0
+    /// The current source's bytes, decompressed when it is compressed (and decompression is on).
+    private let reader: SourceReader
 
     /// Validates every source up front (open, not a directory).
-    init(sources: [DataSource], parcelSize: Int, maxWordSize: Int = Limits.defaultMaxWordSize)
-        throws(ElasticFlowError)
-    {
+    init(
+        sources: [DataSource], parcelSize: Int, maxWordSize: Int = Limits.defaultMaxWordSize,
+        decompression: Decompression = .auto
+    ) throws(ElasticFlowError) {
         guard parcelSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
         guard maxWordSize >= 1 else { throw .invalidArgument("the word-size cap must be at least 1 byte") }
         opened = try DataSource.validate(sources)
@@ -94,7 +95,7 @@ final class ParcelCutter {
         self.parcelSize = parcelSize
         self.maxWordSize = maxWordSize
         carry = ParcelBuffer(capacity: 4096)
-        readAhead = parcelSize < 64 << 10 ? ParcelBuffer(capacity: 256 << 10) : nil
+        reader = SourceReader(decompression: decompression)
     }
 
     deinit {
@@ -105,24 +106,6 @@ final class ParcelCutter {
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
         fd = -1
-        readAhead?.count = 0
-        readAheadStart = 0
-    }
-
-    /// Up to `count` bytes of the current source: `read(2)`'s contract (0 at the end, -1 and errno).
-    private func readSome(_ destination: UnsafeMutableRawPointer, _ count: Int) -> Int {
-        guard let block = readAhead else { return read(fd, destination, count) }
-        if readAheadStart == block.count {
-            block.count = 0
-            readAheadStart = 0
-            let n = read(fd, block.base, block.capacity)
-            if n <= 0 { return n }
-            block.count = n
-        }
-        let n = min(count, block.count - readAheadStart)
-        destination.copyMemory(from: block.base + readAheadStart, byteCount: n)
-        readAheadStart += n
-        return n
     }
 
     /// Fills `buffer` with the next parcel.
@@ -141,6 +124,12 @@ final class ParcelCutter {
                 currentSource = nextSource
                 nextSource += 1
                 offset = 0
+                do {
+                    try reader.begin(fd, name: sources[currentSource].description)
+                } catch {
+                    closeCurrent()
+                    throw error
+                }
             }
             if carry.count > 0 {
                 if buffer.capacity < carry.count { buffer.grow(to: carry.count * 2) }
@@ -185,17 +174,16 @@ final class ParcelCutter {
     /// Reads until the buffer holds `limit` bytes or the source ends. Returns true at end of source.
     private func fill(_ buffer: ParcelBuffer, upTo limit: Int) throws(ElasticFlowError) -> Bool {
         while buffer.count < limit {
-            let n = readSome(buffer.base + buffer.count, limit - buffer.count)
-            if n > 0 {
-                buffer.count += n
-                offset += UInt64(n)
-            } else if n == 0 {
-                return true
-            } else if errno != EINTR {
-                let error = errno
+            let n: Int
+            do {
+                n = try reader.read(into: buffer.base + buffer.count, count: limit - buffer.count)
+            } catch {
                 closeCurrent()
-                throw .io(path: sources[currentSource].description, operation: "read", errno: error)
+                throw error
             }
+            if n == 0 { return true }
+            buffer.count += n
+            offset += UInt64(n)
         }
         return false
     }

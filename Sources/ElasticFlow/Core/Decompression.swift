@@ -1,0 +1,18 @@
+/// Whether input files are decompressed: `auto` (the default) reads a gzip, zstd, lz4 or bzip2
+/// file, recognised by its first bytes (never its name), as the text it holds; `none` counts the
+/// bytes as they are (what every version before 0.9 did).
+public enum Decompression: String, Hashable, Sendable, CustomStringConvertible {
+    case auto
+    case none
+
+    /// Parses `auto` or `none`.
+    /// - Throws: `ElasticFlowError.invalidArgument` for anything else, naming `setting`.
+    public init(parsing text: String, _ setting: String = "--decompress") throws(ElasticFlowError) {
+        guard let value = Decompression(rawValue: text.lowercased()) else {
+            throw .invalidArgument("invalid \(setting) '\(text)': expected auto or none")
+        }
+        self = value
+    }
+
+    public var description: String { rawValue }
+}
