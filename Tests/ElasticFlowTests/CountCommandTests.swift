@@ -48,7 +48,6 @@ import Testing
             (["count", "--parcel-size", "lots", "-"], "invalid size"),
             (["count", "--top", "0", "-"], "--top"),
             (["count", "--format", "xml", "-"], "xml"),
-            (["count"], "FILE"),
         ]
         for (arguments, message) in cases {
             let result = try CommandRunner.run(arguments)

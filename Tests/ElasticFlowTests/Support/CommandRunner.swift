@@ -29,10 +29,10 @@ enum CommandRunner {
     ///   `signalled`), so a command that should have refused at once cannot hang the suite.
     static func run(
         _ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String]? = nil, directory: String? = nil,
-        timeout: Double? = nil
+        timeout: Double? = nil, executable: String? = nil
     ) throws -> CommandResult {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = executable.map { URL(fileURLWithPath: $0) } ?? Self.executable
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         process.arguments = arguments
         if let environment { process.environment = environment }
