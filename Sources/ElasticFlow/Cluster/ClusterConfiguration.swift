@@ -117,6 +117,15 @@ public struct ClusterConfiguration: Sendable {
     public var sharedInput = false
     /// Worker-side combining: a worker merges several parcels' results into one RESULT.
     public var combine = CombineSettings()
+    /// A worker that fails this many times in a step (task errors, refused results, overdue
+    /// parcels; not injected faults) is excluded from the step (Spark's excludeOnFailure).
+    /// nil: never.
+    public var excludeAfter: Int? = 3
+    /// How long a master that no node can serve yet (`--workers '' --listen … --no-master-work`)
+    /// waits for a worker to join before the step fails.
+    public var joinTimeout: Double = 60
+    /// Speculative copies of stragglers: nil turns them off.
+    public var speculation: SpeculationSettings? = SpeculationSettings()
 
     /// The parcel size of shared-input mode when none is given: a parcel costs the master one
     /// small frame and one merge whatever its size, so larger splits cost it less per GB
@@ -163,6 +172,13 @@ public struct ClusterConfiguration: Sendable {
                 throw .invalidArgument("\(name) must be a positive number of seconds (not \(value))")
             }
         }
+        guard (1...1000).contains(excludeAfter ?? 1) else {
+            throw .invalidArgument("the exclusion threshold (excludeAfter) must be 1...1000 failures, or 0 for never")
+        }
+        guard joinTimeout > 0 && joinTimeout <= 86400 else {
+            throw .invalidArgument("the join time-out (joinTimeout) must be in (0, 86400] seconds (not \(joinTimeout))")
+        }
+        if let speculation { try speculation.validate() }
     }
 }
 
@@ -189,6 +205,9 @@ public struct ClusterFile: Codable, Sendable {
     public var sharedInput: Bool?
     public var combine: Int?
     public var combineDelay: Double?
+    public var excludeAfter: Int?
+    public var joinTimeout: Double?
+    public var speculation: Bool?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -252,6 +271,9 @@ public struct ClusterFile: Codable, Sendable {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
+        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let master = nodes.first(where: { $0.role == "master" }) {
             let address = try NodeAddress(parsing: master.address)

@@ -161,6 +161,10 @@ public final class WordCounter {
         guard threads > 1, buffer.count >= parallelAbove,
             ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
         else { return try merge(serialized: buffer) }
+        // The sections merge one partition each, so the counter-wide total is checked here, whole.
+        if total.addingReportingOverflow(try Self.bounds(ofSerialized: buffer).total).overflow {
+            throw .core(.overflow, operation: "merging word counts")
+        }
         let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
         let (partitions, threads) = (partitions, min(threads, partitions))
         let entries = Atomic<Int>(0)
@@ -187,6 +191,24 @@ public final class WordCounter {
             }
         }
         return entries.load(ordering: .relaxed)
+    }
+
+    /// What a serialized table holds, read in full without merging it (`ef_counter_table_bounds`).
+    struct TableBounds: Equatable {
+        /// The sum of its counts.
+        var total: UInt64
+        var entries: UInt64
+        /// Bytes of its longest word.
+        var longest: UInt64
+    }
+
+    /// - Throws: `.core(.overflow)` when the counts sum past 2^64 - 1, the format's codes else.
+    static func bounds(ofSerialized buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) -> TableBounds {
+        var bounds = ef_counter_bounds()
+        try check(
+            ef_counter_table_bounds(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count, &bounds),
+            "reading serialized word counts")
+        return TableBounds(total: bounds.total, entries: bounds.entries, longest: bounds.longest)
     }
 
     /// Adds the counts of a serialized table into this counter; on malformed input nothing is
