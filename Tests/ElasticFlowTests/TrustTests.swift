@@ -194,10 +194,15 @@ import Testing
         #expect(result.status != 0)
         #expect(result.stdout.isEmpty)
         let lines = result.stderr.split(separator: "\n").map(String.init)
-        #expect(lines.filter { $0.contains("waiting up to 0.500 s for workers to join on 127.0.0.1:") }.count == 1, "\(lines)")
-        #expect(lines.last?.contains("no worker joined step 1 within 0.500 s (listening on 127.0.0.1:") == true, "\(lines)")
+        #expect(
+            lines.filter { $0.contains("waiting up to 0.500 s for workers to join on 127.0.0.1:") }.count == 1,
+            "\(lines)")
+        #expect(
+            lines.last?.contains("no worker joined step 1 within 0.500 s (listening on 127.0.0.1:") == true, "\(lines)")
         for bad in ["0", "inf", "nan", "1e300"] {
-            let refused = try Self.run(["count", "--workers", "", "--listen", "127.0.0.1:0", "--join-timeout", bad, path])
+            let refused = try Self.run([
+                "count", "--workers", "", "--listen", "127.0.0.1:0", "--join-timeout", bad, path,
+            ])
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("joinTimeout"), "\(bad): \(refused.stderr)")
         }

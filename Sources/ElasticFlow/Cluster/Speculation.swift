@@ -20,7 +20,8 @@ public struct SpeculationSettings: Sendable, Hashable {
             minimumFinished >= 1 && minimumFinished <= 1 << 20
         else {
             throw .invalidArgument(
-                "speculation needs a multiplier in 1...1000, a floor in 0...86400 s and 1...\(1 << 20) parcels finished")
+                "speculation needs a multiplier in 1...1000, a floor in 0...86400 s and 1...\(1 << 20) parcels finished"
+            )
         }
     }
 }

@@ -325,7 +325,9 @@ final class StepRun: @unchecked Sendable {
         emit(
             .stepUpdate(
                 step: step, state: .waitingForWorkers,
-                detail: "no node can run step \(step) yet: waiting up to \(format3(seconds)) s for workers to join on \(address)"))
+                detail:
+                    "no node can run step \(step) yet: waiting up to \(format3(seconds)) s for workers to join on \(address)"
+            ))
         let milliseconds = UInt64(seconds * 1000)
         loop.post { [self] in
             withLock {
@@ -803,7 +805,8 @@ final class StepRun: @unchecked Sendable {
         emit(
             .stepUpdate(
                 step: step, state: .nodeExcluded,
-                detail: "\(node): \(reason)" + (takenBack.isEmpty ? "" : "; \(takenBack.count) parcels sent elsewhere")))
+                detail: "\(node): \(reason)" + (takenBack.isEmpty ? "" : "; \(takenBack.count) parcels sent elsewhere"))
+        )
         if dispatcher.nodes.isEmpty && !isOver {
             let named = dispatcher.excluded.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }
             fail(.cluster("step \(step): every node left is excluded: \(named.joined(separator: ", "))"))

@@ -134,7 +134,9 @@ final class HostileConnection: @unchecked Sendable {
         let master = try Hello(decoding: hello.payload)
         let nonce = try Authentication.nonce()
         let proof = Authentication.proof(cookie: secret, role: Hello.workerRole, own: nonce, peer: master.nonce)
-        try send(.hello, payload: Hello(role: Hello.workerRole, nonce: nonce, proof: proof, threads: 1, name: "hostile").encoded())
+        try send(
+            .hello,
+            payload: Hello(role: Hello.workerRole, nonce: nonce, proof: proof, threads: 1, name: "hostile").encoded())
         guard let auth = try read(timeout: 10), auth.kind == .auth,
             Authentication.verify(
                 cookie: secret, peerRole: Hello.masterRole, peer: master.nonce, own: nonce, proof: auth.payload)
@@ -172,12 +174,16 @@ final class HostileConnection: @unchecked Sendable {
                 ef_frame_parse($0.baseAddress, $0.count, 256 << 20, &frame)
             }
             if consumed > 0 {
-                let payload = frame.payload.len == 0 ? [] : Array(UnsafeBufferPointer(start: frame.payload.ptr, count: frame.payload.len))
+                let payload =
+                    frame.payload.len == 0
+                    ? [] : Array(UnsafeBufferPointer(start: frame.payload.ptr, count: frame.payload.len))
                 let parsed = HostileFrame(
                     type: frame.type, flags: frame.flags, codec: frame.codec, aux: frame.aux, id: frame.id,
                     payload: payload)
                 buffer.removeFirst(consumed)
-                if parsed.kind == .step, let step = try? JSONDecoder().decode(StepAnnouncement.self, from: Data(payload)) {
+                if parsed.kind == .step,
+                    let step = try? JSONDecoder().decode(StepAnnouncement.self, from: Data(payload))
+                {
                     announcement = step
                 }
                 return parsed
