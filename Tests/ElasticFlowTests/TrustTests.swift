@@ -51,6 +51,22 @@ import Testing
         return Setup(arguments: arguments, text: text, directory: directory)
     }
 
+    /// Runs a master over `hostile` and a healthy real worker (`healthyFirst`: ties go to it, so
+    /// the hostile peer sees gaps in the sequence), and expects exit 0 and the exact count.
+    /// - Returns: what the master printed.
+    static func beside(
+        _ hostile: HostileWorker, healthyFirst: Bool = false, extra: [String] = [],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> CommandResult {
+        let healthy = try TestWorker(cookie: cookie)
+        let workers = healthyFirst ? [healthy.address, hostile.address] : [hostile.address, healthy.address]
+        let setup = try master(workers, extra: extra)
+        let result = try run(setup.arguments)
+        #expect(result.status == 0, "\(result.stderr)", sourceLocation: sourceLocation)
+        #expect(setup.isExact(result), "nothing wrong is printed", sourceLocation: sourceLocation)
+        return result
+    }
+
     static func run(_ arguments: [String]) throws -> CommandResult {
         var environment = ProcessInfo.processInfo.environment
         environment["ELASTICFLOW_COOKIE"] = cookie
@@ -65,11 +81,7 @@ import Testing
                 try connection.send(.error, aux: parcel.aux, id: parcel.id, payload: Array("hostile: no".utf8))
             }
         }
-        let healthy = try TestWorker(cookie: Self.cookie)
-        let setup = try Self.master([hostile.address, healthy.address])
-        let result = try Self.run(setup.arguments)
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(setup.isExact(result))
+        let result = try Self.beside(hostile)
         #expect(result.stderr.contains("node-excluded: \(hostile.address): 3 failures in step 1"), "\(result.stderr)")
         #expect(result.stderr.contains("excluded \(hostile.address)"), "the summary names it: \(result.stderr)")
         // Excluded at its third failure: it got nothing after that.
@@ -82,12 +94,7 @@ import Testing
         let hostile = try HostileWorker(cookie: Self.cookie) { connection in
             try connection.serveParcels { parcel in seen.add(parcel.id) }
         }
-        let healthy = try TestWorker(cookie: Self.cookie)
-        let setup = try Self.master(
-            [hostile.address, healthy.address], extra: ["--parcel-timeout", "0.5", "--no-speculation"])
-        let result = try Self.run(setup.arguments)
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(setup.isExact(result))
+        let result = try Self.beside(hostile, extra: ["--parcel-timeout", "0.5", "--no-speculation"])
         #expect(!seen.all.isEmpty)
         #expect(Set(seen.all).count == seen.all.count, "an overdue parcel was sent again to its node: \(seen.all)")
         #expect(result.stderr.contains("node-excluded: \(hostile.address)"), "\(result.stderr)")
@@ -140,12 +147,7 @@ import Testing
                 try forgery.answer(parcel, index: index, seen: seen.all, on: connection)
             }
         }
-        let healthy = try TestWorker(cookie: Self.cookie)
-        // The healthy worker first: ties go to it, so the hostile peer sees gaps in the sequence.
-        let setup = try Self.master([healthy.address, hostile.address])
-        let result = try Self.run(setup.arguments)
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(setup.isExact(result), "nothing wrong is printed")
+        let result = try Self.beside(hostile, healthyFirst: true)
         #expect(result.stderr.contains("result-refused: \(hostile.address): "), "\(result.stderr)")
         #expect(result.stderr.contains(forgery.reason), "\(result.stderr)")
         #expect(result.stderr.contains("results refused"), "the summary counts them: \(result.stderr)")
@@ -176,11 +178,7 @@ import Testing
                     step: parcel.aux, sequence: parcel.id, table: try HostileTable.honest(parcel.payload))
             }
         }
-        let healthy = try TestWorker(cookie: Self.cookie)
-        let setup = try Self.master([healthy.address, hostile.address])
-        let result = try Self.run(setup.arguments)
-        #expect(result.status == 0, "\(result.stderr)")
-        #expect(setup.isExact(result))
+        let result = try Self.beside(hostile, healthyFirst: true)
         #expect(result.stderr.contains("1 speculative copies of stragglers, 1 answered first"), "\(result.stderr)")
         #expect(seen.all.count >= 2)
     }
