@@ -43,9 +43,8 @@ final class ResultAggregator: @unchecked Sendable {
     func merge(_ result: [UInt8], combined: Bool, for sequences: [UInt64], limits: ResultLimits? = nil) throws {
         try lock.withLock {
             if let limits, let checked = aggregation as? any CheckedAggregation {
-                try result.withUnsafeBytes { try checked.check($0, against: limits) }
-            }
-            if combined {
+                try result.withUnsafeBytes { try checked.absorb(bytes: $0, combined: combined, checkedAgainst: limits) }
+            } else if combined {
                 try aggregation.restore(from: result)
             } else {
                 try aggregation.absorb(result)
@@ -65,9 +64,10 @@ final class ResultAggregator: @unchecked Sendable {
         }
         try lock.withLock {
             if let limits, let checked = aggregation as? any CheckedAggregation {
-                try checked.check(bytes, against: limits)
+                try checked.absorb(bytes: bytes, combined: combined, checkedAgainst: limits)
+            } else {
+                try inPlace.absorb(bytes: bytes, combined: combined)
             }
-            try inPlace.absorb(bytes: bytes, combined: combined)
             aggregated.formUnion(sequences)
             sinceCheckpoint += sequences.count
         }

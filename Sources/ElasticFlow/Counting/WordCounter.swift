@@ -152,17 +152,22 @@ public final class WordCounter {
     }
 
     /// `mergeInParallel` on bytes in place (valid for the call only).
+    /// - Parameter total: the table's total (`bounds(ofSerialized:)`) when the caller read it
+    ///   already; else it is read here when the sections merge in parallel.
     @discardableResult
-    func mergeInParallel(serialized buffer: UnsafeRawBufferPointer, threads: Int, parallelAbove: Int = 256 << 10)
-        throws(ElasticFlowError) -> Int
-    {
+    func mergeInParallel(
+        serialized buffer: UnsafeRawBufferPointer, threads: Int, parallelAbove: Int = 256 << 10,
+        total tableTotal: UInt64? = nil
+    ) throws(ElasticFlowError) -> Int {
         let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
         var sections: UInt32 = 0
         guard threads > 1, buffer.count >= parallelAbove,
             ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
         else { return try merge(serialized: buffer) }
         // The sections merge one partition each, so the counter-wide total is checked here, whole.
-        if total.addingReportingOverflow(try Self.bounds(ofSerialized: buffer).total).overflow {
+        let added: UInt64
+        if let tableTotal { added = tableTotal } else { added = try Self.bounds(ofSerialized: buffer).total }
+        if total.addingReportingOverflow(added).overflow {
             throw .core(.overflow, operation: "merging word counts")
         }
         let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)

@@ -13,9 +13,12 @@ struct ResultRefusal: Error, Equatable {
 }
 
 /// An aggregation that can judge a remote result against what its parcels could hold before it
-/// merges it (the master runs the check under the aggregate's lock, just before the merge).
+/// merges it: one call, so what the check read (a table's total) serves the merge too.
 protocol CheckedAggregation: TaskAggregation {
-    /// - Throws: `ResultRefusal` for a result its parcels could not have produced;
-    ///   `ElasticFlowError` for a result that is possible but cannot be merged (a true overflow).
-    func check(_ result: UnsafeRawBufferPointer, against limits: ResultLimits) throws
+    /// Checks a remote result, then `absorb`s it (or, when `combined`, `restore`s it); bytes valid
+    /// for the call only.
+    /// - Throws: `ResultRefusal` for a result its parcels could not have produced (nothing
+    ///   merged); `ElasticFlowError` for one that is possible but cannot be merged (a true
+    ///   overflow), or what the merge throws.
+    func absorb(bytes: UnsafeRawBufferPointer, combined: Bool, checkedAgainst limits: ResultLimits) throws
 }

@@ -105,7 +105,7 @@ final class WordCountAggregation: InPlaceAggregation, CheckedAggregation {
     /// bytes its parcels hold (a word takes at least one byte; every count is at least 1 by the
     /// format), no word longer than its longest parcel, counts whose sum fits in 64 bits; and the
     /// aggregate plus it must fit too (else a true overflow, an error of the step).
-    func check(_ result: UnsafeRawBufferPointer, against limits: ResultLimits) throws {
+    func absorb(bytes result: UnsafeRawBufferPointer, combined: Bool, checkedAgainst limits: ResultLimits) throws {
         let bounds: WordCounter.TableBounds
         do {
             bounds = try WordCounter.bounds(ofSerialized: result)
@@ -121,9 +121,7 @@ final class WordCountAggregation: InPlaceAggregation, CheckedAggregation {
             throw ResultRefusal(
                 reason: "has a word of \(bounds.longest) bytes, longer than its parcel (\(limits.longestParcel) bytes)")
         }
-        if counter.total.addingReportingOverflow(bounds.total).overflow {
-            throw ElasticFlowError.core(.overflow, operation: "merging word counts")
-        }
+        try counter.mergeInParallel(serialized: result, threads: threads, total: bounds.total)
     }
 
     /// Both a parcel's table and a worker's combined snapshot are serialized tables: one merge.
