@@ -72,8 +72,15 @@ import Testing
         _ = dispatcher.open(1, on: "b")
         #expect(dispatcher.taskFailed(1, on: "b") != nil)
         dispatcher.retry(1)
-        // It failed everywhere: any node may try again (the attempt limit ends it).
+        // It failed everywhere: another node may try again (the attempt limit ends it), but not
+        // b, where it just failed, while a is there.
+        #expect(dispatcher.take(for: "b") == .nothing)
         #expect(dispatcher.take(for: "a") == .receipt(1, isRetry: true))
+        _ = dispatcher.open(1, on: "a")
+        #expect(dispatcher.taskFailed(1, on: "a") != nil)
+        dispatcher.retry(1)
+        dispatcher.removeNode("b")
+        #expect(dispatcher.take(for: "a") == .receipt(1, isRetry: true), "the only node left")
     }
 
     @Test func aResultCountsOnlyFromANodeItsReceiptWasSentTo() {

@@ -36,6 +36,8 @@ final class Dispatcher {
     private var sentTo: [UInt64: [String]] = [:]
     /// The nodes a receipt went overdue on: it is never sent to them again.
     private var stuckOn: [UInt64: Set<String>] = [:]
+    /// The node each receipt failed on last: with other nodes there, never its next one.
+    private var lastFailedOn: [UInt64: String] = [:]
     /// Failures per node in this step (task errors, refused results, overdue parcels).
     private var failuresByNode: [String: Int] = [:]
     /// Nodes excluded from the step, with why; they are never scheduled again.
@@ -94,14 +96,21 @@ final class Dispatcher {
         while !retryQueue.isEmpty,
             let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
                 ?? (exhausted && fresh.isEmpty
-                    ? retryQueue.firstIndex(where: { failedOnEveryNode($0) && stuckOn[$0]?.contains(node) != true })
-                    : nil)
+                    ? retryQueue.firstIndex(where: { failedOnEveryNode($0) && mayTakeAgain($0, node) }) : nil)
         {
             let retry = retryQueue.remove(at: index)
             if case .waiting = ledger.state(of: retry) { return .receipt(retry, isRetry: true) }
         }
         if !fresh.isEmpty { return .receipt(fresh.removeFirst(), isRetry: false) }
         return exhausted ? .nothing : .cut
+    }
+
+    /// Whether `node` may take a receipt that failed everywhere: never where it is stuck, and not
+    /// where it just failed while some other node may take it.
+    private func mayTakeAgain(_ sequence: UInt64, _ node: String) -> Bool {
+        let stuck = stuckOn[sequence] ?? []
+        guard !stuck.contains(node) else { return false }
+        return lastFailedOn[sequence] != node || !nodes.contains { $0.name != node && !stuck.contains($0.name) }
     }
 
     /// Whether a receipt failed on every node there is now.
@@ -179,6 +188,7 @@ final class Dispatcher {
     func reopen(_ sequences: [UInt64], refusedFrom node: String) {
         for sequence in sequences where ledger.reopen(sequence) {
             failedOn[sequence, default: []].insert(node)
+            lastFailedOn[sequence] = node
             processed[sequence] = nil
             retryQueue.append(sequence)
         }
@@ -243,6 +253,7 @@ final class Dispatcher {
         let failures = taskFailures[sequence, default: 0] + 1
         taskFailures[sequence] = failures
         failedOn[sequence, default: []].insert(node)
+        lastFailedOn[sequence] = node
         return (receipt, failures)
     }
 
