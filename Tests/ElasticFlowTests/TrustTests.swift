@@ -183,6 +183,14 @@ import Testing
         #expect(seen.all.count >= 2)
     }
 
+    @Test func aSilentWorkerAtTheDefaultParcelTimeoutIsRacedBySpeculation() throws {
+        // Before speculation a step waited 120 s here (issue 11, finding 4).
+        let hostile = try HostileWorker(cookie: Self.cookie) { connection in try connection.serveParcels { _ in } }
+        let result = try Self.beside(hostile)
+        #expect(result.stderr.contains("speculative copies of stragglers"), "\(result.stderr)")
+        #expect(!result.stderr.contains("node-excluded"), "a straggler is not a failure: \(result.stderr)")
+    }
+
     @Test func aJoinOnlyMasterWithNoJoinerSaysItWaitsThenGivesUp() throws {
         let directory = try TemporaryDirectory()
         let path = try directory.file("t.txt", Array("a b c\n".utf8))
