@@ -104,6 +104,7 @@ import Testing
     /// The lies a hostile worker tells in a RESULT, and the reason the master gives.
     enum Forgery: String, CaseIterable, CustomStringConvertible {
         case receiptOfAnotherNode, wrongStep, moreWordsThanBytes, countOf2To64Minus1, countsThatSumPast2To64
+        case keyOutsideItsPartition
         var description: String { rawValue }
 
         var reason: String {
@@ -113,6 +114,7 @@ import Testing
             case .moreWordsThanBytes: "words in"
             case .countOf2To64Minus1: "counts 18446744073709551615 words in"
             case .countsThatSumPast2To64: "has counts that sum past 2^64 - 1"
+            case .keyOutsideItsPartition: "is not a count table (malformed serialized data)"
             }
         }
 
@@ -133,6 +135,7 @@ import Testing
             case .moreWordsThanBytes: table = HostileTable.forged([("w", UInt64(parcel.payload.count) + 1)])
             case .countOf2To64Minus1: table = HostileTable.forged([("w", UInt64.max)])
             case .countsThatSumPast2To64: table = HostileTable.forged([("w", 1 << 63), ("v", 1 << 63)])
+            case .keyOutsideItsPartition: table = HostileTable.inBothPartitions("w")
             }
             try connection.sendResult(step: step, sequence: sequence, table: table)
         }

@@ -121,7 +121,15 @@ final class WordCountAggregation: InPlaceAggregation, CheckedAggregation {
             throw ResultRefusal(
                 reason: "has a word of \(bounds.longest) bytes, longer than its parcel (\(limits.longestParcel) bytes)")
         }
-        try counter.mergeInParallel(serialized: result, threads: threads, total: bounds.total)
+        do throws(ElasticFlowError) {
+            try counter.mergeInParallel(serialized: result, threads: threads, total: bounds.total)
+        } catch {
+            // A key outside its EFCP section's partition, say: the merge checks before it adds,
+            // so nothing was merged, and the fault is the table's. A true overflow or a lack of
+            // memory is the step's.
+            guard case .core(let code, _) = error, code != .overflow, code != .outOfMemory else { throw error }
+            throw ResultRefusal(reason: "is not a count table (\(code))")
+        }
     }
 
     /// Both a parcel's table and a worker's combined snapshot are serialized tables: one merge.

@@ -248,6 +248,21 @@ enum HostileTable {
         return bytes
     }
 
+    /// A two-partition `EFCP` table listing `word` (count 1) in both sections: in one of them it
+    /// lies outside its partition, which only a check that hashes each key can catch.
+    static func inBothPartitions(_ word: String) -> [UInt8] {
+        let entry = varint(UInt64(word.utf8.count)) + Array(word.utf8) + varint(1)
+        var bytes = Array("EFCP".utf8) + [UInt8(EF_COUNT_PART_VERSION), 0, 0, 0]
+        let body = Int(EF_COUNT_PART_HEADER_SIZE) + 2 * Int(EF_COUNT_PART_SECTION_SIZE)
+        for value in [UInt32(2), 0] { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+        for section in 0..<2 {
+            for value in [UInt64(body + section * entry.count), UInt64(entry.count), 1] {
+                withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+            }
+        }
+        return bytes + entry + entry
+    }
+
     private static func varint(_ value: UInt64) -> [UInt8] {
         var out: [UInt8] = []
         var rest = value
