@@ -75,7 +75,10 @@ typedef struct ef__part {
     uint32_t max_n; /* entry capacity, = half the slots: reaching it grows both */
     uint8_t *arena;
     size_t arena_len, arena_cap; /* arena_cap excludes ARENA_SLACK */
-    uint64_t total;              /* sum of the counts: the merges' overflow checks read it */
+    /* Sum of the counts, so a merge checks for overflow in O(P) rather than per word. Keeping it
+     * costs one add per word counted: +1.3% instructions feeding 4 MB (valgrind lackey, 57.5M
+     * before, 58.2M after), within the noise of timings on this machine. */
+    uint64_t total;
 } ef__part;
 
 typedef int (*ef__feed_fn)(ef_counter *c, const uint8_t *data, size_t len);
