@@ -1405,10 +1405,10 @@ EF_API int ef_counter_table_bounds(const uint8_t *src, size_t len, ef_counter_bo
         if (checked < 0)
             return (int)checked;
         for (uint32_t p = 0; p < np; p++) {
-            const uint8_t *sec;
-            size_t sec_len;
-            uint64_t n;
-            cp_section(src, len, np, p, &sec, &sec_len, &n); /* cannot fail on a checked buffer */
+            const uint8_t *sec = NULL; /* set by cp_section, which cannot fail on a checked buffer */
+            size_t sec_len = 0;
+            uint64_t n = 0;
+            cp_section(src, len, np, p, &sec, &sec_len, &n);
             if ((rc = bounds_add(sec, sec_len, n, &b)))
                 return rc;
         }
