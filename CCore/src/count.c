@@ -1237,6 +1237,59 @@ static ptrdiff_t deserialize_partitioned(ef_counter *dst, const uint8_t *src, si
     }
     return total;
 }
+/* n entries at src[0..len), read (no hashing) into *b; EF_EFORMAT unless they fill it exactly. */
+static int bounds_add(const uint8_t *src, size_t len, uint64_t n, ef_counter_bounds *b) {
+    size_t pos = 0, wl;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        if (entry_get(src, len, &pos, &w, &wl, &cnt))
+            return EF_EFORMAT;
+        if (add_overflows(b->total, cnt, &b->total))
+            return EF_EOVERFLOW;
+        if (wl > b->longest)
+            b->longest = wl;
+    }
+    b->entries += n;
+    return pos == len ? EF_OK : EF_EFORMAT;
+}
+
+EF_API int ef_counter_table_bounds(const uint8_t *src, size_t len, ef_counter_bounds *out) {
+    if (!out || (!src && len))
+        return EF_EINVAL;
+    ef_counter_bounds b = {0, 0, 0};
+    if (len < 4)
+        return EF_EFORMAT;
+    int rc;
+    if (ef__load32(src) == EF_COUNT_PART_MAGIC) {
+        uint32_t np;
+        ptrdiff_t checked = ef_counter_partitioned_check(src, len, &np);
+        if (checked < 0)
+            return (int)checked;
+        for (uint32_t p = 0; p < np; p++) {
+            /* set by cp_section, which cannot fail on a checked buffer */
+            const uint8_t *sec = NULL;
+            size_t sec_len = 0;
+            uint64_t n = 0;
+            cp_section(src, len, np, p, &sec, &sec_len, &n);
+            if ((rc = bounds_add(sec, sec_len, n, &b)))
+                return rc;
+        }
+    } else {
+        if (ef__load32(src) != EF_COUNT_MAGIC)
+            return EF_EBADMAGIC;
+        if (len < 8)
+            return EF_EFORMAT;
+        uint32_t n = ef__load32(src + 4);
+        if (n > (len - 8) / 3)
+            return EF_EFORMAT;
+        if ((rc = bounds_add(src + 8, len - 8, n, &b)))
+            return rc;
+    }
+    *out = b;
+    return EF_OK;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Export                                                                                     */
 /* ------------------------------------------------------------------------------------------ */
@@ -1375,56 +1428,5 @@ EF_API ptrdiff_t ef_counter_export(const ef_counter *c, ef_word_count *out, size
     else
         heap_sort_out(out, k);
     return (ptrdiff_t)k;
-}/* n entries at src[0..len), read (no hashing) into *b; EF_EFORMAT unless they fill it exactly. */
-static int bounds_add(const uint8_t *src, size_t len, uint64_t n, ef_counter_bounds *b) {
-    size_t pos = 0, wl;
-    const uint8_t *w;
-    uint64_t cnt;
-    for (uint64_t k = 0; k < n; k++) {
-        if (entry_get(src, len, &pos, &w, &wl, &cnt))
-            return EF_EFORMAT;
-        if (add_overflows(b->total, cnt, &b->total))
-            return EF_EOVERFLOW;
-        if (wl > b->longest)
-            b->longest = wl;
-    }
-    b->entries += n;
-    return pos == len ? EF_OK : EF_EFORMAT;
 }
-
-EF_API int ef_counter_table_bounds(const uint8_t *src, size_t len, ef_counter_bounds *out) {
-    if (!out || (!src && len))
-        return EF_EINVAL;
-    ef_counter_bounds b = {0, 0, 0};
-    if (len < 4)
-        return EF_EFORMAT;
-    int rc;
-    if (ef__load32(src) == EF_COUNT_PART_MAGIC) {
-        uint32_t np;
-        ptrdiff_t checked = ef_counter_partitioned_check(src, len, &np);
-        if (checked < 0)
-            return (int)checked;
-        for (uint32_t p = 0; p < np; p++) {
-            const uint8_t *sec = NULL; /* set by cp_section, which cannot fail on a checked buffer */
-            size_t sec_len = 0;
-            uint64_t n = 0;
-            cp_section(src, len, np, p, &sec, &sec_len, &n);
-            if ((rc = bounds_add(sec, sec_len, n, &b)))
-                return rc;
-        }
-    } else {
-        if (ef__load32(src) != EF_COUNT_MAGIC)
-            return EF_EBADMAGIC;
-        if (len < 8)
-            return EF_EFORMAT;
-        uint32_t n = ef__load32(src + 4);
-        if (n > (len - 8) / 3)
-            return EF_EFORMAT;
-        if ((rc = bounds_add(src + 8, len - 8, n, &b)))
-            return rc;
-    }
-    *out = b;
-    return EF_OK;
-}
-
 
