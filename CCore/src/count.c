@@ -1429,4 +1429,3 @@ EF_API ptrdiff_t ef_counter_export(const ef_counter *c, ef_word_count *out, size
         heap_sort_out(out, k);
     return (ptrdiff_t)k;
 }
-
