@@ -66,7 +66,7 @@ enum {
     EF_ECLOSED = -16,      /* connection closed */
     EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
     EF_EFRAMETYPE = -18,   /* frame type unknown */
-    EF_EOVERFLOW = -19,    /* a count would overflow 64 bits (merges refuse, never saturate) */
+    EF_EOVERFLOW = -21,    /* a count would overflow 64 bits (merges refuse, never saturate) */
 };
 
 /* A static, human-readable, one-line description of an EF_E* code (never NULL). */
