@@ -66,6 +66,7 @@ enum {
     EF_ECLOSED = -16,      /* connection closed */
     EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
     EF_EFRAMETYPE = -18,   /* frame type unknown */
+    EF_EWORDTOOLONG = -19, /* counter: a word is longer than ef_counter_options.max_word */
     EF_EOVERFLOW = -21,    /* a count would overflow 64 bits (merges refuse, never saturate) */
 };
 
@@ -241,15 +242,18 @@ typedef struct ef_counter_options {
     uint32_t partitions;       /* 1..EF_COUNT_PARTITIONS_MAX; 0 = default (16) */
     uint32_t flags;            /* EF_COUNT_* */
     size_t initial_capacity;   /* expected distinct words in all; 0 = default */
+    size_t max_word;           /* longest word ef_counter_feed accepts, in bytes; 0 = no cap */
 } ef_counter_options;
 
 /* NULL options = defaults. Returns NULL on allocation failure or invalid options. */
 EF_API ef_counter *ef_counter_create(const ef_counter_options *options);
 EF_API void ef_counter_free(ef_counter *counter);
 
-/* Tokenize and count. Returns EF_OK or EF_ENOMEM (table growth failed; counts stay consistent
- * up to the last whole word counted), or EF_EOVERFLOW (nothing counted) when the counter's total
- * plus len could pass UINT64_MAX.
+/* Tokenize and count. Returns EF_OK, EF_ENOMEM (table growth failed; counts stay consistent
+ * up to the last whole word counted), EF_EWORDTOOLONG (a word longer than max_word: the
+ * pending word never grows past the cap, so memory stays bounded; the counter must then be
+ * cleared or freed, its counts are partial) or EF_EOVERFLOW (nothing counted) when the
+ * counter's total plus len could pass UINT64_MAX.
  *
  * Overflow: a counter's total (the sum of its counts) always fits in 64 bits, so no count can
  * overflow. Every call that adds counts refuses, with EF_EOVERFLOW and dst unchanged, what would
@@ -258,7 +262,7 @@ EF_API void ef_counter_free(ef_counter *counter);
  * range, and a caller merging partitions in parallel checks the totals (ef_counter_total,
  * ef_counter_table_bounds) first. */
 EF_API int ef_counter_feed(ef_counter *counter, const uint8_t *data, size_t len);
-/* End of stream: count the word pending from the last feed, if any. */
+/* End of stream: count the word pending from the last feed, if any (EF_EWORDTOOLONG as feed). */
 EF_API int ef_counter_finish(ef_counter *counter);
 /* Add count to one whole word, as given (no tokenizing, no lowercasing). EF_EOVERFLOW when the
  * total would pass UINT64_MAX. */

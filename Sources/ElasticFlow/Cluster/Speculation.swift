@@ -16,13 +16,11 @@ public struct SpeculationSettings: Sendable, Hashable {
     }
 
     func validate() throws(ElasticFlowError) {
-        guard multiplier >= 1 && multiplier <= 1000, minimumSeconds >= 0 && minimumSeconds <= 86400,
-            minimumFinished >= 1 && minimumFinished <= 1 << 20
-        else {
-            throw .invalidArgument(
-                "speculation needs a multiplier in 1...1000, a floor in 0...86400 s and 1...\(1 << 20) parcels finished"
-            )
+        guard Limits.speculationMultiplier.contains(multiplier) else {
+            throw .invalidArgument("the speculation multiplier must be in 1...1000, not \(multiplier)")
         }
+        try Limits.check(seconds: minimumSeconds, in: Limits.speculationFloor, "the speculation floor")
+        try Limits.check(minimumFinished, in: Limits.speculationFinished, "the parcels speculation waits for")
     }
 }
 
