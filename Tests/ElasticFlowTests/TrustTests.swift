@@ -89,6 +89,24 @@ import Testing
         #expect(Set(seen.all).count == seen.all.count, "no parcel went back to the node it failed on: \(seen.all)")
     }
 
+    /// A worker's "bad input" (a word over the cap, `frameFlagBadInput`) fails a step only once a
+    /// second node, or the master, confirms it: one hostile worker cannot fail a step with it.
+    @Test func aWorkerClaimingBadInputForEveryParcelCannotFailTheStep() throws {
+        let seen = Seen()
+        let hostile = try HostileWorker(cookie: Self.cookie) { connection in
+            try connection.serveParcels { parcel in
+                seen.add(parcel.id)
+                try connection.send(
+                    .error, flags: frameFlagBadInput, aux: parcel.aux, id: parcel.id,
+                    payload: Array("a word is longer than the word-size cap".utf8))
+            }
+        }
+        let result = try Self.beside(hostile)
+        #expect(!seen.all.isEmpty, "the hostile peer got parcels")
+        #expect(!result.stderr.contains("longer than the word-size cap of"), "\(result.stderr)")
+        #expect(result.stderr.contains("node-excluded: \(hostile.address)"), "\(result.stderr)")
+    }
+
     @Test func aWorkerThatHeartbeatsButNeverAnswersNeverGetsItsOverdueParcelsAgain() throws {
         let seen = Seen()
         let hostile = try HostileWorker(cookie: Self.cookie) { connection in

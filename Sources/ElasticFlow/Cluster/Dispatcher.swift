@@ -40,6 +40,8 @@ final class Dispatcher {
     private var lastFailedOn: [UInt64: String] = [:]
     /// Failures per node in this step (task errors, refused results, overdue parcels).
     private var failuresByNode: [String: Int] = [:]
+    /// The nodes that refused a receipt's bytes as bad input (`frameFlagBadInput`).
+    private var badInputFrom: [UInt64: Set<String>] = [:]
     /// Nodes excluded from the step, with why; they are never scheduled again.
     private(set) var excluded: [String: String] = [:]
     /// How long recent parcels took, for the median speculation compares with.
@@ -255,6 +257,17 @@ final class Dispatcher {
         failedOn[sequence, default: []].insert(node)
         lastFailedOn[sequence] = node
         return (receipt, failures)
+    }
+
+    /// Records that `node` refused `sequence`'s bytes as bad input (a word over the cap).
+    /// - Parameter trusted: the report comes from the master's own work.
+    /// - Returns: whether the report is confirmed, so the step must fail: it is trusted, a second
+    ///   node refused the same bytes, or no other node is left to check them. A single worker's
+    ///   word is not enough: a hostile worker could otherwise fail any step with one frame.
+    func reportBadInput(_ sequence: UInt64, from node: String, trusted: Bool) -> Bool {
+        badInputFrom[sequence, default: []].insert(node)
+        let reporters = badInputFrom[sequence]!
+        return trusted || reporters.count >= 2 || !nodes.contains { !reporters.contains($0.name) }
     }
 
     /// Queues a receipt taken back by `taskFailed` to be sent again.

@@ -920,8 +920,11 @@ final class StepRun: @unchecked Sendable {
         lock.broadcast()
     }
 
-    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): the step fails
-    ///   at once, naming the source and offset, since every node would refuse them alike.
+    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): once confirmed
+    ///   (`Dispatcher.reportBadInput`: the master's own work, a second node, or no other node to
+    ///   ask) the step fails, naming the source and offset, since every node would refuse them
+    ///   alike; until then the parcel goes to another node and the report counts as the node's
+    ///   failure.
     func taskFailed(
         _ sequence: UInt64, on node: String, message: String, injected: Bool = false, badInput: Bool = false
     ) {
@@ -931,7 +934,9 @@ final class StepRun: @unchecked Sendable {
         guard let taken = dispatcher.taskFailed(sequence, on: node) else { return }
         let (receipt, failures) = taken
         if injected { faults.record(.taskRaises, receipts: [sequence]) }
-        if badInput && !injected {
+        if badInput && !injected
+            && dispatcher.reportBadInput(sequence, from: node, trusted: node == Self.masterNode)
+        {
             let source =
                 plan.sources.indices.contains(Int(receipt.partition))
                 ? plan.sources[Int(receipt.partition)].description : "source \(receipt.partition)"
