@@ -537,15 +537,18 @@ public final class StepJournal: Sendable {
     private static func now() -> Double { Date().timeIntervalSince1970 }
 
     private static func write(_ record: StepRecord, in directoryFD: Int32, path: String) throws(ElasticFlowError) {
+        try DurableFiles.writeAtomically(encodedRecord(record), name: recordName, in: directoryFD, directory: path)
+    }
+
+    /// step.json's bytes for a record: JSON with sorted keys, and a final newline.
+    static func encodedRecord(_ record: StepRecord) throws(ElasticFlowError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data: Data
         do {
-            data = try encoder.encode(record)
+            return Array(try encoder.encode(record)) + [0x0A]
         } catch {
             throw .invalidArgument("step \(record.step): cannot encode its record: \(error)")
         }
-        try DurableFiles.writeAtomically(Array(data) + [0x0A], name: recordName, in: directoryFD, directory: path)
     }
 
     private static func readRecord(in directoryFD: Int32, path: String, step: UInt32) throws(ElasticFlowError)
@@ -555,6 +558,14 @@ public final class StepJournal: Sendable {
         guard let bytes = try DurableFiles.read(recordName, in: directoryFD, path: filePath) else {
             throw .journal("step journal file '\(filePath)' is missing")
         }
+        return try decodeRecord(bytes, path: filePath, step: step)
+    }
+
+    /// A step.json's bytes as a record, checked (also by the fuzz target `step_record`).
+    /// - Throws: `ElasticFlowError.journal` naming the file and, in one line, what is wrong with it.
+    static func decodeRecord(_ bytes: [UInt8], path filePath: String, step: UInt32) throws(ElasticFlowError)
+        -> StepRecord
+    {
         let record: StepRecord
         do {
             record = try JSONDecoder().decode(StepRecord.self, from: Data(bytes))
