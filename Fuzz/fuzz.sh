@@ -4,7 +4,8 @@
 #   Fuzz/fuzz.sh build              build every target into build/fuzz/bin
 #   Fuzz/fuzz.sh smoke [RUNS]       each target over its seed corpus plus RUNS new inputs (make test)
 #   Fuzz/fuzz.sh campaign [T...]    each target (or the ones named) for FUZZ_RUNS executions
-#                                   (default 10^7), one after another at nice 19 (make fuzz)
+#                                   (default 10^7), one after another at nice 19 (make fuzz);
+#                                   FUZZ_MAX_TIME=S stops each after S seconds at the latest
 #   Fuzz/fuzz.sh seeds              rewrite Fuzz/corpus/ from the real encoders
 #
 # Every run fails on a crash, a leak, undefined behaviour, a timeout or a broken promise; the
@@ -107,10 +108,12 @@ build() {
 run() {
     local t=$1 runs=$2
     shift 2
-    local seeds=Fuzz/corpus/$t work=$OUT/corpus/$t crashes=$OUT/crashes/$t log=$OUT/logs/$t.log
+    local seeds=Fuzz/corpus/$t work=${WORK:-$OUT/corpus}/$t crashes=$OUT/crashes/$t log=$OUT/logs/${MODE:-run}-$t.log
     mkdir -p "$seeds" "$work" "$crashes" "$OUT/logs"
     local start=$(date +%s.%N) rc=0
-    ${NICE:-} "$BIN/fuzz_$t" -runs="$runs" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    local cap=()
+    [ -n "${FUZZ_MAX_TIME:-}" ] && cap=(-max_total_time="$FUZZ_MAX_TIME")
+    ${NICE:-} "$BIN/fuzz_$t" -runs="$runs" "${cap[@]}" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$crashes/" "$@" "$work" "$seeds" >"$log" 2>&1 || rc=$?
     local end=$(date +%s.%N)
     local execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -133,6 +136,10 @@ build) build ;;
 smoke)
     build
     runs=${1:-2000}
+    # A corpus of its own, thrown away: a smoke run must not disturb a campaign's.
+    WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+    MODE=smoke
     failed=0
     for t in $(targets); do run "$t" "$runs" || failed=1; done
     exit $failed
@@ -142,6 +149,7 @@ campaign)
     failed=0
     # Low priority, one target at a time: the machine is shared.
     NICE="nice -n 19"
+    MODE=campaign
     for t in ${@:-$(targets)}; do run "$t" "${FUZZ_RUNS:-10000000}" || failed=1; done
     exit $failed
     ;;

@@ -11,7 +11,8 @@ func expect(_ condition: Bool, _ promise: @autoclosure () -> String, file: Stati
 /// several lines (errors go to a log or a terminal as one line).
 func expectOneLine(_ error: ElasticFlowError, file: StaticString = #file, line: UInt = #line) {
     let text = error.description
-    expect(!text.isEmpty && !text.contains("\n"), "a one-line error, got \(text.debugDescription)", file: file, line: line)
+    expect(
+        !text.isEmpty && !text.contains("\n"), "a one-line error, got \(text.debugDescription)", file: file, line: line)
 }
 
 /// libFuzzer's input as an array (what the decoders take).

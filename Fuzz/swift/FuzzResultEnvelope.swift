@@ -19,7 +19,8 @@ public func fuzzResultEnvelope(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CI
     do {
         let request = try RangeRequest(decoding: input)
         expect(input.count == RangeRequest.encodedSize, "a range request is exactly its size")
-        expect(request.range.length > 0 && request.range.offset + request.range.length <= request.fileSize, "in the file")
+        expect(
+            request.range.length > 0 && request.range.offset + request.range.length <= request.fileSize, "in the file")
         expect(request.encoded() == input, "the range request re-encodes to the bytes read")
     } catch {
         expectOneLine(error)
