@@ -18,7 +18,8 @@ SWIFTC=${SWIFTC:-swiftc}
 if ! command -v "$CLANG" >/dev/null && [ -x /opt/swift/usr/bin/clang ]; then CLANG=/opt/swift/usr/bin/clang; fi
 if ! command -v "$SWIFTC" >/dev/null && [ -x /opt/swift/usr/bin/swiftc ]; then SWIFTC=/opt/swift/usr/bin/swiftc; fi
 OUT=build/fuzz
-BIN=$OUT/bin
+# Campaigns want speed (-O); a smoke run wants a short build (-Onone, its own directory).
+SWIFTOPT=-O
 C_TARGETS="frame codec count auth"
 SWIFT_TARGETS="hello result_envelope flow_value checkpoint receipts_log step_record"
 # Inputs longer than this are not tried: the parsers' interesting states are all reachable well
@@ -42,7 +43,7 @@ CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DEF_BUILDING_LIBRAR
 LDFLAGS="-fuse-ld=lld -lzstd -llz4 -lpthread"
 
 build_c() {
-    mkdir -p "$BIN" "$OUT/obj"
+    mkdir -p "$OUT/bin" "$OUT/obj"
     # The core once, instrumented, for the C targets and the Swift ones alike.
     local objs=()
     for src in CCore/src/*.c; do
@@ -56,7 +57,7 @@ build_c() {
     done
     ar rcs "$OUT/libcore.a" "${objs[@]}"
     for t in $C_TARGETS; do
-        local exe=$BIN/fuzz_$t
+        local exe=$OUT/bin/fuzz_$t
         if [ ! -f "$exe" ] || [ "$OUT/libcore.a" -nt "$exe" ] || [ "Fuzz/c/fuzz_$t.c" -nt "$exe" ] ||
             [ Fuzz/c/fuzz_check.h -nt "$exe" ]; then
             $CLANG $CFLAGS $CSAN "Fuzz/c/fuzz_$t.c" "$OUT/libcore.a" $LDFLAGS -o "$exe"
@@ -68,21 +69,21 @@ build_c() {
 # `@testable import` reaches the internal decoders without widening the public API; the targets
 # link it with the instrumented C core. Swift has no -sanitize=undefined: its own checks
 # (overflow, bounds, unwrap) trap, and the C core under it keeps UBSan.
-SWIFTFLAGS="-O -parse-as-library -sanitize=fuzzer,address -Xcc -D_GNU_SOURCE"
 build_swift() {
+    local SWIFTFLAGS="$SWIFTOPT -parse-as-library -sanitize=fuzzer,address -Xcc -D_GNU_SOURCE"
     local mod=$OUT/swift
     mkdir -p "$mod/include"
     printf 'module CElasticFlow {\n    header "%s"\n    export *\n}\n' "$PWD/CCore/include/elasticflow.h" \
         >"$mod/include/module.modulemap"
     local lib=$mod/libElasticFlow.a
     if [ ! -f "$lib" ] || [ -n "$(find Sources/ElasticFlow CCore/include -newer "$lib" -type f)" ]; then
-        echo "building ElasticFlow for fuzzing (about 2 min)"
+        echo "building ElasticFlow for fuzzing ($SWIFTOPT)"
         $SWIFTC $SWIFTFLAGS -module-name ElasticFlow -enable-testing -emit-library -static -emit-module \
             -emit-module-path "$mod/ElasticFlow.swiftmodule" -I "$mod/include" \
             $(find Sources/ElasticFlow -name '*.swift' | sort) -o "$lib"
     fi
     for t in $SWIFT_TARGETS; do
-        local src=Fuzz/swift/$(swift_file "$t") exe=$BIN/fuzz_$t
+        local src=Fuzz/swift/$(swift_file "$t") exe=$OUT/bin/fuzz_$t
         if [ ! -f "$exe" ] || [ "$lib" -nt "$exe" ] || [ "$src" -nt "$exe" ] || [ Fuzz/swift/FuzzCheck.swift -nt "$exe" ]; then
             $SWIFTC $SWIFTFLAGS -I "$mod" -I "$mod/include" Fuzz/swift/FuzzCheck.swift "$src" \
                 -use-ld=lld "$lib" "$OUT/libcore.a" -lzstd -llz4 -o "$exe"
@@ -113,7 +114,7 @@ run() {
     local start=$(date +%s.%N) rc=0
     local cap=()
     [ -n "${FUZZ_MAX_TIME:-}" ] && cap=(-max_total_time="$FUZZ_MAX_TIME")
-    ${NICE:-} "$BIN/fuzz_$t" -runs="$runs" "${cap[@]}" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    ${NICE:-} "$OUT/bin/fuzz_$t" -runs="$runs" "${cap[@]}" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$crashes/" "$@" "$work" "$seeds" >"$log" 2>&1 || rc=$?
     local end=$(date +%s.%N)
     local execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -134,6 +135,8 @@ shift || true
 case $cmd in
 build) build ;;
 smoke)
+    OUT=build/fuzz-smoke
+    SWIFTOPT=-Onone
     build
     runs=${1:-2000}
     # A corpus of its own, thrown away: a smoke run must not disturb a campaign's.

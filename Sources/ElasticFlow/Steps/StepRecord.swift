@@ -143,6 +143,9 @@ public struct StepRecord: Codable, Sendable, Hashable {
     /// cut again to resume or retry it.
     public var isResumable: Bool { !sources.contains("-") }
 
+    /// The largest parcel a step may record: 128 MiB.
+    static let maximumParcelSize = 128 << 20
+
     /// Checks what a record must satisfy to be written or trusted once read.
     /// - Returns: nil when valid, else why not.
     func problem() -> String? {
@@ -152,6 +155,11 @@ public struct StepRecord: Codable, Sendable, Hashable {
         if task.isEmpty { return "empty task name" }
         if sources.isEmpty { return "no sources" }
         if parcelSize <= 0 { return "parcel size \(parcelSize) is not positive" }
+        // step.json is read back to cut the parcels again, so a size no run may use is refused as
+        // corruption: a resume trusted `parcelSize: 107374182400` and aborted allocating a parcel.
+        if parcelSize > Self.maximumParcelSize {
+            return "parcel size \(parcelSize) is over the limit of \(Self.maximumParcelSize) bytes"
+        }
         if parcels < 0 || retries < 0 || duplicates < 0 { return "negative counter" }
         do {
             _ = try Compression(parsing: compression)
