@@ -89,9 +89,9 @@ cexample: $(BUILD)/echo_worker
 # `make test`) runs each over its seeds and a few thousand new inputs; `make fuzz-seeds` rewrites
 # the seed corpora from the real encoders.
 fuzz: deps
-	bash Fuzz/fuzz.sh campaign
+	FUZZ_LIBS="$(CLIBS)" bash Fuzz/fuzz.sh campaign
 fuzz-smoke: deps
-	bash Fuzz/fuzz.sh smoke $(or $(FUZZ_SMOKE_RUNS),3000)
+	FUZZ_LIBS="$(CLIBS)" bash Fuzz/fuzz.sh smoke $(or $(FUZZ_SMOKE_RUNS),3000)
 fuzz-seeds: deps
 	$(SWIFT) build --build-tests
 	EF_WRITE_FUZZ_SEEDS=1 $(SWIFT) test --skip-build --filter FuzzSeedTests

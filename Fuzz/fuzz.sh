@@ -40,7 +40,9 @@ need() {
 
 CSAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DEF_BUILDING_LIBRARY -ICCore/include -ICCore/src"
-LDFLAGS="-fuse-ld=lld -lzstd -llz4 -lpthread"
+# The libraries the core links against: the Makefile passes its CLIBS.
+LIBS=${FUZZ_LIBS:--lzstd -llz4 -lpthread}
+LDFLAGS="-fuse-ld=lld $LIBS"
 
 build_c() {
     mkdir -p "$OUT/bin" "$OUT/obj"
@@ -86,7 +88,7 @@ build_swift() {
         local src=Fuzz/swift/$(swift_file "$t") exe=$OUT/bin/fuzz_$t
         if [ ! -f "$exe" ] || [ "$lib" -nt "$exe" ] || [ "$src" -nt "$exe" ] || [ Fuzz/swift/FuzzCheck.swift -nt "$exe" ]; then
             $SWIFTC $SWIFTFLAGS -I "$mod" -I "$mod/include" Fuzz/swift/FuzzCheck.swift "$src" \
-                -use-ld=lld "$lib" "$OUT/libcore.a" -lzstd -llz4 -o "$exe"
+                -use-ld=lld "$lib" "$OUT/libcore.a" $LIBS -o "$exe"
         fi
     done
 }
