@@ -6,7 +6,6 @@
 #   Fuzz/fuzz.sh campaign [T...]    each target (or the ones named) for FUZZ_RUNS executions
 #                                   (default 10^7), one after another at nice 19 (make fuzz);
 #                                   FUZZ_MAX_TIME=S stops each after S seconds at the latest
-#   Fuzz/fuzz.sh seeds              rewrite Fuzz/corpus/ from the real encoders
 #
 # Every run fails on a crash, a leak, undefined behaviour, a timeout or a broken promise; the
 # input that caused it is kept in build/fuzz/crashes/<target>/.
@@ -47,17 +46,21 @@ LDFLAGS="-fuse-ld=lld $LIBS"
 build_c() {
     mkdir -p "$OUT/bin" "$OUT/obj"
     # The core once, instrumented, for the C targets and the Swift ones alike.
-    local objs=()
+    local objs=() changed=0
     for src in CCore/src/*.c; do
         local obj=$OUT/obj/$(basename "${src%.c}").o
         if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ CCore/include/elasticflow.h -nt "$obj" ] ||
             [ -n "$(find CCore/src -name '*.h' -newer "$obj")" ]; then
             $CLANG $CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
                 -c "$src" -o "$obj"
+            changed=1
         fi
         objs+=("$obj")
     done
-    ar rcs "$OUT/libcore.a" "${objs[@]}"
+    if [ $changed = 1 ] || [ ! -f "$OUT/libcore.a" ]; then
+        rm -f "$OUT/libcore.a"
+        ar rcs "$OUT/libcore.a" "${objs[@]}"
+    fi
     for t in $C_TARGETS; do
         local exe=$OUT/bin/fuzz_$t
         if [ ! -f "$exe" ] || [ "$OUT/libcore.a" -nt "$exe" ] || [ "Fuzz/c/fuzz_$t.c" -nt "$exe" ] ||
@@ -132,34 +135,40 @@ run() {
 
 targets() { echo $C_TARGETS $SWIFT_TARGETS; }
 
-cmd=${1:-smoke}
-shift || true
-case $cmd in
-build) build ;;
-smoke)
-    OUT=build/fuzz-smoke
-    SWIFTOPT=-Onone
-    build
-    runs=${1:-2000}
-    # A corpus of its own, thrown away: a smoke run must not disturb a campaign's.
-    WORK=$(mktemp -d)
-    trap 'rm -rf "$WORK"' EXIT
-    MODE=smoke
-    failed=0
-    for t in $(targets); do run "$t" "$runs" || failed=1; done
-    exit $failed
-    ;;
-campaign)
-    build
-    failed=0
-    # Low priority, one target at a time: the machine is shared.
-    NICE="nice -n 19"
-    MODE=campaign
-    for t in ${@:-$(targets)}; do run "$t" "${FUZZ_RUNS:-10000000}" || failed=1; done
-    exit $failed
-    ;;
-*)
-    echo "usage: $0 build | smoke [RUNS] | campaign [TARGET...] | seeds" >&2
-    exit 2
-    ;;
-esac
+# All in a function, called on the last line: bash has then read the whole file before running
+# any of it, so editing the script during a long campaign cannot change what the campaign runs.
+main() {
+    cmd=${1:-smoke}
+    shift || true
+    case $cmd in
+    build) build ;;
+    smoke)
+        OUT=build/fuzz-smoke
+        SWIFTOPT=-Onone
+        build
+        runs=${1:-2000}
+        # A corpus of its own, thrown away: a smoke run must not disturb a campaign's.
+        WORK=$(mktemp -d)
+        trap 'rm -rf "$WORK"' EXIT
+        MODE=smoke
+        failed=0
+        for t in $(targets); do run "$t" "$runs" || failed=1; done
+        exit $failed
+        ;;
+    campaign)
+        build
+        failed=0
+        # Low priority, one target at a time: the machine is shared.
+        NICE="nice -n 19"
+        MODE=campaign
+        for t in ${@:-$(targets)}; do run "$t" "${FUZZ_RUNS:-10000000}" || failed=1; done
+        exit $failed
+        ;;
+    *)
+        echo "usage: $0 build | smoke [RUNS] | campaign [TARGET...]" >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"; exit $?
