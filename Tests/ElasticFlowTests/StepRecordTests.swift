@@ -30,6 +30,32 @@ import Testing
         #expect(record.problem() != nil)
     }
 
+    /// Found by the `step_record` fuzz target: a compression holding "\n" (a JSON escape) was
+    /// quoted as it was, so the error printed two lines; any text the file holds was uncapped.
+    @Test func textQuotedFromAStepFileStaysOnOneShortLine() throws {
+        var record = StepRecord(step: 1, name: "s", task: "wordcount", sources: ["a.txt"], parcelSize: 4096)
+        record.timeline = [StepRecord.Event(state: .pending, time: 0, detail: "")]
+        let text = String(decoding: try StepJournal.encodedRecord(record), as: UTF8.self)
+        let damages = [
+            ("\"compression\" : \"none\"", "\"compression\" : \"no\\nne\""),
+            ("\"compression\" : \"none\"", "\"compression\" : \"\\u001b[31mred\\u2028\""),
+            ("\"compression\" : \"none\"", "\"compression\" : \"" + String(repeating: "z", count: 100_000) + "\""),
+            ("\"state\" : \"pending\"", "\"state\" : \"pen\\r\\nding\""),
+        ]
+        for (old, new) in damages {
+            let bytes = Array(text.replacingOccurrences(of: old, with: new).utf8)
+            do {
+                _ = try StepJournal.decodeRecord(bytes, path: "step.json", step: 1)
+                Issue.record("accepted: \(new.prefix(40))")
+            } catch {
+                let message = error.description
+                #expect(!message.contains("\n") && !message.contains("\r") && !message.contains("\u{1B}"))
+                #expect(!message.contains("\u{2028}") && message.count < 400, "\(message.prefix(80))")
+                #expect(message.hasPrefix("corrupt step journal file 'step.json'"))
+            }
+        }
+    }
+
     @Test func resumeRefusesAStepFileEditedToAnImpossibleParcelSize() throws {
         let directory = try TemporaryDirectory()
         let input = try directory.file("in.txt", Array("a b c\nb c\nc\n".utf8))

@@ -499,13 +499,7 @@ public final class StepJournal: Sendable {
     }
 
     /// A line quoted for a one-line error: at most 60 characters, control characters escaped.
-    private static func excerpt(_ text: String) -> String {
-        var quoted = ""
-        for scalar in text.unicodeScalars.prefix(60) {
-            quoted += scalar.value < 0x20 || scalar.value == 0x7F ? scalar.escaped(asASCII: true) : String(scalar)
-        }
-        return "'" + quoted + (text.unicodeScalars.count > 60 ? "…'" : "'")
-    }
+    private static func excerpt(_ text: String) -> String { "'" + JournalBytes.oneLine(text, limit: 60) + "'" }
 
     static func directoryName(of step: UInt32) -> String { "step-\(step)" }
 
