@@ -488,7 +488,9 @@ public final class StepJournal: Sendable {
         if let space = line.lastIndex(of: " ") {
             text = String(line[..<space])
             let stored = line[line.index(after: space)...]
-            guard stored.count == 8, let value = UInt32(stored, radix: 16) else { return (nil, false) }
+            // Exactly the digits logLine writes: `UInt32(_:radix:)` also takes "A-F" and a "+",
+            // which would let an edited line pass (found by the receipts_log fuzz target).
+            guard let value = UInt32(stored, radix: 16), hex8(value) == stored else { return (nil, false) }
             if value != lineChecksum(text) { return (nil, true) }
         }
         guard let receipt = Receipt(text), receipt.description == text else { return (nil, false) }
