@@ -120,6 +120,15 @@ public struct ClusterConfiguration: Sendable {
     public var sharedInput = false
     /// Worker-side combining: a worker merges several parcels' results into one RESULT.
     public var combine = CombineSettings()
+    /// A worker that fails this many times in a step (task errors, refused results, overdue
+    /// parcels; not injected faults) is excluded from the step (Spark's excludeOnFailure).
+    /// nil: never.
+    public var excludeAfter: Int? = 3
+    /// How long a master that no node can serve yet (`--workers '' --listen … --no-master-work`)
+    /// waits for a worker to join before the step fails.
+    public var joinTimeout: Double = 60
+    /// Speculative copies of stragglers: nil turns them off.
+    public var speculation: SpeculationSettings? = SpeculationSettings()
 
     /// The parcel size of shared-input mode when none is given: a parcel costs the master one
     /// small frame and one merge whatever its size, so larger splits cost it less per GB
@@ -176,6 +185,14 @@ public struct ClusterConfiguration: Sendable {
         if let chaos {
             try Limits.check(chaos.percent, in: 0...ChaosSettings.maximumPercent, "chaos (--chaos, chaos)")
         }
+        if let excludeAfter {
+            try Limits.check(
+                excludeAfter, in: Limits.excludeAfter,
+                "the exclusion threshold (--exclude-after, excludeAfter; 0: never)")
+        }
+        try Limits.check(
+            seconds: joinTimeout, in: Limits.joinTimeout, "the join time-out (--join-timeout, joinTimeout)")
+        if let speculation { try speculation.validate() }
     }
 }
 
@@ -203,6 +220,9 @@ public struct ClusterFile: Codable, Sendable {
     public var combine: Int?
     public var combineDelay: Double?
     public var maxWordSize: String?
+    public var excludeAfter: Int?
+    public var joinTimeout: Double?
+    public var speculation: Bool?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -273,6 +293,9 @@ public struct ClusterFile: Codable, Sendable {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
+        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1)
         }
