@@ -12,7 +12,7 @@ CWARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D_GNU_SOUR
 CFLAGS_LIB := $(CWARN) -O3 -fPIC -fvisibility=hidden -DEF_BUILDING_LIBRARY -ICCore/include
 CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
-CLIBS := -lzstd -llz4 -lpthread
+CLIBS := -lzstd -llz4 -lcrypto -lpthread
 
 .PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format
 
@@ -53,10 +53,10 @@ bench: release
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)
-	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4.h ] || ! command -v ip >/dev/null; then \
-	  echo "installing libzstd-dev liblz4-dev iproute2"; \
+	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4.h ] || [ ! -f /usr/include/openssl/evp.h ] || ! command -v ip >/dev/null; then \
+	  echo "installing libzstd-dev liblz4-dev libssl-dev iproute2"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev liblz4-dev iproute2 >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev liblz4-dev libssl-dev iproute2 >/dev/null; \
 	fi
 	@touch $@
 

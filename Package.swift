@@ -28,6 +28,7 @@ let package = Package(
             linkerSettings: [
                 .linkedLibrary("zstd"),
                 .linkedLibrary("lz4"),
+                .linkedLibrary("crypto"),
                 .linkedLibrary("pthread"),
             ]
         ),

@@ -62,5 +62,6 @@ void suite_frame(ef_t *t);
 void suite_count(ef_t *t);
 void suite_auth(ef_t *t);
 void suite_loop(ef_t *t);
+void suite_session(ef_t *t);
 
 #endif
