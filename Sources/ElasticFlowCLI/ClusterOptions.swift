@@ -113,11 +113,18 @@ struct ClusterOptions: ParsableArguments {
             valueName: "SECONDS"))
     var combineDelay: Double?
 
+    @Flag(
+        name: .long,
+        help: "Encrypt every frame after the handshake (AES-256-GCM); by default frames are authenticated, not encrypted."
+    )
+    var encrypt = false
+
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
             || parcelTimeout != nil || chaosSeed != nil || sharedInput || combine != nil || combineDelay != nil
+            || encrypt
     }
 
     /// The workers' addresses, or nil when none were given (`--workers ''` with `--listen`:
@@ -153,6 +160,7 @@ struct ClusterOptions: ParsableArguments {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if encrypt { configuration.encrypt = true }
         if let listen { configuration.listen = try NodeAddress(parsing: listen) }
         if let heartbeatTimeout {
             configuration.heartbeatTimeout = heartbeatTimeout

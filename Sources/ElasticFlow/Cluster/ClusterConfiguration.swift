@@ -117,6 +117,13 @@ public struct ClusterConfiguration: Sendable {
     public var sharedInput = false
     /// Worker-side combining: a worker merges several parcels' results into one RESULT.
     public var combine = CombineSettings()
+    /// Encrypt every frame after the handshake (AES-256-GCM), not only authenticate it (the
+    /// default: every frame carries a tag under keys derived per connection from the cookie and
+    /// both nonces). A worker started with `--encrypt` refuses a master that does not encrypt.
+    public var encrypt = false
+    /// Joining connections that have not completed the handshake yet, at most; more are closed
+    /// as they are accepted (bounded memory before authentication).
+    public var maxUnauthenticated = 64
 
     /// The parcel size of shared-input mode when none is given: a parcel costs the master one
     /// small frame and one merge whatever its size, so larger splits cost it less per GB
@@ -189,6 +196,7 @@ public struct ClusterFile: Codable, Sendable {
     public var sharedInput: Bool?
     public var combine: Int?
     public var combineDelay: Double?
+    public var encrypt: Bool?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -252,6 +260,7 @@ public struct ClusterFile: Codable, Sendable {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let encrypt { configuration.encrypt = encrypt }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let master = nodes.first(where: { $0.role == "master" }) {
             let address = try NodeAddress(parsing: master.address)

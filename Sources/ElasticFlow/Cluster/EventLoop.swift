@@ -69,6 +69,7 @@ final class EventLoop: @unchecked Sendable {
         config.send_high_water = sendHighWater
         config.send_low_water = sendHighWater / 2
         config.read_buffer = 256 * 1024
+        config.preauth_payload = EventLoop.preauthPayload
         config.on_accept = { _, user, _, connection in
             EventLoop.from(user).handler?.accepted(ConnectionID(rawValue: connection))
         }
@@ -102,6 +103,11 @@ final class EventLoop: @unchecked Sendable {
         }
         self.handle = handle
     }
+
+    /// The largest frame payload a connection may send before it has proved it holds the session
+    /// keys (its first sealed frame passed the tag check): a HELLO, AUTH, WELCOME or a refusal
+    /// fits; a stranger cannot make the loop buffer more.
+    static let preauthPayload = 64 << 10
 
     deinit { ef_loop_free(handle) }
 
@@ -237,6 +243,13 @@ final class EventLoop: @unchecked Sendable {
         send.file_fd = fd
         send.file_offset = offset
         return ef_loop_send_with(handle, connection.rawValue, &send)
+    }
+
+    /// Seals the connection (`ef_loop_seal`): every later frame sent is sealed with this side's
+    /// key, every frame received is opened with the peer's, starting with the next one read.
+    func seal(_ connection: ConnectionID, keys: SessionKeys, role: UInt8, mode: SessionMode) -> Int32 {
+        var raw = keys.raw
+        return ef_loop_seal(handle, connection.rawValue, &raw, role, mode.encrypts ? 1 : 0)
     }
 
     func close(_ connection: ConnectionID, flush: Bool) {
