@@ -105,13 +105,13 @@ EF_API ptrdiff_t ef_frame_parse_sealed(const uint8_t *buf, size_t len, size_t ma
     return ef__frame_parse(buf, len, max_payload, true, out, tag);
 }
 
-EF_API int ef_frame_encode_sealed(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type,
-                                  uint8_t flags, uint8_t codec, uint32_t aux, uint64_t id,
-                                  size_t payload_len) {
+EF_API int ef_frame_encode_sealed(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                                  uint8_t codec, uint32_t aux, uint64_t id, size_t payload_len) {
     static const uint32_t no_crc = 0;
     struct iovec iov[2];
     /* The payload is not read with a known CRC: the header stands in for a non-NULL pointer. */
-    int n = ef__frame_encode(header, type, flags, codec, aux, id, header, payload_len, &no_crc, iov);
+    int n =
+        ef__frame_encode(header, type, flags, codec, aux, id, header, payload_len, &no_crc, iov);
     return n < 0 ? n : EF_OK;
 }
 

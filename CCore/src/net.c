@@ -1013,7 +1013,8 @@ EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *
         return EF_EINVAL;
     bool master = role == 'M';
     unsigned mode = encrypt ? EF_SEAL_ENCRYPT : 0;
-    ef_seal *tx = ef_seal_create(master ? keys->master_to_worker : keys->worker_to_master, role, mode);
+    ef_seal *tx =
+        ef_seal_create(master ? keys->master_to_worker : keys->worker_to_master, role, mode);
     ef_seal *rx = ef_seal_create(master ? keys->worker_to_master : keys->master_to_worker,
                                  master ? 'W' : 'M', mode | EF_SEAL_OPENER);
     if (!tx || !rx) {

@@ -37,8 +37,8 @@ EF_API ef_seal *ef_seal_create(const uint8_t key[EF_SESSION_KEY_SIZE], uint8_t d
     seal->encrypt = (flags & EF_SEAL_ENCRYPT) != 0;
     seal->opener = (flags & EF_SEAL_OPENER) != 0;
     /* The nonce length is GCM's default, 12 bytes, which is what ef__seal_begin gives. */
-    if (!seal->ctx ||
-        EVP_CipherInit_ex(seal->ctx, EVP_aes_256_gcm(), NULL, key, NULL, seal->opener ? 0 : 1) != 1) {
+    if (!seal->ctx || EVP_CipherInit_ex(seal->ctx, EVP_aes_256_gcm(), NULL, key, NULL,
+                                        seal->opener ? 0 : 1) != 1) {
         ef_seal_free(seal);
         return NULL;
     }
@@ -93,7 +93,8 @@ int ef__seal_verify(ef_seal *seal, const uint8_t tag[EF_SESSION_TAG_SIZE]) {
     uint8_t last[16];
     int n = 0;
     if (seal->failed ||
-        EVP_CIPHER_CTX_ctrl(seal->ctx, EVP_CTRL_GCM_SET_TAG, EF_SESSION_TAG_SIZE, (void *)tag) != 1 ||
+        EVP_CIPHER_CTX_ctrl(seal->ctx, EVP_CTRL_GCM_SET_TAG, EF_SESSION_TAG_SIZE, (void *)tag) !=
+            1 ||
         EVP_CipherFinal_ex(seal->ctx, last, &n) != 1)
         return EF_EFRAMEAUTH;
     seal->counter++;
@@ -109,8 +110,8 @@ EF_API int ef_seal_frame(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZ
     return ef__seal_finish(seal, tag);
 }
 
-EF_API int ef_seal_open(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE],
-                        uint8_t *payload, size_t len, const uint8_t tag[EF_SESSION_TAG_SIZE]) {
+EF_API int ef_seal_open(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t *payload,
+                        size_t len, const uint8_t tag[EF_SESSION_TAG_SIZE]) {
     if (!seal || !seal->opener || !header || !tag || (!payload && len))
         return EF_EINVAL;
     ef__seal_begin(seal, header);

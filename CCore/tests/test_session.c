@@ -52,7 +52,8 @@ static void test_session_derive_vectors(ef_t *t) {
     CHECK(t, memcmp(keys.worker_to_master, want, 32) == 0);
     /* Swapped nonces (a reflected handshake) give other keys. */
     ef_session_keys swapped;
-    CHECK_EQ(t, ef_session_derive((const uint8_t *)cookie, strlen(cookie), wn, mn, &swapped), EF_OK);
+    CHECK_EQ(t, ef_session_derive((const uint8_t *)cookie, strlen(cookie), wn, mn, &swapped),
+             EF_OK);
     CHECK(t, memcmp(swapped.master_to_worker, keys.master_to_worker, 32) != 0);
     CHECK_EQ(t, ef_session_derive(NULL, 0, mn, wn, &keys), EF_EINVAL);
     CHECK_EQ(t, ef_session_derive((const uint8_t *)cookie, 3, NULL, wn, &keys), EF_EINVAL);
@@ -83,7 +84,8 @@ static void test_seal_known_answers(ef_t *t) {
     /* Encrypted: ciphertext then tag. */
     ef_seal *enc = ef_seal_create(keys.master_to_worker, 'M', EF_SEAL_ENCRYPT);
     CHECK_EQ(t, ef_seal_frame(enc, header, payload, len, tag), EF_OK);
-    hex_to("87a6b7638c1aacbcaad4f38793ae775fa40b6d667e30b7bf91cec8a2fc7f8de889d949", want, len + 16);
+    hex_to("87a6b7638c1aacbcaad4f38793ae775fa40b6d667e30b7bf91cec8a2fc7f8de889d949", want,
+           len + 16);
     CHECK(t, memcmp(payload, want, len) == 0);
     CHECK(t, memcmp(tag, want + len, 16) == 0);
     ef_seal_free(enc);
@@ -101,7 +103,8 @@ static void check_open_rules(ef_t *t, unsigned mode) {
     ef_seal *wrong = ef_seal_create(keys.worker_to_master, 'W', mode);
     uint8_t h[3][EF_FRAME_HEADER_SIZE], p[3][100], tag[3][16];
     for (int f = 0; f < 3; f++) {
-        CHECK_EQ(t, ef_frame_encode_sealed(h[f], EF_FRAME_RESULT, 0, 0, 7, (uint64_t)f, 100), EF_OK);
+        CHECK_EQ(t, ef_frame_encode_sealed(h[f], EF_FRAME_RESULT, 0, 0, 7, (uint64_t)f, 100),
+                 EF_OK);
         memset(p[f], 'a' + f, 100);
         CHECK_EQ(t, ef_seal_frame(tx, h[f], p[f], 100, tag[f]), EF_OK);
     }
@@ -281,7 +284,8 @@ static bool sl_send_sealed(int fd, ef_seal *tx, uint8_t type, const uint8_t *pay
                            uint8_t *last) {
     ef_frame_encode_sealed(last, type, 0, 0, 0, 1, len);
     memcpy(last + EF_FRAME_HEADER_SIZE, payload, len);
-    if (ef_seal_frame(tx, last, last + EF_FRAME_HEADER_SIZE, len, last + EF_FRAME_HEADER_SIZE + len) < 0)
+    if (ef_seal_frame(tx, last, last + EF_FRAME_HEADER_SIZE, len,
+                      last + EF_FRAME_HEADER_SIZE + len) < 0)
         return false;
     return sl_write(fd, last, EF_FRAME_HEADER_SIZE + len + 16);
 }

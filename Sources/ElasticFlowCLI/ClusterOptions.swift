@@ -115,7 +115,8 @@ struct ClusterOptions: ParsableArguments {
 
     @Flag(
         name: .long,
-        help: "Encrypt every frame after the handshake (AES-256-GCM); by default frames are authenticated, not encrypted."
+        help:
+            "Encrypt every frame after the handshake (AES-256-GCM); by default frames are authenticated, not encrypted."
     )
     var encrypt = false
 

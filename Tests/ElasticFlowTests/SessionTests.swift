@@ -61,7 +61,8 @@ import Testing
         try toMaster.write(header + payload + (0..<16).map { _ in UInt8.random(in: 0...255) })
         #expect(toMaster.closedByPeer())
         // A real joiner finishes the step.
-        let joiner = try TestWorker(cookie: "relay", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
+        let joiner = try TestWorker(
+            cookie: "relay", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
         let report = try step.wait()
         #expect(try Self.exact(report))
         let downs = Self.details(recorder, .nodeDown)
@@ -120,7 +121,9 @@ import Testing
             let peer = try HostilePeer.connect(worker.address)
             if index % 2 == 1 {
                 // Sealed, but not proved: a HELLO first, then the huge header.
-                let hello = Hello(role: Hello.masterRole, session: .authenticated, nonce: try Authentication.nonce(), threads: 1, name: "m")
+                let hello = Hello(
+                    role: Hello.masterRole, session: .authenticated, nonce: try Authentication.nonce(), threads: 1,
+                    name: "m")
                 try peer.sendPlain(type: .hello, payload: hello.encoded())
                 _ = try peer.readPlainFrame()
             }
@@ -157,7 +160,8 @@ import Testing
         }
         let after = try #require(residentBytes(of: master.process.processIdentifier))
         #expect(after - before < 100 << 20, "VmRSS \(before) -> \(after)")
-        let joiner = try TestWorker(cookie: "j", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
+        let joiner = try TestWorker(
+            cookie: "j", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
         let result = master.wait()
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == Reference.text(Self.text, lowercase: false))
@@ -181,7 +185,8 @@ import Testing
         master.add(recorder)
         let step = ReliabilityTests.BackgroundStep(master, task: "wordcount", path: path)
         let kept = try (0..<3).map { index in
-            let peer = index == 0 ? try HostilePeer.connectWhenListening(port: port) : try HostilePeer.connect(port: port)
+            let peer =
+                index == 0 ? try HostilePeer.connectWhenListening(port: port) : try HostilePeer.connect(port: port)
             #expect(try peer.readPlainFrame().type == FrameType.hello.rawValue)  // greeted
             return peer
         }
@@ -190,7 +195,8 @@ import Testing
             #expect(throws: HostilePeer.PeerError.self) { try excess.readPlainFrame() }  // closed, never greeted
         }
         for peer in kept { #expect(peer.closedByPeer()) }  // the handshake time-out
-        let joiner = try TestWorker(cookie: "cap", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
+        let joiner = try TestWorker(
+            cookie: "cap", arguments: ["worker", "--join", "127.0.0.1:\(port)", "--threads", "2"])
         let report = try step.wait()
         #expect(try Self.exact(report))
         let refused = Self.details(recorder, .joinRefused)
@@ -202,7 +208,8 @@ import Testing
     /// The same cap on a worker (in this process, so the cap can be small): connections past it
     /// are closed at once, those under it still complete a handshake.
     @Test func aWorkerCapsConnectionsThatHaveNotAuthenticated() throws {
-        var configuration = WorkerConfiguration(listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("w"))
+        var configuration = WorkerConfiguration(
+            listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("w"))
         configuration.maxUnauthenticated = 3
         configuration.threads = 1
         let lines = LockedLines()
@@ -233,8 +240,11 @@ import Testing
         let strict = try TestWorker(
             cookie: "e", arguments: ["worker", "--listen", "127.0.0.1:0", "--threads", "2", "--encrypt"])
         let result = try CommandRunner.run(
-            ["count", "--encrypt", "--workers", "\(plain.address),\(strict.address)", "--cookie", "e", "--no-master-work",
-             "--parcel-size", "96KiB"] + mode + [path])
+            [
+                "count", "--encrypt", "--workers", "\(plain.address),\(strict.address)", "--cookie", "e",
+                "--no-master-work",
+                "--parcel-size", "96KiB",
+            ] + mode + [path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout == Reference.text(Self.text, lowercase: false))
     }
@@ -278,7 +288,9 @@ import Testing
         let directory = try TemporaryDirectory()
         let path = try directory.file("corpus.txt", Array("a b\n".utf8))
         let fake = try HostileListener()
-        let master = try BackgroundCommand(["count", "--workers", fake.address, "--cookie", "x", "--no-master-work", path])
+        let master = try BackgroundCommand([
+            "count", "--workers", fake.address, "--cookie", "x", "--no-master-work", path,
+        ])
         let peer = fake.accept()
         try peer.handshakeAsWorker(cookie: "x")
         let step = try peer.readSealedFrame()
@@ -298,7 +310,9 @@ import Testing
         #expect(PeerText.escaped(Array("plain é text".utf8)) == "plain é text")
         #expect(PeerText.escaped([0x0A, 0x1B, 0x5B, 0x6D, 0x00, 0xFF, 0x5C]) == "\\n\\x1b[m\\x00\\xff\\\\")
         #expect(PeerText.escaped([0xC2, 0x9B]) == "\\xc2\\x9b")  // the 8-bit CSI
-        #expect(PeerText.escaped([UInt8](repeating: 0x41, count: 600)) == String(repeating: "A", count: 512) + "…(600 bytes)")
+        #expect(
+            PeerText.escaped([UInt8](repeating: 0x41, count: 600)) == String(repeating: "A", count: 512)
+                + "…(600 bytes)")
     }
 }
 

@@ -391,7 +391,8 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         }
         let mode = SessionMode(encrypt: configuration.encrypt)
         guard hello.session == mode.rawValue else {
-            return refuse(connection, link, "answered with session mode \(hello.session), this master asked \(mode.rawValue)")
+            return refuse(
+                connection, link, "answered with session mode \(hello.session), this master asked \(mode.rawValue)")
         }
         guard
             Authentication.verify(

@@ -238,8 +238,11 @@ extension Worker: EventLoopHandler {
                 let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
                 log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
             } else if reason == Int32(EF_EVERSION) {
-                log("refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))")
-            } else if reason == Int32(EF_EFRAMEAUTH) || reason == Int32(EF_ECLOSED), case .awaitingAuth = session.phase {
+                log(
+                    "refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))"
+                )
+            } else if reason == Int32(EF_EFRAMEAUTH) || reason == Int32(EF_ECLOSED), case .awaitingAuth = session.phase
+            {
                 // Its first frame after the HELLOs did not open as sealed: a master with another
                 // cookie derives other keys, and a refusal it sends before sealing is not sealed.
                 log(
@@ -304,7 +307,8 @@ extension Worker: EventLoopHandler {
             guard mode.encrypts || !configuration.encrypt else {
                 return refuse(
                     connection, session,
-                    "this worker requires encryption (worker --encrypt) but the master does not encrypt (use --encrypt)")
+                    "this worker requires encryption (worker --encrypt) but the master does not encrypt (use --encrypt)"
+                )
             }
             session.masterName = PeerText.escaped(hello.name)
             let proof = Authentication.proof(

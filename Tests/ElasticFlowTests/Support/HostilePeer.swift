@@ -134,7 +134,8 @@ final class HostilePeer {
     /// for a relay.
     func readFrameBytes(sealed: Bool) throws -> [UInt8] {
         let header = try read(exactly: Int(EF_FRAME_HEADER_SIZE))
-        let length = Int(UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
+        let length = Int(
+            UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
         return header + (try read(exactly: length + (sealed ? Int(EF_SESSION_TAG_SIZE) : 0)))
     }
 
@@ -144,7 +145,8 @@ final class HostilePeer {
 
     func readPlainFrame() throws -> Frame {
         let header = try read(exactly: Int(EF_FRAME_HEADER_SIZE))
-        let length = Int(UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
+        let length = Int(
+            UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
         let payload = try read(exactly: length)
         var frame = ef_frame()
         let all = header + payload
@@ -159,8 +161,14 @@ final class HostilePeer {
         var raw = keys.raw
         let master = role == Hello.masterRole
         let mode: UInt32 = encrypt ? EF_SEAL_ENCRYPT : 0
-        let sendKey = master ? withUnsafeBytes(of: &raw.master_to_worker) { Array($0) } : withUnsafeBytes(of: &raw.worker_to_master) { Array($0) }
-        let openKey = master ? withUnsafeBytes(of: &raw.worker_to_master) { Array($0) } : withUnsafeBytes(of: &raw.master_to_worker) { Array($0) }
+        let sendKey =
+            master
+            ? withUnsafeBytes(of: &raw.master_to_worker) { Array($0) }
+            : withUnsafeBytes(of: &raw.worker_to_master) { Array($0) }
+        let openKey =
+            master
+            ? withUnsafeBytes(of: &raw.worker_to_master) { Array($0) }
+            : withUnsafeBytes(of: &raw.master_to_worker) { Array($0) }
         sealer = ef_seal_create(sendKey, role, mode)
         opener = ef_seal_create(openKey, master ? Hello.workerRole : Hello.masterRole, mode | EF_SEAL_OPENER)
     }
@@ -182,14 +190,16 @@ final class HostilePeer {
 
     func readSealedFrame() throws -> Frame {
         let header = try read(exactly: Int(EF_FRAME_HEADER_SIZE))
-        let length = Int(UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
+        let length = Int(
+            UInt32(header[8]) | UInt32(header[9]) << 8 | UInt32(header[10]) << 16 | UInt32(header[11]) << 24)
         var payload = try read(exactly: length)
         let tag = try read(exactly: Int(EF_SESSION_TAG_SIZE))
         guard ef_seal_open(opener, header, &payload, payload.count, tag) == 0 else {
             throw PeerError.malformed("a sealed frame that does not open")
         }
         return Frame(
-            type: header[5], flags: header[6], aux: UInt32(header[12]) | UInt32(header[13]) << 8 | UInt32(header[14]) << 16 | UInt32(header[15]) << 24,
+            type: header[5], flags: header[6],
+            aux: UInt32(header[12]) | UInt32(header[13]) << 8 | UInt32(header[14]) << 16 | UInt32(header[15]) << 24,
             id: header[16..<24].reversed().reduce(0) { $0 << 8 | UInt64($1) }, payload: payload)
     }
 
@@ -201,15 +211,21 @@ final class HostilePeer {
     func handshakeAsMaster(cookie: String, encrypt: Bool = false) throws -> Hello {
         let secret = Array(cookie.utf8)
         let nonce = try Authentication.nonce()
-        let hello = Hello(role: Hello.masterRole, session: SessionMode(encrypt: encrypt), nonce: nonce, threads: 1, name: "hostile-master")
+        let hello = Hello(
+            role: Hello.masterRole, session: SessionMode(encrypt: encrypt), nonce: nonce, threads: 1,
+            name: "hostile-master")
         try sendPlain(type: .hello, payload: hello.encoded())
         let answer = try readPlainFrame()
         guard answer.type == FrameType.hello.rawValue else {
             throw PeerError.refused(String(decoding: answer.payload, as: UTF8.self))
         }
         let theirs = try Hello(decoding: answer.payload)
-        seal(try SessionKeys(cookie: secret, masterNonce: nonce, workerNonce: theirs.nonce), role: Hello.masterRole, encrypt: encrypt)
-        try sendSealed(type: .auth, payload: Authentication.proof(cookie: secret, role: Hello.masterRole, own: nonce, peer: theirs.nonce))
+        seal(
+            try SessionKeys(cookie: secret, masterNonce: nonce, workerNonce: theirs.nonce), role: Hello.masterRole,
+            encrypt: encrypt)
+        try sendSealed(
+            type: .auth,
+            payload: Authentication.proof(cookie: secret, role: Hello.masterRole, own: nonce, peer: theirs.nonce))
         let welcome = try readSealedFrame()
         guard welcome.type == FrameType.welcome.rawValue else { throw PeerError.malformed("no WELCOME") }
         return theirs
@@ -226,10 +242,13 @@ final class HostilePeer {
         let mode = SessionMode(rawValue: theirs.session) ?? .authenticated
         let hello = Hello(
             role: Hello.workerRole, session: mode, nonce: nonce,
-            proof: Authentication.proof(cookie: secret, role: Hello.workerRole, own: nonce, peer: theirs.nonce), threads: 1,
+            proof: Authentication.proof(cookie: secret, role: Hello.workerRole, own: nonce, peer: theirs.nonce),
+            threads: 1,
             name: name)
         try sendPlain(type: .hello, payload: hello.encoded())
-        seal(try SessionKeys(cookie: secret, masterNonce: theirs.nonce, workerNonce: nonce), role: Hello.workerRole, encrypt: mode.encrypts)
+        seal(
+            try SessionKeys(cookie: secret, masterNonce: theirs.nonce, workerNonce: nonce), role: Hello.workerRole,
+            encrypt: mode.encrypts)
         let auth = try readSealedFrame()
         guard auth.type == FrameType.auth.rawValue else { throw PeerError.malformed("no AUTH") }
         try sendSealed(type: .welcome, payload: [])
@@ -250,7 +269,9 @@ final class HostileListener {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
         listen(fd, 16)
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
