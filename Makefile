@@ -14,7 +14,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format seal-bench
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -48,6 +48,14 @@ bench: release
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy
 	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
+	$(MAKE) seal-bench
+
+# MB/s of sealing and opening frames (AES-256-GCM, MAC only and encrypted) on one core.
+$(BUILD)/seal_bench: Benchmarks/c/seal_bench.c $(CSRC) $(CHDR) | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CWARN) -O3 -ICCore/include -ICCore/src $< $(CSRC) -o $@ $(CLIBS)
+seal-bench: $(BUILD)/seal_bench
+	./$(BUILD)/seal_bench
 
 # Install the C libraries the core links against when they are missing (Debian).
 deps: $(BUILD)/.deps
