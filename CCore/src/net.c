@@ -423,14 +423,20 @@ static void ef__segs_push(ef__conn *c, ef__seg seg) {
     c->pending += seg.len;
 }
 
-/* Copy into the ring (space reserved), extending the last run when it is a ring run. */
-static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
+/* Copy into the ring (space reserved), extending the last run when it is a ring run; with a
+ * seal, the bytes are encrypted on the way in rather than copied. */
+static void ef__ring_put_with(ef__conn *c, ef_seal *seal, const uint8_t *data, size_t n) {
     if (!n)
         return;
     size_t tail = (c->ring_head + c->ring_used) % c->ring_cap;
     size_t first = ef__min(n, c->ring_cap - tail);
-    memcpy(c->ring + tail, data, first);
-    memcpy(c->ring, data + first, n - first);
+    if (seal) {
+        ef__seal_update(seal, data, c->ring + tail, first);
+        ef__seal_update(seal, data + first, c->ring, n - first);
+    } else {
+        memcpy(c->ring + tail, data, first);
+        memcpy(c->ring, data + first, n - first);
+    }
     c->ring_used += n;
     if (c->seg_count) {
         ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
@@ -441,6 +447,10 @@ static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
         }
     }
     ef__segs_push(c, (ef__seg){.kind = EF__RUN_RING, .len = n});
+}
+
+static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
+    ef__ring_put_with(c, NULL, data, n);
 }
 
 /* Gather the queue's front into iov, up to the first file run (written by sendfile, not
@@ -720,27 +730,6 @@ static void ef__ring_unput(ef__conn *c, size_t n) {
         c->ring_head = 0;
 }
 
-/* ef__ring_put, encrypting on the way in (space reserved). */
-static void ef__ring_put_sealed(ef__conn *c, ef_seal *seal, const uint8_t *data, size_t n) {
-    if (!n)
-        return;
-    size_t tail = (c->ring_head + c->ring_used) % c->ring_cap;
-    size_t first = ef__min(n, c->ring_cap - tail);
-    ef__seal_update(seal, data, c->ring + tail, first);
-    ef__seal_update(seal, data + first, c->ring, n - first);
-    /* The bytes are in place: account for them as ef__ring_put does. */
-    c->ring_used += n;
-    if (c->seg_count) {
-        ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
-        if (last->kind == EF__RUN_RING) {
-            last->len += n;
-            c->pending += n;
-            return;
-        }
-    }
-    ef__segs_push(c, (ef__seg){.kind = EF__RUN_RING, .len = n});
-}
-
 #define EF__SCRATCH_SIZE (64u * 1024u)
 
 /* Feed len bytes of fd at offset to seal, a scratch piece at a time: as additional data (MAC
@@ -758,7 +747,7 @@ static int ef__seal_file(ef_loop *loop, ef__conn *c, ef_seal *seal, int fd, uint
             return EF_ESYS;
         }
         if (encrypt)
-            ef__ring_put_sealed(c, seal, loop->scratch, (size_t)r);
+            ef__ring_put_with(c, seal, loop->scratch, (size_t)r);
         else
             ef__seal_update(seal, loop->scratch, NULL, (size_t)r);
         offset += (uint64_t)r;
@@ -832,7 +821,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
                 tampered[i] ^= (uint8_t)(original[i] ^ send->payload[i]);
             ef__ring_put(c, tampered, len);
         } else {
-            ef__ring_put_sealed(c, seal, send->payload, len);
+            ef__ring_put_with(c, seal, send->payload, len);
         }
         if (rc == EF_OK)
             rc = ef__seal_finish(seal, tag);

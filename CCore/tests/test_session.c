@@ -220,32 +220,11 @@ static void *sl_run(void *arg) {
 }
 
 static int sl_client(uint16_t port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = raw_connect(port, 0);
     struct timeval tv = {5, 0}; /* a bug must fail the test, not hang it */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return fd;
-}
-
-static bool sl_write(int fd, const void *p, size_t n) {
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        b += w;
-        n -= (size_t)w;
-    }
-    return true;
 }
 
 static bool sl_read(int fd, void *p, size_t n) {
@@ -287,7 +266,7 @@ static bool sl_send_sealed(int fd, ef_seal *tx, uint8_t type, const uint8_t *pay
     if (ef_seal_frame(tx, last, last + EF_FRAME_HEADER_SIZE, len,
                       last + EF_FRAME_HEADER_SIZE + len) < 0)
         return false;
-    return sl_write(fd, last, EF_FRAME_HEADER_SIZE + len + 16);
+    return write_all(fd, last, EF_FRAME_HEADER_SIZE + len + 16);
 }
 
 static bool sl_closed_by_peer(int fd) {
@@ -328,7 +307,7 @@ static void check_sealed_loop(ef_t *t, int encrypt) {
     struct iovec iov[2];
     ef_frame_encode(hello, EF_FRAME_HELLO, 0, 0, 0, 0, (const uint8_t *)"hi", 2, iov);
     memcpy(hello + EF_FRAME_HEADER_SIZE, "hi", 2);
-    CHECK(t, sl_write(fd, hello, sizeof hello));
+    CHECK(t, write_all(fd, hello, sizeof hello));
     size_t cap = 200 * 1024;
     uint8_t *buf = malloc(cap), *last = malloc(cap), *big = malloc(100 * 1024);
     ef_frame f;
@@ -348,7 +327,7 @@ static void check_sealed_loop(ef_t *t, int encrypt) {
     CHECK_EQ(t, sl_read_sealed(fd, rx, buf, cap, &f), 100 * 1024);
     CHECK(t, memcmp(f.payload.ptr, big, 100 * 1024) == 0);
     /* The same bytes again: a replay, refused at once. */
-    CHECK(t, sl_write(fd, last, EF_FRAME_HEADER_SIZE + 100 * 1024 + 16));
+    CHECK(t, write_all(fd, last, EF_FRAME_HEADER_SIZE + 100 * 1024 + 16));
     CHECK(t, sl_closed_by_peer(fd));
     close(fd);
     ef_loop_stop(s.loop);
@@ -396,12 +375,12 @@ static void test_loop_preauth_limit(ef_t *t) {
             uint8_t hello[EF_FRAME_HEADER_SIZE + 2];
             ef_frame_encode(hello, EF_FRAME_HELLO, 0, 0, 0, 0, (const uint8_t *)"hi", 2, iov);
             memcpy(hello + EF_FRAME_HEADER_SIZE, "hi", 2);
-            CHECK(t, sl_write(fd, hello, sizeof hello));
+            CHECK(t, write_all(fd, hello, sizeof hello));
         }
         /* A well-formed header (its CRC is right) claiming 256 MiB; the payload CRC is never
          * reached. */
         ef_frame_encode_sealed(header, EF_FRAME_PARCEL, 0, 0, 0, 1, 256u << 20);
-        CHECK(t, sl_write(fd, header, sizeof header));
+        CHECK(t, write_all(fd, header, sizeof header));
         /* Drain the WELCOME, if any, then the close. */
         uint8_t sink[4096];
         ssize_t r;
