@@ -571,7 +571,9 @@ typedef struct ef_send {
     /* EF_SEND_* bits; 0 = none. Unknown bits: EF_EINVAL. */
     unsigned options;
     /* Read only with EF_SEND_FROM_FILE (so zero-filled means "no file", not fd 0): payload is
-     * ignored and the payload is the len bytes of file_fd at file_offset, which go from the
+     * not sent (on a sealed connection, when not NULL, it must hold the same len bytes, which
+     * seal the frame without reading the file: see ef_loop_seal) and the payload is the len
+     * bytes of file_fd at file_offset, which go from the
      * page cache to the socket with sendfile(2), never through user memory (or, where the file
      * or socket does not support sendfile, pread into the connection's send buffer and sendmsg).
      * The fd's own offset never moves. has_crc is required (EF_EINVAL without it): the loop
@@ -622,10 +624,11 @@ EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
  * in the read buffer when called from on_frame. role is this side's: 'M' sends with
  * master_to_worker and opens with worker_to_master, 'W' the other way round. encrypt: payloads
  * are encrypted both ways (EF_SEAL_ENCRYPT), else only authenticated. A frame whose tag fails
- * closes the connection: on_close(EF_EFRAMEAUTH). A file payload (EF_SEND_FROM_FILE) is read
- * once with pread at send time to compute its tag (MAC only; still sent with sendfile, so a file
- * changed in between fails the peer's tag check), or copied and encrypted into the send buffer
- * (encrypt). Tampered sends (chaos) carry the tag of the original payload. EF_OK, EF_ECLOSED,
+ * closes the connection: on_close(EF_EFRAMEAUTH). A file payload (EF_SEND_FROM_FILE) needs its
+ * bytes at send time: from ef_send.payload when the caller lends them (the same len bytes, read
+ * only during the call), else read once with pread. MAC only, the tag is computed from them and
+ * the payload still goes with sendfile (so a file changed in between fails the peer's tag check);
+ * encrypted, they are encrypted into the send buffer. Tampered sends (chaos) carry the tag of the original payload. EF_OK, EF_ECLOSED,
  * EF_EINVAL (bad role, NULL keys, already sealed), EF_ENOMEM. */
 EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,
                         int encrypt);

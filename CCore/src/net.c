@@ -775,7 +775,9 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
     if (ef__ring_reserve(c, EF_FRAME_HEADER_SIZE + EF_SESSION_TAG_SIZE + (copied ? len : 0)) < 0 ||
         ef__segs_reserve(c, 3) < 0)
         return EF_ENOMEM;
-    if (file && !loop->scratch && !(loop->scratch = malloc(EF__SCRATCH_SIZE)))
+    /* A file payload's bytes are read back for the tag unless the caller lent them. */
+    bool from_file = file && !send->payload;
+    if (from_file && !loop->scratch && !(loop->scratch = malloc(EF__SCRATCH_SIZE)))
         return EF_ENOMEM;
     uint8_t *tampered = NULL; /* chaos only: the ciphertext of original with sent's changes */
     if (encrypt && original && len) {
@@ -787,7 +789,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
     size_t ring_before = c->ring_used;
     ef__seal_begin(seal, header);
     if (!encrypt) {
-        if (file)
+        if (from_file)
             rc = ef__seal_file(loop, c, seal, send->file_fd, send->file_offset, len, &err);
         else
             ef__seal_update(seal, original ? original : send->payload, NULL, len);
@@ -813,7 +815,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
         }
     } else {
         ef__ring_put(c, header, EF_FRAME_HEADER_SIZE);
-        if (file) {
+        if (from_file) {
             rc = ef__seal_file(loop, c, seal, send->file_fd, send->file_offset, len, &err);
         } else if (tampered) {
             ef__seal_update(seal, original, tampered, len);
@@ -830,7 +832,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
     if (rc < 0) {
         if (encrypt) /* the header and what was encrypted of the payload are the newest bytes */
             ef__ring_unput(c, c->ring_used - ring_before);
-        if (rc == EF_ESYS && file) {
+        if (rc == EF_ESYS && from_file) {
             /* As unsealed: a file that ends early closes the connection, and the release the
              * caller handed over still runs exactly once. */
             ef__conn_kill(loop, c, EF_ESYS, err);

@@ -226,11 +226,14 @@ final class EventLoop: @unchecked Sendable {
     /// to the socket (`ef_loop_send_with`, `EF_SEND_FROM_FILE`: `sendfile(2)`). The loop never
     /// reads the bytes, so their CRC32C must be given. The fd must stay open until the send is
     /// done (the step's `SourceFiles` outlives its loop).
+    /// - Parameter bytes: the same bytes when the caller still holds them (read during the call
+    ///   only): a sealed connection computes the frame's tag from them instead of reading the file.
     func sendFile(
         _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64, fd: Int32,
-        offset: UInt64, length: Int, payloadCRC: UInt32
+        offset: UInt64, length: Int, payloadCRC: UInt32, bytes: UnsafeRawBufferPointer? = nil
     ) -> Int32 {
         var send = ef_send()
+        if let bytes, bytes.count == length { send.payload = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) }
         send.type = type
         send.flags = flags
         send.codec = codec
