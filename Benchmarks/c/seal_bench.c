@@ -82,8 +82,10 @@ int main(void) {
         const char *name = s == 0 ? "64 KiB" : "32 MiB";
         for (unsigned mode = 0; mode <= EF_SEAL_ENCRYPT; mode++)
             printf("%-10s %-10s %12.0f %12.0f\n", name, mode ? "encrypted" : "MAC only",
-                   measure(SEAL, mode, buf, sizes[s], total), measure(OPEN, mode, buf, sizes[s], total));
-        printf("%-10s %-10s %12.0f %12s\n", name, "CRC32C", measure(CRC, 0, buf, sizes[s], total), "");
+                   measure(SEAL, mode, buf, sizes[s], total),
+                   measure(OPEN, mode, buf, sizes[s], total));
+        printf("%-10s %-10s %12.0f %12s\n", name, "CRC32C", measure(CRC, 0, buf, sizes[s], total),
+               "");
     }
     free(buf);
     return 0;

@@ -66,7 +66,7 @@ enum {
     EF_ECLOSED = -16,      /* connection closed */
     EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
     EF_EFRAMETYPE = -18,   /* frame type unknown */
-    EF_EFRAMEAUTH = -19,   /* a sealed frame's tag did not verify (wrong key, replay, reorder, edit) */
+    EF_EFRAMEAUTH = -19,   /* a sealed frame's tag did not verify (key, replay, order, edit) */
 };
 
 /* A static, human-readable, one-line description of an EF_E* code (never NULL). */
@@ -379,8 +379,7 @@ typedef struct ef_session_keys {
  * (NULL, or an empty cookie), EF_ENOMEM. */
 EF_API int ef_session_derive(const uint8_t *cookie, size_t cookie_len,
                              const uint8_t master_nonce[EF_AUTH_NONCE_SIZE],
-                             const uint8_t worker_nonce[EF_AUTH_NONCE_SIZE],
-                             ef_session_keys *keys);
+                             const uint8_t worker_nonce[EF_AUTH_NONCE_SIZE], ef_session_keys *keys);
 
 /* ef_seal_create flags. */
 #define EF_SEAL_ENCRYPT 0x1u /* payloads are encrypted, not only authenticated */
@@ -407,14 +406,13 @@ EF_API int ef_seal_frame(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZ
 /* Open one frame sealed as above: verify the tag (decrypting payload in place with
  * EF_SEAL_ENCRYPT). EF_OK (the counter advances) or EF_EFRAMEAUTH (the counter does not; an
  * encrypted payload is then garbage). */
-EF_API int ef_seal_open(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE],
-                        uint8_t *payload, size_t len, const uint8_t tag[EF_SESSION_TAG_SIZE]);
+EF_API int ef_seal_open(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t *payload,
+                        size_t len, const uint8_t tag[EF_SESSION_TAG_SIZE]);
 
 /* Encode a sealed frame's header (payload CRC 0) into header: as ef_frame_encode without the
  * iovecs. EF_OK, EF_EINVAL, EF_ETOOLONG. */
-EF_API int ef_frame_encode_sealed(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type,
-                                  uint8_t flags, uint8_t codec, uint32_t aux, uint64_t id,
-                                  size_t payload_len);
+EF_API int ef_frame_encode_sealed(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                                  uint8_t codec, uint32_t aux, uint64_t id, size_t payload_len);
 /* Parse a sealed frame at the start of buf, as ef_frame_parse but without the payload CRC (the
  * tag stands for it, and is not checked here): returns header + payload + tag bytes, with
  * out->payload the payload alone and *tag pointing at its tag. */
@@ -628,8 +626,9 @@ EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
  * bytes at send time: from ef_send.payload when the caller lends them (the same len bytes, read
  * only during the call), else read once with pread. MAC only, the tag is computed from them and
  * the payload still goes with sendfile (so a file changed in between fails the peer's tag check);
- * encrypted, they are encrypted into the send buffer. Tampered sends (chaos) carry the tag of the original payload. EF_OK, EF_ECLOSED,
- * EF_EINVAL (bad role, NULL keys, already sealed), EF_ENOMEM. */
+ * encrypted, they are encrypted into the send buffer. Tampered sends (chaos) carry the tag of the
+ * original payload. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL keys, already sealed), EF_ENOMEM.
+ */
 EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,
                         int encrypt);
 
