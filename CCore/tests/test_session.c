@@ -4,6 +4,7 @@
 #include "ef_test.h"
 
 #include "elasticflow.h"
+#include "loop_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -399,7 +400,59 @@ static void test_loop_preauth_limit(ef_t *t) {
     }
 }
 
+/* Read one plain frame (header + payload) into buf; returns its payload length or -1. */
+static ptrdiff_t sl_read_plain(int fd, uint8_t *buf, size_t cap) {
+    if (!sl_read(fd, buf, EF_FRAME_HEADER_SIZE))
+        return -1;
+    uint32_t len;
+    memcpy(&len, buf + 8, 4);
+    if (EF_FRAME_HEADER_SIZE + (size_t)len > cap || !sl_read(fd, buf + EF_FRAME_HEADER_SIZE, len))
+        return -1;
+    return len;
+}
+
+/* A buffer grown for one big frame is given back once the frames after it fit the normal size. */
+static void test_loop_read_buffer_given_back(ef_t *t) {
+    static sl s;
+    memset(&s, 0, sizeof s);
+    s.file_fd = -1;
+    ef_loop_config cfg = {.user = &s,
+                          .on_accept = sl_accept,
+                          .on_frame = sl_frame,
+                          .on_close = sl_close,
+                          .read_buffer = 4096,
+                          .max_payload = 4u << 20};
+    s.loop = ef_loop_create(&cfg, NULL);
+    uint64_t listener;
+    uint16_t port;
+    ef_loop_listen(s.loop, "127.0.0.1", 0, &listener, &port);
+    pthread_t th;
+    pthread_create(&th, NULL, sl_run, s.loop);
+    int fd = sl_client(port);
+    size_t big = 3u << 20, cap = big + 2 * EF_FRAME_HEADER_SIZE;
+    uint8_t *frame = calloc(1, cap), *back = malloc(cap);
+    struct iovec iov[2];
+    ef_frame_encode(frame, EF_FRAME_PARCEL, 0, 0, 0, 1, frame + EF_FRAME_HEADER_SIZE, big, iov);
+    CHECK(t, write_all(fd, frame, EF_FRAME_HEADER_SIZE + big));
+    CHECK_EQ(t, sl_read_plain(fd, back, cap), (ptrdiff_t)big); /* the echo */
+    ef_frame_encode(frame, EF_FRAME_PARCEL, 0, 0, 0, 2, frame + EF_FRAME_HEADER_SIZE, 10, iov);
+    CHECK(t, write_all(fd, frame, EF_FRAME_HEADER_SIZE + 10));
+    CHECK_EQ(t, sl_read_plain(fd, back, cap), 10);
+    ef_loop_stop(s.loop);
+    pthread_join(th, NULL);
+    /* The loop is stopped: its connection may be inspected from here. */
+    const ef__conn *c = (const ef__conn *)ef__obj_find(s.loop, s.conn, EF__CONN);
+    CHECK(t, c != NULL);
+    if (c)
+        CHECK_EQ(t, c->rcap, 4096);
+    close(fd);
+    ef_loop_free(s.loop);
+    free(frame);
+    free(back);
+}
+
 void suite_session(ef_t *t) {
+    RUN(t, test_loop_read_buffer_given_back);
     RUN(t, test_session_derive_vectors);
     RUN(t, test_seal_known_answers);
     RUN(t, test_seal_open_rules_mac);
