@@ -66,7 +66,8 @@ enum {
     EF_ECLOSED = -16,      /* connection closed */
     EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
     EF_EFRAMETYPE = -18,   /* frame type unknown */
-    EF_EFRAMEAUTH = -19,   /* a sealed frame's tag did not verify (key, replay, order, edit) */
+    EF_EWORDTOOLONG = -19, /* counter: a word is longer than ef_counter_options.max_word */
+    EF_EFRAMEAUTH = -20,   /* a sealed frame's tag did not verify (key, replay, order, edit) */
 };
 
 /* A static, human-readable, one-line description of an EF_E* code (never NULL). */
@@ -241,16 +242,19 @@ typedef struct ef_counter_options {
     uint32_t partitions;       /* 1..EF_COUNT_PARTITIONS_MAX; 0 = default (16) */
     uint32_t flags;            /* EF_COUNT_* */
     size_t initial_capacity;   /* expected distinct words in all; 0 = default */
+    size_t max_word;           /* longest word ef_counter_feed accepts, in bytes; 0 = no cap */
 } ef_counter_options;
 
 /* NULL options = defaults. Returns NULL on allocation failure or invalid options. */
 EF_API ef_counter *ef_counter_create(const ef_counter_options *options);
 EF_API void ef_counter_free(ef_counter *counter);
 
-/* Tokenize and count. Returns EF_OK or EF_ENOMEM (table growth failed; counts stay consistent
- * up to the last whole word counted). */
+/* Tokenize and count. Returns EF_OK, EF_ENOMEM (table growth failed; counts stay consistent
+ * up to the last whole word counted) or EF_EWORDTOOLONG (a word longer than max_word: the
+ * pending word never grows past the cap, so memory stays bounded; the counter must then be
+ * cleared or freed, its counts are partial). */
 EF_API int ef_counter_feed(ef_counter *counter, const uint8_t *data, size_t len);
-/* End of stream: count the word pending from the last feed, if any. */
+/* End of stream: count the word pending from the last feed, if any (EF_EWORDTOOLONG as feed). */
 EF_API int ef_counter_finish(ef_counter *counter);
 /* Add count to one whole word, as given (no tokenizing, no lowercasing). */
 EF_API int ef_counter_add(ef_counter *counter, const uint8_t *word, size_t len, uint64_t count);

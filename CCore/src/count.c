@@ -87,6 +87,7 @@ struct ef_counter {
     uint8_t *scratch; /* WINDOW bytes, with EF_COUNT_LOWERCASE only */
     uint8_t *pend;    /* the word the last feed ended inside of, as it will be counted */
     size_t pend_len, pend_cap;
+    size_t max_word; /* SIZE_MAX when there is no cap */
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -395,7 +396,8 @@ typedef struct ef__scan {
  * ignored (the padding of a short last block). Starts and ends alternate, so pairing the k-th
  * start with the k-th end (after the end of a word carried in) finds every word. */
 EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uint64_t ws,
-                         uint64_t valid, ef__scan *sc, const uint8_t *lim, int checked) {
+                         uint64_t valid, ef__scan *sc, const uint8_t *lim, int checked,
+                         size_t maxw) {
     uint64_t prev = ws << 1 | sc->carry;
     sc->carry = ws >> 63;
     uint64_t starts = ~ws & prev & valid, ends = ws & ~prev;
@@ -404,8 +406,10 @@ EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uin
             return EF_OK;
         const uint8_t *s = sc->start;
         sc->start = NULL;
-        int rc =
-            count_word(parts, nparts, s, (size_t)(b + __builtin_ctzll(ends) - s), lim, checked);
+        size_t n = (size_t)(b + __builtin_ctzll(ends) - s);
+        if (EF_UNLIKELY(n > maxw))
+            return EF_EWORDTOOLONG;
+        int rc = count_word(parts, nparts, s, n, lim, checked);
         if (rc)
             return rc;
         ends &= ends - 1;
@@ -419,6 +423,9 @@ EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uin
         }
         size_t e = (size_t)__builtin_ctzll(ends);
         ends &= ends - 1;
+        /* a word inside one block is at most 64 bytes: only a cap that low needs this check */
+        if (EF_UNLIKELY(e - s > maxw))
+            return EF_EWORDTOOLONG;
         int rc = count_word(parts, nparts, b + s, e - s, lim, checked);
         if (EF_UNLIKELY(rc))
             return rc;
@@ -428,6 +435,9 @@ EF_INLINE int scan_block(ef__part *parts, uint32_t nparts, const uint8_t *b, uin
 
 /* Slow path: append to the pending word. */
 static int pend_append(ef_counter *c, const uint8_t *p, size_t len) {
+    /* refused before growing: a word with no end (/dev/zero) never takes more than the cap */
+    if (len > c->max_word - c->pend_len)
+        return EF_EWORDTOOLONG;
     if (len > c->pend_cap - c->pend_len) {
         if (len > SIZE_MAX / 2 - c->pend_len)
             return EF_ENOMEM;
@@ -470,7 +480,8 @@ EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, ef__mask
     uint32_t nparts = c->nparts;
     ef__scan sc = {1, NULL};
     for (; len - i >= 64 + SAFE_TAIL; i += 64) {
-        int rc = scan_block(parts, nparts, data + i, ws_mask(data + i), ~0ull, &sc, lim, 0);
+        int rc =
+            scan_block(parts, nparts, data + i, ws_mask(data + i), ~0ull, &sc, lim, 0, c->max_word);
         if (EF_UNLIKELY(rc))
             return rc;
     }
@@ -483,7 +494,7 @@ EF_INLINE int feed_body(ef_counter *c, const uint8_t *data, size_t len, ef__mask
         memset(pad, 'x', sizeof pad);
         memcpy(pad, data + i, n);
         uint64_t valid = n == 64 ? ~0ull : (1ull << n) - 1;
-        int rc = scan_block(parts, nparts, data + i, ws_mask(pad), valid, &sc, lim, 1);
+        int rc = scan_block(parts, nparts, data + i, ws_mask(pad), valid, &sc, lim, 1, c->max_word);
         if (rc)
             return rc;
         i += n;
@@ -590,6 +601,7 @@ EF_API ef_counter *ef_counter_create(const ef_counter_options *options) {
         return NULL;
     c->nparts = o.partitions;
     c->flags = o.flags;
+    c->max_word = o.max_word ? o.max_word : SIZE_MAX;
     c->parts = aligned_alloc(64, o.partitions * sizeof *c->parts);
     if (!c->parts) {
         free(c);

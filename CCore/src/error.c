@@ -30,6 +30,7 @@ EF_API const char *ef_strerror(int code) {
     case EF_ECLOSED: return "connection closed";
     case EF_EBUSY: return "send queue full (back-pressure)";
     case EF_EFRAMETYPE: return "unknown frame type";
+    case EF_EWORDTOOLONG: return "a word is longer than the word-size cap";
     case EF_EFRAMEAUTH:
         return "frame authentication failed (wrong session key, or a replayed, reordered or "
                "altered frame)";

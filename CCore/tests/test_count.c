@@ -402,6 +402,60 @@ static void test_count_long_word(ef_t *t) {
     free(lw);
 }
 
+/* max_word: a word of exactly the cap counts; one byte longer is EF_EWORDTOOLONG, whether it
+ * lies inside one feed, straddles feeds (fed one byte at a time too) or is still pending at the
+ * end; the pending buffer never grows past the cap. Every tokenizer and case mode. */
+static void test_count_max_word(ef_t *t) {
+    const size_t cap = 100;
+    uint8_t text[260];
+    memset(text, 'a', sizeof text);
+    for (uint32_t flags = 0; flags <= EF_COUNT_LOWERCASE; flags++) {
+        for (int tok = 0; tok < tokenizer_count(); tok++) {
+            for (size_t len = cap - 1; len <= cap + 1; len++) {
+                int want = len > cap ? EF_EWORDTOOLONG : EF_OK;
+                ef_counter_options o = {.partitions = 4, .flags = flags, .max_word = cap};
+                /* whole in one feed, with whitespace around it */
+                ef_counter *c = ef_counter_create(&o);
+                ef__counter_set_tokenizer(c, tok);
+                uint8_t buf[300];
+                buf[0] = ' ';
+                memcpy(buf + 1, text, len);
+                buf[len + 1] = '\n';
+                memset(buf + len + 2, ' ', 80); /* long enough for the fast loop */
+                CHECK_EQ(t, ef_counter_feed(c, buf, len + 82), want);
+                ef_counter_free(c);
+                /* one byte at a time: the word is pending, then ends */
+                c = ef_counter_create(&o);
+                ef__counter_set_tokenizer(c, tok);
+                int rc = EF_OK;
+                for (size_t i = 0; i < len && rc == EF_OK; i++)
+                    rc = ef_counter_feed(c, text + i, 1);
+                if (rc == EF_OK)
+                    rc = ef_counter_feed(c, (const uint8_t *)" ", 1);
+                CHECK_EQ(t, rc, want);
+                ef_counter_free(c);
+                /* pending at the end of the stream */
+                c = ef_counter_create(&o);
+                ef__counter_set_tokenizer(c, tok);
+                rc = ef_counter_feed(c, text, len);
+                if (rc == EF_OK)
+                    rc = ef_counter_finish(c);
+                CHECK_EQ(t, rc, want);
+                if (want == EF_OK)
+                    CHECK_EQ(t, ef_counter_get(c, text, len), 1);
+                ef_counter_free(c);
+            }
+        }
+    }
+    /* no cap (0): a word far longer than any cap above still counts */
+    ef_counter *c = ef_counter_create(&(ef_counter_options){.max_word = 0});
+    CHECK_EQ(t, ef_counter_feed(c, text, sizeof text), EF_OK);
+    CHECK_EQ(t, ef_counter_finish(c), EF_OK);
+    CHECK_EQ(t, ef_counter_get(c, text, sizeof text), 1);
+    ef_counter_free(c);
+    CHECK(t, strlen(ef_strerror(EF_EWORDTOOLONG)) > 0);
+}
+
 /* "W<digits of k, reversed>" and a separator; returns the bytes written. */
 static size_t put_number_word(uint8_t *p, uint32_t k) {
     size_t n = 0;
@@ -1454,6 +1508,7 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_exact_semantics);
     RUN(t, test_count_empty_and_whitespace);
     RUN(t, test_count_long_word);
+    RUN(t, test_count_max_word);
     RUN(t, test_count_growth);
     RUN(t, test_count_merge);
     RUN(t, test_count_merge_threads);

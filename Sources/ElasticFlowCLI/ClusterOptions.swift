@@ -120,6 +120,32 @@ struct ClusterOptions: ParsableArguments {
     )
     var encrypt = false
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "The longest word accepted, e.g. 1MiB (default); a longer one is an error naming the file.",
+            valueName: "SIZE"))
+    var maxWordSize: String?
+
+    /// `--max-word-size`, checked, or nil when not given.
+    func wordSizeCap() throws(ElasticFlowError) -> Int? {
+        try maxWordSize.map { (text) throws(ElasticFlowError) in
+            try Limits.size(text, in: Limits.maxWordSize, "--max-word-size")
+        }
+    }
+
+    /// Checks every flag's range at parse time, before a command reads a file, a journal or the
+    /// network: the flags over a default configuration, through `ClusterConfiguration.validate()`
+    /// (the one place the ranges are checked; the command applies them again over its real one).
+    func validate() throws {
+        do throws(ElasticFlowError) {
+            var probe = ClusterConfiguration(workers: try workerAddresses() ?? [], cookie: try Cookie("probe"))
+            try apply(to: &probe, parcelSize: nil)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
@@ -150,7 +176,10 @@ struct ClusterOptions: ParsableArguments {
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
-        if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if let parcelSize {
+            configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
+        }
+        if let cap = try wordSizeCap() { configuration.maxWordSize = cap }
         if sharedInput {
             // Splits cost the master a frame and a merge each, whatever their size: larger ones
             // by default (unless a size was given here or in the cluster file).

@@ -53,7 +53,6 @@ struct CountCommand: ParsableCommand {
 
     func validate() throws {
         if files.isEmpty { throw ValidationError("give at least one FILE ('-' for standard input)") }
-        if let threads, threads < 1 || threads > 1024 { throw ValidationError("--threads must be in 1...1024") }
     }
 
     func run() throws {
@@ -86,7 +85,11 @@ struct CountCommand: ParsableCommand {
                         "cluster flags (--cookie, --compression, --chaos, ...) need --workers or --listen")
                 }
                 var options = WordCountOptions(lowercase: lowercase, threads: threads)
-                if let parcelSize { options.parcelSize = try ByteSize.parse(parcelSize) }
+                if let parcelSize {
+                    options.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
+                }
+                if let cap = try cluster.wordSizeCap() { options.maxWordSize = cap }
+                try options.validate()
                 let bar = ProgressBar()
                 var onProgress: (@Sendable (StepProgress) -> Void)?
                 if bar.isEnabled { onProgress = { progress in bar.update(progress) } }
@@ -126,6 +129,9 @@ func runJournaled(
 )
     throws(ElasticFlowError) -> StepReport
 {
+    // Held from the search for an unfinished step to the end: a second master is refused at once.
+    let hold = try StepDataLock(directory: stepData)
+    defer { withExtendedLifetime(hold) {} }
     let master = Master(configuration: configuration)
     let bar = ProgressBar()
     defer { bar.finish() }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ElasticFlow
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -16,6 +17,23 @@ struct ElasticFlowCommand: ParsableCommand {
             ExampleCommand.self, GenerateCommand.self,
         ]
     )
+
+    /// ArgumentParser's own main, but a parse or validation error is one line
+    /// (`elasticflow: error: …`, exit 64) rather than the error, the usage and a hint: every bad
+    /// input gets one clear line, whoever refuses it. Help and version print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            let lines = message(for: error).split(whereSeparator: \.isNewline).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
+            fail(lines.filter { !$0.isEmpty }.joined(separator: " "), code: code.rawValue)
+        }
+    }
 }
 
 /// Prints `elasticflow: error: MESSAGE` on standard error and exits with `code`.

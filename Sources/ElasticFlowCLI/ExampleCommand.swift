@@ -32,6 +32,12 @@ struct ExampleCommand: ParsableCommand {
     func run() throws {
         do throws(ElasticFlowError) {
             let cookie = try Cookie(randomHex())
+            var configuration = ClusterConfiguration(workers: [], cookie: cookie)
+            configuration.parcelSize = try Limits.size(parcelSize, in: Limits.parcelSize, "--parcel-size")
+            configuration.compression = try Compression(parsing: compression)
+            try configuration.validate()
+            guard top >= 1 else { throw .invalidArgument("--top must be at least 1, not \(top)") }
+            let sampleSize = try Limits.size(size, in: Limits.exampleSize, "--size")
             var temporary: String?
             defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
             let corpus: String
@@ -42,15 +48,13 @@ struct ExampleCommand: ParsableCommand {
                 try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
                 temporary = directory
                 corpus = directory + "/sample.txt"
-                try writeSample(to: corpus, size: try ByteSize.parse(size))
+                try writeSample(to: corpus, size: sampleSize)
             }
             let workers = try (1...2).map { (index: Int) throws(ElasticFlowError) in
                 try WorkerProcess(name: "worker-\(index)", cookie: cookie)
             }
             defer { for worker in workers { worker.stop() } }
-            var configuration = ClusterConfiguration(workers: workers.map(\.address), cookie: cookie)
-            configuration.parcelSize = try ByteSize.parse(parcelSize)
-            configuration.compression = try Compression(parsing: compression)
+            configuration.workers = workers.map(\.address)
             logLine(
                 "master: counting \(corpus) with workers \(workers.map(\.address.description).joined(separator: ", "))")
             let report = try runOnCluster(

@@ -22,7 +22,7 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         do throws(ElasticFlowError) {
-            let total = try ByteSize.parse(size)
+            let total = try Limits.size(size, in: Limits.generateSize, "--size")
             let fd: Int32
             if let output {
                 fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

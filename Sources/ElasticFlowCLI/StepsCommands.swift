@@ -88,6 +88,14 @@ struct ResumeCommand: ParsableCommand {
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
+    func validate() throws {
+        do throws(ElasticFlowError) {
+            if let threads { try Limits.check(threads, in: Limits.threads, "--threads") }
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
     func run() throws {
         do throws(ElasticFlowError) {
             let records = try StepJournal.steps(in: stepData)

@@ -61,14 +61,9 @@ struct WorkerCommand: ParsableCommand {
             configuration.listens = address != nil
             configuration.join = master
             configuration.encrypt = encrypt
-            if let threads {
-                guard threads >= 1 else { throw .invalidArgument("--threads must be at least 1") }
-                configuration.threads = threads
-            }
-            if let heartbeatTimeout {
-                guard heartbeatTimeout > 0 else { throw .invalidArgument("--heartbeat-timeout must be positive") }
-                configuration.heartbeatTimeout = heartbeatTimeout
-            }
+            if let threads { configuration.threads = threads }
+            if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+            try configuration.validate()
             let quiet = self.quiet
             let worker = try Worker(configuration: configuration) { line in
                 if !quiet { logLine("elasticflow worker: \(line)") }

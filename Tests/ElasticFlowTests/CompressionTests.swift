@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import ElasticFlow
@@ -32,9 +33,38 @@ import Testing
         let zeros = [UInt8](repeating: 0, count: 8 << 20)
         let bomb = try codec.compress(zeros, with: .zstd(level: 3))
         #expect(bomb.count < 4096)
-        #expect(throws: ElasticFlowError.core(.tooBig, operation: "decompressing")) {
+        #expect(throws: Codec.overLimit(8 << 20, 1 << 20)) {
             try codec.decompress(bomb, limit: 1 << 20)
         }
+        #expect(Codec.overLimit(8 << 20, 1 << 20).description.contains("8388608 bytes, over the 1MiB limit"))
+    }
+
+    /// A bomb within the limit (a 6 KB zstd frame expanding to 200 MiB) is decompressed, and the
+    /// pool thread gives the 200 MiB back after the job: its buffers return to their normal size.
+    @Test(arguments: [Compression.zstd(level: 3), .lz4])
+    func buffersGrownByABombAreGivenBack(_ compression: Compression) throws {
+        let codec = try Codec()
+        let bomb = try codec.compress([UInt8](repeating: UInt8(ascii: "a"), count: 200 << 20), with: compression)
+        #expect(bomb.count < 1 << 20)
+        let pool = try WorkerPool(threads: 1, name: "bomb-test", scratchCapacity: 4 << 20)
+        let capacities = Locked<[Int]>([])
+        let done = DispatchSemaphore(value: 0)
+        let shared = bomb
+        pool.submit { context in
+            let grown = shared.withUnsafeBytes { bytes in
+                (try? context.codec.decompress(bytes, into: context.scratch, limit: 256 << 20)) ?? -1
+            }
+            capacities.withLock { $0 = [grown, context.scratch.capacity] }
+            done.signal()
+        }
+        done.wait()
+        pool.submit { context in
+            capacities.withLock { $0.append(context.scratch.capacity) }
+            done.signal()
+        }
+        done.wait()
+        #expect(capacities.withLock { $0 } == [200 << 20, 200 << 20, 4 << 20])
+        pool.shutdown()
     }
 
     @Test func refusesCorruptInput() throws {

@@ -77,7 +77,8 @@ import Testing
         #expect(journal.record.compression == "zstd:3" && journal.record.parcelSize == 4096)
         let lines = String(decoding: try bytes(journal.path + "/receipts.log"), as: UTF8.self)
             .split(separator: "\n")
-        #expect(lines.first == "1/0/0@0+4096:80#00000000")
+        #expect(lines.first == "\(StepJournal.logLine(receipt(0)))")
+        #expect(lines.first?.hasPrefix("1/0/0@0+4096:80#00000000 ") == true)
         #expect(lines.count == 50)
     }
 
@@ -150,7 +151,7 @@ import Testing
         for sequence in 0..<16 as Range<UInt64> { try journal.recordReceipt(receipt(sequence)) }
         try journal.checkpoint(aggregated: Set(0..<16), aggregate: [16])
         let lines = String(decoding: try bytes(journal.path + "/receipts.log"), as: UTF8.self)
-        #expect(lines == (0..<16 as Range<UInt64>).map { "\(receipt($0))\n" }.joined())
+        #expect(lines == (0..<16 as Range<UInt64>).map { "\(StepJournal.logLine(receipt($0)))\n" }.joined())
         #expect(try journal.recovered().aggregated == Set(0..<16))
     }
 
@@ -248,6 +249,59 @@ import Testing
         #expect(error?.description.contains(log) == true)
         #expect(error?.description.contains("line 2") == true)
         #expect(failure { try journal.recordReceipt(receipt(9)) } != nil)
+    }
+
+    /// A synced receipts.log line edited into another well-formed receipt is reported as a
+    /// corrupt receipts.log (its line checksum), never as "the sources changed".
+    @Test func anEditedReceiptLineIsCorruptionNotAChangedSource() throws {
+        let directory = try TemporaryDirectory()
+        _ = try journalWithCheckpoint(directory, receipts: 4, aggregated: 2)
+        let log = directory.path("steps/step-1/receipts.log")
+        var text = String(decoding: try bytes(log), as: UTF8.self)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines[2].hasPrefix("1/2/0@8192+4096:82#"))
+        text = text.replacingOccurrences(of: "1/2/0@8192+4096:82#", with: "1/2/0@8192+4096:83#")
+        try write(Array(text.utf8), to: log)
+        let journal = try StepJournal.open(directory: directory.path("steps"), step: 1)
+        let error = failure { _ = try journal.recovered() }
+        let message = error?.description ?? ""
+        #expect(message.hasPrefix("corrupt step journal file '\(log)': line 3 (byte "), "\(message)")
+        #expect(message.contains("checksum") && !message.contains("sources changed"), "\(message)")
+    }
+
+    /// Journals written before line checksums (bare receipts) still read.
+    @Test func linesWithoutAChecksumStillRead() throws {
+        let directory = try TemporaryDirectory()
+        _ = try journalWithCheckpoint(directory, receipts: 3, aggregated: 3)
+        let log = directory.path("steps/step-1/receipts.log")
+        let bare = String(decoding: try bytes(log), as: UTF8.self).split(separator: "\n")
+            .map { $0.split(separator: " ")[0] + "\n" }.joined()
+        try write(Array(bare.utf8), to: log)
+        // The checkpoint's durable length was the long lines'.
+        try FileManager.default.removeItem(atPath: directory.path("steps/step-1/checkpoint"))
+        let journal = try StepJournal.open(directory: directory.path("steps"), step: 1)
+        #expect(try journal.recovered().receipts.keys.sorted() == [0, 1, 2])
+    }
+
+    /// Options edited in step.json (case folding, say) make `resume` refuse, naming step.json,
+    /// instead of finishing the step with two foldings mixed.
+    @Test func anEditedDefinitionIsRefusedOnResume() throws {
+        let directory = try TemporaryDirectory()
+        let steps = directory.path("steps")
+        do {
+            let journal = try StepJournal.create(directory: steps, record: record(1))
+            try journal.update(state: .failed, detail: "a worker failed")
+            #expect(journal.record.definitionDigest == journal.record.computedDefinitionDigest())
+        }
+        let path = directory.path("steps/step-1/step.json")
+        let edited = String(decoding: try bytes(path), as: UTF8.self)
+            .replacingOccurrences(of: "\"lowercase\" : true", with: "\"lowercase\" : false")
+        #expect(edited != String(decoding: try bytes(path), as: UTF8.self))
+        try write(Array(edited.utf8), to: path)
+        let error = failure { _ = try StepExecution.openUnfinished(step: 1, in: steps) }
+        let message = error?.description ?? ""
+        #expect(message.contains(path) && message.contains("edited"), "\(message)")
+        #expect(!message.contains("\n"))
     }
 
     @Test func aLogShorterThanItsCheckpointIsCorruption() throws {

@@ -17,10 +17,20 @@ public struct ChaosSettings: Hashable, Sendable, Codable {
     /// - Throws: `ElasticFlowError.invalidArgument` for a percentage outside 0...45.
     public init(percent: Int, seed: UInt64) throws(ElasticFlowError) {
         guard (0...Self.maximumPercent).contains(percent) else {
-            throw .invalidArgument("--chaos must be in 0...\(Self.maximumPercent), not \(percent)")
+            throw .invalidArgument("chaos (--chaos, chaos) must be in 0...\(Self.maximumPercent), not \(percent)")
         }
         self.percent = percent
         self.seed = seed
+    }
+
+    enum CodingKeys: String, CodingKey { case percent, seed }
+
+    /// Decodes through the range check: a STEP (or a journal) asking for chaos 100 is refused.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            percent: try container.decode(Int.self, forKey: .percent),
+            seed: try container.decode(UInt64.self, forKey: .seed))
     }
 
     public var isActive: Bool { percent > 0 }

@@ -100,6 +100,9 @@ public struct ClusterConfiguration: Sendable {
     public var connectTimeout: Double = 10.0
     /// The largest parcel or result accepted, decompressed or not.
     public var maxPayload: Int = 256 << 20
+    /// The longest word accepted: a longer one fails the step, naming the file (the master's
+    /// cutter and every worker's counter enforce it, so memory for a word stays bounded).
+    public var maxWordSize = Limits.defaultMaxWordSize
     /// Where the master listens for workers that join while a step runs (`worker --join`);
     /// nil: no joining.
     public var listen: NodeAddress?
@@ -149,26 +152,36 @@ public struct ClusterConfiguration: Sendable {
     /// a bad value is reported before any worker is contacted).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
-        guard (inFlight ?? 1) >= 1 else {
-            throw .invalidArgument("the in-flight limit (inFlight) must be at least 1")
+        for worker in workers where worker.port == 0 {
+            throw .invalidArgument("worker address '\(worker)': port 0 names no worker (give the port it listens on)")
         }
-        guard maxAttempts >= 1 else { throw .invalidArgument("the attempt limit (maxAttempts) must be at least 1") }
-        guard parcelSize >= 1 else { throw .invalidArgument("the parcel size (parcelSize) must be at least 1 byte") }
-        guard maxPayload >= 1 else { throw .invalidArgument("the payload limit (maxPayload) must be at least 1 byte") }
-        guard (1...CombineSettings.receiptLimit).contains(combine.maxReceipts) else {
-            throw .invalidArgument("combining (combine) covers 1...\(CombineSettings.receiptLimit) receipts per result")
+        if let inFlight {
+            try Limits.check(inFlight, in: Limits.inFlight, "the in-flight limit (--in-flight, inFlight)")
         }
-        guard combine.maxDelay >= 0 && combine.maxDelay <= 60 else {
-            throw .invalidArgument(
-                "the combining delay (combineDelay) must be 0...60 seconds (not \(combine.maxDelay))")
+        try Limits.check(maxAttempts, in: Limits.maxAttempts, "the attempt limit (--max-attempts, maxAttempts)")
+        try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size, parcelSize)")
+        try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the word-size cap (--max-word-size, maxWordSize)")
+        try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit (maxPayload)")
+        try Limits.check(
+            masterThreads, in: Limits.threads, "the master's threads (--threads, masterThreads)")
+        try Limits.checkParcelMemory(threads: masterThreads, parcelSize: parcelSize)
+        try Limits.check(
+            combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "combining (--combine, combine)")
+        try Limits.check(
+            seconds: combine.maxDelay, in: Limits.combineDelay, "the combining delay (--combine-delay, combineDelay)")
+        try Limits.check(
+            seconds: heartbeatTimeout, in: Limits.timeout,
+            "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)")
+        try Limits.check(
+            seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval (heartbeatInterval)")
+        try Limits.check(seconds: connectTimeout, in: Limits.timeout, "the connect timeout (connectTimeout)")
+        if let parcelTimeout {
+            try Limits.check(
+                seconds: parcelTimeout, in: Limits.parcelTimeout, "the parcel timeout (--parcel-timeout, parcelTimeout)"
+            )
         }
-        for (name, value) in [
-            ("heartbeatTimeout", heartbeatTimeout), ("heartbeatInterval", heartbeatInterval),
-            ("connectTimeout", connectTimeout), ("parcelTimeout", parcelTimeout ?? 1),
-        ] {
-            guard value > 0 && value.isFinite else {
-                throw .invalidArgument("\(name) must be a positive number of seconds (not \(value))")
-            }
+        if let chaos {
+            try Limits.check(chaos.percent, in: 0...ChaosSettings.maximumPercent, "chaos (--chaos, chaos)")
         }
     }
 }
@@ -197,6 +210,7 @@ public struct ClusterFile: Codable, Sendable {
     public var combine: Int?
     public var combineDelay: Double?
     public var encrypt: Bool?
+    public var maxWordSize: String?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -245,7 +259,14 @@ public struct ClusterFile: Codable, Sendable {
         }
         var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
         if let compression { configuration.compression = try Compression(parsing: compression) }
-        if let parcelSize { configuration.parcelSize = try ByteSize.parse(parcelSize) }
+        if let parcelSize {
+            configuration.parcelSize = try Limits.size(
+                parcelSize, in: Limits.parcelSize, "the parcel size (parcelSize)")
+        }
+        if let maxWordSize {
+            configuration.maxWordSize = try Limits.size(
+                maxWordSize, in: Limits.maxWordSize, "the word-size cap (maxWordSize)")
+        }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
         if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
@@ -262,6 +283,9 @@ public struct ClusterFile: Codable, Sendable {
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
         if let encrypt { configuration.encrypt = encrypt }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
+        if let chaos {
+            configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1)
+        }
         if let master = nodes.first(where: { $0.role == "master" }) {
             let address = try NodeAddress(parsing: master.address)
             if address.port != 0 { configuration.listen = address }

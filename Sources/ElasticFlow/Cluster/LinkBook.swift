@@ -312,7 +312,8 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
                 step: step, task: run.plan.task, options: run.plan.options,
                 compression: configuration.compression.description, chaos: run.chaos,
                 maxAttempts: configuration.maxAttempts, sharedSources: run.cutter.splitter?.paths,
-                combine: configuration.combine.maxReceipts > 1 ? configuration.combine : nil)
+                combine: configuration.combine.maxReceipts > 1 ? configuration.combine : nil,
+                maxWordSize: configuration.maxWordSize)
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
             loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
             run.nodeUp(link)
@@ -339,7 +340,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
             run.taskFailed(
                 frame.id, on: link.name, message: PeerText.escaped(frame.payload),
-                injected: frame.flags & frameFlagFaultInjected != 0)
+                injected: frame.flags & frameFlagFaultInjected != 0, badInput: frame.flags & frameFlagBadInput != 0)
         case (.error, _):
             let message = PeerText.escaped(frame.payload)
             if link.phase == .ready {

@@ -34,6 +34,7 @@ final class ParcelBufferPool: @unchecked Sendable {
     }
 
     func recycleWire(_ buffer: ParcelBuffer) {
+        buffer.releaseOversized()
         lock.withLock { freeWire.append(buffer) }
     }
 

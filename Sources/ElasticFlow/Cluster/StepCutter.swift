@@ -33,12 +33,14 @@ final class StepCutter: @unchecked Sendable {
     private let journal: StepJournalWriter?
     private let buffers: ParcelBufferPool
 
-    init(plan: StepPlan, parcelSize: Int, shared: Bool, buffers: ParcelBufferPool) throws(ElasticFlowError) {
+    init(plan: StepPlan, parcelSize: Int, maxWordSize: Int, shared: Bool, buffers: ParcelBufferPool)
+        throws(ElasticFlowError)
+    {
         if shared {
             splitter = try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize)
             cutter = nil
         } else {
-            cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize)
+            cutter = try ParcelCutter(sources: plan.sources, parcelSize: parcelSize, maxWordSize: maxWordSize)
             splitter = nil
         }
         var paths: [String] = []

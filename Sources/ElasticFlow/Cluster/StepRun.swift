@@ -92,6 +92,8 @@ final class StepRun: @unchecked Sendable {
         }
         try configuration.validate()
         self.configuration = configuration
+        var plan = plan
+        plan.options.maxWordSize = configuration.maxWordSize  // the master's own parcels, and the STEP
         self.plan = plan
         self.cancellation = cancellation
         events = EventOutbox(interceptors: interceptors)
@@ -99,7 +101,8 @@ final class StepRun: @unchecked Sendable {
         task = try registry.task(named: plan.task)
         buffers = ParcelBufferPool(parcelSize: configuration.parcelSize)
         cutter = try StepCutter(
-            plan: plan, parcelSize: configuration.parcelSize, shared: configuration.sharedInput, buffers: buffers)
+            plan: plan, parcelSize: configuration.parcelSize, maxWordSize: configuration.maxWordSize,
+            shared: configuration.sharedInput, buffers: buffers)
         localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none
@@ -443,6 +446,8 @@ final class StepRun: @unchecked Sendable {
             let entry = ResultEnvelope.Entry(sequence: receipt.sequence, processed: processed)
             guard let claimed = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
             merge(result, combined: false, for: claimed, from: Self.masterNode)
+        } catch let error as ElasticFlowError {
+            taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)", badInput: error.isBadInput)
         } catch {
             taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)")
         }
@@ -803,14 +808,24 @@ final class StepRun: @unchecked Sendable {
         lock.broadcast()
     }
 
-    func taskFailed(_ sequence: UInt64, on node: String, message: String, injected: Bool = false) {
+    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): the step fails
+    ///   at once, naming the source and offset, since every node would refuse them alike.
+    func taskFailed(
+        _ sequence: UInt64, on node: String, message: String, injected: Bool = false, badInput: Bool = false
+    ) {
         lock.lock()
         defer { unlock() }
         summary.taskErrors += 1
         guard let taken = dispatcher.taskFailed(sequence, on: node) else { return }
         let (receipt, failures) = taken
         if injected { faults.record(.taskRaises, receipts: [sequence]) }
-        if failures >= configuration.maxAttempts {
+        if badInput && !injected {
+            let source =
+                plan.sources.indices.contains(Int(receipt.partition))
+                ? plan.sources[Int(receipt.partition)].description : "source \(receipt.partition)"
+            fail(
+                .wordTooLong(source: source, offset: receipt.offset, cap: configuration.maxWordSize))
+        } else if failures >= configuration.maxAttempts {
             fail(.cluster("receipt \(receipt) failed \(failures) times; last on \(node): \(message)"))
         } else {
             dispatcher.retry(sequence)

@@ -13,6 +13,18 @@ let frameFlagFaultDelayed: UInt8 = 0x02
 let frameFlagFaultDuplicate: UInt8 = 0x04
 /// ERROR flag: the failure was injected (chaos).
 let frameFlagFaultInjected: UInt8 = 0x08
+/// ERROR flag: the parcel's bytes themselves are refused (a word over the word-size cap): every
+/// node would fail it alike, so the master fails the step at once with this reason instead of
+/// retrying it `maxAttempts` times.
+let frameFlagBadInput: UInt8 = 0x10
+
+extension ElasticFlowError {
+    /// Whether this failure comes from the parcel's bytes, not from the node (see `frameFlagBadInput`).
+    var isBadInput: Bool {
+        if case .core(.wordTooLong, _) = self { return true }
+        return false
+    }
+}
 /// PARCEL frames carry the attempt number (1...15, saturating) in the high four flag bits.
 func parcelFlags(compressed: Bool, attempt: Int) -> UInt8 {
     (compressed ? frameFlagCompressed : 0) | UInt8(min(max(attempt, 1), 15)) << 4
@@ -193,6 +205,20 @@ struct StepAnnouncement: Codable {
     var sharedSources: [String]? = nil
     /// How the worker may combine results (nil: one RESULT per parcel).
     var combine: CombineSettings? = nil
+    /// The longest word the task accepts (nil: the default cap, `Limits.defaultMaxWordSize`).
+    var maxWordSize: Int? = nil
+
+    /// Checks what a master asked for against `Limits` (a worker refuses the step otherwise):
+    /// chaos is checked by its decoding already.
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
+    func validate() throws(ElasticFlowError) {
+        try Limits.check(maxAttempts, in: Limits.maxAttempts, "the STEP's maxAttempts")
+        if let combine {
+            try Limits.check(combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "the STEP's combine")
+            try Limits.check(seconds: combine.maxDelay, in: Limits.combineDelay, "the STEP's combine delay")
+        }
+        if let maxWordSize { try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the STEP's maxWordSize") }
+    }
 }
 
 /// CRC32C of bytes (the C core's `ef_crc32c`, hardware-accelerated where possible).

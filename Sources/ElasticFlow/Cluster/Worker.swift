@@ -34,6 +34,20 @@ public struct WorkerConfiguration: Sendable {
         self.cookie = cookie
         self.name = name ?? "worker@\(listen)"
     }
+
+    /// Checks every limit and time-out against `Limits` (the same ranges as the master's).
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
+    public func validate() throws(ElasticFlowError) {
+        if let join, join.port == 0 {
+            throw .invalidArgument("master address '\(join)' (--join): port 0 names no master")
+        }
+        try Limits.check(threads, in: Limits.threads, "--threads")
+        try Limits.check(
+            seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
+        try Limits.check(seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
+        try Limits.check(seconds: handshakeTimeout, in: Limits.timeout, "the handshake timeout")
+        try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit")
+    }
 }
 
 /// A worker node: accepts masters that prove the shared cookie, runs the tasks they send parcels
@@ -360,7 +374,9 @@ extension Worker: EventLoopHandler {
 
     private func announce(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
         do {
-            let announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
+            var announcement = try JSONDecoder().decode(StepAnnouncement.self, from: Data(frame.payload))
+            try announcement.validate()
+            announcement.options.maxWordSize = announcement.maxWordSize ?? Limits.defaultMaxWordSize
             let task = try tasks.task(named: announcement.task)
             var combiner: ResultCombiner?
             if let combine = announcement.combine, combine.maxReceipts > 1 {
@@ -464,7 +480,10 @@ extension Worker: EventLoopHandler {
                 outcome = .failure(.task(name: work.name, message: "\(error)"))
             }
             let entry = ResultEnvelope.Entry(sequence: sequence, processed: processed)
-            if let buffer { freeBuffers.withLock { $0.append(buffer) } }
+            if let buffer {
+                buffer.releaseOversized()
+                freeBuffers.withLock { $0.append(buffer) }
+            }
             if let combiner, case .success(let result) = outcome {
                 do {
                     if let batch = try combiner.add(entry, result: result, flush: fault == .duplicateResult) {
@@ -589,8 +608,8 @@ extension Worker: EventLoopHandler {
             case .failure(let error):
                 loop.send(
                     connection, type: FrameType.error.rawValue, aux: stepID, id: sequence,
-                    flags: fault == .taskRaises ? frameFlagFaultInjected : 0, codec: 0,
-                    bytes: Array(error.description.utf8))
+                    flags: fault == .taskRaises ? frameFlagFaultInjected : error.isBadInput ? frameFlagBadInput : 0,
+                    codec: 0, bytes: Array(error.description.utf8))
             }
         }
         switch fault {

@@ -8,7 +8,19 @@ final class ThreadContext {
     /// Decompressed parcels land here.
     let scratch: ParcelBuffer
     /// Splits read from shared input land here (made on first use: copy mode never needs it).
-    private(set) lazy var input = ParcelBuffer(capacity: scratch.capacity + Int(SplitReader.lookahead))
+    var input: ParcelBuffer {
+        if let made = inputBuffer { return made }
+        let made = ParcelBuffer(capacity: scratch.capacity + Int(SplitReader.lookahead))
+        inputBuffer = made
+        return made
+    }
+    private var inputBuffer: ParcelBuffer?
+
+    /// After each job: buffers one big parcel grew are given back (`ParcelBuffer.releaseOversized`).
+    func releaseOversized() {
+        scratch.releaseOversized()
+        inputBuffer?.releaseOversized()
+    }
 
     init(index: Int, scratchCapacity: Int) throws(ElasticFlowError) {
         self.index = index
@@ -81,6 +93,7 @@ final class WorkerPool: @unchecked Sendable {
             running += 1
             condition.unlock()
             job(context)
+            context.releaseOversized()
             condition.lock()
             running -= 1
             condition.broadcast()

@@ -27,3 +27,13 @@ extension String {
         return self[first...last]
     }
 }
+
+extension ByteSize {
+    /// A size as the shortest exact text `parse` reads back: `4MiB`, `1500`, `64KiB`.
+    public static func describe(_ bytes: Int) -> String {
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] where bytes >= 1 << shift {
+            if bytes % (1 << shift) == 0 { return "\(bytes >> shift)\(unit)" }
+        }
+        return "\(bytes)"
+    }
+}

@@ -20,7 +20,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
         case ("lz4", 2):
             guard let acceleration = Int(parts[1]), (1...Int(EF_LZ4_ACCELERATION_MAX)).contains(acceleration) else {
                 throw .invalidArgument(
-                    "invalid lz4 acceleration '\(parts[1])': expected 1...\(EF_LZ4_ACCELERATION_MAX)")
+                    "invalid compression '\(text)': lz4 acceleration expected 1...\(EF_LZ4_ACCELERATION_MAX)")
             }
             self = acceleration == 1 ? .lz4 : .lz4Fast(acceleration: acceleration)
         case ("zstd", 1): self = .zstd(level: Int(EF_ZSTD_LEVEL_DEFAULT))
@@ -28,7 +28,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
             guard let level = Int(parts[1]), (Int(EF_ZSTD_LEVEL_MIN)...Int(EF_ZSTD_LEVEL_MAX)).contains(level)
             else {
                 throw .invalidArgument(
-                    "invalid zstd level '\(parts[1])': expected \(EF_ZSTD_LEVEL_MIN)...\(EF_ZSTD_LEVEL_MAX)")
+                    "invalid compression '\(text)': zstd level expected \(EF_ZSTD_LEVEL_MIN)...\(EF_ZSTD_LEVEL_MAX)")
             }
             self = .zstd(level: level)
         default:
@@ -77,6 +77,15 @@ public final class Codec {
 
     deinit { ef_codec_free(handle) }
 
+    /// The one refusal of a buffer declaring more than the decompression limit (a zstd or lz4
+    /// bomb), worded the same wherever it is met: a worker's parcel, a master's result.
+    static func overLimit(_ declared: UInt64, _ limit: Int) -> ElasticFlowError {
+        .core(
+            .tooBig,
+            operation:
+                "decompressing a buffer that declares \(declared) bytes, over the \(ByteSize.describe(limit)) limit")
+    }
+
     /// Compresses bytes into a self-describing parcel buffer (codec and size recorded in its header).
     /// Calls `ef_codec_compress`.
     public func compress(_ bytes: [UInt8], with compression: Compression) throws(ElasticFlowError) -> [UInt8] {
@@ -103,7 +112,7 @@ public final class Codec {
         try bytes.withUnsafeBufferPointer { (source) throws(ElasticFlowError) in
             _ = try check(ef_codec_peek(source.baseAddress, source.count, &codec, &rawLength), "reading parcel header")
         }
-        guard rawLength <= UInt64(limit) else { throw .core(.tooBig, operation: "decompressing") }
+        guard rawLength <= UInt64(limit) else { throw Self.overLimit(rawLength, limit) }
         var output = [UInt8](repeating: 0, count: Int(rawLength))
         let written = bytes.withUnsafeBufferPointer { source in
             output.withUnsafeMutableBufferPointer { destination in
@@ -142,7 +151,7 @@ public final class Codec {
         try check(
             ef_codec_peek(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, &codec, &rawLength),
             "reading parcel header")
-        guard rawLength <= UInt64(limit) else { throw .core(.tooBig, operation: "decompressing") }
+        guard rawLength <= UInt64(limit) else { throw Self.overLimit(rawLength, limit) }
         output.count = 0
         if output.capacity < Int(rawLength) { output.grow(to: Int(rawLength)) }
         let written = ef_codec_decompress(

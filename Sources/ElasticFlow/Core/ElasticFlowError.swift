@@ -28,6 +28,7 @@ public struct CoreErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let authentication = CoreErrorCode(rawValue: Int32(EF_EAUTH))
     public static let closed = CoreErrorCode(rawValue: Int32(EF_ECLOSED))
     public static let busy = CoreErrorCode(rawValue: Int32(EF_EBUSY))
+    public static let wordTooLong = CoreErrorCode(rawValue: Int32(EF_EWORDTOOLONG))
 
     public var description: String { String(cString: ef_strerror(rawValue)) }
 }

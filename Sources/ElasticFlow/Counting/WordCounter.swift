@@ -23,13 +23,19 @@ public struct WordCount: Hashable, Sendable {
 /// stream. Not thread-safe: one counter per thread, merged at the end.
 public final class WordCounter {
     let handle: OpaquePointer
+    /// The word-size cap it was made with (0: none).
+    public let maxWordSize: Int
 
     /// - Parameters:
     ///   - partitions: how many hash partitions (1...1024); merges run per partition, in parallel.
     ///   - lowercase: fold ASCII `A`–`Z` to `a`–`z` while tokenizing.
     ///   - expectedDistinct: a capacity hint; the table grows past it as needed.
+    ///   - maxWordSize: the longest word `feed` accepts (`ef_counter_options.max_word`; 0: no cap);
+    ///     a longer one throws `.core(.wordTooLong, …)`.
     /// - Throws: `ElasticFlowError.invalidArgument` for a partition count out of range.
-    public init(partitions: Int = 16, lowercase: Bool = false, expectedDistinct: Int = 0) throws(ElasticFlowError) {
+    public init(
+        partitions: Int = 16, lowercase: Bool = false, expectedDistinct: Int = 0, maxWordSize: Int = 0
+    ) throws(ElasticFlowError) {
         guard (1...Int(EF_COUNT_PARTITIONS_MAX)).contains(partitions) else {
             throw .invalidArgument("partitions must be in 1...\(EF_COUNT_PARTITIONS_MAX), not \(partitions)")
         }
@@ -37,6 +43,8 @@ public final class WordCounter {
         options.partitions = UInt32(partitions)
         options.flags = lowercase ? UInt32(EF_COUNT_LOWERCASE) : 0
         options.initial_capacity = max(0, expectedDistinct)
+        options.max_word = max(0, maxWordSize)
+        self.maxWordSize = max(0, maxWordSize)
         guard let handle = ef_counter_create(&options) else {
             throw .core(.outOfMemory, operation: "creating a word counter")
         }

@@ -15,11 +15,22 @@ public struct WordCountOptions: Hashable, Sendable {
     public var parcelSize = 4 << 20
     /// Hash partitions of the count tables (merges run one partition per thread).
     public var partitions = 16
+    /// The longest word accepted; a longer one is an error naming the file and offset.
+    public var maxWordSize = Limits.defaultMaxWordSize
 
     public init(lowercase: Bool = false, threads: Int? = nil, parcelSize: Int? = nil) {
         self.lowercase = lowercase
         if let threads { self.threads = threads }
         if let parcelSize { self.parcelSize = parcelSize }
+    }
+
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the first value outside `Limits`.
+    public func validate() throws(ElasticFlowError) {
+        try Limits.check(threads, in: Limits.threads, "--threads")
+        try Limits.check(bytes: parcelSize, in: Limits.parcelSize, "the parcel size (--parcel-size)")
+        try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the word-size cap (--max-word-size)")
+        try Limits.check(partitions, in: 1...1024, "the partition count")
+        try Limits.checkParcelMemory(threads: threads, parcelSize: parcelSize)
     }
 
     /// Cores this process may run on.
@@ -44,14 +55,17 @@ public enum LocalWordCount {
         _ sources: [DataSource], options: WordCountOptions = .init(),
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
-        guard options.threads >= 1 else { throw .invalidArgument("threads must be at least 1") }
-        let cutter = try ParcelCutter(sources: sources, parcelSize: options.parcelSize)
+        try options.validate()
+        let cutter = try ParcelCutter(
+            sources: sources, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize)
         let threads = options.threads
         var counters: [CounterTransfer] = []
         for _ in 0..<threads {
             counters.append(
                 CounterTransfer(
-                    counter: try WordCounter(partitions: options.partitions, lowercase: options.lowercase)))
+                    counter: try WordCounter(
+                        partitions: options.partitions, lowercase: options.lowercase,
+                        maxWordSize: options.maxWordSize)))
         }
         let shared = SharedParcelCutter(cutter)
         let work = counters
@@ -116,17 +130,17 @@ final class SharedParcelCutter: @unchecked Sendable {
     var statistics: WordCountStatistics { lock.withLock { _ in _statistics } }
     var firstError: ElasticFlowError? { lock.withLock { _ in _error } }
 
-    private func next(into buffer: ParcelBuffer) -> Bool {
+    private func next(into buffer: ParcelBuffer) -> ParcelOrigin? {
         lock.withLock { _ in
-            guard _error == nil else { return false }
+            guard _error == nil else { return nil }
             do throws(ElasticFlowError) {
-                guard let origin = try cutter.next(into: buffer) else { return false }
+                guard let origin = try cutter.next(into: buffer) else { return nil }
                 _statistics.bytes += UInt64(origin.length)
                 _statistics.parcels += 1
-                return true
+                return origin
             } catch {
                 _error = error
-                return false
+                return nil
             }
         }
     }
@@ -136,10 +150,16 @@ final class SharedParcelCutter: @unchecked Sendable {
     /// Counts parcels into `counter` until the sources are exhausted or an error occurs.
     func drain(into counter: WordCounter, parcelSize: Int) {
         let buffer = ParcelBuffer(capacity: parcelSize)
-        while next(into: buffer) {
+        while let origin = next(into: buffer) {
             do throws(ElasticFlowError) {
                 try counter.feed(buffer.bytes)
                 try counter.finish()
+            } catch .core(.wordTooLong, _) {
+                fail(
+                    .wordTooLong(
+                        source: cutter.sources[origin.source].description, offset: origin.offset,
+                        cap: counter.maxWordSize))
+                return
             } catch {
                 fail(error)
                 return

@@ -45,10 +45,27 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Checks that every source can be opened, so a bad path fails before any work or output.
-    static func validate(_ sources: [DataSource]) throws(ElasticFlowError) {
-        for source in sources {
-            let fd = try source.open()
-            if case .file = source { close(fd) }
+    /// - Returns: the descriptors of the sources that must not be opened again (by index): a FIFO,
+    ///   a character device or a socket loses what was read or written between two opens (a
+    ///   writer may even get SIGPIPE), so the caller reads from this one. Regular files are closed.
+    static func validate(_ sources: [DataSource]) throws(ElasticFlowError) -> [Int: Int32] {
+        var kept: [Int: Int32] = [:]
+        for (index, source) in sources.enumerated() {
+            let fd: Int32
+            do {
+                fd = try source.open()
+            } catch {
+                for (_, open) in kept where open > STDIN_FILENO { close(open) }
+                throw error
+            }
+            guard case .file = source else { continue }
+            var info = stat()
+            if fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG {
+                close(fd)
+            } else {
+                kept[index] = fd
+            }
         }
+        return kept
     }
 }

@@ -10,10 +10,30 @@ final class ParcelBuffer {
     private(set) var base: UnsafeMutableRawPointer
     private(set) var capacity: Int
     var count = 0
+    /// The capacity it was made with: what `releaseOversized` goes back to.
+    let normalCapacity: Int
+
+    /// Capacity a buffer may keep after use: any parcel up to this size (a shared-input split and
+    /// its look-ahead, a parcel with a long word) reuses the buffer; a larger one (a 256 MiB
+    /// decompression bomb, a huge result) is given back once used, so one big parcel never leaves
+    /// a thread holding its memory.
+    static let retainedCapacity = 64 << 20
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
+        normalCapacity = self.capacity
         base = .allocate(byteCount: self.capacity, alignment: 64)
+    }
+
+    /// Gives memory back after a parcel that grew the buffer past `retainedCapacity` (and past
+    /// its normal capacity): back to the normal capacity, contents dropped. The caller is done
+    /// with the bytes.
+    func releaseOversized() {
+        guard capacity > max(normalCapacity, Self.retainedCapacity) else { return }
+        base.deallocate()
+        capacity = normalCapacity
+        base = .allocate(byteCount: capacity, alignment: 64)
+        count = 0
     }
 
     deinit { base.deallocate() }
@@ -47,6 +67,12 @@ public struct ParcelOrigin: Hashable, Sendable {
 final class ParcelCutter {
     let sources: [DataSource]
     let parcelSize: Int
+    /// The longest word accepted: a parcel runs past its target only to the end of a word, and
+    /// never further than this (so a word with no end, `/dev/zero`, fails instead of filling memory).
+    let maxWordSize: Int
+    /// Sources that cannot be opened twice (FIFOs, character devices, `/dev/stdin`): opened once
+    /// by the up-front check and read from that descriptor, so no byte is lost between the two.
+    private var opened: [Int: Int32]
     private var nextSource = 0
     private var currentSource = -1
     private var fd: Int32 = -1
@@ -58,16 +84,23 @@ final class ParcelCutter {
     private var readAheadStart = 0
 
     /// Validates every source up front (open, not a directory).
-    init(sources: [DataSource], parcelSize: Int) throws(ElasticFlowError) {
+    init(sources: [DataSource], parcelSize: Int, maxWordSize: Int = Limits.defaultMaxWordSize)
+        throws(ElasticFlowError)
+    {
         guard parcelSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
-        try DataSource.validate(sources)
+        guard maxWordSize >= 1 else { throw .invalidArgument("the word-size cap must be at least 1 byte") }
+        opened = try DataSource.validate(sources)
         self.sources = sources
         self.parcelSize = parcelSize
+        self.maxWordSize = maxWordSize
         carry = ParcelBuffer(capacity: 4096)
         readAhead = parcelSize < 64 << 10 ? ParcelBuffer(capacity: 256 << 10) : nil
     }
 
-    deinit { closeCurrent() }
+    deinit {
+        closeCurrent()
+        for (_, fd) in opened where fd > STDIN_FILENO { close(fd) }
+    }
 
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
@@ -100,7 +133,11 @@ final class ParcelCutter {
         while true {
             if fd < 0 {
                 guard nextSource < sources.count else { return nil }
-                fd = try sources[nextSource].open()
+                if let kept = opened.removeValue(forKey: nextSource) {
+                    fd = kept
+                } else {
+                    fd = try sources[nextSource].open()
+                }
                 currentSource = nextSource
                 nextSource += 1
                 offset = 0
@@ -133,8 +170,14 @@ final class ParcelCutter {
                     buffer.count = cut
                     return ParcelOrigin(source: currentSource, offset: start, length: cut)
                 }
-                // A word longer than a parcel: read further (doubling) until it ends.
-                limit *= 2
+                // A word longer than a parcel: read further (doubling) until it ends, up to the cap
+                // (the buffer holds no whitespace: all of it is one word).
+                guard buffer.count <= maxWordSize else {
+                    let source = sources[currentSource].description
+                    closeCurrent()
+                    throw .wordTooLong(source: source, offset: start, cap: maxWordSize)
+                }
+                limit = min(limit * 2, max(parcelSize, maxWordSize + 1))
             }
         }
     }

@@ -121,6 +121,7 @@ public final class StepJournal: Sendable {
             // Locked before the rename, so no other journal can open the step between rename and lock.
             try lock(fd, path: finalPath, step: record.step)
             var record = record
+            if record.definitionDigest == nil { record.definitionDigest = record.computedDefinitionDigest() }
             if record.timeline.isEmpty {
                 record.timeline.append(StepRecord.Event(state: record.state, time: now(), detail: "created"))
             }
@@ -269,7 +270,7 @@ public final class StepJournal: Sendable {
                         + " parcels cut when the step began: the sources changed, so it cannot be resumed")
             }
             state.receipts![receipt.sequence] = receipt
-            state.pending.append(contentsOf: receipt.description.utf8)
+            state.pending.append(contentsOf: Self.logLine(receipt).utf8)
             state.pending.append(0x0A)
             if state.pending.count >= Self.flushThreshold { try flushLog(&state) }
         }
@@ -462,6 +463,38 @@ public final class StepJournal: Sendable {
         }
     }
 
+    /// A receipt as receipts.log stores it: its printable form, a space and the CRC32C of that form
+    /// (8 hex digits), so an edited or flipped line is told from a parcel that now reads otherwise.
+    static func logLine(_ receipt: Receipt) -> String {
+        let text = receipt.description
+        return text + " " + hex8(lineChecksum(text))
+    }
+
+    private static func lineChecksum(_ text: String) -> UInt32 {
+        var copy = text
+        return copy.withUTF8 { crc32c(UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func hex8(_ value: UInt32) -> String {
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// The receipt of one line of receipts.log: `RECEIPT CRC` (or a bare `RECEIPT`, as journals
+    /// written before line checksums hold).
+    /// - Returns: nil when the line is not a receipt; `checksumFailed` when its checksum disagrees.
+    private static func parseLine(_ line: String) -> (receipt: Receipt?, checksumFailed: Bool) {
+        var text = line
+        if let space = line.lastIndex(of: " ") {
+            text = String(line[..<space])
+            let stored = line[line.index(after: space)...]
+            guard stored.count == 8, let value = UInt32(stored, radix: 16) else { return (nil, false) }
+            if value != lineChecksum(text) { return (nil, true) }
+        }
+        guard let receipt = Receipt(text), receipt.description == text else { return (nil, false) }
+        return (receipt, false)
+    }
+
     /// The receipts in receipts.log's bytes.
     /// - Parameter durableLength: bytes that were fsynced: every line starting before it must be valid.
     /// - Returns: the receipts and the length of the valid lines (reading stops at the first invalid line
@@ -476,21 +509,26 @@ public final class StepJournal: Sendable {
             line += 1
             let durable = start < durableLength
             guard let end = bytes[start...].firstIndex(of: 0x0A) else {
-                if durable { throw JournalBytes.corrupt(path, "line \(line) is cut short") }
+                if durable { throw JournalBytes.corrupt(path, "line \(line) (byte \(start)) is cut short") }
                 break  // a line torn by a crash
             }
             let text = String(decoding: bytes[start..<end], as: UTF8.self)
-            guard let receipt = Receipt(text), receipt.step == step, Int(receipt.partition) < sources,
-                receipt.description == text
-            else {
+            let parsed = parseLine(text)
+            guard let receipt = parsed.receipt, receipt.step == step, Int(receipt.partition) < sources else {
                 if durable {
-                    throw JournalBytes.corrupt(path, "line \(line) is not a receipt of step \(step): \(excerpt(text))")
+                    throw JournalBytes.corrupt(
+                        path,
+                        parsed.checksumFailed
+                            ? "line \(line) (byte \(start)) fails its checksum (edited or damaged): \(excerpt(text))"
+                            : "line \(line) (byte \(start)) is not a receipt of step \(step): \(excerpt(text))")
                 }
                 break  // what a crash left past the synced length
             }
             if let earlier = receipts[receipt.sequence], earlier != receipt {
                 throw JournalBytes.corrupt(
-                    path, "line \(line) has a second receipt for parcel \(receipt.sequence): \(earlier) and \(receipt)")
+                    path,
+                    "line \(line) (byte \(start)) has a second receipt for parcel \(receipt.sequence): \(earlier) and \(receipt)"
+                )
             }
             receipts[receipt.sequence] = receipt
             start = end + 1

@@ -64,6 +64,8 @@ public final class StepQueue: @unchecked Sendable {
     private let lock = NSLock()
     private let master: Master
     public let stepData: String?
+    /// This process's hold on the step-data directory, for the queue's lifetime.
+    private let dataLock: StepDataLock?
     private var entries: [Entry] = []
     private var nextLocal: UInt32 = 1
 
@@ -84,16 +86,12 @@ public final class StepQueue: @unchecked Sendable {
 
     /// - Parameter stepData: the directory the journal lives in (created if missing); nil: the queue
     ///   lives in memory only, and `retry` is not available.
+    /// - Throws: `ElasticFlowError.journal` when another master process holds the directory
+    ///   (`StepDataLock`), `.io` when it cannot be created.
     public init(master: Master, stepData: String? = nil) throws(ElasticFlowError) {
         self.master = master
         self.stepData = stepData
-        if let stepData {
-            do {
-                try FileManager.default.createDirectory(atPath: stepData, withIntermediateDirectories: true)
-            } catch {
-                throw .io(path: stepData, operation: "create step-data directory", errno: EACCES)
-            }
-        }
+        dataLock = try stepData.map { (directory) throws(ElasticFlowError) in try StepDataLock(directory: directory) }
     }
 
     /// Queues a step. - Returns: its number.
@@ -366,6 +364,9 @@ public enum StepExecution {
         guard !record.state.isFinished else {
             throw .invalidArgument("step \(step) already \(record.state): nothing to resume")
         }
+        if let change = record.definitionChange() {
+            throw .journal("step \(step) cannot be resumed: '\(journal.path)/step.json': \(change)")
+        }
         if record.state == .running {
             // We hold its lock, so the master that ran it is gone: it was interrupted.
             try journal.update(state: .interrupted, detail: "found running after its master stopped")
@@ -380,6 +381,8 @@ public enum StepExecution {
         step: UInt32, master: Master, stepData: String, cancellation: CancellationFlag? = nil,
         progress: ((StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> StepReport {
+        let hold = try StepDataLock(directory: stepData)
+        defer { withExtendedLifetime(hold) {} }
         let (journal, definition) = try openUnfinished(step: step, in: stepData)
         return try run(
             definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: cancellation,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The states a step goes through, as `StepRecord.state` and the timeline spell them. Stored in step.json
 /// as the raw value (`"pending"`, `"completed-with-retries"`, ...); a step.json naming any other state is
 /// refused when decoded (`DecodingError.dataCorrupted`, "unknown state '...'").
@@ -116,6 +118,43 @@ public struct StepRecord: Codable, Sendable, Hashable {
     /// Shared-input mode: each source's size and modification time when the step began. A resume
     /// that finds another refuses to run (the result would mix two versions of a file).
     public var sourceFingerprints: [SourceFingerprint]?
+    /// `crc32c:XXXXXXXX` of the step's definition as it began (`computedDefinitionDigest`: task,
+    /// options, sources, parcel size, mode and fingerprints), written once by `StepJournal.create`:
+    /// a resume that finds step.json's definition no longer matching it refuses to run (an edited
+    /// step.json would otherwise mix, say, two case foldings in one result). nil in records written
+    /// before the digest existed (not checked).
+    public var definitionDigest: String?
+
+    /// The digest of what fixes the step's parcels and their results, in canonical JSON (sorted keys).
+    public func computedDefinitionDigest() -> String {
+        struct Definition: Encodable {
+            var task: String
+            var options: TaskOptions
+            var sources: [String]
+            var parcelSize: Int
+            var sharedInput: Bool
+            var sourceFingerprints: [SourceFingerprint]?
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes =
+            (try? encoder.encode(
+                Definition(
+                    task: task, options: options, sources: sources, parcelSize: parcelSize,
+                    sharedInput: sharedInput ?? false, sourceFingerprints: sourceFingerprints))) ?? Data()
+        let value = Array(bytes).withUnsafeBytes { crc32c($0) }
+        let hex = String(value, radix: 16)
+        return "crc32c:" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// Why the recorded definition no longer matches its digest, or nil when it does (or there is none).
+    func definitionChange() -> String? {
+        guard let definitionDigest else { return nil }
+        let now = computedDefinitionDigest()
+        guard now != definitionDigest else { return nil }
+        return "its definition (task, options, sources, parcel size, mode) was edited since the step began: "
+            + "digest \(now), recorded \(definitionDigest)"
+    }
 
     /// A pending step with an empty timeline (`StepJournal.create` adds its first event).
     public init(

@@ -39,6 +39,9 @@ public struct TaskOptions: Hashable, Sendable, Codable {
     public var lowercase: Bool
     /// Free-form parameters a task may read.
     public var parameters: [String: String]
+    /// The longest word the word count accepts (nil: no cap). Not part of a step's definition
+    /// (not encoded): it comes from the configuration and travels in the STEP's `maxWordSize`.
+    public var maxWordSize: Int? = nil
 
     public init(lowercase: Bool = false, parameters: [String: String] = [:]) {
         self.lowercase = lowercase

@@ -20,7 +20,8 @@ public struct WordCountTask: ParcelTask {
     /// - Returns: the table serialized by partition (`ef_counter_serialize_partitioned`), so the
     ///   master can merge it on several threads.
     public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
-        let transfer = try pool.take(partitions: partitions, lowercase: options.lowercase)
+        let transfer = try pool.take(
+            partitions: partitions, lowercase: options.lowercase, maxWordSize: options.maxWordSize ?? 0)
         let counter = transfer.counter
         let serialized = try parcel.withUnsafeBytes { (buffer) throws(ElasticFlowError) -> [UInt8] in
             try counter.feed(buffer)
@@ -54,12 +55,15 @@ final class CounterPool: Sendable {
     }
 
     /// An idle counter of the right kind, else a new one. The caller owns it until `give`.
-    func take(partitions: Int, lowercase: Bool) throws(ElasticFlowError) -> CounterTransfer {
+    func take(partitions: Int, lowercase: Bool, maxWordSize: Int = 0) throws(ElasticFlowError) -> CounterTransfer {
         let reused = idle.withLock { idle in
             lowercase ? idle.lowercase.popLast() : idle.plain.popLast()
         }
-        if let reused, reused.counter.partitions == partitions { return reused }
-        return CounterTransfer(counter: try WordCounter(partitions: partitions, lowercase: lowercase))
+        if let reused, reused.counter.partitions == partitions, reused.counter.maxWordSize == maxWordSize {
+            return reused
+        }
+        return CounterTransfer(
+            counter: try WordCounter(partitions: partitions, lowercase: lowercase, maxWordSize: maxWordSize))
     }
 
     /// Returns an empty counter to the pool (freed when the pool is full).

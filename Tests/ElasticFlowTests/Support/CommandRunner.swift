@@ -5,6 +5,8 @@ struct CommandResult {
     var status: Int32
     var stdout: [UInt8]
     var stderr: String
+    /// Whether a signal ended it (a crash, or the runner's time-out) rather than exit().
+    var signalled = false
     var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
 }
 
@@ -23,8 +25,11 @@ enum CommandRunner {
         return root.appendingPathComponent(".build/debug/elasticflow")
     }
 
+    /// - Parameter timeout: seconds after which the process is killed (SIGKILL; the result is then
+    ///   `signalled`), so a command that should have refused at once cannot hang the suite.
     static func run(
-        _ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String]? = nil, directory: String? = nil
+        _ arguments: [String], stdin: [UInt8]? = nil, environment: [String: String]? = nil, directory: String? = nil,
+        timeout: Double? = nil
     ) throws -> CommandResult {
         let process = Process()
         process.executableURL = executable
@@ -38,6 +43,12 @@ enum CommandRunner {
         let input = privatePipe()
         process.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try process.run()
+        if let timeout {
+            let pid = process.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [process] in
+                if process.isRunning { kill(pid, SIGKILL) }
+            }
+        }
         if let stdin {
             DispatchQueue.global().async {
                 input.fileHandleForWriting.write(Data(stdin))
@@ -57,7 +68,8 @@ enum CommandRunner {
         process.waitUntilExit()
         return CommandResult(
             status: process.terminationStatus, stdout: Array(outputData),
-            stderr: String(decoding: errorData.get(), as: UTF8.self))
+            stderr: String(decoding: errorData.get(), as: UTF8.self),
+            signalled: process.terminationReason == .uncaughtSignal)
     }
 }
 
