@@ -244,6 +244,18 @@ static bool sl_read(int fd, void *p, size_t n) {
     return true;
 }
 
+/* Create s->loop from cfg, listen on a free loopback port and run the loop on th; returns a
+ * client socket connected to it. */
+static int sl_start(sl *s, const ef_loop_config *cfg, pthread_t *th) {
+    s->loop = ef_loop_create(cfg, NULL);
+    uint64_t listener;
+    uint16_t port = 0;
+    if (!s->loop || ef_loop_listen(s->loop, "127.0.0.1", 0, &listener, &port) != EF_OK)
+        return -1;
+    pthread_create(th, NULL, sl_run, s->loop);
+    return sl_client(port);
+}
+
 /* Read one sealed frame and open it; returns its payload length or -1. */
 static ptrdiff_t sl_read_sealed(int fd, ef_seal *rx, uint8_t *buf, size_t cap, ef_frame *f) {
     if (!sl_read(fd, buf, EF_FRAME_HEADER_SIZE))
@@ -292,14 +304,8 @@ static void check_sealed_loop(ef_t *t, int encrypt) {
                           .on_frame = sl_frame,
                           .on_close = sl_close,
                           .preauth_payload = 1024};
-    s.loop = ef_loop_create(&cfg, NULL);
-    uint64_t listener;
-    uint16_t port;
-    CHECK_EQ(t, ef_loop_listen(s.loop, "127.0.0.1", 0, &listener, &port), EF_OK);
     pthread_t th;
-    pthread_create(&th, NULL, sl_run, s.loop);
-
-    int fd = sl_client(port);
+    int fd = sl_start(&s, &cfg, &th);
     CHECK(t, fd >= 0);
     unsigned mode = encrypt ? EF_SEAL_ENCRYPT : 0;
     ef_seal *tx = ef_seal_create(s.keys.master_to_worker, 'M', mode);
@@ -366,13 +372,8 @@ static void test_loop_preauth_limit(ef_t *t) {
                               .on_frame = sl_frame,
                               .on_close = sl_close,
                               .preauth_payload = 64 * 1024};
-        s.loop = ef_loop_create(&cfg, NULL);
-        uint64_t listener;
-        uint16_t port;
-        ef_loop_listen(s.loop, "127.0.0.1", 0, &listener, &port);
         pthread_t th;
-        pthread_create(&th, NULL, sl_run, s.loop);
-        int fd = sl_client(port);
+        int fd = sl_start(&s, &cfg, &th);
         uint8_t header[EF_FRAME_HEADER_SIZE];
         if (sealed) {
             /* A HELLO makes the server seal (its file send fails: no file, EF_EINVAL). */
@@ -422,13 +423,8 @@ static void test_loop_read_buffer_given_back(ef_t *t) {
                           .on_close = sl_close,
                           .read_buffer = 4096,
                           .max_payload = 4u << 20};
-    s.loop = ef_loop_create(&cfg, NULL);
-    uint64_t listener;
-    uint16_t port;
-    ef_loop_listen(s.loop, "127.0.0.1", 0, &listener, &port);
     pthread_t th;
-    pthread_create(&th, NULL, sl_run, s.loop);
-    int fd = sl_client(port);
+    int fd = sl_start(&s, &cfg, &th);
     size_t big = 3u << 20, cap = big + 2 * EF_FRAME_HEADER_SIZE;
     uint8_t *frame = calloc(1, cap), *back = malloc(cap);
     struct iovec iov[2];
