@@ -68,6 +68,7 @@ enum {
     EF_EFRAMETYPE = -18,   /* frame type unknown */
     EF_EWORDTOOLONG = -19, /* counter: a word is longer than ef_counter_options.max_word */
     EF_EFRAMEAUTH = -20,   /* a sealed frame's tag did not verify (key, replay, order, edit) */
+    EF_EOVERFLOW = -21,    /* a count would overflow 64 bits (merges refuse, never saturate) */
 };
 
 /* A static, human-readable, one-line description of an EF_E* code (never NULL). */
@@ -250,13 +251,22 @@ EF_API ef_counter *ef_counter_create(const ef_counter_options *options);
 EF_API void ef_counter_free(ef_counter *counter);
 
 /* Tokenize and count. Returns EF_OK, EF_ENOMEM (table growth failed; counts stay consistent
- * up to the last whole word counted) or EF_EWORDTOOLONG (a word longer than max_word: the
+ * up to the last whole word counted), EF_EWORDTOOLONG (a word longer than max_word: the
  * pending word never grows past the cap, so memory stays bounded; the counter must then be
- * cleared or freed, its counts are partial). */
+ * cleared or freed, its counts are partial) or EF_EOVERFLOW (nothing counted) when the
+ * counter's total plus len could pass UINT64_MAX.
+ *
+ * Overflow: a counter's total (the sum of its counts) always fits in 64 bits, so no count can
+ * overflow. Every call that adds counts refuses, with EF_EOVERFLOW and dst unchanged, what would
+ * break that; it never saturates. The one exception is ef_counter_merge_partition and
+ * ef_counter_section_merge, which see one partition only: they keep the partition's total in
+ * range, and a caller merging partitions in parallel checks the totals (ef_counter_total,
+ * ef_counter_table_bounds) first. */
 EF_API int ef_counter_feed(ef_counter *counter, const uint8_t *data, size_t len);
 /* End of stream: count the word pending from the last feed, if any (EF_EWORDTOOLONG as feed). */
 EF_API int ef_counter_finish(ef_counter *counter);
-/* Add count to one whole word, as given (no tokenizing, no lowercasing). */
+/* Add count to one whole word, as given (no tokenizing, no lowercasing). EF_EOVERFLOW when the
+ * total would pass UINT64_MAX. */
 EF_API int ef_counter_add(ef_counter *counter, const uint8_t *word, size_t len, uint64_t count);
 /* Slow path: size each partition's table for its share of distinct words in all, with a margin
  * for uneven hashing, so counting that many does not grow the tables (long keys may still grow
@@ -268,15 +278,18 @@ EF_API void ef_counter_clear(ef_counter *counter);
 EF_API uint32_t ef_counter_partitions(const ef_counter *counter);
 EF_API uint32_t ef_counter_flags(const ef_counter *counter);
 EF_API size_t ef_counter_distinct(const ef_counter *counter);
-EF_API uint64_t ef_counter_total(const ef_counter *counter); /* sum of all counts */
+/* Sum of all counts, in O(P). UINT64_MAX if partition merges made it overflow (see above). */
+EF_API uint64_t ef_counter_total(const ef_counter *counter);
 /* Look one word up (exact bytes). Returns its count, 0 when absent. */
 EF_API uint64_t ef_counter_get(const ef_counter *counter, const uint8_t *word, size_t len);
 
 /* Merge src's partition p into dst's partition p (sum per word). Both must have the same number
- * of partitions (EF_EINVAL otherwise). See the threading note above. Counts add saturating at
- * UINT64_MAX. On EF_ENOMEM dst holds part of src's counts. */
+ * of partitions (EF_EINVAL otherwise). See the threading note above. EF_EOVERFLOW (nothing
+ * added) when the partition's total would pass UINT64_MAX; the counter-wide total is the
+ * caller's to check. On EF_ENOMEM dst holds part of src's counts. */
 EF_API int ef_counter_merge_partition(ef_counter *dst, const ef_counter *src, uint32_t partition);
-/* Merge every partition of src into dst (any partition counts: keys are re-hashed if they differ). */
+/* Merge every partition of src into dst (any partition counts: keys are re-hashed if they differ).
+ * EF_EOVERFLOW (dst unchanged) when the total would pass UINT64_MAX. */
 EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src);
 
 /* Compact serialization for parcels' results (format in docs/protocol.md):
@@ -286,8 +299,20 @@ EF_API ptrdiff_t ef_counter_serialize(const ef_counter *counter, uint8_t *dst, s
 /* Bounds-checked: validates the whole buffer first, then adds its counts into dst (so on error
  * dst is unchanged). Accepts EFCT and EFCP (below; every section is checked, then merged in
  * turn), with any partition counts on either side. Returns the number of entries or EF_EFORMAT /
- * EF_EBADMAGIC / EF_EVERSION (EFCP of another version) / EF_ENOMEM. */
+ * EF_EBADMAGIC / EF_EVERSION (EFCP of another version) / EF_ENOMEM / EF_EOVERFLOW (the buffer's
+ * counts, or dst's total plus them, pass UINT64_MAX). */
 EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, size_t len);
+
+/* What a serialized table (EFCT or EFCP) holds, for a receiver to judge it against what the
+ * parcels could hold before merging it: read and bounds-checked in full (no hashing). */
+typedef struct ef_counter_bounds {
+    uint64_t total;   /* sum of the counts */
+    uint64_t entries; /* words listed */
+    uint64_t longest; /* bytes of the longest word */
+} ef_counter_bounds;
+/* Returns EF_OK with *out filled, the format codes of ef_counter_deserialize, or EF_EOVERFLOW
+ * when the counts sum past UINT64_MAX. */
+EF_API int ef_counter_table_bounds(const uint8_t *src, size_t len, ef_counter_bounds *out);
 
 /* Partitioned serialization, so a receiver merges one buffer with a thread per partition and no
  * thread reads entries it does not own (format in docs/protocol.md). EF_COUNT_PART_HEADER_SIZE
@@ -315,10 +340,12 @@ EF_API ptrdiff_t ef_counter_partitioned_check(const uint8_t *src, size_t len, ui
  * and bytes, and every key hashing to that partition. Returns the section's entry count, the
  * header's codes, EF_EINVAL (partition >= P) or EF_EFORMAT. */
 EF_API ptrdiff_t ef_counter_section_check(const uint8_t *src, size_t len, uint32_t partition);
-/* Add section `partition`'s counts into dst's same partition (saturating). dst must have the
+/* Add section `partition`'s counts into dst's same partition. dst must have the
  * buffer's partition count (EF_EINVAL otherwise). The section is validated as section_check does
  * and room is made before the first count is added, so on any error — EF_ENOMEM included — dst
- * is unchanged. Returns the section's entry count. */
+ * is unchanged. EF_EOVERFLOW when the partition's total would pass UINT64_MAX (the
+ * counter-wide total is the caller's to check, e.g. with ef_counter_table_bounds). Returns the
+ * section's entry count. */
 EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, size_t len,
                                           uint32_t partition);
 

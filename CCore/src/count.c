@@ -75,6 +75,10 @@ typedef struct ef__part {
     uint32_t max_n; /* entry capacity, = half the slots: reaching it grows both */
     uint8_t *arena;
     size_t arena_len, arena_cap; /* arena_cap excludes ARENA_SLACK */
+    /* Sum of the counts, so a merge checks for overflow in O(P) rather than per word. Keeping it
+     * costs one add per word counted: +1.3% instructions feeding 4 MB (valgrind lackey, 57.5M
+     * before, 58.2M after), within the noise of timings on this machine. */
+    uint64_t total;
 } ef__part;
 
 typedef int (*ef__feed_fn)(ef_counter *c, const uint8_t *data, size_t len);
@@ -185,10 +189,13 @@ static inline uint32_t part_of(uint64_t h, uint32_t nparts) {
     return (uint32_t)(((h >> 32) * nparts) >> 32); /* any count, not only powers of two */
 }
 
-static inline uint64_t add_sat(uint64_t a, uint64_t b) {
-    uint64_t s;
-    return __builtin_add_overflow(a, b, &s) ? UINT64_MAX : s;
+/* a + b into *sum; nonzero when it does not fit (the caller refuses: counts never saturate) */
+static inline int add_overflows(uint64_t a, uint64_t b, uint64_t *sum) {
+    return __builtin_add_overflow(a, b, sum);
 }
+
+/* The sum of every partition's total, O(P); nonzero when it overflows. */
+static int counter_sum(const ef_counter *c, uint64_t *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Partitions                                                                                 */
@@ -282,15 +289,16 @@ static EF_NOINLINE int part_insert(ef__part *pt, size_t i, uint32_t tag, uint64_
     e->len = (uint32_t)len;
     e->hash = tag;
     pt->arena_len += len;
+    pt->total += count;
     pt->n++;
     pt->slots[i] = (uint64_t)tag << 32 | pt->n;
     return EF_OK;
 }
 
 /* Add count to the word p/len, whose head and hash (tag: its low 32 bits) word_head and word_hash
- * computed. */
+ * computed. The caller made sure pt->total + count fits (so the word's count does too). */
 EF_INLINE int part_add(ef__part *pt, uint32_t tag, uint64_t head, const uint8_t *p, size_t len,
-                       uint64_t count, int saturate) {
+                       uint64_t count) {
     size_t i = tag & pt->mask;
     for (;;) {
         uint64_t s = pt->slots[i];
@@ -300,8 +308,8 @@ EF_INLINE int part_add(ef__part *pt, uint32_t tag, uint64_t head, const uint8_t 
             ef__entry *e = &pt->entries[(uint32_t)s - 1];
             if (e->head == head && e->len == len &&
                 (len <= 8 || memcmp(pt->arena + e->off + 8, p + 8, len - 8) == 0)) {
-                /* one word per feed can never overflow a u64; added counts can */
-                e->count = saturate ? add_sat(e->count, count) : e->count + count;
+                e->count += count;
+                pt->total += count;
                 return EF_OK;
             }
         }
@@ -332,7 +340,7 @@ EF_INLINE int count_word(ef__part *parts, uint32_t nparts, const uint8_t *p, siz
                          const uint8_t *lim, int checked) {
     uint64_t head = word_head(p, len, lim, checked);
     uint64_t h = word_hash(head, p, len, lim, checked);
-    return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, 1, 0);
+    return part_add(&parts[part_of(h, nparts)], (uint32_t)h, head, p, len, 1);
 }
 
 /* Add a whole key as given (no lowercasing), readable up to lim: a key inside a larger buffer
@@ -341,7 +349,7 @@ static int counter_add_key(ef_counter *c, const uint8_t *p, size_t len, const ui
                            uint64_t count) {
     uint64_t head = word_head(p, len, lim, 1);
     uint64_t h = word_hash(head, p, len, lim, 1);
-    return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, count, 1);
+    return part_add(&c->parts[part_of(h, c->nparts)], (uint32_t)h, head, p, len, count);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -638,6 +646,10 @@ EF_API void ef_counter_free(ef_counter *c) {
 EF_API int ef_counter_feed(ef_counter *c, const uint8_t *data, size_t len) {
     if (!c || (!data && len))
         return EF_EINVAL;
+    /* len bytes hold at most len words (and one pending): once per call, not per word */
+    uint64_t total, after;
+    if (counter_sum(c, &total) || add_overflows(total, (uint64_t)len + 1, &after))
+        return EF_EOVERFLOW;
     return len ? c->feed(c, data, len) : EF_OK;
 }
 
@@ -650,6 +662,9 @@ EF_API int ef_counter_finish(ef_counter *c) {
 EF_API int ef_counter_add(ef_counter *c, const uint8_t *word, size_t len, uint64_t count) {
     if (!c || !word || len == 0)
         return EF_EINVAL;
+    uint64_t total, after;
+    if (counter_sum(c, &total) || add_overflows(total, count, &after))
+        return EF_EOVERFLOW;
     return count ? counter_add_key(c, word, len, word + len, count) : EF_OK;
 }
 
@@ -676,6 +691,7 @@ EF_API void ef_counter_clear(ef_counter *c) {
         memset(pt->slots, 0, ((size_t)pt->mask + 1) * sizeof *pt->slots);
         pt->n = 0;
         pt->arena_len = 0;
+        pt->total = 0;
     }
     c->pend_len = 0;
 }
@@ -690,11 +706,19 @@ EF_API size_t ef_counter_distinct(const ef_counter *c) {
     return n;
 }
 
+static int counter_sum(const ef_counter *c, uint64_t *out) {
+    uint64_t t = 0;
+    for (uint32_t p = 0; p < c->nparts; p++)
+        if (add_overflows(t, c->parts[p].total, &t))
+            return 1;
+    *out = t;
+    return 0;
+}
+
 EF_API uint64_t ef_counter_total(const ef_counter *c) {
     uint64_t t = 0;
-    for (uint32_t p = 0; c && p < c->nparts; p++)
-        for (uint32_t i = 0; i < c->parts[p].n; i++)
-            t = add_sat(t, c->parts[p].entries[i].count);
+    if (c && counter_sum(c, &t))
+        return UINT64_MAX; /* only partition merges can get here: see the header */
     return t;
 }
 
@@ -714,9 +738,12 @@ EF_API uint64_t ef_counter_get(const ef_counter *c, const uint8_t *word, size_t 
 /* Same hash, same partition count: the stored tag and head carry over and nothing is re-hashed.
  * dst == src doubles every count: each key finds itself, so no insert moves what is read. */
 static int merge_part(ef__part *dpt, const ef__part *spt) {
+    uint64_t after;
+    if (add_overflows(dpt->total, spt->total, &after))
+        return EF_EOVERFLOW;
     for (uint32_t i = 0; i < spt->n; i++) {
         const ef__entry *e = &spt->entries[i];
-        int rc = part_add(dpt, e->hash, e->head, spt->arena + e->off, e->len, e->count, 1);
+        int rc = part_add(dpt, e->hash, e->head, spt->arena + e->off, e->len, e->count);
         if (EF_UNLIKELY(rc))
             return rc;
     }
@@ -732,6 +759,9 @@ EF_API int ef_counter_merge_partition(ef_counter *dst, const ef_counter *src, ui
 EF_API int ef_counter_merge(ef_counter *dst, const ef_counter *src) {
     if (!dst || !src)
         return EF_EINVAL;
+    uint64_t a, b, after;
+    if (counter_sum(dst, &a) || counter_sum(src, &b) || add_overflows(a, b, &after))
+        return EF_EOVERFLOW; /* checked whole first: every partition's total then fits */
     if (dst->nparts == src->nparts) {
         for (uint32_t p = 0; p < dst->nparts; p++) {
             int rc = merge_part(&dst->parts[p], &src->parts[p]);
@@ -911,16 +941,22 @@ EF_API ptrdiff_t ef_counter_deserialize(ef_counter *dst, const uint8_t *src, siz
     if (n > (len - 8) / 3) /* an entry takes at least 3 bytes */
         return EF_EFORMAT;
 
-    /* Pass 1: validate everything. */
+    /* Pass 1: validate everything, and that the counts fit with dst's. */
     size_t pos = 8;
     const uint8_t *w;
     size_t wl;
-    uint64_t cnt;
-    for (uint32_t k = 0; k < n; k++)
+    uint64_t cnt, sum = 0;
+    int over = 0;
+    for (uint32_t k = 0; k < n; k++) {
         if (entry_get(src, len, &pos, &w, &wl, &cnt))
             return EF_EFORMAT;
+        over |= add_overflows(sum, cnt, &sum);
+    }
     if (pos != len)
         return EF_EFORMAT;
+    uint64_t had;
+    if (over || counter_sum(dst, &had) || add_overflows(had, sum, &sum))
+        return EF_EOVERFLOW;
 
     /* Pass 2: make room in each partition for its worst case, so pass 3 cannot fail half-way. */
     size_t *need = calloc(2 * (size_t)dst->nparts, sizeof *need);
@@ -1021,10 +1057,11 @@ static int cp_section(const uint8_t *src, size_t len, uint32_t nparts, uint32_t 
  * that lies about it would otherwise plant a key where no lookup finds it, and a word counted
  * twice. Fills *keys with the key bytes in all. Returns the entry count. */
 static ptrdiff_t cp_validate(const uint8_t *sec, size_t sec_len, uint64_t n, uint32_t nparts,
-                             uint32_t p, size_t *keys) {
+                             uint32_t p, size_t *keys, uint64_t *sum) {
     size_t pos = 0, wl, total = 0;
     const uint8_t *w;
-    uint64_t cnt;
+    uint64_t cnt, counts = 0;
+    int over = 0;
     for (uint64_t k = 0; k < n; k++) {
         if (entry_get(sec, sec_len, &pos, &w, &wl, &cnt))
             return EF_EFORMAT;
@@ -1032,10 +1069,14 @@ static ptrdiff_t cp_validate(const uint8_t *sec, size_t sec_len, uint64_t n, uin
         if (part_of(h, nparts) != p)
             return EF_EFORMAT;
         total += wl;
+        over |= add_overflows(counts, cnt, &counts);
     }
     if (pos != sec_len)
         return EF_EFORMAT;
+    if (over)
+        return EF_EOVERFLOW;
     *keys = total;
+    *sum = counts;
     return (ptrdiff_t)n;
 }
 
@@ -1109,10 +1150,10 @@ EF_API ptrdiff_t ef_counter_section_check(const uint8_t *src, size_t len, uint32
         return EF_EINVAL;
     const uint8_t *sec;
     size_t sec_len, keys;
-    uint64_t n;
+    uint64_t n, sum;
     if (cp_section(src, len, np, partition, &sec, &sec_len, &n))
         return EF_EFORMAT;
-    return cp_validate(sec, sec_len, n, np, partition, &keys);
+    return cp_validate(sec, sec_len, n, np, partition, &keys, &sum);
 }
 
 EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, size_t len,
@@ -1127,18 +1168,20 @@ EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, s
         return EF_EINVAL;
     const uint8_t *sec;
     size_t sec_len, keys;
-    uint64_t n;
+    uint64_t n, sum, after;
     if (cp_section(src, len, np, partition, &sec, &sec_len, &n))
         return EF_EFORMAT;
     /* Validated again although the caller should have run section_check: a merge must never add
      * part of a section, nor a key outside its partition, whatever the caller did. */
-    ptrdiff_t got = cp_validate(sec, sec_len, n, np, partition, &keys);
+    ptrdiff_t got = cp_validate(sec, sec_len, n, np, partition, &keys, &sum);
     if (got < 0)
         return got;
     /* Only this partition's memory is touched from here on: that is the threading promise. */
     ef__part *pt = &dst->parts[partition];
     if (n == 0)
         return 0;
+    if (add_overflows(pt->total, sum, &after))
+        return EF_EOVERFLOW;
     if (keys > SIZE_MAX - pt->arena_len)
         return EF_ENOMEM;
     rc = part_grow_table(pt, pt->n + (size_t)n);
@@ -1155,7 +1198,7 @@ EF_API ptrdiff_t ef_counter_section_merge(ef_counter *dst, const uint8_t *src, s
         entry_get(sec, sec_len, &pos, &w, &wl, &cnt);
         uint64_t head = word_head(w, wl, sec + sec_len, 1);
         uint64_t h = word_hash(head, w, wl, sec + sec_len, 1);
-        part_add(pt, (uint32_t)h, head, w, wl, cnt, 1);
+        part_add(pt, (uint32_t)h, head, w, wl, cnt);
     }
     return got;
 }
@@ -1172,10 +1215,16 @@ static ptrdiff_t deserialize_partitioned(ef_counter *dst, const uint8_t *src, si
     ptrdiff_t total = 0;
     const uint8_t *sec = NULL; /* set by cp_section, which cannot fail on a checked buffer */
     size_t sec_len = 0, keys = 0;
-    uint64_t n = 0;
+    uint64_t n = 0, sum = 0, counts;
+    if (counter_sum(dst, &sum)) {
+        free(need);
+        return EF_EOVERFLOW;
+    }
     for (uint32_t p = 0; p < np; p++) {
         cp_section(src, len, np, p, &sec, &sec_len, &n);
-        rc = cp_validate(sec, sec_len, n, np, p, &keys);
+        rc = cp_validate(sec, sec_len, n, np, p, &keys, &counts);
+        if (rc >= 0 && add_overflows(sum, counts, &sum))
+            rc = EF_EOVERFLOW; /* dst's total and every section so far: all or nothing */
         if (rc < 0) {
             free(need);
             return rc;
@@ -1200,6 +1249,59 @@ static ptrdiff_t deserialize_partitioned(ef_counter *dst, const uint8_t *src, si
     }
     return total;
 }
+/* n entries at src[0..len), read (no hashing) into *b; EF_EFORMAT unless they fill it exactly. */
+static int bounds_add(const uint8_t *src, size_t len, uint64_t n, ef_counter_bounds *b) {
+    size_t pos = 0, wl;
+    const uint8_t *w;
+    uint64_t cnt;
+    for (uint64_t k = 0; k < n; k++) {
+        if (entry_get(src, len, &pos, &w, &wl, &cnt))
+            return EF_EFORMAT;
+        if (add_overflows(b->total, cnt, &b->total))
+            return EF_EOVERFLOW;
+        if (wl > b->longest)
+            b->longest = wl;
+    }
+    b->entries += n;
+    return pos == len ? EF_OK : EF_EFORMAT;
+}
+
+EF_API int ef_counter_table_bounds(const uint8_t *src, size_t len, ef_counter_bounds *out) {
+    if (!out || (!src && len))
+        return EF_EINVAL;
+    ef_counter_bounds b = {0, 0, 0};
+    if (len < 4)
+        return EF_EFORMAT;
+    int rc;
+    if (ef__load32(src) == EF_COUNT_PART_MAGIC) {
+        uint32_t np;
+        ptrdiff_t checked = ef_counter_partitioned_check(src, len, &np);
+        if (checked < 0)
+            return (int)checked;
+        for (uint32_t p = 0; p < np; p++) {
+            /* set by cp_section, which cannot fail on a checked buffer */
+            const uint8_t *sec = NULL;
+            size_t sec_len = 0;
+            uint64_t n = 0;
+            cp_section(src, len, np, p, &sec, &sec_len, &n);
+            if ((rc = bounds_add(sec, sec_len, n, &b)))
+                return rc;
+        }
+    } else {
+        if (ef__load32(src) != EF_COUNT_MAGIC)
+            return EF_EBADMAGIC;
+        if (len < 8)
+            return EF_EFORMAT;
+        uint32_t n = ef__load32(src + 4);
+        if (n > (len - 8) / 3)
+            return EF_EFORMAT;
+        if ((rc = bounds_add(src + 8, len - 8, n, &b)))
+            return rc;
+    }
+    *out = b;
+    return EF_OK;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Export                                                                                     */
 /* ------------------------------------------------------------------------------------------ */

@@ -34,6 +34,7 @@ EF_API const char *ef_strerror(int code) {
     case EF_EFRAMEAUTH:
         return "frame authentication failed (wrong session key, or a replayed, reordered or "
                "altered frame)";
+    case EF_EOVERFLOW: return "a count would overflow 64 bits";
     default: return "unknown error";
     }
 }

@@ -805,13 +805,22 @@ static void test_count_deserialize_malformed(ef_t *t) {
                                   'm',  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                   0xff, 0x01, 0x81, 0x00, 'n',  0x82, 0x00};
     ef_counter *e = make(1, 0, 0);
-    CHECK_EQ(t, ef_counter_deserialize(e, max, sizeof max), 2);
+    /* both: their sum passes 2^64 - 1, refused whole */
+    CHECK_EQ(t, ef_counter_deserialize(e, max, sizeof max), EF_EOVERFLOW);
+    CHECK_EQ(t, ef_counter_distinct(e), 0);
+    uint8_t one[sizeof max];
+    memcpy(one, max, sizeof max);
+    one[4] = 1; /* "m" alone */
+    CHECK_EQ(t, ef_counter_deserialize(e, one, 20), 1);
     CHECK(t, ef_counter_get(e, (const uint8_t *)"m", 1) == UINT64_MAX);
-    CHECK_EQ(t, ef_counter_get(e, (const uint8_t *)"n", 1), 2);
-    /* adding to the maximum saturates rather than wraps */
-    CHECK_EQ(t, ef_counter_deserialize(e, max, sizeof max), 2);
+    /* adding to the maximum is refused rather than saturated or wrapped */
+    CHECK_EQ(t, ef_counter_deserialize(e, one, 20), EF_EOVERFLOW);
     CHECK(t, ef_counter_get(e, (const uint8_t *)"m", 1) == UINT64_MAX);
     CHECK(t, ef_counter_total(e) == UINT64_MAX);
+    memcpy(one + 8, max + 20, sizeof max - 20); /* "n" alone, with non-minimal varints */
+    ef_counter_clear(e);
+    CHECK_EQ(t, ef_counter_deserialize(e, one, 8 + sizeof max - 20), 1);
+    CHECK_EQ(t, ef_counter_get(e, (const uint8_t *)"n", 1), 2);
     CHECK_EQ(t, ef_counter_deserialize(NULL, max, sizeof max), EF_EINVAL);
     CHECK_EQ(t, ef_counter_deserialize(e, NULL, 1), EF_EINVAL);
     ef_counter_free(e);
@@ -966,9 +975,15 @@ static void test_count_add(ef_t *t) {
     /* words with spaces are whole words here: add does not tokenize */
     CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"a b", 3, 2), EF_OK);
     CHECK_EQ(t, ef_counter_get(c, (const uint8_t *)"a b", 3), 2);
-    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"sat", 3, UINT64_MAX - 1), EF_OK);
-    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"sat", 3, 5), EF_OK);
-    CHECK(t, ef_counter_get(c, (const uint8_t *)"sat", 3) == UINT64_MAX);
+    uint64_t before = ef_counter_total(c);
+    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"sat", 3, UINT64_MAX - before), EF_OK);
+    CHECK(t, ef_counter_total(c) == UINT64_MAX);
+    /* the total is at the limit: one more count, of any word, overflows and is refused */
+    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"sat", 3, 1), EF_EOVERFLOW);
+    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"new", 3, 1), EF_EOVERFLOW);
+    CHECK_EQ(t, ef_counter_feed(c, (const uint8_t *)"x ", 2), EF_EOVERFLOW);
+    CHECK(t, ef_counter_get(c, (const uint8_t *)"sat", 3) == UINT64_MAX - before);
+    CHECK_EQ(t, ef_counter_get(c, (const uint8_t *)"new", 3), 0);
     ef_counter_free(c);
 }
 
@@ -1131,27 +1146,31 @@ static void test_count_partitioned_edges(ef_t *t) {
         free(buf);
         ef_counter_free(c);
     }
-    /* saturation, a 9-byte count varint, a 2^16-byte key, NUL bytes, a word "a" and "a\0" */
+    /* a total of UINT64_MAX - 1, a 9-byte count varint, a 2^16-byte key, NUL bytes, a word "a"
+     * and "a\0" */
     ef_counter *c = make(4, 0, 0);
     uint8_t *longw = malloc(65536);
     memset(longw, 'L', 65536);
     ef_counter_add(c, longw, 65536, 3);
-    ef_counter_add(c, (const uint8_t *)"big", 3, UINT64_MAX - 1);
+    CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"big", 3, UINT64_MAX - 7), EF_OK);
     ef_counter_add(c, (const uint8_t *)"a", 1, 1);
     ef_counter_add(c, (const uint8_t *)"a\0", 2, 2);
+    CHECK(t, ef_counter_total(c) == UINT64_MAX - 1);
     size_t len;
     uint8_t *buf = efcp_of(c, &len);
     ef_counter *d = make(4, 0, 0);
     uint64_t s = 3;
     CHECK_EQ(t, merge_all_sections(d, buf, len, &s), 4);
-    CHECK_EQ(t, merge_all_sections(d, buf, len, &s), 4);
-    CHECK(t, ef_counter_get(d, (const uint8_t *)"big", 3) == UINT64_MAX);
-    CHECK_EQ(t, ef_counter_get(d, longw, 65536), 6);
-    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a", 1), 2);
-    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a\0", 2), 4);
-    /* merging a table into itself through its own serialization doubles it */
-    CHECK_EQ(t, ef_counter_deserialize(c, buf, len), 4);
-    CHECK_EQ(t, ef_counter_get(c, (const uint8_t *)"a\0", 2), 4);
+    CHECK(t, ef_counter_get(d, (const uint8_t *)"big", 3) == UINT64_MAX - 7);
+    CHECK_EQ(t, ef_counter_get(d, longw, 65536), 3);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a", 1), 1);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a\0", 2), 2);
+    /* a second copy overflows: refused whole, never saturated */
+    CHECK_EQ(t, ef_counter_deserialize(d, buf, len), EF_EOVERFLOW);
+    CHECK_EQ(t, ef_counter_deserialize(c, buf, len), EF_EOVERFLOW);
+    CHECK(t, ef_counter_get(d, (const uint8_t *)"big", 3) == UINT64_MAX - 7);
+    CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"a", 1), 1);
+    CHECK(t, ef_counter_total(d) == UINT64_MAX - 1);
     /* arguments */
     CHECK_EQ(t, ef_counter_partitioned_size(NULL), 0);
     CHECK_EQ(t, ef_counter_serialize_partitioned(NULL, buf, len), EF_EINVAL);
@@ -1501,6 +1520,85 @@ static void test_count_partitioned_threads(ef_t *t) {
     free(ab);
 }
 
+/* Every merge path refuses a sum past 2^64 - 1 (EF_EOVERFLOW) and leaves dst as it was. */
+static void test_count_overflow(ef_t *t) {
+    static const uint32_t parts[] = {1, 4, 16};
+    for (int i = 0; i < 3; i++) {
+        ef_counter *a = make(parts[i], 0, 0), *b = make(parts[i], 0, 0), *other = make(7, 0, 0);
+        CHECK_EQ(t, ef_counter_add(a, (const uint8_t *)"w", 1, UINT64_MAX / 2 + 1), EF_OK);
+        CHECK_EQ(t, ef_counter_add(b, (const uint8_t *)"w", 1, UINT64_MAX / 2 + 1), EF_OK);
+        CHECK_EQ(t, ef_counter_add(b, (const uint8_t *)"v", 1, 3), EF_OK);
+        CHECK_EQ(t, ef_counter_merge(a, b), EF_EOVERFLOW);
+        CHECK_EQ(t, ef_counter_merge(a, a), EF_EOVERFLOW); /* doubling */
+        CHECK_EQ(t, ef_counter_merge(other, a), EF_OK);
+        CHECK_EQ(t, ef_counter_merge(other, b), EF_EOVERFLOW); /* re-hashed path */
+        /* two words, each fitting, whose sum does not: the total is what is kept in range */
+        ef_counter *c = make(parts[i], 0, 0);
+        CHECK_EQ(t, ef_counter_add(c, (const uint8_t *)"v", 1, UINT64_MAX / 2 + 1), EF_OK);
+        CHECK_EQ(t, ef_counter_merge(c, a), EF_EOVERFLOW);
+        for (uint32_t p = 0; p < parts[i]; p++) {
+            int rc = ef_counter_merge_partition(a, b, p);
+            CHECK(t, rc == EF_OK || rc == EF_EOVERFLOW);
+        }
+        CHECK(t, ef_counter_get(a, (const uint8_t *)"w", 1) == UINT64_MAX / 2 + 1);
+        CHECK(t, ef_counter_get(a, (const uint8_t *)"v", 1) <= 3);
+        /* serialized: EFCT and EFCP, whole and by section */
+        size_t len = ef_counter_serialized_size(b);
+        uint8_t *efct = malloc(len);
+        CHECK_EQ(t, ef_counter_serialize(b, efct, len), (ptrdiff_t)len);
+        ef_counter *d = make(parts[i], 0, 0);
+        CHECK_EQ(t, ef_counter_add(d, (const uint8_t *)"w", 1, UINT64_MAX / 2 + 1), EF_OK);
+        CHECK_EQ(t, ef_counter_deserialize(d, efct, len), EF_EOVERFLOW);
+        size_t plen;
+        uint8_t *efcp = efcp_of(b, &plen);
+        CHECK_EQ(t, ef_counter_deserialize(d, efcp, plen), EF_EOVERFLOW);
+        CHECK(t, ef_counter_get(d, (const uint8_t *)"w", 1) == UINT64_MAX / 2 + 1);
+        CHECK_EQ(t, ef_counter_get(d, (const uint8_t *)"v", 1), 0);
+        uint32_t pw = 0;
+        for (uint32_t p = 0; p < parts[i]; p++)
+            if (ef_counter_section_merge(d, efcp, plen, p) == EF_EOVERFLOW)
+                pw++;
+        CHECK_EQ(t, pw, 1); /* the section holding "w" */
+        CHECK(t, ef_counter_get(d, (const uint8_t *)"w", 1) == UINT64_MAX / 2 + 1);
+        /* bounds: total, entries and the longest word, read without merging */
+        ef_counter_bounds bd;
+        CHECK_EQ(t, ef_counter_table_bounds(efct, len, &bd), EF_OK);
+        CHECK(t, bd.total == UINT64_MAX / 2 + 4 && bd.entries == 2 && bd.longest == 1);
+        CHECK_EQ(t, ef_counter_table_bounds(efcp, plen, &bd), EF_OK);
+        CHECK(t, bd.total == UINT64_MAX / 2 + 4 && bd.entries == 2 && bd.longest == 1);
+        CHECK_EQ(t, ef_counter_table_bounds(efct, len - 1, &bd), EF_EFORMAT);
+        CHECK_EQ(t, ef_counter_table_bounds(efcp, plen - 1, &bd), EF_EFORMAT);
+        CHECK_EQ(t, ef_counter_table_bounds(NULL, 0, &bd), EF_EFORMAT);
+        CHECK_EQ(t, ef_counter_table_bounds(efct, len, NULL), EF_EINVAL);
+        free(efct);
+        free(efcp);
+        /* a table whose own counts sum past 2^64 - 1: 2^63 + 2^63, each entry a 10-byte varint */
+        uint8_t bad[8 + 2 * 12] = {'E', 'F', 'C', 'T', 2, 0, 0, 0};
+        size_t at = 8;
+        for (int k = 0; k < 2; k++) {
+            bad[at++] = 1;
+            bad[at++] = (uint8_t)('p' + k);
+            for (int j = 0; j < 9; j++)
+                bad[at++] = 0x80;
+            bad[at++] = 0x01; /* 2^63 */
+        }
+        ef_counter *e = make(parts[i], 0, 0);
+        CHECK_EQ(t, ef_counter_table_bounds(bad, at, &bd), EF_EOVERFLOW);
+        CHECK_EQ(t, ef_counter_deserialize(e, bad, at), EF_EOVERFLOW);
+        CHECK_EQ(t, ef_counter_distinct(e), 0);
+        /* one entry of 2^63 is fine; 2^64 - 1 alone is too */
+        bad[4] = 1;
+        CHECK_EQ(t, ef_counter_deserialize(e, bad, 8 + 12), 1);
+        CHECK_EQ(t, ef_counter_deserialize(e, bad, 8 + 12), EF_EOVERFLOW);
+        ef_counter_free(a);
+        ef_counter_free(b);
+        ef_counter_free(c);
+        ef_counter_free(d);
+        ef_counter_free(e);
+        ef_counter_free(other);
+    }
+}
+
 void suite_count(ef_t *t) {
     RUN(t, test_count_random_vs_reference);
     RUN(t, test_count_block_edges);
@@ -1527,5 +1625,6 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_get);
     RUN(t, test_count_clear);
     RUN(t, test_count_add);
+    RUN(t, test_count_overflow);
     RUN(t, test_count_create_options);
 }

@@ -88,6 +88,25 @@ struct ClusterOptions: ParsableArguments {
 
     @Option(
         name: .long,
+        help: ArgumentHelp(
+            "Failures (task errors, refused results, overdue parcels) after which a worker is excluded from the step "
+                + "(default 3; 0: never).", valueName: "N"))
+    var excludeAfter: Int?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds a master no node can serve yet waits for a worker to join before it fails (default 60).",
+            valueName: "SECONDS"))
+    var joinTimeout: Double?
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Whether straggling parcels get a speculative copy on an idle node (default: yes).")
+    var speculation: Bool?
+
+    @Option(
+        name: .long,
         help: ArgumentHelp("Inject faults at this rate, 0-45 (reproducible with --chaos-seed).", valueName: "PERCENT"))
     var chaos: Int?
 
@@ -151,6 +170,7 @@ struct ClusterOptions: ParsableArguments {
         workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
             || parcelTimeout != nil || chaosSeed != nil || sharedInput || combine != nil || combineDelay != nil
+            || excludeAfter != nil || joinTimeout != nil || speculation != nil
             || encrypt
     }
 
@@ -198,6 +218,12 @@ struct ClusterOptions: ParsableArguments {
         }
         if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
         if let maxAttempts { configuration.maxAttempts = maxAttempts }
+        if let excludeAfter {
+            guard excludeAfter >= 0 else { throw .invalidArgument("--exclude-after must be 0...1000 (0: never)") }
+            configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter
+        }
+        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? configuration.chaos?.seed ?? 1)
         } else if let chaosSeed, let current = configuration.chaos {

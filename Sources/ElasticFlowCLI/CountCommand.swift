@@ -110,6 +110,7 @@ func runOnCluster(
 ) throws(ElasticFlowError) -> StepReport {
     let master = Master(configuration: configuration)
     for interceptor in interceptors { master.add(interceptor) }
+    if interceptors.isEmpty { master.add(NoticeInterceptor()) }
     let bar = ProgressBar()
     defer { bar.finish() }
     return try master.run(task: task, sources: sources, options: options) { bar.update($0) }
@@ -133,6 +134,7 @@ func runJournaled(
     let hold = try StepDataLock(directory: stepData)
     defer { withExtendedLifetime(hold) {} }
     let master = Master(configuration: configuration)
+    master.add(NoticeInterceptor())
     let bar = ProgressBar()
     defer { bar.finish() }
     if let step = try StepExecution.unfinishedStep(

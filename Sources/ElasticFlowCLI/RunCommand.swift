@@ -128,7 +128,7 @@ struct RunCommand: ParsableCommand {
                 "steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
         }
         let master = Master(configuration: configuration)
-        if verbose { master.add(LoggingInterceptor(verbose: true)) }
+        master.add(verbose ? LoggingInterceptor(verbose: true) : NoticeInterceptor())
         let queue = try StepQueue(master: master, stepData: stepData)
         for definition in definitions {
             var absolute = definition

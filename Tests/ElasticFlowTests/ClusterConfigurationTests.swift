@@ -43,4 +43,30 @@ import Testing
         file.maxAttempts = 0
         #expect(throws: ElasticFlowError.self) { _ = try file.configuration(cookie: try Cookie("secret")) }
     }
+
+    @Test func exclusionJoinTimeoutAndSpeculationHaveRanges() throws {
+        var configuration = try configuration()
+        configuration.excludeAfter = nil
+        configuration.speculation = nil
+        try configuration.validate()
+        for bad: (inout ClusterConfiguration) -> Void in [
+            { $0.excludeAfter = 0 }, { $0.excludeAfter = 1001 }, { $0.joinTimeout = 0 }, { $0.joinTimeout = .infinity },
+            { $0.joinTimeout = .nan }, { $0.speculation = SpeculationSettings(multiplier: 0.5) },
+            { $0.speculation = SpeculationSettings(minimumSeconds: -1) },
+            { $0.speculation = SpeculationSettings(minimumFinished: 0) },
+        ] {
+            var changed = configuration
+            bad(&changed)
+            #expect(throws: ElasticFlowError.self) { try changed.validate() }
+        }
+        // The cluster file: 0 turns exclusion off, false turns speculation off.
+        var file = ClusterFile(nodes: [])
+        file.excludeAfter = 0
+        file.speculation = false
+        file.joinTimeout = 5
+        let loaded = try file.configuration(cookie: try Cookie("secret"))
+        #expect(loaded.excludeAfter == nil && loaded.speculation == nil && loaded.joinTimeout == 5)
+        file.excludeAfter = -1
+        #expect(throws: ElasticFlowError.self) { _ = try file.configuration(cookie: try Cookie("secret")) }
+    }
 }

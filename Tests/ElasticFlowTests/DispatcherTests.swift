@@ -72,7 +72,90 @@ import Testing
         _ = dispatcher.open(1, on: "b")
         #expect(dispatcher.taskFailed(1, on: "b") != nil)
         dispatcher.retry(1)
-        // It failed everywhere: any node may try again (the attempt limit ends it).
+        // It failed everywhere: another node may try again (the attempt limit ends it), but not
+        // b, where it just failed, while a is there.
+        #expect(dispatcher.take(for: "b") == .nothing)
         #expect(dispatcher.take(for: "a") == .receipt(1, isRetry: true))
+        _ = dispatcher.open(1, on: "a")
+        #expect(dispatcher.taskFailed(1, on: "a") != nil)
+        dispatcher.retry(1)
+        dispatcher.removeNode("b")
+        #expect(dispatcher.take(for: "a") == .receipt(1, isRetry: true), "the only node left")
+    }
+
+    @Test func aResultCountsOnlyFromANodeItsReceiptWasSentTo() {
+        let dispatcher = dispatcher(receipts: 2)
+        #expect(dispatcher.wasSent(1, to: "a") && !dispatcher.wasSent(1, to: "b"))
+        // Sent again to b: both may answer it now (the first result wins).
+        #expect(dispatcher.requeue(1, from: "a"))
+        #expect(dispatcher.take(for: "b") == .receipt(1, isRetry: true))
+        _ = dispatcher.open(1, on: "b")
+        #expect(dispatcher.wasSent(1, to: "a") && dispatcher.wasSent(1, to: "b"))
+        #expect(!dispatcher.wasSent(99, to: "a"))
+    }
+
+    @Test func aNodeIsExcludedAtItsThresholdAndItsReceiptsGoElsewhere() {
+        let dispatcher = dispatcher(receipts: 3)
+        #expect(dispatcher.countFailure(on: "a") == 1)
+        #expect(dispatcher.countFailure(on: "a") == 2)
+        #expect(dispatcher.countFailure(on: "b") == 1)
+        let takenBack = dispatcher.exclude("a", why: "3 failures")
+        #expect(Set(takenBack) == [1, 2, 3])
+        #expect(dispatcher.isExcluded("a") && !dispatcher.isExcluded("b"))
+        #expect(!dispatcher.hasNode("a") && dispatcher.nodes.map(\.name) == ["b"])
+        #expect(dispatcher.ledger.open(on: "a") == 0)
+        #expect(dispatcher.take(for: "b") == .receipt(1, isRetry: true))
+    }
+
+    @Test func anOverdueParcelNeverGoesBackToItsNode() {
+        let dispatcher = dispatcher(receipts: 1)
+        dispatcher.exhausted = true
+        let later = monotonicSeconds() + 10
+        let overdue = dispatcher.takeBackOverdue(now: later, limit: 1, except: "master")
+        #expect(overdue.map(\.0.sequence) == [1] && overdue.map(\.1) == ["a"])
+        #expect(dispatcher.take(for: "a") == .nothing)
+        #expect(dispatcher.take(for: "b") == .receipt(1, isRetry: true))
+        _ = dispatcher.open(1, on: "b")
+        // It failed on b too: "failed everywhere" would let any node try again, but never a, where
+        // it is stuck. And with a as the only node left, b's copy stays where it is.
+        #expect(dispatcher.taskFailed(1, on: "b") != nil)
+        dispatcher.retry(1)
+        #expect(dispatcher.take(for: "a") == .nothing)
+        #expect(dispatcher.take(for: "b") == .receipt(1, isRetry: true))
+        _ = dispatcher.open(1, on: "b")
+        dispatcher.removeNode("a")
+        #expect(dispatcher.takeBackOverdue(now: later + 10, limit: 1, except: "master").isEmpty)
+        #expect(dispatcher.ledger.state(of: 1) == .open(node: "b", attempt: 3))
+    }
+
+    @Test func aStragglerIsCopiedOnceToAnIdleNodeOnceThereIsAMedian() {
+        let dispatcher = dispatcher(receipts: 6, on: "b")
+        dispatcher.exhausted = true
+        let settings = SpeculationSettings(multiplier: 4, minimumSeconds: 0.5, minimumFinished: 5)
+        let later = monotonicSeconds() + 10
+        #expect(dispatcher.copyStragglers(now: later, settings: settings, except: "master").isEmpty, "no median yet")
+        for sequence in UInt64(1)...5 {
+            #expect(dispatcher.close(sequence))
+            _ = dispatcher.release(sequence)
+        }
+        let copied = dispatcher.copyStragglers(now: later, settings: settings, except: "master")
+        #expect(copied.map(\.0.sequence) == [6] && copied.map(\.1) == ["b"])
+        #expect(dispatcher.take(for: "b") == .nothing, "never back to the straggler")
+        #expect(dispatcher.take(for: "a") == .receipt(6, isRetry: true))
+        _ = dispatcher.open(6, on: "a")
+        #expect(dispatcher.copyStragglers(now: later + 100, settings: settings, except: "master").isEmpty, "once")
+        // The straggler's late answer still counts if it comes first: it was sent there.
+        #expect(dispatcher.wasSent(6, to: "b") && dispatcher.close(6))
+    }
+
+    @Test func aRefusedResultsReceiptsAreOpenAgainForAnotherNode() {
+        let dispatcher = dispatcher(receipts: 2)
+        dispatcher.exhausted = true
+        #expect(dispatcher.closeAll([1, 2], from: "a").closed)
+        dispatcher.reopen([1, 2], refusedFrom: "a")
+        #expect(dispatcher.ledger.closedCount == 0 && dispatcher.ledger.openCount == 2)
+        #expect(dispatcher.take(for: "a") == .nothing)
+        #expect(dispatcher.take(for: "b") == .receipt(1, isRetry: true))
+        #expect(dispatcher.take(for: "b") == .receipt(2, isRetry: true))
     }
 }

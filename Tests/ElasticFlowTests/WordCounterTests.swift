@@ -98,4 +98,41 @@ import Testing
         }
         #expect(try untouched.rendered(format: .text) == Reference.text(b, lowercase: false))
     }
+
+    @Test func mergesRefuseOverflowInsteadOfSaturatingAndChangeNothing() throws {
+        let big = try WordCounter()
+        try big.add(Array("w".utf8), count: UInt64.max - 1)
+        let more = try WordCounter()
+        try more.add(Array("w".utf8), count: 1)
+        try more.add(Array("v".utf8), count: 1)
+        #expect(throws: ElasticFlowError.core(.overflow, operation: "merging word counts")) { try big.merge(more) }
+        #expect(throws: ElasticFlowError.self) { try big.merge(serialized: try more.serialized()) }
+        for threads in [1, 4] {
+            let error = #expect(throws: ElasticFlowError.self) {
+                try big.mergeInParallel(
+                    serialized: try more.serializedPartitioned(), threads: threads, parallelAbove: 0)
+            }
+            #expect(
+                error?.description.contains("a count would overflow 64 bits") == true, "\(String(describing: error))")
+        }
+        #expect(big.count(of: "w") == UInt64.max - 1 && big.count(of: "v") == 0 && big.total == UInt64.max - 1)
+        #expect(throws: ElasticFlowError.self) { try big.add(Array("x".utf8), count: 2) }
+        #expect(throws: ElasticFlowError.self) { try big.feed(Array("a b\n".utf8)) }
+        // One more fits exactly.
+        try big.add(Array("x".utf8), count: 1)
+        #expect(big.total == UInt64.max)
+    }
+
+    @Test func boundsReadATableWithoutMergingIt() throws {
+        let counter = try WordCounter()
+        try counter.feed(Array("aa bbbb aa c\n".utf8))
+        try counter.finish()
+        for table in [try counter.serialized(), try counter.serializedPartitioned()] {
+            let bounds = try table.withUnsafeBytes { try WordCounter.bounds(ofSerialized: $0) }
+            #expect(bounds == .init(total: 4, entries: 3, longest: 4))
+            #expect(throws: ElasticFlowError.self) {
+                try Array(table.dropLast()).withUnsafeBytes { try WordCounter.bounds(ofSerialized: $0) }
+            }
+        }
+    }
 }

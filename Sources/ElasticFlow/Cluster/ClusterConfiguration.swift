@@ -127,6 +127,15 @@ public struct ClusterConfiguration: Sendable {
     /// Joining connections that have not completed the handshake yet, at most; more are closed
     /// as they are accepted (bounded memory before authentication).
     public var maxUnauthenticated = 64
+    /// A worker that fails this many times in a step (task errors, refused results, overdue
+    /// parcels; not injected faults) is excluded from the step (Spark's excludeOnFailure).
+    /// nil: never.
+    public var excludeAfter: Int? = 3
+    /// How long a master that no node can serve yet (`--workers '' --listen … --no-master-work`)
+    /// waits for a worker to join before the step fails.
+    public var joinTimeout: Double = 60
+    /// Speculative copies of stragglers: nil turns them off.
+    public var speculation: SpeculationSettings? = SpeculationSettings()
 
     /// The parcel size of shared-input mode when none is given: a parcel costs the master one
     /// small frame and one merge whatever its size, so larger splits cost it less per GB
@@ -183,6 +192,14 @@ public struct ClusterConfiguration: Sendable {
         if let chaos {
             try Limits.check(chaos.percent, in: 0...ChaosSettings.maximumPercent, "chaos (--chaos, chaos)")
         }
+        if let excludeAfter {
+            try Limits.check(
+                excludeAfter, in: Limits.excludeAfter,
+                "the exclusion threshold (--exclude-after, excludeAfter; 0: never)")
+        }
+        try Limits.check(
+            seconds: joinTimeout, in: Limits.joinTimeout, "the join time-out (--join-timeout, joinTimeout)")
+        if let speculation { try speculation.validate() }
     }
 }
 
@@ -211,6 +228,9 @@ public struct ClusterFile: Codable, Sendable {
     public var combineDelay: Double?
     public var encrypt: Bool?
     public var maxWordSize: String?
+    public var excludeAfter: Int?
+    public var joinTimeout: Double?
+    public var speculation: Bool?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
@@ -283,6 +303,9 @@ public struct ClusterFile: Codable, Sendable {
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
         if let encrypt { configuration.encrypt = encrypt }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
+        if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
+        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1)
         }

@@ -32,6 +32,22 @@ final class Dispatcher {
     private var distributedAt: [UInt64: Double] = [:]
     private var taskFailures: [UInt64: Int] = [:]
     private var failedOn: [UInt64: Set<String>] = [:]
+    /// The nodes each receipt was sent to, every attempt: a result is taken only from one of them.
+    private var sentTo: [UInt64: [String]] = [:]
+    /// The nodes a receipt went overdue on: it is never sent to them again.
+    private var stuckOn: [UInt64: Set<String>] = [:]
+    /// The node each receipt failed on last: with other nodes there, never its next one.
+    private var lastFailedOn: [UInt64: String] = [:]
+    /// Failures per node in this step (task errors, refused results, overdue parcels).
+    private var failuresByNode: [String: Int] = [:]
+    /// The nodes that refused a receipt's bytes as bad input (`frameFlagBadInput`).
+    private var badInputFrom: [UInt64: Set<String>] = [:]
+    /// Nodes excluded from the step, with why; they are never scheduled again.
+    private(set) var excluded: [String: String] = [:]
+    /// How long recent parcels took, for the median speculation compares with.
+    private(set) var times = ParcelTimes()
+    /// Receipts copied speculatively, and the node each straggled on.
+    private(set) var speculated: [UInt64: String] = [:]
     /// Every parcel has been cut.
     var exhausted = false
     /// Pool threads cutting a parcel right now (outside the step lock).
@@ -43,6 +59,27 @@ final class Dispatcher {
     // MARK: nodes
 
     func hasNode(_ name: String) -> Bool { nodes.contains { $0.name == name } }
+    func isExcluded(_ name: String) -> Bool { excluded[name] != nil }
+
+    /// Counts one failure of `node` (a task error, a refused result, an overdue parcel).
+    /// - Returns: its failures in the step so far.
+    func countFailure(on node: String) -> Int {
+        failuresByNode[node, default: 0] += 1
+        return failuresByNode[node]!
+    }
+
+    /// Takes `node` out of the step for good: off the scheduler, its open receipts taken back.
+    /// - Returns: the receipts taken back.
+    func exclude(_ node: String, why: String) -> [UInt64] {
+        excluded[node] = why
+        removeNode(node)
+        let open = ledger.openReceipts(on: node).map(\.sequence)
+        for sequence in open { requeue(sequence, from: node) }
+        return open
+    }
+
+    /// Whether `sequence` was ever sent to `node` (this attempt or an earlier one).
+    func wasSent(_ sequence: UInt64, to node: String) -> Bool { sentTo[sequence]?.contains(node) == true }
     func addNode(_ node: Scheduler.Node) { nodes.append(node) }
     func removeNode(_ name: String) { nodes.removeAll { $0.name == name } }
 
@@ -60,13 +97,22 @@ final class Dispatcher {
     func take(for node: String) -> Take {
         while !retryQueue.isEmpty,
             let index = retryQueue.firstIndex(where: { failedOn[$0]?.contains(node) != true })
-                ?? (exhausted && fresh.isEmpty ? retryQueue.firstIndex(where: failedOnEveryNode) : nil)
+                ?? (exhausted && fresh.isEmpty
+                    ? retryQueue.firstIndex(where: { failedOnEveryNode($0) && mayTakeAgain($0, node) }) : nil)
         {
             let retry = retryQueue.remove(at: index)
             if case .waiting = ledger.state(of: retry) { return .receipt(retry, isRetry: true) }
         }
         if !fresh.isEmpty { return .receipt(fresh.removeFirst(), isRetry: false) }
         return exhausted ? .nothing : .cut
+    }
+
+    /// Whether `node` may take a receipt that failed everywhere: never where it is stuck, and not
+    /// where it just failed while some other node may take it.
+    private func mayTakeAgain(_ sequence: UInt64, _ node: String) -> Bool {
+        let stuck = stuckOn[sequence] ?? []
+        guard !stuck.contains(node) else { return false }
+        return lastFailedOn[sequence] != node || !nodes.contains { $0.name != node && !stuck.contains($0.name) }
     }
 
     /// Whether a receipt failed on every node there is now.
@@ -90,6 +136,7 @@ final class Dispatcher {
     func open(_ sequence: UInt64, on node: String) -> (receipt: Receipt, attempt: Int, buffer: ParcelBuffer?) {
         let receipt = ledger.receipt(sequence)!
         ledger.open(receipt, on: node)
+        if sentTo[sequence]?.contains(node) != true { sentTo[sequence, default: []].append(node) }
         distributedAt[sequence] = monotonicSeconds()
         return (receipt, ledger.attempts(sequence), parcels[sequence])
     }
@@ -138,6 +185,17 @@ final class Dispatcher {
         return (true, [])
     }
 
+    /// Opens again receipts whose result was claimed, then refused before it was merged (it could
+    /// not be what their parcels hold): they go to another node, and `node` is not preferred.
+    func reopen(_ sequences: [UInt64], refusedFrom node: String) {
+        for sequence in sequences where ledger.reopen(sequence) {
+            failedOn[sequence, default: []].insert(node)
+            lastFailedOn[sequence] = node
+            processed[sequence] = nil
+            retryQueue.append(sequence)
+        }
+    }
+
     /// What workers processed for each receipt (shared-input mode), kept from the first answer:
     /// a later answer for the same receipt (a duplicate, a retry) must have read the same bytes.
     private(set) var processed: [UInt64: ProcessedRange] = [:]
@@ -153,7 +211,38 @@ final class Dispatcher {
     /// The merged receipt's parcel, now free, and the seconds since it was distributed.
     func release(_ sequence: UInt64) -> (buffer: ParcelBuffer?, seconds: Double) {
         let now = monotonicSeconds()
-        return (parcels.removeValue(forKey: sequence), now - (distributedAt.removeValue(forKey: sequence) ?? now))
+        let seconds = now - (distributedAt.removeValue(forKey: sequence) ?? now)
+        times.record(seconds)
+        return (parcels.removeValue(forKey: sequence), seconds)
+    }
+
+    /// Copies stragglers: every receipt open on a worker for longer than `settings.multiplier` ×
+    /// the median parcel time (and `minimumSeconds`), once enough parcels finished, while nothing
+    /// else waits to be sent and some other node is idle (no open receipt). The receipt is taken
+    /// back from the straggler (which may still answer: the first result wins) and queued to be
+    /// sent again, never to that node; each receipt is copied once.
+    /// - Returns: each receipt copied, the node it straggled on, and for how long.
+    func copyStragglers(now: Double, settings: SpeculationSettings, except master: String)
+        -> [(Receipt, String, Double)]
+    {
+        guard exhausted, fresh.isEmpty, retryQueue.isEmpty, times.finished >= settings.minimumFinished,
+            let median = times.median
+        else { return [] }
+        let threshold = max(settings.minimumSeconds, settings.multiplier * median)
+        var copied: [(Receipt, String, Double)] = []
+        for (sequence, sentAt) in distributedAt where now - sentAt > threshold && speculated[sequence] == nil {
+            guard case .open(let node, _) = ledger.state(of: sequence), node != master,
+                let receipt = ledger.receipt(sequence),
+                nodes.contains(where: { $0.name != node && ledger.open(on: $0.name) == 0 })
+            else { continue }
+            ledger.takeBack(sequence)
+            failedOn[sequence, default: []].insert(node)
+            stuckOn[sequence, default: []].insert(node)
+            speculated[sequence] = node
+            retryQueue.append(sequence)
+            copied.append((receipt, node, now - sentAt))
+        }
+        return copied
     }
 
     /// A task failed on `node`: the receipt is taken back.
@@ -166,7 +255,19 @@ final class Dispatcher {
         let failures = taskFailures[sequence, default: 0] + 1
         taskFailures[sequence] = failures
         failedOn[sequence, default: []].insert(node)
+        lastFailedOn[sequence] = node
         return (receipt, failures)
+    }
+
+    /// Records that `node` refused `sequence`'s bytes as bad input (a word over the cap).
+    /// - Parameter trusted: the report comes from the master's own work.
+    /// - Returns: whether the report is confirmed, so the step must fail: it is trusted, a second
+    ///   node refused the same bytes, or no other node is left to check them. A single worker's
+    ///   word is not enough: a hostile worker could otherwise fail any step with one frame.
+    func reportBadInput(_ sequence: UInt64, from node: String, trusted: Bool) -> Bool {
+        badInputFrom[sequence, default: []].insert(node)
+        let reporters = badInputFrom[sequence]!
+        return trusted || reporters.count >= 2 || !nodes.contains { !reporters.contains($0.name) }
     }
 
     /// Queues a receipt taken back by `taskFailed` to be sent again.
@@ -174,17 +275,20 @@ final class Dispatcher {
 
     /// Takes back every parcel unanswered for longer than `limit` on a worker (a task stuck, or a
     /// node far slower than the rest), to send it to another node: the first result is
-    /// aggregated, the other dropped as a duplicate. So a step never waits forever.
+    /// aggregated, the other dropped as a duplicate. It is never sent to the node it was stuck on
+    /// again; while no other node is there to take it, it stays open where it is.
     /// - Returns: each receipt taken back, the node it was on, and for how long.
     func takeBackOverdue(now: Double, limit: Double, except master: String) -> [(Receipt, String, Double)] {
         var overdue: [(Receipt, String, Double)] = []
         for (sequence, sentAt) in distributedAt where now - sentAt > limit {
             guard case .open(let node, _) = ledger.state(of: sequence), node != master,
-                let receipt = ledger.receipt(sequence)
+                let receipt = ledger.receipt(sequence),
+                nodes.contains(where: { $0.name != node && stuckOn[sequence]?.contains($0.name) != true })
             else { continue }
             ledger.takeBack(sequence)
             distributedAt[sequence] = nil
-            failedOn[sequence, default: []].insert(node)  // prefer another node this time
+            failedOn[sequence, default: []].insert(node)
+            stuckOn[sequence, default: []].insert(node)
             retryQueue.append(sequence)
             overdue.append((receipt, node, now - sentAt))
         }

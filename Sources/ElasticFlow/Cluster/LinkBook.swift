@@ -45,6 +45,8 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     /// When a joiner was last turned away for the unauthenticated-connection cap (logged at
     /// most once a second).
     private var lastCapNotice = -Double.infinity
+    /// Where joining workers connect (the bound port, when 0 was asked for); nil: no joining.
+    private(set) var listening: NodeAddress?
 
     init(run: StepRun) { self.run = run }
 
@@ -72,6 +74,14 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         links.first { $0.value.name == node && $0.value.phase == .ready }?.key
     }
 
+    /// Closes the connection of `node` (any thread, under the step lock): a refused result's
+    /// node is treated as failed, and its open receipts go elsewhere when the close comes back.
+    func drop(_ node: String) {
+        for (connection, link) in links where link.name == node && link.phase != .gone {
+            loop.post { [loop] in loop.close(connection, flush: false) }
+        }
+    }
+
     /// Runs `action` on the loop thread after `milliseconds` (loop thread, under the step lock).
     func after(milliseconds: UInt64, _ action: @escaping @Sendable () -> Void) {
         timers[loop.addTimer(milliseconds: milliseconds, repeats: false)] = action
@@ -82,7 +92,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     /// Listens for joining workers, when configured (before the loop thread starts).
     func listen() throws(ElasticFlowError) {
         if let listen = configuration.listen {
-            listener = try loop.listen(host: listen.host, port: listen.port).listener
+            let (id, port) = try loop.listen(host: listen.host, port: listen.port)
+            listener = id
+            listening = NodeAddress(host: listen.host, port: port)
         }
     }
 
@@ -281,6 +293,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             }
             loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
         }
+        run.copyStragglers(now: now)
         run.sendOverdueParcelsAgain(now: now)
         // A safety net, one wake-up per tick: pool threads waiting for room look again, so no
         // missed wake-up can leave parcels waiting while nodes have room.
@@ -322,9 +335,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
             let payload = Array(frame.payload)
             guard let (envelope, body) = try? ResultEnvelope.decode(payload) else {
-                run.withLock {
-                    run.fail(.cluster("worker \(link.name) sent a malformed result for parcel \(frame.id)"))
-                }
+                run.withLock { run.refuseResult(from: link.name, "a malformed result envelope for parcel \(frame.id)") }
                 return
             }
             let sequences = envelope.entries.map(\.sequence)
@@ -332,10 +343,13 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             if frame.flags & frameFlagFaultDelayed != 0 { run.faults.record(.frameDelay, receipts: sequences) }
             // Claimed here, on the loop thread, so a duplicate costs no merge; merged on the
             // merge pool, so the loop goes on reading while a table is decompressed and merged.
-            guard let receipts = run.claim(envelope.entries, from: link.name, wireBytes: payload.count) else { return }
+            guard
+                let (receipts, limits) = run.claim(
+                    envelope.entries, from: link.name, wireBytes: payload.count, step: frame.aux)
+            else { return }
             run.mergeRemote(
                 payload, body: body, compressed: frame.flags & frameFlagCompressed != 0,
-                combined: envelope.kind == .combined, for: receipts, from: link.name)
+                combined: envelope.kind == .combined, for: receipts, limits: limits, from: link.name)
         case (.error, .ready) where frame.id != 0:
             run.unlock()
             run.taskFailed(

@@ -34,12 +34,17 @@ final class ResultAggregator: @unchecked Sendable {
     }
 
     /// Merges one result whose receipts were just closed (no other lock held).
-    /// - Parameter combined: the result is a worker's aggregation snapshot covering `sequences`
-    ///   (`restore(from:)` adds it), not one parcel's result (`absorb`).
-    /// - Throws: what the aggregation throws for a result it cannot take.
-    func merge(_ result: [UInt8], combined: Bool, for sequences: [UInt64]) throws {
+    /// - Parameters:
+    ///   - combined: the result is a worker's aggregation snapshot covering `sequences`
+    ///     (`restore(from:)` adds it), not one parcel's result (`absorb`).
+    ///   - limits: what the parcels of a remote result could hold (nil for the master's own): a
+    ///     `CheckedAggregation` refuses a result past them before merging anything.
+    /// - Throws: `ResultRefusal`, or what the aggregation throws for a result it cannot take.
+    func merge(_ result: [UInt8], combined: Bool, for sequences: [UInt64], limits: ResultLimits? = nil) throws {
         try lock.withLock {
-            if combined {
+            if let limits, let checked = aggregation as? any CheckedAggregation {
+                try result.withUnsafeBytes { try checked.absorb(bytes: $0, combined: combined, checkedAgainst: limits) }
+            } else if combined {
                 try aggregation.restore(from: result)
             } else {
                 try aggregation.absorb(result)
@@ -51,12 +56,18 @@ final class ResultAggregator: @unchecked Sendable {
 
     /// `merge` on bytes in place (a decompression buffer, valid for the call only): no copy when
     /// the aggregation can take them so (`InPlaceAggregation`).
-    func merge(bytes: UnsafeRawBufferPointer, combined: Bool, for sequences: [UInt64]) throws {
+    func merge(bytes: UnsafeRawBufferPointer, combined: Bool, for sequences: [UInt64], limits: ResultLimits? = nil)
+        throws
+    {
         guard let inPlace = aggregation as? any InPlaceAggregation else {
-            return try merge(Array(bytes), combined: combined, for: sequences)
+            return try merge(Array(bytes), combined: combined, for: sequences, limits: limits)
         }
         try lock.withLock {
-            try inPlace.absorb(bytes: bytes, combined: combined)
+            if let limits, let checked = aggregation as? any CheckedAggregation {
+                try checked.absorb(bytes: bytes, combined: combined, checkedAgainst: limits)
+            } else {
+                try inPlace.absorb(bytes: bytes, combined: combined)
+            }
             aggregated.formUnion(sequences)
             sinceCheckpoint += sequences.count
         }

@@ -77,6 +77,8 @@ final class StepRun: @unchecked Sendable {
     private var bytesDone: UInt64 = 0
     /// Results claimed (their receipts closed) but still being merged.
     private var absorbing = 0
+    /// Some worker was in the scheduler at some point of the step.
+    private var everJoined = false
     /// Wakes the caller's thread when the step finishes or fails (the shared condition would wake
     /// it on every parcel event).
     private let ended = DispatchSemaphore(value: 0)
@@ -183,6 +185,7 @@ final class StepRun: @unchecked Sendable {
         started = true
         links.markAllEverReady()
         emit(.stepUpdate(step: step, state: .running, detail: "\(dispatcher.nodes.count) node(s), \(plan.task)"))
+        if dispatcher.nodes.isEmpty, let address = links.listening { awaitJoiners(on: address) }
         unlock()
 
         for _ in 0..<pool.size { pool.submit { [self] context in prepareParcels(context) } }
@@ -305,16 +308,43 @@ final class StepRun: @unchecked Sendable {
     }
 
     func nodeUp(_ link: Link) {
-        guard !dispatcher.hasNode(link.name) else { return }
+        guard !dispatcher.hasNode(link.name), !dispatcher.isExcluded(link.name) else { return }
         // Workers join the end of the list; the master (when it processes parcels) stays first, so
         // ties go to it: a parcel it processes itself costs no compression, copy or merge of a
         // serialized table, and workers take what its threads cannot.
         dispatcher.addNode(.init(name: link.name, inFlightLimit: workerInFlight))
+        everJoined = true
         if !configuration.masterProcesses || chaos != nil {
             dispatcher.removeNode(Self.masterNode)  // it only stood in for the lost workers
         }
         if started { emit(.stepUpdate(step: step, state: .nodeUp, detail: link.name)) }
         lock.broadcast()
+    }
+
+    /// No node can work yet (a join-only master): says so once, and fails the step if none has
+    /// joined after `joinTimeout` (under the step lock).
+    private func awaitJoiners(on address: NodeAddress) {
+        let seconds = configuration.joinTimeout
+        emit(
+            .stepUpdate(
+                step: step, state: .waitingForWorkers,
+                detail:
+                    "no node can run step \(step) yet: waiting up to \(format3(seconds)) s for workers to join on \(address)"
+            ))
+        let milliseconds = UInt64(seconds * 1000)
+        loop.post { [self] in
+            withLock {
+                links.after(milliseconds: milliseconds) { [self] in
+                    withLock {
+                        guard dispatcher.nodes.isEmpty, !everJoined, !isOver else { return }
+                        fail(
+                            .cluster(
+                                "no worker joined step \(step) within \(format3(seconds)) s (listening on \(address); "
+                                    + "--join-timeout)"))
+                    }
+                }
+            }
+        }
     }
 
     /// With no worker left, the master processes the rest itself.
@@ -323,6 +353,20 @@ final class StepRun: @unchecked Sendable {
         dispatcher.addNode(.init(name: Self.masterNode, inFlightLimit: masterInFlight))
         emit(.stepUpdate(step: step, state: .masterTakesOver, detail: "no worker is left"))
         lock.broadcast()
+    }
+
+    /// Sends copies of straggling parcels to idle nodes (`speculation`); the first result wins.
+    func copyStragglers(now: Double) {
+        guard let settings = configuration.speculation, started, !finished, failure == nil else { return }
+        let copied = dispatcher.copyStragglers(now: now, settings: settings, except: Self.masterNode)
+        for (receipt, node, seconds) in copied {
+            summary.speculativeCopies += 1
+            emit(
+                .stepUpdate(
+                    step: step, state: .speculativeCopy,
+                    detail: "\(receipt) open on \(node) for \(format3(seconds)) s: a copy goes to an idle node"))
+        }
+        if !copied.isEmpty { lock.broadcast() }
     }
 
     /// Takes back parcels overdue on live workers (`parcelTimeout`), to send them elsewhere.
@@ -335,6 +379,7 @@ final class StepRun: @unchecked Sendable {
                     step: step, state: .parcelOverdue,
                     detail: "\(receipt) on \(node) for \(format3(seconds)) s: sent again"
                 ))
+            noteFailure(on: node, "\(receipt) overdue for \(format3(seconds)) s")
         }
         if !overdue.isEmpty { lock.broadcast() }
     }
@@ -444,8 +489,8 @@ final class StepRun: @unchecked Sendable {
             }
             let result = try task.process(ParcelBytes(input), options: plan.options)
             let entry = ResultEnvelope.Entry(sequence: receipt.sequence, processed: processed)
-            guard let claimed = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
-            merge(result, combined: false, for: claimed, from: Self.masterNode)
+            guard let (claimed, _) = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
+            merge(result, combined: false, for: claimed, limits: nil, from: Self.masterNode)
         } catch let error as ElasticFlowError {
             taskFailed(receipt.sequence, on: Self.masterNode, message: "\(error)", badInput: error.isBadInput)
         } catch {
@@ -666,14 +711,35 @@ final class StepRun: @unchecked Sendable {
     /// (`Dispatcher.closeAll`), under the step lock and before any merge. Any later result for a
     /// closed receipt (a duplicate, a late answer) is dropped. In shared-input mode each receipt's
     /// processed range is checked against its split and against any earlier reading of it.
-    /// - Returns: the receipts, or nil when the result is not to be merged.
-    func claim(_ entries: [ResultEnvelope.Entry], from node: String, wireBytes: Int) -> [Receipt]? {
+    /// A remote result (`step` is its frame's) is taken only for this step and only for receipts
+    /// sent to `node`, this attempt or an earlier one; anything else is refused (`refuseResult`).
+    /// - Returns: the receipts and what their parcels could hold, or nil when the result is not to
+    ///   be merged.
+    func claim(_ entries: [ResultEnvelope.Entry], from node: String, wireBytes: Int, step aux: UInt32? = nil)
+        -> (receipts: [Receipt], limits: ResultLimits)?
+    {
         lock.lock()
         defer { unlock() }
+        if let aux, aux != step {
+            refuseResult(from: node, "a result for step \(aux) while step \(step) runs")
+            return nil
+        }
         var receipts: [Receipt] = []
+        var limits = ResultLimits(bytes: 0, longestParcel: 0)
         for entry in entries {
-            guard let receipt = dispatcher.ledger.receipt(entry.sequence) else { return nil }
+            guard let receipt = dispatcher.ledger.receipt(entry.sequence) else {
+                refuseResult(from: node, "a result for receipt \(entry.sequence), which step \(step) never made")
+                return nil
+            }
+            guard aux == nil || dispatcher.wasSent(entry.sequence, to: node) else {
+                refuseResult(from: node, "a result for receipt \(receipt), which was never sent to it")
+                return nil
+            }
             receipts.append(receipt)
+            // Shared input: the bytes read (a split ends at the next newline); copy mode: the parcel.
+            let bytes = cutter.splitter != nil ? entry.processed?.length ?? 0 : receipt.length
+            limits.bytes += bytes
+            limits.longestParcel = max(limits.longestParcel, bytes)
         }
         for (index, receipt) in receipts.enumerated() {
             emit(.received(receipt, node: node, bytes: index == 0 ? wireBytes : 0))
@@ -712,10 +778,47 @@ final class StepRun: @unchecked Sendable {
             lock.broadcast()
         }
         guard closed else { return nil }
+        for receipt in receipts where dispatcher.speculated[receipt.sequence].map({ $0 != node }) == true {
+            summary.speculativeWins += 1
+        }
         absorbing += 1
         // The node has room again: its next parcels go out while this result merges.
         lock.broadcast()
-        return receipts
+        return (receipts, limits)
+    }
+
+    /// A node's result cannot be taken (`reason` says why): the node is treated as failed — its
+    /// connection closed (its open receipts then go elsewhere), and the failure counts towards
+    /// its exclusion. Nothing of the result is merged.
+    func refuseResult(from node: String, _ reason: String) {
+        summary.refusedResults += 1
+        emit(.stepUpdate(step: step, state: .resultRefused, detail: "\(node): \(reason)"))
+        links.drop(node)
+        noteFailure(on: node, "result refused: \(reason)")
+        lock.broadcast()
+    }
+
+    /// Counts a failure of a worker in this step; at `excludeAfter` failures it is excluded: never
+    /// scheduled again in the step, its open receipts sent elsewhere. A step left with no node
+    /// fails, naming the nodes excluded. The master's own failures are the task's, never counted.
+    func noteFailure(on node: String, _ why: String) {
+        guard let limit = configuration.excludeAfter, node != Self.masterNode, !dispatcher.isExcluded(node)
+        else { return }
+        let failures = dispatcher.countFailure(on: node)
+        guard failures >= limit else { return }
+        let reason = "\(failures) failures in step \(step); last: \(why)"
+        let takenBack = dispatcher.exclude(node, why: reason)
+        summary.excluded[node] = reason
+        emit(
+            .stepUpdate(
+                step: step, state: .nodeExcluded,
+                detail: "\(node): \(reason)" + (takenBack.isEmpty ? "" : "; \(takenBack.count) parcels sent elsewhere"))
+        )
+        if dispatcher.nodes.isEmpty && !isOver {
+            let named = dispatcher.excluded.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }
+            fail(.cluster("step \(step): every node left is excluded: \(named.joined(separator: ", "))"))
+        }
+        lock.broadcast()
     }
 
     /// Why a processed range cannot belong to its split, or nil when it can.
@@ -737,7 +840,8 @@ final class StepRun: @unchecked Sendable {
     ///   - payload: the frame's payload, copied once out of the loop's read buffer.
     ///   - body: where the (compressed) result starts in it, after the envelope.
     func mergeRemote(
-        _ payload: [UInt8], body: Int, compressed: Bool, combined: Bool, for receipts: [Receipt], from node: String
+        _ payload: [UInt8], body: Int, compressed: Bool, combined: Bool, for receipts: [Receipt],
+        limits: ResultLimits, from node: String
     ) {
         mergePool.submit { [self] context in
             if compressed {
@@ -754,27 +858,30 @@ final class StepRun: @unchecked Sendable {
                 if let failure {
                     withLock {
                         absorbing -= 1
-                        fail(.cluster("corrupt result from \(node) for parcel \(receipts[0].sequence): \(failure)"))
+                        dispatcher.reopen(receipts.map(\.sequence), refusedFrom: node)
+                        refuseResult(from: node, "a corrupt result for parcel \(receipts[0].sequence): \(failure)")
                     }
                     return
                 }
                 // Merged where it was decompressed: no copy.
                 merge(combined: combined, for: receipts, from: node) { sequences in
-                    try results.merge(bytes: context.scratch.bytes, combined: combined, for: sequences)
+                    try results.merge(bytes: context.scratch.bytes, combined: combined, for: sequences, limits: limits)
                 }
             } else {
                 let result = Array(payload[body...])
                 merge(combined: combined, for: receipts, from: node) { sequences in
-                    try results.merge(result, combined: combined, for: sequences)
+                    try results.merge(result, combined: combined, for: sequences, limits: limits)
                 }
             }
         }
     }
 
     /// Merges a claimed result (no lock held during the merge itself).
-    private func merge(_ result: [UInt8], combined: Bool, for receipts: [Receipt], from node: String) {
+    private func merge(
+        _ result: [UInt8], combined: Bool, for receipts: [Receipt], limits: ResultLimits?, from node: String
+    ) {
         merge(combined: combined, for: receipts, from: node) { sequences in
-            try results.merge(result, combined: combined, for: sequences)
+            try results.merge(result, combined: combined, for: sequences, limits: limits)
         }
     }
 
@@ -791,6 +898,13 @@ final class StepRun: @unchecked Sendable {
         lock.lock()
         defer { unlock() }
         absorbing -= 1
+        if let refusal = failed as? ResultRefusal {
+            // Nothing was merged: the receipts are open again, to be answered by another node.
+            dispatcher.reopen(receipts.map(\.sequence), refusedFrom: node)
+            let which = receipts.count == 1 ? "receipt \(receipts[0])" : "\(receipts.count) receipts"
+            refuseResult(from: node, "its result for \(which) \(refusal.reason)")
+            return
+        }
         if let failed {
             fail(.cluster("the result of receipt \(receipts[0]) from \(node) cannot be aggregated: \(failed)"))
             return
@@ -808,8 +922,11 @@ final class StepRun: @unchecked Sendable {
         lock.broadcast()
     }
 
-    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): the step fails
-    ///   at once, naming the source and offset, since every node would refuse them alike.
+    /// - Parameter badInput: the parcel's bytes are refused (`frameFlagBadInput`): once confirmed
+    ///   (`Dispatcher.reportBadInput`: the master's own work, a second node, or no other node to
+    ///   ask) the step fails, naming the source and offset, since every node would refuse them
+    ///   alike; until then the parcel goes to another node and the report counts as the node's
+    ///   failure.
     func taskFailed(
         _ sequence: UInt64, on node: String, message: String, injected: Bool = false, badInput: Bool = false
     ) {
@@ -819,7 +936,9 @@ final class StepRun: @unchecked Sendable {
         guard let taken = dispatcher.taskFailed(sequence, on: node) else { return }
         let (receipt, failures) = taken
         if injected { faults.record(.taskRaises, receipts: [sequence]) }
-        if badInput && !injected {
+        if badInput && !injected
+            && dispatcher.reportBadInput(sequence, from: node, trusted: node == Self.masterNode)
+        {
             let source =
                 plan.sources.indices.contains(Int(receipt.partition))
                 ? plan.sources[Int(receipt.partition)].description : "source \(receipt.partition)"
@@ -829,6 +948,8 @@ final class StepRun: @unchecked Sendable {
             fail(.cluster("receipt \(receipt) failed \(failures) times; last on \(node): \(message)"))
         } else {
             dispatcher.retry(sequence)
+            // Injected failures (chaos) are no fault of the node's.
+            if !injected { noteFailure(on: node, "task error on \(receipt): \(message)") }
             lock.broadcast()
         }
     }

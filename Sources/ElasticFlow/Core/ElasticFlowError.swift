@@ -29,6 +29,7 @@ public struct CoreErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let closed = CoreErrorCode(rawValue: Int32(EF_ECLOSED))
     public static let busy = CoreErrorCode(rawValue: Int32(EF_EBUSY))
     public static let wordTooLong = CoreErrorCode(rawValue: Int32(EF_EWORDTOOLONG))
+    public static let overflow = CoreErrorCode(rawValue: Int32(EF_EOVERFLOW))
 
     public var description: String { String(cString: ef_strerror(rawValue)) }
 }

@@ -30,6 +30,16 @@ public enum Limits {
     public static let parcelTimeout = 0.01...86400.0
     /// How long a worker may hold a finished result to combine it, seconds.
     public static let combineDelay = 0.0...60.0
+    /// Failures after which a worker is excluded from a step (0, in the flag and the cluster
+    /// file, turns exclusion off).
+    public static let excludeAfter = 1...1000
+    /// How long a master no node can serve waits for a worker to join, seconds (a day at most).
+    public static let joinTimeout = 0.01...86400.0
+    /// Speculation: the straggler multiplier of the median parcel time, its floor in seconds, and
+    /// the parcels that must have finished first.
+    public static let speculationMultiplier = 1.0...1000.0
+    public static let speculationFloor = 0.0...86400.0
+    public static let speculationFinished = 1...(1 << 20)
     /// Size of a generated corpus (1 TiB).
     public static let generateSize = 1...(1 << 40)
     /// Size of `example`'s generated corpus (a demonstration, in a temporary directory).

@@ -160,15 +160,24 @@ public final class WordCounter {
     }
 
     /// `mergeInParallel` on bytes in place (valid for the call only).
+    /// - Parameter total: the table's total (`bounds(ofSerialized:)`) when the caller read it
+    ///   already; else it is read here when the sections merge in parallel.
     @discardableResult
-    func mergeInParallel(serialized buffer: UnsafeRawBufferPointer, threads: Int, parallelAbove: Int = 256 << 10)
-        throws(ElasticFlowError) -> Int
-    {
+    func mergeInParallel(
+        serialized buffer: UnsafeRawBufferPointer, threads: Int, parallelAbove: Int = 256 << 10,
+        total tableTotal: UInt64? = nil
+    ) throws(ElasticFlowError) -> Int {
         let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self)
         var sections: UInt32 = 0
         guard threads > 1, buffer.count >= parallelAbove,
             ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
         else { return try merge(serialized: buffer) }
+        // The sections merge one partition each, so the counter-wide total is checked here, whole.
+        let added: UInt64
+        if let tableTotal { added = tableTotal } else { added = try Self.bounds(ofSerialized: buffer).total }
+        if total.addingReportingOverflow(added).overflow {
+            throw .core(.overflow, operation: "merging word counts")
+        }
         let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
         let (partitions, threads) = (partitions, min(threads, partitions))
         let entries = Atomic<Int>(0)
@@ -195,6 +204,24 @@ public final class WordCounter {
             }
         }
         return entries.load(ordering: .relaxed)
+    }
+
+    /// What a serialized table holds, read in full without merging it (`ef_counter_table_bounds`).
+    struct TableBounds: Equatable {
+        /// The sum of its counts.
+        var total: UInt64
+        var entries: UInt64
+        /// Bytes of its longest word.
+        var longest: UInt64
+    }
+
+    /// - Throws: `.core(.overflow)` when the counts sum past 2^64 - 1, the format's codes else.
+    static func bounds(ofSerialized buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) -> TableBounds {
+        var bounds = ef_counter_bounds()
+        try check(
+            ef_counter_table_bounds(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count, &bounds),
+            "reading serialized word counts")
+        return TableBounds(total: bounds.total, entries: bounds.entries, longest: bounds.longest)
     }
 
     /// Adds the counts of a serialized table into this counter; on malformed input nothing is

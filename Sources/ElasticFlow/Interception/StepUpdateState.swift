@@ -28,6 +28,15 @@ public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStr
     /// A combined result listed a receipt already aggregated: dropped whole, its other receipts
     /// sent again (the exactly-once rule for combined results).
     case combinedResultDropped = "combined-result-dropped"
+    /// A worker's result was refused (wrong step, a receipt never sent to it, more than its
+    /// parcels could hold, ...): the node is treated as failed.
+    case resultRefused = "result-refused"
+    /// A worker failed `excludeAfter` times in the step: it gets nothing more in the step.
+    case nodeExcluded = "node-excluded"
+    /// No node can run the step yet: the master waits for workers to join (`joinTimeout`).
+    case waitingForWorkers = "waiting-for-workers"
+    /// A straggling parcel was sent to an idle node as well: the first result wins.
+    case speculativeCopy = "speculative-copy"
 
     public var description: String { rawValue }
 }

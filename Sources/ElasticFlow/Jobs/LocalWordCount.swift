@@ -101,6 +101,13 @@ public enum LocalWordCount {
 
         let destination = counters[0]
         if threads > 1 {
+            // Partitions merge in parallel, each checking only its own total: the whole is checked here.
+            var sum: UInt64 = 0
+            for counter in work {
+                let (next, overflow) = sum.addingReportingOverflow(counter.counter.total)
+                if overflow { throw .core(.overflow, operation: "merging word counts") }
+                sum = next
+            }
             let partitions = destination.counter.partitions
             let failures = Atomic<Int32>(0)
             DispatchQueue.concurrentPerform(iterations: partitions) { partition in

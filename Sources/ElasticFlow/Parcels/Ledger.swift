@@ -86,6 +86,15 @@ public struct Ledger: Sendable {
         return true
     }
 
+    /// Opens a closed receipt again: its result was refused before it was merged.
+    /// - Returns: whether it was closed.
+    public mutating func reopen(_ sequence: UInt64) -> Bool {
+        guard states[sequence] == .closed else { return false }
+        states[sequence] = .waiting(attempt: 1)
+        closedCount -= 1
+        return true
+    }
+
     /// Takes an open receipt back from its node, to be sent again.
     /// - Returns: how many times it was attempted, or nil when it was not open.
     @discardableResult

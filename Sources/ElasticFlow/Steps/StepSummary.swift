@@ -29,6 +29,13 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     public var combinedResults = 0
     /// Shared-input mode: the workers read the sources themselves (no parcel byte was sent).
     public var sharedInput = false
+    /// Results refused (their node treated as failed).
+    public var refusedResults = 0
+    /// Nodes excluded from the step, with why.
+    public var excluded: [String: String] = [:]
+    /// Speculative copies of straggling parcels sent, and how many of them answered first.
+    public var speculativeCopies = 0
+    public var speculativeWins = 0
 
     public init() {}
 
@@ -55,6 +62,11 @@ public struct StepSummary: Sendable, CustomStringConvertible {
         }
         if combinedResults > 0 { lines.append("  \(combinedResults) combined results (several receipts each)") }
         if let chaos { lines.append("  chaos (injected/recovered): \(chaos)") }
+        if refusedResults > 0 { lines.append("  \(refusedResults) results refused") }
+        for (node, why) in excluded.sorted(by: { $0.key < $1.key }) { lines.append("  excluded \(node): \(why)") }
+        if speculativeCopies > 0 {
+            lines.append("  \(speculativeCopies) speculative copies of stragglers, \(speculativeWins) answered first")
+        }
         let nodes = parcelsByNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ")
         lines.append("  parcels by node: \(nodes)")
         return lines.joined(separator: "\n")

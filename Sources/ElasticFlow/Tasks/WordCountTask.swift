@@ -84,7 +84,7 @@ final class CounterPool: Sendable {
 
 /// The master side of a `WordCountTask`: one table, into which every result merges. A large
 /// result merges partition by partition on every core at once (`WordCounter.mergeInParallel`).
-final class WordCountAggregation: InPlaceAggregation {
+final class WordCountAggregation: InPlaceAggregation, CheckedAggregation {
     let counter: WordCounter
     let threads = WordCountOptions.onlineCores
 
@@ -104,6 +104,37 @@ final class WordCountAggregation: InPlaceAggregation {
     func snapshot() throws -> [UInt8] { try counter.serializedPartitioned() }
 
     func restore(from snapshot: [UInt8]) throws { try counter.mergeInParallel(serialized: snapshot, threads: threads) }
+
+    /// A table from a worker: well-formed (`ef_counter_table_bounds`), no more words than the
+    /// bytes its parcels hold (a word takes at least one byte; every count is at least 1 by the
+    /// format), no word longer than its longest parcel, counts whose sum fits in 64 bits; and the
+    /// aggregate plus it must fit too (else a true overflow, an error of the step).
+    func absorb(bytes result: UnsafeRawBufferPointer, combined: Bool, checkedAgainst limits: ResultLimits) throws {
+        let bounds: WordCounter.TableBounds
+        do {
+            bounds = try WordCounter.bounds(ofSerialized: result)
+        } catch .core(let code, _) where code == .overflow {
+            throw ResultRefusal(reason: "has counts that sum past 2^64 - 1")
+        } catch {
+            throw ResultRefusal(reason: "is not a count table (\(error))")
+        }
+        if bounds.total > limits.bytes {
+            throw ResultRefusal(reason: "counts \(bounds.total) words in \(limits.bytes) bytes of parcels")
+        }
+        if bounds.longest > limits.longestParcel {
+            throw ResultRefusal(
+                reason: "has a word of \(bounds.longest) bytes, longer than its parcel (\(limits.longestParcel) bytes)")
+        }
+        do throws(ElasticFlowError) {
+            try counter.mergeInParallel(serialized: result, threads: threads, total: bounds.total)
+        } catch {
+            // A key outside its EFCP section's partition, say: the merge checks before it adds,
+            // so nothing was merged, and the fault is the table's. A true overflow or a lack of
+            // memory is the step's.
+            guard case .core(let code, _) = error, code != .overflow, code != .outOfMemory else { throw error }
+            throw ResultRefusal(reason: "is not a count table (\(code))")
+        }
+    }
 
     /// Both a parcel's table and a worker's combined snapshot are serialized tables: one merge.
     func absorb(bytes: UnsafeRawBufferPointer, combined: Bool) throws {
