@@ -14,7 +14,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format seal-bench
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds seal-bench
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -26,17 +26,18 @@ ELASTICFLOW := .build/release/elasticflow
 run: release
 	$(ELASTICFLOW) example
 
-# Every test: the C core under ASan+UBSan, the standalone library, then the Swift tests.
-test: lint ctest lib cexample swift-test
+# Every test: the C core under ASan+UBSan, the standalone library, each fuzz target briefly,
+# then the Swift tests.
+test: lint ctest lib cexample fuzz-smoke swift-test
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
 # Swift style (.swift-format: 4 spaces, 120 columns); `make format` rewrites in place.
 lint:
-	$(SWIFT) format lint --strict -r Sources Tests Package.swift
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift Fuzz/swift
 format:
-	$(SWIFT) format -i -r Sources Tests Package.swift Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
+	$(SWIFT) format -i -r Sources Tests Package.swift Fuzz/swift Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
 
 # Throughput and comparison benchmarks (docs/benchmarks.md).
 bench: release
@@ -90,6 +91,18 @@ $(BUILD)/echo_worker: CCore/examples/echo_worker.c $(BUILD)/libelasticflow.a
 	$(CC) $(CWARN) -O2 -ICCore/include $< $(BUILD)/libelasticflow.a $(CLIBS) -o $@
 cexample: $(BUILD)/echo_worker
 	./$(BUILD)/echo_worker --demo 2000
+
+# libFuzzer targets (Fuzz/README.md): `make fuzz` runs each for 10^7 executions (FUZZ_RUNS), one
+# at a time at nice 19, and prints executions, exec/s and any finding; `make fuzz-smoke` (part of
+# `make test`) runs each over its seeds and a few thousand new inputs; `make fuzz-seeds` rewrites
+# the seed corpora from the real encoders.
+fuzz: deps
+	FUZZ_LIBS="$(CLIBS)" bash Fuzz/fuzz.sh campaign
+fuzz-smoke: deps
+	FUZZ_LIBS="$(CLIBS)" bash Fuzz/fuzz.sh smoke $(or $(FUZZ_SMOKE_RUNS),3000)
+fuzz-seeds: deps
+	$(SWIFT) build --build-tests
+	EF_WRITE_FUZZ_SEEDS=1 $(SWIFT) test --skip-build --filter FuzzSeedTests
 
 clean:
 	rm -rf $(BUILD) .build

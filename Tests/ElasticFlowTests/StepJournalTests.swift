@@ -269,6 +269,37 @@ import Testing
         #expect(message.contains("checksum") && !message.contains("sources changed"), "\(message)")
     }
 
+    /// Found by the receipts_log fuzz target: a line's checksum in capitals (or with a "+") passed,
+    /// so an edited line read as written. Only the lowercase digits the journal writes pass.
+    @Test func aChecksumSpelledOtherwiseIsNotTheLineTheJournalWrote() throws {
+        // A receipt whose line checksum has a letter in it, so a capital spells the same value.
+        let receipt = try #require(
+            (0..<64 as Range<UInt64>).lazy.map {
+                Receipt(step: 1, sequence: 0, partition: 0, offset: $0, length: 9, items: 1, checksum: 0xABCD)
+            }.first { StepJournal.logLine($0).split(separator: " ").last!.contains { "abcdef".contains($0) } })
+        let line = StepJournal.logLine(receipt)
+        let head = line[..<line.lastIndex(of: " ")!]
+        let digits = line[line.index(after: line.lastIndex(of: " ")!)...]
+        let value = UInt32(digits, radix: 16)!
+        // In capitals; with a sign when the first digit is a 0 it can take the place of.
+        let spellings = [digits.uppercased(), "+" + String(digits.dropFirst())].filter {
+            $0 != String(digits) && UInt32($0, radix: 16) == value
+        }
+        #expect(!spellings.isEmpty)
+        for spelling in spellings {
+            let bytes = Array((head + " " + spelling + "\n").utf8)
+            #expect(throws: ElasticFlowError.self, "\(spelling)") {
+                _ = try StepJournal.scan(bytes, durableLength: bytes.count, step: 1, sources: 1, path: "receipts.log")
+            }
+            let tail = try StepJournal.scan(bytes, durableLength: 0, step: 1, sources: 1, path: "receipts.log")
+            #expect(tail.validLength == 0 && tail.receipts.isEmpty)
+        }
+        let written = Array((line + "\n").utf8)
+        #expect(
+            try StepJournal.scan(written, durableLength: written.count, step: 1, sources: 1, path: "l").receipts[0]
+                == receipt)
+    }
+
     /// Journals written before line checksums (bare receipts) still read.
     @Test func linesWithoutAChecksumStillRead() throws {
         let directory = try TemporaryDirectory()

@@ -105,8 +105,23 @@ enum JournalBytes {
     static let checkpointMagic: [UInt8] = Array("EFCK".utf8)
     static let resultMagic: [UInt8] = Array("EFRS".utf8)
 
+    /// The reason may quote the file (a state, a compression, a key): it is made one line and
+    /// cut, so a damaged or hostile file cannot print several lines or megabytes as its error.
     static func corrupt(_ path: String, _ reason: String) -> ElasticFlowError {
-        .journal("corrupt step journal file '\(path)': \(reason)")
+        .journal("corrupt step journal file '\(path)': \(oneLine(reason, limit: 300))")
+    }
+
+    /// Text from a file fit for a one-line error: control characters and line separators
+    /// escaped (`\n`, `\u{1B}`), at most `limit` characters, with `…` when cut.
+    static func oneLine(_ text: String, limit: Int) -> String {
+        var line = ""
+        for scalar in text.unicodeScalars.prefix(limit) {
+            switch scalar.properties.generalCategory {
+            case .control, .lineSeparator, .paragraphSeparator: line += scalar.escaped(asASCII: true)
+            default: line.unicodeScalars.append(scalar)
+            }
+        }
+        return text.unicodeScalars.count > limit ? line + "…" : line
     }
 
     static func header(magic: [UInt8], version: UInt32, step: UInt32) -> [UInt8] {

@@ -488,7 +488,9 @@ public final class StepJournal: Sendable {
         if let space = line.lastIndex(of: " ") {
             text = String(line[..<space])
             let stored = line[line.index(after: space)...]
-            guard stored.count == 8, let value = UInt32(stored, radix: 16) else { return (nil, false) }
+            // Exactly the digits logLine writes: `UInt32(_:radix:)` also takes "A-F" and a "+",
+            // which would let an edited line pass (found by the receipts_log fuzz target).
+            guard let value = UInt32(stored, radix: 16), hex8(value) == stored else { return (nil, false) }
             if value != lineChecksum(text) { return (nil, true) }
         }
         guard let receipt = Receipt(text), receipt.description == text else { return (nil, false) }
@@ -537,13 +539,7 @@ public final class StepJournal: Sendable {
     }
 
     /// A line quoted for a one-line error: at most 60 characters, control characters escaped.
-    private static func excerpt(_ text: String) -> String {
-        var quoted = ""
-        for scalar in text.unicodeScalars.prefix(60) {
-            quoted += scalar.value < 0x20 || scalar.value == 0x7F ? scalar.escaped(asASCII: true) : String(scalar)
-        }
-        return "'" + quoted + (text.unicodeScalars.count > 60 ? "…'" : "'")
-    }
+    private static func excerpt(_ text: String) -> String { "'" + JournalBytes.oneLine(text, limit: 60) + "'" }
 
     static func directoryName(of step: UInt32) -> String { "step-\(step)" }
 
@@ -575,15 +571,18 @@ public final class StepJournal: Sendable {
     private static func now() -> Double { Date().timeIntervalSince1970 }
 
     private static func write(_ record: StepRecord, in directoryFD: Int32, path: String) throws(ElasticFlowError) {
+        try DurableFiles.writeAtomically(encodedRecord(record), name: recordName, in: directoryFD, directory: path)
+    }
+
+    /// step.json's bytes for a record: JSON with sorted keys, and a final newline.
+    static func encodedRecord(_ record: StepRecord) throws(ElasticFlowError) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data: Data
         do {
-            data = try encoder.encode(record)
+            return Array(try encoder.encode(record)) + [0x0A]
         } catch {
             throw .invalidArgument("step \(record.step): cannot encode its record: \(error)")
         }
-        try DurableFiles.writeAtomically(Array(data) + [0x0A], name: recordName, in: directoryFD, directory: path)
     }
 
     private static func readRecord(in directoryFD: Int32, path: String, step: UInt32) throws(ElasticFlowError)
@@ -593,6 +592,14 @@ public final class StepJournal: Sendable {
         guard let bytes = try DurableFiles.read(recordName, in: directoryFD, path: filePath) else {
             throw .journal("step journal file '\(filePath)' is missing")
         }
+        return try decodeRecord(bytes, path: filePath, step: step)
+    }
+
+    /// A step.json's bytes as a record, checked (also by the fuzz target `step_record`).
+    /// - Throws: `ElasticFlowError.journal` naming the file and, in one line, what is wrong with it.
+    static func decodeRecord(_ bytes: [UInt8], path filePath: String, step: UInt32) throws(ElasticFlowError)
+        -> StepRecord
+    {
         let record: StepRecord
         do {
             record = try JSONDecoder().decode(StepRecord.self, from: Data(bytes))

@@ -191,6 +191,11 @@ public struct StepRecord: Codable, Sendable, Hashable {
         if task.isEmpty { return "empty task name" }
         if sources.isEmpty { return "no sources" }
         if parcelSize <= 0 { return "parcel size \(parcelSize) is not positive" }
+        // step.json is read back to cut the parcels again, so a size no run may use is refused as
+        // corruption: a resume trusted `parcelSize: 107374182400` and aborted allocating a parcel.
+        if parcelSize > Limits.parcelSize.upperBound {
+            return "parcel size \(parcelSize) is over the limit of \(Limits.parcelSize.upperBound) bytes"
+        }
         if parcels < 0 || retries < 0 || duplicates < 0 { return "negative counter" }
         do {
             _ = try Compression(parsing: compression)
