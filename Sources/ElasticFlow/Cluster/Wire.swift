@@ -125,7 +125,10 @@ struct Hello {
         return writer.bytes
     }
 
-    init(role: UInt8, session: SessionMode, nonce: [UInt8], proof: [UInt8] = [], threads: Int, name: String) {
+    init(
+        role: UInt8, session: SessionMode = .authenticated, nonce: [UInt8], proof: [UInt8] = [], threads: Int,
+        name: String
+    ) {
         self.role = role
         self.session = session.rawValue
         self.nonce = nonce
