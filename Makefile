@@ -12,9 +12,9 @@ CWARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D_GNU_SOUR
 CFLAGS_LIB := $(CWARN) -O3 -fPIC -fvisibility=hidden -DEF_BUILDING_LIBRARY -ICCore/include
 CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
-CLIBS := -lzstd -llz4 -lz -lbz2 -lpthread
+CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds seal-bench
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -49,18 +49,27 @@ bench: release
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy
 	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
+	$(MAKE) seal-bench
+
+# MB/s of sealing and opening frames (AES-256-GCM, MAC only and encrypted) on one core.
+$(BUILD)/seal_bench: Benchmarks/c/seal_bench.c $(CSRC) $(CHDR) | deps
+	@mkdir -p $(BUILD)
+	$(CC) $(CWARN) -O3 -ICCore/include -ICCore/src $< $(CSRC) -o $@ $(CLIBS)
+seal-bench: $(BUILD)/seal_bench
+	./$(BUILD)/seal_bench
 
 # Install the C libraries the core links against when they are missing (Debian).
 deps: $(BUILD)/.deps
 $(BUILD)/.deps:
 	@mkdir -p $(BUILD)
 	@if [ ! -f /usr/include/zstd.h ] || [ ! -f /usr/include/lz4frame.h ] || [ ! -f /usr/include/zlib.h ] || \
-	   [ ! -f /usr/include/bzlib.h ] || ! command -v ip >/dev/null || ! command -v zstd >/dev/null || \
-	   ! command -v lz4 >/dev/null || ! command -v bzip2 >/dev/null || ! command -v gzip >/dev/null; then \
-	  echo "installing libzstd-dev liblz4-dev zlib1g-dev libbz2-dev iproute2 zstd lz4 bzip2 gzip"; \
+	   [ ! -f /usr/include/bzlib.h ] || [ ! -f /usr/include/openssl/evp.h ] || ! command -v ip >/dev/null || \
+	   ! command -v zstd >/dev/null || ! command -v lz4 >/dev/null || ! command -v bzip2 >/dev/null || \
+	   ! command -v gzip >/dev/null; then \
+	  echo "installing libzstd-dev liblz4-dev zlib1g-dev libbz2-dev libssl-dev iproute2 zstd lz4 bzip2 gzip"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libzstd-dev \
-	    liblz4-dev zlib1g-dev libbz2-dev iproute2 zstd lz4 bzip2 gzip >/dev/null; \
+	    liblz4-dev zlib1g-dev libbz2-dev libssl-dev iproute2 zstd lz4 bzip2 gzip >/dev/null; \
 	fi
 	@touch $@
 

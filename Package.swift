@@ -30,6 +30,7 @@ let package = Package(
                 .linkedLibrary("lz4"),
                 .linkedLibrary("z"),
                 .linkedLibrary("bz2"),
+                .linkedLibrary("crypto"),
                 .linkedLibrary("pthread"),
             ]
         ),

@@ -14,6 +14,8 @@ time swells with the contention):
   copy-none        copy mode, --compression none
   copy-lz4         copy mode, --compression lz4
   copy-none-16m-if8  copy mode, --compression none --parcel-size 16MiB --in-flight 8
+  copy-none-encrypt  copy-none with --encrypt (frames encrypted, not only authenticated)
+  copy-lz4-encrypt   copy-lz4 with --encrypt
   shared-none      --shared-input --compression none     (skipped if the binary lacks it)
   shared-default   --shared-input, default compression   (skipped if the binary lacks it)
 Scaling model (workers with --threads 1, sizes from --workers-list):
@@ -56,6 +58,9 @@ TWO_WORKER_CASES = {
     # Copy mode tuned for fewer, larger results: the master holds no parcel buffer when it sends
     # from files (sendfile), so more in flight costs it nothing.
     "copy-none-16m-if8": (False, ["--compression", "none", "--parcel-size", "16MiB", "--in-flight", "8"]),
+    # Sessions: every frame sealed (the default, MAC only) vs encrypted (--encrypt).
+    "copy-none-encrypt": (False, ["--compression", "none", "--encrypt"]),
+    "copy-lz4-encrypt": (False, ["--compression", "lz4", "--encrypt"]),
     "shared-none": (True, ["--shared-input", "--compression", "none"]),
     "shared-default": (True, ["--shared-input"]),
 }

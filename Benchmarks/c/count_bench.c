@@ -2,7 +2,7 @@
 //
 // Build and run (from the repository root):
 //   cc -O3 -std=c11 -D_GNU_SOURCE -ICCore/include -ICCore/src -o /tmp/count_bench
-//      Benchmarks/c/count_bench.c CCore/src/*.c -lzstd -llz4 -lpthread     (one line)
+//      Benchmarks/c/count_bench.c CCore/src/*.c -lzstd -llz4 -lcrypto -lpthread     (one line)
 //   /tmp/count_bench /tmp/kjv_x10.txt
 //
 // Prints the median of 5 runs for each configuration: feed (4 MiB chunks) + finish, with and

@@ -8,7 +8,7 @@
  *
  * Build (after `make lib`):
  *   cc -std=c11 -D_GNU_SOURCE -ICCore/include CCore/examples/echo_worker.c \
- *      build/libelasticflow.a -lzstd -llz4 -lpthread -o build/echo_worker
+ *      build/libelasticflow.a -lzstd -llz4 -lcrypto -lpthread -o build/echo_worker
  *
  * Signals are turned into ef_loop_stop by a thread of their own (sigwait): stop is one of the two
  * calls that are safe from any thread, and a handler would not be the right place for it. */

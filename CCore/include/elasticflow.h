@@ -67,6 +67,7 @@ enum {
     EF_EBUSY = -17,        /* back-pressure: the peer's send queue is over its limit */
     EF_EFRAMETYPE = -18,   /* frame type unknown */
     EF_EWORDTOOLONG = -19, /* counter: a word is longer than ef_counter_options.max_word */
+    EF_EFRAMEAUTH = -20,   /* a sealed frame's tag did not verify (key, replay, order, edit) */
     EF_EOVERFLOW = -21,    /* a count would overflow 64 bits (merges refuse, never saturate) */
 };
 
@@ -221,7 +222,7 @@ EF_API const char *ef_decoder_message(const ef_decoder *decoder);
  */
 
 #define EF_FRAME_MAGIC 0x574C4645u /* "EFLW" little-endian */
-#define EF_PROTOCOL_VERSION 2
+#define EF_PROTOCOL_VERSION 3
 #define EF_FRAME_HEADER_SIZE 32
 #define EF_FRAME_MAX_PAYLOAD_DEFAULT (256u * 1024u * 1024u)
 
@@ -439,6 +440,74 @@ EF_API int ef_auth_verify(const uint8_t *cookie, size_t cookie_len, uint8_t peer
                           const uint8_t proof[EF_SHA256_SIZE]);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Sessions: per-connection keys and sealed frames (src/auth.c, src/session.c)                 */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * After both HELLOs each side derives two keys with HKDF-SHA256 (IKM = the cookie, salt = master
+ * nonce || worker nonce, info = EF_SESSION_INFO): one per direction. Every later frame is sealed
+ * with AES-256-GCM under its direction's key, the 96-bit nonce being the direction byte ('M' for
+ * master -> worker, 'W' for worker -> master), three zero bytes and the direction's 64-bit frame
+ * counter (little-endian, from 0). The nonce is never sent: both sides count, so a replayed,
+ * reordered, dropped or reflected frame fails its tag. The 32-byte header is additional data;
+ * the payload is too (MAC only, GMAC) or is encrypted in place (EF_SEAL_ENCRYPT). The 16-byte
+ * tag follows the payload on the wire; the header's payload length does not count it, and its
+ * payload CRC field is 0 (the tag makes it redundant). Format in docs/protocol.md.
+ */
+
+#define EF_SESSION_KEY_SIZE 32
+#define EF_SESSION_TAG_SIZE 16
+#define EF_SESSION_INFO "elasticflow protocol 3 session keys"
+
+typedef struct ef_session_keys {
+    uint8_t master_to_worker[EF_SESSION_KEY_SIZE];
+    uint8_t worker_to_master[EF_SESSION_KEY_SIZE];
+} ef_session_keys;
+
+/* HKDF-SHA256 as above into keys (64 bytes of output: master -> worker first). EF_OK, EF_EINVAL
+ * (NULL, or an empty cookie), EF_ENOMEM. */
+EF_API int ef_session_derive(const uint8_t *cookie, size_t cookie_len,
+                             const uint8_t master_nonce[EF_AUTH_NONCE_SIZE],
+                             const uint8_t worker_nonce[EF_AUTH_NONCE_SIZE], ef_session_keys *keys);
+
+/* ef_seal_create flags. */
+#define EF_SEAL_ENCRYPT 0x1u /* payloads are encrypted, not only authenticated */
+#define EF_SEAL_OPENER 0x2u  /* this seal opens (verifies) frames; without it, it seals them */
+
+/* One direction of a session: a preallocated AES-256-GCM context and the frame counter. The
+ * event loop keeps two per sealed connection (ef_loop_seal); test code and tools that speak the
+ * protocol over raw sockets use them directly. Single-threaded. */
+typedef struct ef_seal ef_seal;
+
+/* direction: 'M' (master -> worker) or 'W' (worker -> master). NULL on a bad argument or no
+ * memory. */
+EF_API ef_seal *ef_seal_create(const uint8_t key[EF_SESSION_KEY_SIZE], uint8_t direction,
+                               unsigned flags);
+EF_API void ef_seal_free(ef_seal *seal);
+/* The counter the next frame will use. */
+EF_API uint64_t ef_seal_counter(const ef_seal *seal);
+
+/* Seal one frame: header is its EF_FRAME_HEADER_SIZE bytes as sent; payload is authenticated,
+ * or encrypted in place with EF_SEAL_ENCRYPT; tag receives the 16-byte tag. The counter advances.
+ * EF_OK, EF_EINVAL (an opener, NULL). */
+EF_API int ef_seal_frame(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE],
+                         uint8_t *payload, size_t len, uint8_t tag[EF_SESSION_TAG_SIZE]);
+/* Open one frame sealed as above: verify the tag (decrypting payload in place with
+ * EF_SEAL_ENCRYPT). EF_OK (the counter advances) or EF_EFRAMEAUTH (the counter does not; an
+ * encrypted payload is then garbage). */
+EF_API int ef_seal_open(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t *payload,
+                        size_t len, const uint8_t tag[EF_SESSION_TAG_SIZE]);
+
+/* Encode a sealed frame's header (payload CRC 0) into header: as ef_frame_encode without the
+ * iovecs. EF_OK, EF_EINVAL, EF_ETOOLONG. */
+EF_API int ef_frame_encode_sealed(uint8_t header[EF_FRAME_HEADER_SIZE], uint8_t type, uint8_t flags,
+                                  uint8_t codec, uint32_t aux, uint64_t id, size_t payload_len);
+/* Parse a sealed frame at the start of buf, as ef_frame_parse but without the payload CRC (the
+ * tag stands for it, and is not checked here): returns header + payload + tag bytes, with
+ * out->payload the payload alone and *tag pointing at its tag. */
+EF_API ptrdiff_t ef_frame_parse_sealed(const uint8_t *buf, size_t len, size_t max_payload,
+                                       ef_frame *out, const uint8_t **tag);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Event loop (src/loop.c, src/net.c) — section owned by the loop work; see docs/protocol.md  */
 /* ------------------------------------------------------------------------------------------ */
 /* EF_LOOP_SECTION_BEGIN */
@@ -501,8 +570,13 @@ typedef struct ef_loop_config {
     size_t send_high_water; /* bytes queued per connection; 0 = EF_LOOP_SEND_HIGH_WATER_DEFAULT */
     size_t send_low_water;  /* 1..high (1 = only when empty); 0 = half of send_high_water */
     size_t read_buffer;     /* initial read buffer per connection; 0 = EF_LOOP_READ_BUFFER_DEFAULT.
-                               It grows (slow path) to the largest frame seen, never past
-                               max_payload + EF_FRAME_HEADER_SIZE, and is kept for reuse. */
+                               It grows (slow path) for a frame that does not fit, never past
+                               max_payload + header + tag, and is shrunk back to this size once
+                               what is left after the frames parsed fits it again. */
+    /* Largest payload accepted on a connection until one of its sealed frames has passed its tag
+     * check (ef_loop_seal): a peer that has not proved it holds the session keys cannot make
+     * the loop buffer more. 0 = max_payload (no separate limit). */
+    size_t preauth_payload;
 } ef_loop_config;
 
 /* NULL config = defaults. Returns NULL on failure with *error (if error is not NULL) set to
@@ -583,7 +657,9 @@ typedef struct ef_send {
     /* EF_SEND_* bits; 0 = none. Unknown bits: EF_EINVAL. */
     unsigned options;
     /* Read only with EF_SEND_FROM_FILE (so zero-filled means "no file", not fd 0): payload is
-     * ignored and the payload is the len bytes of file_fd at file_offset, which go from the
+     * not sent (on a sealed connection, when not NULL, it must hold the same len bytes, which
+     * seal the frame without reading the file: see ef_loop_seal) and the payload is the len
+     * bytes of file_fd at file_offset, which go from the
      * page cache to the socket with sendfile(2), never through user memory (or, where the file
      * or socket does not support sendfile, pread into the connection's send buffer and sendmsg).
      * The fd's own offset never moves. has_crc is required (EF_EINVAL without it): the loop
@@ -627,6 +703,22 @@ EF_API int ef_loop_pause(ef_loop *loop, uint64_t conn_id, int paused);
 EF_API int ef_loop_timer_add(ef_loop *loop, uint64_t ms, int repeat, uint64_t *timer_id);
 /* EF_OK, or EF_ECLOSED when the timer is unknown, cancelled or a one-shot that already fired. */
 EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
+
+/* Seal a connection with its session keys: from now on every frame sent on it is sealed (in
+ * queue order, so frames already queued leave as they were) and every frame received is parsed
+ * as sealed and opened before on_frame sees it (decrypted in place), starting with the next frame
+ * in the read buffer when called from on_frame. role is this side's: 'M' sends with
+ * master_to_worker and opens with worker_to_master, 'W' the other way round. encrypt: payloads
+ * are encrypted both ways (EF_SEAL_ENCRYPT), else only authenticated. A frame whose tag fails
+ * closes the connection: on_close(EF_EFRAMEAUTH). A file payload (EF_SEND_FROM_FILE) needs its
+ * bytes at send time: from ef_send.payload when the caller lends them (the same len bytes, read
+ * only during the call), else read once with pread. MAC only, the tag is computed from them and
+ * the payload still goes with sendfile (so a file changed in between fails the peer's tag check);
+ * encrypted, they are encrypted into the send buffer. Tampered sends (chaos) carry the tag of the
+ * original payload. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL keys, already sealed), EF_ENOMEM.
+ */
+EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,
+                        int encrypt);
 
 /* Bytes queued on a connection and not yet written, or EF_ECLOSED. */
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id);

@@ -31,6 +31,9 @@ EF_API const char *ef_strerror(int code) {
     case EF_EBUSY: return "send queue full (back-pressure)";
     case EF_EFRAMETYPE: return "unknown frame type";
     case EF_EWORDTOOLONG: return "a word is longer than the word-size cap";
+    case EF_EFRAMEAUTH:
+        return "frame authentication failed (wrong session key, or a replayed, reordered or "
+               "altered frame)";
     case EF_EOVERFLOW: return "a count would overflow 64 bits";
     default: return "unknown error";
     }

@@ -199,6 +199,7 @@ EF_API void ef_loop_free(ef_loop *loop) {
     free(loop->posts_spare);
     free(loop->dirty);
     free(loop->resumed);
+    free(loop->scratch);
     free(loop->slots);
     free(loop->free_slots);
     free(loop);

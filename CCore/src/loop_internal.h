@@ -78,6 +78,12 @@ typedef struct ef__conn {
 
     struct sockaddr_storage peer;
     socklen_t peer_len;
+
+    /* ef_loop_seal: frames sent are sealed by tx, frames received opened by rx (both NULL
+     * before). trusted: a received frame has passed its tag check, so the peer holds the keys
+     * and the pre-authentication payload limit no longer applies. */
+    ef_seal *tx, *rx;
+    bool trusted;
 } ef__conn;
 
 typedef struct ef__post {
@@ -117,6 +123,9 @@ struct ef_loop {
     bool batching;
     uint64_t *dirty; /* ids of connections with frames queued during the batch (reused array) */
     size_t ndirty, dirty_cap;
+
+    /* Sealing a file payload reads it here, a piece at a time (allocated on first use). */
+    uint8_t *scratch;
 
     struct epoll_event events[EF__MAX_EVENTS];
 };

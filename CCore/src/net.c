@@ -11,6 +11,7 @@
  * empty queue is first written straight from the caller's memory; only what the socket refuses
  * is queued. */
 #include "loop_internal.h"
+#include "session_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -167,6 +168,8 @@ void ef__conn_destroy(ef__conn *c) {
         if (s->kind != EF__RUN_RING && s->release)
             s->release(s->ctx);
     }
+    ef_seal_free(c->tx);
+    ef_seal_free(c->rx);
     free(c->rbuf);
     free(c->ring);
     free(c->segs);
@@ -234,6 +237,33 @@ static void ef__conn_finish_close(ef_loop *loop, ef__conn *c) {
 /* Read path                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The largest payload c may send now: small until the peer has proved it holds the keys. */
+static size_t ef__conn_max_payload(const ef_loop *loop, const ef__conn *c) {
+    const ef_loop_config *cfg = &loop->cfg;
+    if (c->trusted || !cfg->preauth_payload || cfg->preauth_payload > cfg->max_payload)
+        return cfg->max_payload;
+    return cfg->preauth_payload;
+}
+
+/* One frame at buf: parsed, and on a sealed connection opened (decrypted in place). */
+static ptrdiff_t ef__conn_next_frame(ef_loop *loop, ef__conn *c, uint8_t *buf, size_t len,
+                                     ef_frame *frame) {
+    size_t limit = ef__conn_max_payload(loop, c);
+    if (!c->rx)
+        return ef_frame_parse(buf, len, limit, frame);
+    const uint8_t *tag;
+    ptrdiff_t r = ef_frame_parse_sealed(buf, len, limit, frame, &tag);
+    if (r < 0)
+        return r;
+    uint8_t *payload = buf + EF_FRAME_HEADER_SIZE; /* the loop's own buffer: writable */
+    ef__seal_begin(c->rx, buf);
+    ef__seal_update(c->rx, payload, payload, frame->payload.len);
+    if (ef__seal_verify(c->rx, tag) < 0)
+        return EF_EFRAMEAUTH;
+    c->trusted = true;
+    return r;
+}
+
 static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
     const ef_loop_config *cfg = &loop->cfg;
     size_t off = 0;
@@ -241,7 +271,9 @@ static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
     loop->batching = true;
     while (off < c->rlen && c->state == EF__OPEN && !c->paused && !c->closing) {
         ef_frame frame;
-        ptrdiff_t r = ef_frame_parse(c->rbuf + off, c->rlen - off, cfg->max_payload, &frame);
+        /* c->rx is read for every frame: an on_frame that seals the connection changes how the
+         * next frame in this same buffer is read. */
+        ptrdiff_t r = ef__conn_next_frame(loop, c, c->rbuf + off, c->rlen - off, &frame);
         if (r == EF_ENEEDMORE)
             break;
         if (r < 0) {
@@ -262,6 +294,16 @@ static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
         return;
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);
     c->rlen -= off;
+    /* A buffer grown for one big frame is given back once what is left fits the normal size,
+     * rather than kept at the largest size the peer ever sent. A shrinking realloc that fails
+     * leaves the larger buffer, which still works. */
+    if (c->rcap > cfg->read_buffer && c->rlen <= cfg->read_buffer) {
+        uint8_t *small = realloc(c->rbuf, cfg->read_buffer);
+        if (small) {
+            c->rbuf = small;
+            c->rcap = cfg->read_buffer;
+        }
+    }
 }
 
 void ef__conn_resume_parse(ef_loop *loop, ef__conn *c) {
@@ -273,16 +315,16 @@ void ef__conn_resume_parse(ef_loop *loop, ef__conn *c) {
  * its whole header (the buffer is at least two headers long) and refused a length over
  * max_payload, so the length can be trusted. */
 static int ef__conn_grow_rbuf(ef_loop *loop, ef__conn *c) {
-    size_t need = EF_FRAME_HEADER_SIZE + (size_t)ef__load32(c->rbuf + EF__FRAME_LEN_OFFSET);
-    size_t limit = loop->cfg.max_payload + EF_FRAME_HEADER_SIZE;
+    size_t tag = c->rx ? EF_SESSION_TAG_SIZE : 0;
+    size_t need = EF_FRAME_HEADER_SIZE + (size_t)ef__load32(c->rbuf + EF__FRAME_LEN_OFFSET) + tag;
+    size_t limit = ef__conn_max_payload(loop, c) + EF_FRAME_HEADER_SIZE + tag;
     if (need <= c->rcap || need > limit) {
         ef__conn_kill(loop, c, EF_ETOOLONG, 0);
         return EF_ETOOLONG;
     }
-    /* Doubling keeps a run of growing frames from reallocating each time. */
-    size_t cap = c->rcap <= limit / 2 ? c->rcap * 2 : limit;
-    if (cap < need)
-        cap = need;
+    /* Straight to the frame's size (its header is checked), with room for the next frame's
+     * start: one realloc per big frame, which the buffer gives back once it is parsed. */
+    size_t cap = need + loop->cfg.read_buffer;
     uint8_t *rbuf = realloc(c->rbuf, cap);
     if (!rbuf) {
         ef__conn_kill(loop, c, EF_ENOMEM, 0);
@@ -297,8 +339,15 @@ static void ef__conn_read(ef_loop *loop, ef__conn *c) {
     for (int round = 0; round < EF__READS_PER_EVENT; round++) {
         if (c->state != EF__OPEN || c->paused || c->closing)
             return;
-        if (c->rlen == c->rcap && ef__conn_grow_rbuf(loop, c) < 0)
-            return;
+        if (c->rlen == c->rcap) {
+            /* Whole frames may wait here from before a pause: deliver them first; grow only
+             * for a frame that does not fit. */
+            ef__conn_parse(loop, c);
+            if (c->state != EF__OPEN || c->paused || c->closing)
+                return;
+            if (c->rlen == c->rcap && ef__conn_grow_rbuf(loop, c) < 0)
+                return;
+        }
         size_t room = c->rcap - c->rlen;
         ssize_t n = recv(c->obj.fd, c->rbuf + c->rlen, room, 0);
         if (n > 0) {
@@ -374,14 +423,20 @@ static void ef__segs_push(ef__conn *c, ef__seg seg) {
     c->pending += seg.len;
 }
 
-/* Copy into the ring (space reserved), extending the last run when it is a ring run. */
-static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
+/* Copy into the ring (space reserved), extending the last run when it is a ring run; with a
+ * seal, the bytes are encrypted on the way in rather than copied. */
+static void ef__ring_put_with(ef__conn *c, ef_seal *seal, const uint8_t *data, size_t n) {
     if (!n)
         return;
     size_t tail = (c->ring_head + c->ring_used) % c->ring_cap;
     size_t first = ef__min(n, c->ring_cap - tail);
-    memcpy(c->ring + tail, data, first);
-    memcpy(c->ring, data + first, n - first);
+    if (seal) {
+        ef__seal_update(seal, data, c->ring + tail, first);
+        ef__seal_update(seal, data + first, c->ring, n - first);
+    } else {
+        memcpy(c->ring + tail, data, first);
+        memcpy(c->ring, data + first, n - first);
+    }
     c->ring_used += n;
     if (c->seg_count) {
         ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
@@ -392,6 +447,10 @@ static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
         }
     }
     ef__segs_push(c, (ef__seg){.kind = EF__RUN_RING, .len = n});
+}
+
+static void ef__ring_put(ef__conn *c, const uint8_t *data, size_t n) {
+    ef__ring_put_with(c, NULL, data, n);
 }
 
 /* Gather the queue's front into iov, up to the first file run (written by sendfile, not
@@ -654,8 +713,152 @@ static int ef__send_file(ef_loop *loop, ef__conn *c, const uint8_t *header, cons
     return EF_OK;
 }
 
-/* Every send comes here; ref: reference the payload (zero copy) rather than copy it. */
-static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool ref) {
+/* Undo the last n bytes ef__ring_put queued (all in ring runs): a sealed frame that could not be
+ * finished leaves nothing behind. */
+static void ef__ring_unput(ef__conn *c, size_t n) {
+    while (n) {
+        ef__seg *last = &c->segs[(c->seg_head + c->seg_count - 1) % c->seg_cap];
+        size_t take = ef__min(n, last->len);
+        last->len -= take;
+        c->pending -= take;
+        c->ring_used -= take;
+        n -= take;
+        if (!last->len)
+            c->seg_count--;
+    }
+    if (!c->ring_used)
+        c->ring_head = 0;
+}
+
+#define EF__SCRATCH_SIZE (64u * 1024u)
+
+/* Feed len bytes of fd at offset to seal, a scratch piece at a time: as additional data (MAC
+ * only) or encrypted into the ring (space reserved). Returns EF_OK, or EF_ESYS with *err (EIO:
+ * the file ended before the frame did). */
+static int ef__seal_file(ef_loop *loop, ef__conn *c, ef_seal *seal, int fd, uint64_t offset,
+                         size_t len, int *err) {
+    bool encrypt = ef__seal_encrypts(seal);
+    while (len) {
+        ssize_t r = pread(fd, loop->scratch, ef__min(len, EF__SCRATCH_SIZE), (off_t)offset);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            *err = r == 0 ? EIO : errno;
+            return EF_ESYS;
+        }
+        if (encrypt)
+            ef__ring_put_with(c, seal, loop->scratch, (size_t)r);
+        else
+            ef__seal_update(seal, loop->scratch, NULL, (size_t)r);
+        offset += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    return EF_OK;
+}
+
+/* A send on a sealed connection (arguments checked, room under the high water). The header
+ * and tag always go into the ring. MAC only, the payload is queued as it would be unsealed
+ * (copied, referenced or left in its file) once its tag is computed — from original instead
+ * when a tampered send gives one. Encrypted, it is encrypted into the ring from memory or the
+ * file, and a reference or file is released at once. now: write at once (queue empty, no batch). */
+static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool ref, bool file,
+                           const uint8_t *original, bool now) {
+    ef_seal *seal = c->tx;
+    bool encrypt = ef__seal_encrypts(seal);
+    size_t len = send->len;
+    uint8_t header[EF_FRAME_HEADER_SIZE], tag[EF_SESSION_TAG_SIZE];
+    int rc = ef_frame_encode_sealed(header, send->type, send->flags, send->codec, send->aux,
+                                    send->id, len);
+    if (rc < 0)
+        return rc;
+    bool copied = encrypt || (!ref && !file);
+    if (ef__ring_reserve(c, EF_FRAME_HEADER_SIZE + EF_SESSION_TAG_SIZE + (copied ? len : 0)) < 0 ||
+        ef__segs_reserve(c, 3) < 0)
+        return EF_ENOMEM;
+    /* A file payload's bytes are read back for the tag unless the caller lent them. */
+    bool from_file = file && !send->payload;
+    if (from_file && !loop->scratch && !(loop->scratch = malloc(EF__SCRATCH_SIZE)))
+        return EF_ENOMEM;
+    uint8_t *tampered = NULL; /* chaos only: the ciphertext of original with sent's changes */
+    if (encrypt && original && len) {
+        if (!(tampered = malloc(len)))
+            return EF_ENOMEM;
+    }
+
+    int err = 0;
+    size_t ring_before = c->ring_used;
+    ef__seal_begin(seal, header);
+    if (!encrypt) {
+        if (from_file)
+            rc = ef__seal_file(loop, c, seal, send->file_fd, send->file_offset, len, &err);
+        else
+            ef__seal_update(seal, original ? original : send->payload, NULL, len);
+        if (rc == EF_OK)
+            rc = ef__seal_finish(seal, tag);
+        if (rc == EF_OK) {
+            ef__ring_put(c, header, EF_FRAME_HEADER_SIZE);
+            if (file && len)
+                ef__segs_push(c, (ef__seg){.kind = EF__RUN_FILE,
+                                           .fd = send->file_fd,
+                                           .offset = send->file_offset,
+                                           .len = len,
+                                           .release = send->release,
+                                           .ctx = send->ctx});
+            else if (ref && len)
+                ef__segs_push(c, (ef__seg){.kind = EF__RUN_REF,
+                                           .ref = send->payload,
+                                           .len = len,
+                                           .release = send->release,
+                                           .ctx = send->ctx});
+            else
+                ef__ring_put(c, send->payload, len);
+        }
+    } else {
+        ef__ring_put(c, header, EF_FRAME_HEADER_SIZE);
+        if (from_file) {
+            rc = ef__seal_file(loop, c, seal, send->file_fd, send->file_offset, len, &err);
+        } else if (tampered) {
+            ef__seal_update(seal, original, tampered, len);
+            for (size_t i = 0; i < len; i++) /* CTR mode: a plaintext change is a ciphertext one */
+                tampered[i] ^= (uint8_t)(original[i] ^ send->payload[i]);
+            ef__ring_put(c, tampered, len);
+        } else {
+            ef__ring_put_with(c, seal, send->payload, len);
+        }
+        if (rc == EF_OK)
+            rc = ef__seal_finish(seal, tag);
+    }
+    free(tampered);
+    if (rc < 0) {
+        if (encrypt) /* the header and what was encrypted of the payload are the newest bytes */
+            ef__ring_unput(c, c->ring_used - ring_before);
+        if (rc == EF_ESYS && from_file) {
+            /* As unsealed: a file that ends early closes the connection, and the release the
+             * caller handed over still runs exactly once. */
+            ef__conn_kill(loop, c, EF_ESYS, err);
+            if (send->release)
+                send->release(send->ctx);
+            return EF_OK;
+        }
+        return rc;
+    }
+    ef__ring_put(c, tag, EF_SESSION_TAG_SIZE);
+    if (c->pending >= loop->cfg.send_high_water)
+        c->over_high = true;
+    if (now)
+        ef__conn_write(loop, c);
+    if (c->state == EF__OPEN)
+        ef__conn_settle(loop, c);
+    /* Encrypted, a reference or file was copied: its owner may have it back now. */
+    if (send->release && (encrypt || !len) && (ref || file))
+        send->release(send->ctx);
+    return EF_OK;
+}
+
+/* Every send comes here; ref: reference the payload (zero copy) rather than copy it. original:
+ * a tampered send's true payload (the tag or checksums describe it, not what is sent). */
+static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool ref,
+                    const uint8_t *original) {
     bool file = (send->options & EF_SEND_FROM_FILE) != 0;
     const uint8_t *payload = send->payload;
     size_t len = send->len;
@@ -666,6 +869,11 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
         return EF_ECLOSED;
     if (c->pending >= loop->cfg.send_high_water)
         return EF_EBUSY;
+    if (c->tx) {
+        bool deferred = loop->batching && c->state == EF__OPEN && ef__mark_dirty(loop, c);
+        return ef__send_sealed(loop, c, send, ref, file, original,
+                               c->state == EF__OPEN && !c->seg_count && !deferred);
+    }
     uint8_t header[EF_FRAME_HEADER_SIZE];
     struct iovec iov[2];
     /* A file payload is never read here (its CRC is known) nor written through iov[1]; the
@@ -735,9 +943,9 @@ EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *sen
         if (!send->has_crc || send->file_fd < 0 || send->file_offset > (uint64_t)INT64_MAX ||
             (uint64_t)send->len > (uint64_t)INT64_MAX - send->file_offset)
             return EF_EINVAL;
-        return ef__send(loop, conn_id, send, true);
+        return ef__send(loop, conn_id, send, true, NULL);
     }
-    return ef__send(loop, conn_id, send, send->release != NULL);
+    return ef__send(loop, conn_id, send, send->release != NULL, NULL);
 }
 
 EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags, uint8_t codec,
@@ -749,7 +957,7 @@ EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t f
                  .id = id,
                  .payload = payload,
                  .len = len};
-    return ef__send(loop, conn_id, &s, false);
+    return ef__send(loop, conn_id, &s, false, NULL);
 }
 
 /* A frame corrupted in flight is a frame whose known CRC is that of other bytes. */
@@ -767,7 +975,7 @@ EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, 
                  .len = len,
                  .has_crc = 1,
                  .payload_crc = ef_crc32c(0, payload, len)};
-    return ef__send(loop, conn_id, &s, false);
+    return ef__send(loop, conn_id, &s, false, payload);
 }
 
 /* Kept apart from ef_loop_send_with: a NULL release here still means zero copy (the caller
@@ -784,7 +992,30 @@ EF_API int ef_loop_send_ref(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8
                  .len = len,
                  .release = release,
                  .ctx = ctx};
-    return ef__send(loop, conn_id, &s, true);
+    return ef__send(loop, conn_id, &s, true, NULL);
+}
+
+EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,
+                        int encrypt) {
+    ef__conn *c = (ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c)
+        return EF_ECLOSED;
+    if (!keys || (role != 'M' && role != 'W') || c->tx)
+        return EF_EINVAL;
+    bool master = role == 'M';
+    unsigned mode = encrypt ? EF_SEAL_ENCRYPT : 0;
+    ef_seal *tx =
+        ef_seal_create(master ? keys->master_to_worker : keys->worker_to_master, role, mode);
+    ef_seal *rx = ef_seal_create(master ? keys->worker_to_master : keys->master_to_worker,
+                                 master ? 'W' : 'M', mode | EF_SEAL_OPENER);
+    if (!tx || !rx) {
+        ef_seal_free(tx);
+        ef_seal_free(rx);
+        return EF_ENOMEM;
+    }
+    c->tx = tx;
+    c->rx = rx;
+    return EF_OK;
 }
 
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {

@@ -63,5 +63,12 @@ void suite_count(ef_t *t);
 void suite_auth(ef_t *t);
 void suite_loop(ef_t *t);
 void suite_decode(ef_t *t);
+void suite_session(ef_t *t);
+
+/* Shared by the loop and session tests (test_loop.c): a blocking client socket connected to
+ * 127.0.0.1:port (rcvbuf > 0 shrinks its receive buffer), and a write of all n bytes. */
+int raw_connect(uint16_t port, int rcvbuf);
+#include <stdbool.h>
+bool write_all(int fd, const void *p, size_t n);
 
 #endif

@@ -72,7 +72,7 @@ static uint16_t local_port(int fd) {
 
 /* A plain blocking client socket, connected (the listener's backlog accepts it even before the
  * loop runs). rcvbuf > 0 shrinks its receive buffer so back-pressure comes quickly. */
-static int raw_connect(uint16_t port, int rcvbuf) {
+int raw_connect(uint16_t port, int rcvbuf) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -91,7 +91,7 @@ static int raw_connect(uint16_t port, int rcvbuf) {
     return fd;
 }
 
-static bool write_all(int fd, const void *p, size_t n) {
+bool write_all(int fd, const void *p, size_t n) {
     const uint8_t *b = p;
     while (n) {
         ssize_t w = send(fd, b, n, MSG_NOSIGNAL);

@@ -132,6 +132,13 @@ struct ClusterOptions: ParsableArguments {
             valueName: "SECONDS"))
     var combineDelay: Double?
 
+    @Flag(
+        name: .long,
+        help:
+            "Encrypt every frame after the handshake (AES-256-GCM); by default frames are authenticated, not encrypted."
+    )
+    var encrypt = false
+
     @Option(
         name: .long,
         help: ArgumentHelp(
@@ -177,6 +184,7 @@ struct ClusterOptions: ParsableArguments {
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
             || parcelTimeout != nil || chaosSeed != nil || sharedInput || combine != nil || combineDelay != nil
             || excludeAfter != nil || joinTimeout != nil || speculation != nil
+            || encrypt
     }
 
     /// The workers' addresses, or nil when none were given (`--workers ''` with `--listen`:
@@ -216,6 +224,7 @@ struct ClusterOptions: ParsableArguments {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if encrypt { configuration.encrypt = true }
         if let listen { configuration.listen = try NodeAddress(parsing: listen) }
         if let heartbeatTimeout {
             configuration.heartbeatTimeout = heartbeatTimeout

@@ -33,6 +33,9 @@ struct WorkerCommand: ParsableCommand {
         help: ArgumentHelp("Seconds of silence before a master is presumed gone (default 5).", valueName: "SECONDS"))
     var heartbeatTimeout: Double?
 
+    @Flag(name: .long, help: "Refuse masters that do not encrypt their frames (run/count --encrypt).")
+    var encrypt = false
+
     @Flag(name: .long, help: "Log nothing but errors.")
     var quiet = false
 
@@ -57,6 +60,7 @@ struct WorkerCommand: ParsableCommand {
                 name: address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
             configuration.listens = address != nil
             configuration.join = master
+            configuration.encrypt = encrypt
             if let threads { configuration.threads = threads }
             if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
             try configuration.validate()

@@ -34,7 +34,10 @@ import Testing
         let peer = [UInt8](repeating: 0x5A, count: Int(EF_AUTH_NONCE_SIZE))
         let proofBytes =
             proof ? Authentication.proof(cookie: Array("fuzzing-cookie".utf8), role: role, own: nonce, peer: peer) : []
-        return Hello(role: role, nonce: nonce, proof: proofBytes, threads: 4, name: "node-\(role)").encoded()
+        return Hello(
+            role: role, session: .authenticated, nonce: nonce, proof: proofBytes, threads: 4, name: "node-\(role)"
+        )
+        .encoded()
     }
 
     static func counter(partitions: Int) throws -> WordCounter {

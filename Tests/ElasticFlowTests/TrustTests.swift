@@ -168,7 +168,10 @@ import Testing
                 try forgery.answer(parcel, index: index, seen: seen.all, on: connection)
             }
         }
-        let result = try Self.beside(hostile, healthyFirst: true)
+        // One parcel in flight per node: the healthy worker always holds some, so the hostile
+        // peer sees gaps in the sequence (with 16 in flight it may get every parcel at once,
+        // and then it has no other node's receipt to claim).
+        let result = try Self.beside(hostile, healthyFirst: true, extra: ["--in-flight", "1"])
         #expect(result.stderr.contains("result-refused: \(hostile.address): "), "\(result.stderr)")
         #expect(result.stderr.contains(forgery.reason), "\(result.stderr)")
         #expect(result.stderr.contains("results refused"), "the summary counts them: \(result.stderr)")

@@ -123,6 +123,13 @@ public struct ClusterConfiguration: Sendable {
     public var sharedInput = false
     /// Worker-side combining: a worker merges several parcels' results into one RESULT.
     public var combine = CombineSettings()
+    /// Encrypt every frame after the handshake (AES-256-GCM), not only authenticate it (the
+    /// default: every frame carries a tag under keys derived per connection from the cookie and
+    /// both nonces). A worker started with `--encrypt` refuses a master that does not encrypt.
+    public var encrypt = false
+    /// Joining connections that have not completed the handshake yet, at most; more are closed
+    /// as they are accepted (bounded memory before authentication).
+    public var maxUnauthenticated = 64
     /// A worker that fails this many times in a step (task errors, refused results, overdue
     /// parcels; not injected faults) is excluded from the step (Spark's excludeOnFailure).
     /// nil: never.
@@ -222,6 +229,7 @@ public struct ClusterFile: Codable, Sendable {
     public var sharedInput: Bool?
     public var combine: Int?
     public var combineDelay: Double?
+    public var encrypt: Bool?
     public var maxWordSize: String?
     public var decompress: String?
     public var excludeAfter: Int?
@@ -298,6 +306,8 @@ public struct ClusterFile: Codable, Sendable {
         }
         if let combine { configuration.combine.maxReceipts = combine }
         if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let encrypt { configuration.encrypt = encrypt }
+        if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
         if let joinTimeout { configuration.joinTimeout = joinTimeout }
         if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }

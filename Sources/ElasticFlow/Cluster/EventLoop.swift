@@ -69,6 +69,7 @@ final class EventLoop: @unchecked Sendable {
         config.send_high_water = sendHighWater
         config.send_low_water = sendHighWater / 2
         config.read_buffer = 256 * 1024
+        config.preauth_payload = EventLoop.preauthPayload
         config.on_accept = { _, user, _, connection in
             EventLoop.from(user).handler?.accepted(ConnectionID(rawValue: connection))
         }
@@ -102,6 +103,11 @@ final class EventLoop: @unchecked Sendable {
         }
         self.handle = handle
     }
+
+    /// The largest frame payload a connection may send before it has proved it holds the session
+    /// keys (its first sealed frame passed the tag check): a HELLO, AUTH, WELCOME or a refusal
+    /// fits; a stranger cannot make the loop buffer more.
+    static let preauthPayload = 64 << 10
 
     deinit { ef_loop_free(handle) }
 
@@ -220,11 +226,14 @@ final class EventLoop: @unchecked Sendable {
     /// to the socket (`ef_loop_send_with`, `EF_SEND_FROM_FILE`: `sendfile(2)`). The loop never
     /// reads the bytes, so their CRC32C must be given. The fd must stay open until the send is
     /// done (the step's `SourceFiles` outlives its loop).
+    /// - Parameter bytes: the same bytes when the caller still holds them (read during the call
+    ///   only): a sealed connection computes the frame's tag from them instead of reading the file.
     func sendFile(
         _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64, fd: Int32,
-        offset: UInt64, length: Int, payloadCRC: UInt32
+        offset: UInt64, length: Int, payloadCRC: UInt32, bytes: UnsafeRawBufferPointer? = nil
     ) -> Int32 {
         var send = ef_send()
+        if let bytes, bytes.count == length { send.payload = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) }
         send.type = type
         send.flags = flags
         send.codec = codec
@@ -237,6 +246,13 @@ final class EventLoop: @unchecked Sendable {
         send.file_fd = fd
         send.file_offset = offset
         return ef_loop_send_with(handle, connection.rawValue, &send)
+    }
+
+    /// Seals the connection (`ef_loop_seal`): every later frame sent is sealed with this side's
+    /// key, every frame received is opened with the peer's, starting with the next one read.
+    func seal(_ connection: ConnectionID, keys: SessionKeys, role: UInt8, mode: SessionMode) -> Int32 {
+        var raw = keys.raw
+        return ef_loop_seal(handle, connection.rawValue, &raw, role, mode.encrypts ? 1 : 0)
     }
 
     func close(_ connection: ConnectionID, flush: Bool) {

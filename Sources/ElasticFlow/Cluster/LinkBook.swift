@@ -10,6 +10,8 @@ final class Link: @unchecked Sendable {
     var phase = Phase.connecting
     var nonce: [UInt8] = []
     var lastSeen = monotonicSeconds()
+    /// When our HELLO went out: the handshake must end within `connectTimeout` of it.
+    var greeted = monotonicSeconds()
     /// Silent past the heartbeat time-out: its parcels went elsewhere; it may still answer.
     var suspect = false
     /// Said BYE: no more parcels; its connection ends normally.
@@ -40,6 +42,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     private var timers: [TimerID: @Sendable () -> Void] = [:]
     private var heartbeatTimer = TimerID.unset
     private var listener = ListenerID.unset
+    /// When a joiner was last turned away for the unauthenticated-connection cap (logged at
+    /// most once a second).
+    private var lastCapNotice = -Double.infinity
     /// Where joining workers connect (the bound port, when 0 was asked for); nil: no joining.
     private(set) var listening: NodeAddress?
 
@@ -153,6 +158,22 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             return
         }
         let peer = loop.peer(connection)
+        let unauthenticated = links.values.count { $0.joined && $0.phase != .ready && $0.phase != .gone }
+        if unauthenticated >= configuration.maxUnauthenticated {
+            // Bounded memory before authentication: the newest stranger waits for nothing.
+            loop.close(connection, flush: false)
+            let now = monotonicSeconds()
+            if now - lastCapNotice >= 1 {
+                lastCapNotice = now
+                run.emit(
+                    .stepUpdate(
+                        step: step, state: .joinRefused,
+                        detail:
+                            "joined:\(peer): \(unauthenticated) connections have not completed the handshake: closing new ones"
+                    ))
+            }
+            return
+        }
         let link = Link(
             address: (try? NodeAddress(parsing: peer)) ?? NodeAddress(host: peer, port: 0), joined: true,
             name: "joined:\(peer)")
@@ -186,10 +207,11 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             return
         }
         let hello = Hello(
-            role: Hello.masterRole, nonce: link.nonce, threads: configuration.masterThreads,
-            name: "master@\(ProcessInfo.processInfo.hostName)")
+            role: Hello.masterRole, session: SessionMode(encrypt: configuration.encrypt), nonce: link.nonce,
+            threads: configuration.masterThreads, name: "master@\(ProcessInfo.processInfo.hostName)")
         link.phase = .awaitingHello
         link.lastSeen = monotonicSeconds()
+        link.greeted = link.lastSeen
         loop.send(connection, type: FrameType.hello.rawValue, bytes: hello.encoded())
     }
 
@@ -203,13 +225,16 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         switch reason {
         case 0: why = "closed the connection"
         case Int32(EF_ESYS): why = String(cString: strerror(errno))
+        case Int32(EF_EVERSION): why = "speaks another protocol version (this master speaks \(EF_PROTOCOL_VERSION))"
         default: why = "\(CoreErrorCode(rawValue: reason))"
         }
         if previous == .ready {
             let open = run.dispatcher.ledger.openReceipts(on: link.name).map(\.sequence)
             if run.chaos != nil && !link.closingOnPurpose && !link.leaving {
-                // The worker broke the link: a corrupted frame (caught by its checksum) or a drop.
-                run.faults.record(reason == Int32(EF_ECHECKSUM) ? .byteFlip : .connectionDrop, receipts: open)
+                // The worker broke the link: a corrupted frame (caught by its tag, or its checksum
+                // before the session is sealed) or a drop.
+                let corrupted = reason == Int32(EF_ECHECKSUM) || reason == Int32(EF_EFRAMEAUTH)
+                run.faults.record(corrupted ? .byteFlip : .connectionDrop, receipts: open)
             } else if link.closingOnPurpose {
                 // The fault we injected took these receipts down with it.
                 run.faults.addToLastInjected(open)
@@ -221,6 +246,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             if !started && !link.joined {
                 run.fail(.cluster("worker \(link.name) closed the connection during the handshake: \(why)"))
             } else {
+                if link.joined && reason != 0 {
+                    run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name): \(why)"))
+                }
                 scheduleReconnect(link)
             }
         }
@@ -236,6 +264,23 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         defer { run.unlock() }
         guard timer == heartbeatTimer else { return }
         let now = monotonicSeconds()
+        // A handshake has `connectTimeout` to complete, joiners' too (before the step starts,
+        // StepRun fails the step for a configured worker that is late).
+        for (connection, link) in links
+        where (link.phase == .awaitingHello || link.phase == .awaitingWelcome) && (link.joined || started)
+            && now - link.greeted > configuration.connectTimeout
+        {
+            link.phase = .gone
+            links[connection] = nil
+            loop.close(connection, flush: false)
+            if link.joined {
+                run.emit(
+                    .stepUpdate(
+                        step: step, state: .joinRefused, detail: "\(link.name): handshake not completed in time"))
+            } else {
+                scheduleReconnect(link)
+            }
+        }
         for (connection, link) in links where link.phase == .ready {
             let silence = now - link.lastSeen
             if silence > 3 * configuration.heartbeatTimeout {
@@ -308,10 +353,10 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         case (.error, .ready) where frame.id != 0:
             run.unlock()
             run.taskFailed(
-                frame.id, on: link.name, message: String(decoding: frame.payload, as: UTF8.self),
+                frame.id, on: link.name, message: PeerText.escaped(frame.payload),
                 injected: frame.flags & frameFlagFaultInjected != 0, badInput: frame.flags & frameFlagBadInput != 0)
         case (.error, _):
-            let message = String(decoding: frame.payload, as: UTF8.self)
+            let message = PeerText.escaped(frame.payload)
             if link.phase == .ready {
                 run.fail(.cluster("worker \(link.name) cannot run step \(step): \(message)"))
             } else if !started && !link.joined {
@@ -348,15 +393,21 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
 
     /// The worker's HELLO: check its version and its proof of the cookie, then prove ours.
     private func handshake(_ payload: [UInt8], link: Link, connection: ConnectionID) {
-        guard let hello = try? Hello(decoding: payload), hello.role == Hello.workerRole else {
+        guard let hello = try? Hello(decoding: payload) else {
             return refuse(connection, link, "sent a malformed HELLO")
         }
         guard hello.version == UInt16(EF_PROTOCOL_VERSION) else {
             return refuse(
                 connection, link, "speaks protocol version \(hello.version), this master \(EF_PROTOCOL_VERSION)")
         }
+        guard hello.role == Hello.workerRole else { return refuse(connection, link, "sent a malformed HELLO") }
         guard hello.codecs & (1 << UInt8(configuration.compression.codecID)) != 0 else {
             return refuse(connection, link, "does not support \(configuration.compression) compression")
+        }
+        let mode = SessionMode(encrypt: configuration.encrypt)
+        guard hello.session == mode.rawValue else {
+            return refuse(
+                connection, link, "answered with session mode \(hello.session), this master asked \(mode.rawValue)")
         }
         guard
             Authentication.verify(
@@ -367,6 +418,15 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         }
         let proof = Authentication.proof(
             cookie: configuration.cookie.bytes, role: Hello.masterRole, own: link.nonce, peer: hello.nonce)
+        // From AUTH on, every frame both ways is sealed under keys only the two ends can derive:
+        // a relay that passed the proofs along cannot forge, replay or reorder a frame.
+        do {
+            let keys = try SessionKeys(
+                cookie: configuration.cookie.bytes, masterNonce: link.nonce, workerNonce: hello.nonce)
+            try check(loop.seal(connection, keys: keys, role: Hello.masterRole, mode: mode), "sealing the session")
+        } catch {
+            return refuse(connection, link, "cannot start a session: \(error)")
+        }
         link.phase = .awaitingWelcome
         loop.send(connection, type: FrameType.auth.rawValue, bytes: proof)
     }

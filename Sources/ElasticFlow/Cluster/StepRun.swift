@@ -590,19 +590,19 @@ final class StepRun: @unchecked Sendable {
 
     /// Copy mode from files: the header goes through the loop's queue, the payload straight from
     /// the page cache (`sendfile`) with the receipt's CRC32C as the frame's. The parcel buffer is
-    /// free at once. A retry sends from the file again; if the file changed meanwhile, the retry's
-    /// re-stat fails the step (and the worker's parser would refuse the frame anyway).
+    /// free once the send call returns: the sealed frame's tag is computed from it (without it, a
+    /// retry, the loop reads the file back for the tag). A retry sends from the file again; if the
+    /// file changed meanwhile, the retry's re-stat fails the step (and the worker's tag check
+    /// refuses the frame anyway).
     private func sendFromFile(
         _ receipt: Receipt, attempt: Int, buffer: ParcelBuffer?, to connection: ConnectionID, node: String
     ) {
-        if let buffer {
-            _ = withLock { dispatcher.dropParcel(receipt.sequence) }
-            buffers.recycleParcel(buffer)
-        }
+        if buffer != nil { _ = withLock { dispatcher.dropParcel(receipt.sequence) } }
         let fd: Int32
         do {
             fd = try cutter.copyFiles!.files.descriptor(Int(receipt.partition))
         } catch {
+            if let buffer { buffers.recycleParcel(buffer) }
             withLock { fail(error) }
             return
         }
@@ -610,7 +610,9 @@ final class StepRun: @unchecked Sendable {
         loop.post { [self] in
             let status = loop.sendFile(
                 connection, type: FrameType.parcel.rawValue, flags: flags, codec: 0, aux: step, id: receipt.sequence,
-                fd: fd, offset: receipt.offset, length: Int(receipt.length), payloadCRC: receipt.checksum)
+                fd: fd, offset: receipt.offset, length: Int(receipt.length), payloadCRC: receipt.checksum,
+                bytes: buffer?.bytes)
+            if let buffer { buffers.recycleParcel(buffer) }
             withLock {
                 if status == 0 {
                     summary.bytesSentRaw += receipt.length

@@ -40,9 +40,9 @@ struct WireWriter {
     mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
     mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
-    /// A string of at most 65535 UTF-8 bytes, length-prefixed.
-    mutating func string(_ value: String) {
-        let utf8 = Array(value.utf8.prefix(65535))
+    /// A string of at most `limit` (≤ 65535) UTF-8 bytes, length-prefixed.
+    mutating func string(_ value: String, limit: Int = 65535) {
+        let utf8 = Array(value.utf8.prefix(min(limit, 65535)))
         u16(UInt16(utf8.count))
         raw(utf8)
     }
@@ -81,17 +81,31 @@ struct WireReader {
     }
 }
 
-/// HELLO, both ways: protocol version, role, supported codecs, a fresh nonce, and — from the
-/// worker — its proof of the cookie over both nonces; then threads and the node's name.
+/// How the frames after the HELLOs are sealed (HELLO's session byte): always authenticated
+/// (AES-256-GCM tag), and with `encrypted` also encrypted.
+enum SessionMode: UInt8, Sendable {
+    case authenticated = 0, encrypted = 1
+
+    init(encrypt: Bool) { self = encrypt ? .encrypted : .authenticated }
+    var encrypts: Bool { self == .encrypted }
+}
+
+/// HELLO, both ways: protocol version, role, supported codecs, the session mode, a fresh nonce,
+/// and — from the worker — its proof of the cookie over both nonces; then threads and the name.
 struct Hello {
     static let masterRole = UInt8(ascii: "M")
     static let workerRole = UInt8(ascii: "W")
     /// Bit i set: codec i (EF_CODEC_*) is supported.
     static let allCodecs: UInt8 = 0b111
+    /// Names are cut to this many bytes, so a HELLO always fits the pre-authentication frame
+    /// limit (`EventLoop.preauthPayload`).
+    static let maxNameBytes = 1024
 
     var version: UInt16 = UInt16(EF_PROTOCOL_VERSION)
     var role: UInt8
     var codecs: UInt8 = Hello.allCodecs
+    /// The master's choice; the worker answers with the mode it accepted.
+    var session: UInt8 = SessionMode.authenticated.rawValue
     var nonce: [UInt8]
     var proof: [UInt8] = []  // 32 bytes from the worker, empty from the master
     var threads: UInt16 = 1
@@ -102,16 +116,21 @@ struct Hello {
         writer.u16(version)
         writer.u8(role)
         writer.u8(codecs)
+        writer.u8(session)
         writer.raw(nonce)
         writer.u8(UInt8(proof.count))
         writer.raw(proof)
         writer.u16(threads)
-        writer.string(name)
+        writer.string(name, limit: Hello.maxNameBytes)
         return writer.bytes
     }
 
-    init(role: UInt8, nonce: [UInt8], proof: [UInt8] = [], threads: Int, name: String) {
+    init(
+        role: UInt8, session: SessionMode = .authenticated, nonce: [UInt8], proof: [UInt8] = [], threads: Int,
+        name: String
+    ) {
         self.role = role
+        self.session = session.rawValue
         self.nonce = nonce
         self.proof = proof
         self.threads = UInt16(clamping: threads)
@@ -121,8 +140,15 @@ struct Hello {
     init(decoding bytes: [UInt8]) throws(ElasticFlowError) {
         var reader = WireReader(bytes)
         version = try reader.u16()
+        // Another version's fields may differ past this point: the caller refuses by version.
+        guard version == UInt16(EF_PROTOCOL_VERSION) else {
+            role = 0
+            nonce = []
+            return
+        }
         role = try reader.u8()
         codecs = try reader.u8()
+        session = try reader.u8()
         nonce = try reader.raw(Int(EF_AUTH_NONCE_SIZE))
         let proofLength = Int(try reader.u8())
         guard proofLength == 0 || proofLength == Int(EF_SHA256_SIZE) else {
@@ -151,6 +177,19 @@ enum Authentication {
     static func verify(cookie: [UInt8], peerRole: UInt8, peer: [UInt8], own: [UInt8], proof: [UInt8]) -> Bool {
         guard proof.count == Int(EF_SHA256_SIZE), peer.count == Int(EF_AUTH_NONCE_SIZE) else { return false }
         return ef_auth_verify(cookie, cookie.count, peerRole, peer, own, proof) == 0
+    }
+}
+
+/// The two keys of one connection (`ef_session_derive`: HKDF-SHA256 of the cookie, salted with
+/// both nonces), one per direction.
+struct SessionKeys {
+    fileprivate(set) var raw = ef_session_keys()
+
+    init(cookie: [UInt8], masterNonce: [UInt8], workerNonce: [UInt8]) throws(ElasticFlowError) {
+        guard masterNonce.count == Int(EF_AUTH_NONCE_SIZE), workerNonce.count == Int(EF_AUTH_NONCE_SIZE) else {
+            throw .core(.malformed, operation: "deriving session keys")
+        }
+        try check(ef_session_derive(cookie, cookie.count, masterNonce, workerNonce, &raw), "deriving session keys")
     }
 }
 

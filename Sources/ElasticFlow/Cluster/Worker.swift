@@ -23,6 +23,11 @@ public struct WorkerConfiguration: Sendable {
     public var join: NodeAddress?
     /// Whether to listen at all (a joining worker may only connect out).
     public var listens = true
+    /// Require encrypted sessions: a master that only authenticates its frames is refused.
+    public var encrypt = false
+    /// Connections that have not completed the handshake yet, at most; more are closed as they
+    /// are accepted (bounded memory before authentication; logged at most once a second).
+    public var maxUnauthenticated = 64
 
     public init(listen: NodeAddress, cookie: Cookie, name: String? = nil) {
         self.listen = listen
@@ -78,6 +83,9 @@ public final class Worker: @unchecked Sendable {
     private var timers: [TimerID: () -> Void] = [:]
     private var joinConnection = ConnectionID.unset
     private var stopSignalled = false
+    /// When a connection was last turned away for the unauthenticated-connection cap (logged at
+    /// most once a second).
+    private var lastCapNotice = -Double.infinity
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
     public private(set) var address: NodeAddress
@@ -211,6 +219,19 @@ extension Worker: EventLoopHandler {
             loop.close(connection, flush: false)
             return
         }
+        let unauthenticated = sessions.values.count { if case .ready = $0.phase { false } else { true } }
+        if unauthenticated >= configuration.maxUnauthenticated && connection != joinConnection {
+            // Bounded memory before authentication: the newest stranger waits for nothing.
+            loop.close(connection, flush: false)
+            let now = monotonicSeconds()
+            if now - lastCapNotice >= 1 {
+                lastCapNotice = now
+                log(
+                    "refused \(loop.peer(connection)): \(unauthenticated) connections have not completed the handshake: closing new ones"
+                )
+            }
+            return
+        }
         sessions[connection] = Session(nonce: nonce, peer: loop.peer(connection))
     }
 
@@ -226,9 +247,24 @@ extension Worker: EventLoopHandler {
 
     func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         combining = combining.filter { $0.value.connection != connection }
-        if let session = sessions.removeValue(forKey: connection), case .ready = session.phase {
-            let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
-            log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
+        if let session = sessions.removeValue(forKey: connection) {
+            if case .ready = session.phase {
+                let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
+                log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
+            } else if reason == Int32(EF_EVERSION) {
+                log(
+                    "refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))"
+                )
+            } else if reason == Int32(EF_EFRAMEAUTH) || reason == Int32(EF_ECLOSED), case .awaitingAuth = session.phase
+            {
+                // Its first frame after the HELLOs did not open as sealed: a master with another
+                // cookie derives other keys, and a refusal it sends before sealing is not sealed.
+                log(
+                    "refused \(session.peer): the master's answer did not open under this session's keys: its cookie differs from this worker's, or it refused this worker"
+                )
+            } else if reason != 0 {
+                log("refused \(session.peer): \(CoreErrorCode(rawValue: reason))")
+            }
         }
         if connection == joinConnection && !draining {
             joinConnection = .unset
@@ -271,7 +307,7 @@ extension Worker: EventLoopHandler {
         session.lastSeen = monotonicSeconds()
         switch (FrameType(rawValue: frame.type), session.phase) {
         case (.hello, .awaitingHello):
-            guard let hello = try? Hello(decoding: Array(frame.payload)), hello.role == Hello.masterRole else {
+            guard let hello = try? Hello(decoding: Array(frame.payload)) else {
                 return refuse(connection, session, "malformed HELLO")
             }
             guard hello.version == UInt16(EF_PROTOCOL_VERSION) else {
@@ -279,13 +315,33 @@ extension Worker: EventLoopHandler {
                     connection, session,
                     "unsupported protocol version \(hello.version) (this worker speaks \(EF_PROTOCOL_VERSION))")
             }
-            session.masterName = hello.name
+            guard hello.role == Hello.masterRole, let mode = SessionMode(rawValue: hello.session) else {
+                return refuse(connection, session, "malformed HELLO")
+            }
+            guard mode.encrypts || !configuration.encrypt else {
+                return refuse(
+                    connection, session,
+                    "this worker requires encryption (worker --encrypt) but the master does not encrypt (use --encrypt)"
+                )
+            }
+            session.masterName = PeerText.escaped(hello.name)
             let proof = Authentication.proof(
                 cookie: configuration.cookie.bytes, role: Hello.workerRole, own: session.nonce, peer: hello.nonce)
             let answer = Hello(
-                role: Hello.workerRole, nonce: session.nonce, proof: proof, threads: pool.size,
+                role: Hello.workerRole, session: mode, nonce: session.nonce, proof: proof, threads: pool.size,
                 name: configuration.name)
             loop.send(connection, type: FrameType.hello.rawValue, bytes: answer.encoded())
+            // Everything after our HELLO is sealed: AUTH must already open under the keys only a
+            // master holding the cookie (and both nonces) can derive.
+            do {
+                let keys = try SessionKeys(
+                    cookie: configuration.cookie.bytes, masterNonce: hello.nonce, workerNonce: session.nonce)
+                try check(loop.seal(connection, keys: keys, role: Hello.workerRole, mode: mode), "sealing the session")
+            } catch {
+                log("refused \(session.peer): cannot start a session: \(error)")
+                loop.close(connection, flush: false)
+                return
+            }
             session.phase = .awaitingAuth(masterNonce: hello.nonce)
         case (.auth, .awaitingAuth(let masterNonce)):
             guard
@@ -300,7 +356,7 @@ extension Worker: EventLoopHandler {
             loop.send(connection, type: FrameType.welcome.rawValue, bytes: [])
             log("master \(session.masterName) (\(session.peer)) connected")
         case (.error, _):
-            log("\(session.peer): \(String(decoding: frame.payload, as: UTF8.self))")
+            log("\(session.peer): \(PeerText.escaped(frame.payload))")
             loop.close(connection, flush: false)
         case (.heartbeat, .ready):
             // Answer at once: the master's time-out then depends on its own interval, not ours.
