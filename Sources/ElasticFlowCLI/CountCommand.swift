@@ -140,7 +140,7 @@ func runJournaled(
     defer { bar.finish() }
     if let step = try StepExecution.unfinishedStep(
         matching: definition, parcelSize: configuration.parcelSize, sharedInput: configuration.sharedInput,
-        in: stepData)
+        decompression: configuration.decompression, in: stepData)
     {
         logLine("elasticflow: resuming step \(step) from \(stepData)")
         let cancellation = CancellationFlag()

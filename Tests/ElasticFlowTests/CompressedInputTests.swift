@@ -188,4 +188,27 @@ import Testing
         }
         #expect(ClusterConfiguration(workers: [], cookie: try Cookie("c")).decompression == .auto)
     }
+    /// A journaled step records how it read its files: a resume in the other mode would cut a
+    /// compressed file's parcels elsewhere, so it is refused, naming the mode to use.
+    @Test func aStepIsResumedOnlyWithTheDecompressionItBeganWith() throws {
+        let directory = try TemporaryDirectory()
+        let plain = Self.text(bytes: 50_000)
+        let path = try directory.file("in.txt.gz", try Self.compress(plain, with: "gzip"))
+        let steps = directory.path("steps")
+        let first = try CommandRunner.run(["count", "--decompress", "none", "--step-data", steps, path])
+        #expect(first.status == 0, "\(first.stderr)")
+        let file = steps + "/step-1/step.json"
+        var json = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        #expect(json["decompression"] as? String == "none")
+        json["state"] = "failed"
+        json["failure"] = "made to fail by the test"
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: file))
+        let refused = try CommandRunner.run(["resume", "--step-data", steps])
+        #expect(refused.status == 1 && refused.stdout.isEmpty, "\(refused.stderr)")
+        #expect(refused.stderr.contains("resume it with --decompress none"), "\(refused.stderr)")
+        let resumed = try CommandRunner.run(["resume", "--decompress", "none", "--step-data", steps])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout == first.stdout, "the raw-bytes count, as the step began")
+    }
 }

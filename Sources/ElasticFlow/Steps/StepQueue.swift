@@ -262,6 +262,7 @@ public enum StepExecution {
                 step: step, name: definition.name, task: definition.task, options: definition.options,
                 sources: definition.sources, parcelSize: master.configuration.parcelSize,
                 compression: master.configuration.compression.description)
+            record.decompression = master.configuration.decompression.rawValue
             if master.configuration.sharedInput {
                 record.sharedInput = true
                 record.sourceFingerprints = try sharedFingerprints(definition.sources)
@@ -278,6 +279,12 @@ public enum StepExecution {
                         "step \(step) was cut into \(journal.record.parcelSize)-byte parcels, not "
                             + "\(master.configuration.parcelSize): resume it with --parcel-size \(journal.record.parcelSize)"
                     )
+                }
+                let decompression = journal.record.inputDecompression
+                guard decompression == master.configuration.decompression.rawValue else {
+                    throw .journal(
+                        "step \(step) read its files with --decompress \(decompression), not "
+                            + "\(master.configuration.decompression): resume it with --decompress \(decompression)")
                 }
                 let shared = journal.record.sharedInput ?? false
                 guard shared == master.configuration.sharedInput else {
@@ -337,10 +344,11 @@ public enum StepExecution {
     }
 
     /// Finds, in a step-data directory, the unfinished step that runs `definition` with this parcel
-    /// size and mode (interrupted by a crash, failed or cancelled): running the same command again
+    /// size, mode and decompression (interrupted by a crash, failed or cancelled): running the same command again
     /// resumes it.
     public static func unfinishedStep(
-        matching definition: StepDefinition, parcelSize: Int, sharedInput: Bool = false, in stepData: String
+        matching definition: StepDefinition, parcelSize: Int, sharedInput: Bool = false,
+        decompression: Decompression = .auto, in stepData: String
     ) throws(ElasticFlowError) -> UInt32? {
         guard FileManager.default.fileExists(atPath: stepData) else { return nil }
         let candidates = try StepJournal.steps(in: stepData).filter { record in
@@ -348,6 +356,7 @@ public enum StepExecution {
                 && record.options == definition.options
                 && record.sources == definition.sources && record.parcelSize == parcelSize && record.isResumable
                 && (record.sharedInput ?? false) == sharedInput
+                && record.inputDecompression == decompression.rawValue
         }
         return candidates.last?.step
     }

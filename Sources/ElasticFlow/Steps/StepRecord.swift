@@ -115,6 +115,12 @@ public struct StepRecord: Codable, Sendable, Hashable {
     /// True when the step runs in shared-input mode (its receipts are byte-range splits); nil or
     /// false in copy mode (and in records written before shared-input mode existed).
     public var sharedInput: Bool?
+    /// How the step's files were read (`Decompression`: `auto` or `none`), which fixes where its
+    /// parcels fall in a compressed file; nil in records written before compressed input was
+    /// read as text, whose files were all read as raw bytes (`none`).
+    public var decompression: String?
+    /// `decompression`, with nil read as `none` (see there).
+    var inputDecompression: String { decompression ?? Decompression.none.rawValue }
     /// Shared-input mode: each source's size and modification time when the step began. A resume
     /// that finds another refuses to run (the result would mix two versions of a file).
     public var sourceFingerprints: [SourceFingerprint]?
@@ -134,6 +140,7 @@ public struct StepRecord: Codable, Sendable, Hashable {
             var parcelSize: Int
             var sharedInput: Bool
             var sourceFingerprints: [SourceFingerprint]?
+            var decompression: String?
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -141,7 +148,8 @@ public struct StepRecord: Codable, Sendable, Hashable {
             (try? encoder.encode(
                 Definition(
                     task: task, options: options, sources: sources, parcelSize: parcelSize,
-                    sharedInput: sharedInput ?? false, sourceFingerprints: sourceFingerprints))) ?? Data()
+                    sharedInput: sharedInput ?? false, sourceFingerprints: sourceFingerprints,
+                    decompression: decompression))) ?? Data()
         let value = Array(bytes).withUnsafeBytes { crc32c($0) }
         let hex = String(value, radix: 16)
         return "crc32c:" + String(repeating: "0", count: 8 - hex.count) + hex
