@@ -310,6 +310,8 @@ import Testing
         #expect(PeerText.escaped(Array("plain é text".utf8)) == "plain é text")
         #expect(PeerText.escaped([0x0A, 0x1B, 0x5B, 0x6D, 0x00, 0xFF, 0x5C]) == "\\n\\x1b[m\\x00\\xff\\\\")
         #expect(PeerText.escaped([0xC2, 0x9B]) == "\\xc2\\x9b")  // the 8-bit CSI
+        // A line separator and a right-to-left override: shown, not obeyed.
+        #expect(PeerText.escaped(Array("a\u{2028}b\u{202E}c".utf8)) == "a\\u{2028}b\\u{202E}c")
         #expect(
             PeerText.escaped([UInt8](repeating: 0x41, count: 600)) == String(repeating: "A", count: 512)
                 + "…(600 bytes)")

@@ -1,5 +1,5 @@
-/// Text a peer sent (an ERROR frame's message, a HELLO's name, a join refusal), made safe to
-/// print: control characters and ANSI escapes are shown escaped (`\n`, `\t`, `\x1b`, …), invalid
+/// Text a peer sent (an ERROR frame's message, a HELLO's name, a join refusal) or a file holds
+/// (a damaged step journal quoted in its error), made safe to print on one line: control characters and ANSI escapes are shown escaped (`\n`, `\t`, `\x1b`, …), invalid
 /// UTF-8 as `\xNN`, and anything past `limit` bytes is cut, with `…(N bytes)` naming the length
 /// received. Every place that logs or reports such text goes through this one helper.
 enum PeerText {
@@ -23,7 +23,14 @@ enum PeerText {
             if first == 0xC2, let second = shown.dropFirst().first, second < 0xA0 { width = 1 }
             let sequence = Array(shown.prefix(width))
             if width > 1, sequence.count == width, let scalar = String(validating: sequence, as: UTF8.self) {
-                out += scalar
+                // Line and paragraph separators and the format characters (bidirectional
+                // overrides among them) can break or disguise a line: shown as `\u{XXXX}`.
+                let unicode = scalar.unicodeScalars.first!
+                switch unicode.properties.generalCategory {
+                case .lineSeparator, .paragraphSeparator, .format:
+                    out += "\\u{" + String(unicode.value, radix: 16, uppercase: true) + "}"
+                default: out += scalar
+                }
                 shown = shown.dropFirst(width)
                 continue
             }

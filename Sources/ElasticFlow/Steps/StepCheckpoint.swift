@@ -111,18 +111,9 @@ enum JournalBytes {
         .journal("corrupt step journal file '\(path)': \(oneLine(reason, limit: 300))")
     }
 
-    /// Text from a file fit for a one-line error: control characters and line separators
-    /// escaped (`\n`, `\u{1B}`), at most `limit` characters, with `…` when cut.
-    static func oneLine(_ text: String, limit: Int) -> String {
-        var line = ""
-        for scalar in text.unicodeScalars.prefix(limit) {
-            switch scalar.properties.generalCategory {
-            case .control, .lineSeparator, .paragraphSeparator: line += scalar.escaped(asASCII: true)
-            default: line.unicodeScalars.append(scalar)
-            }
-        }
-        return text.unicodeScalars.count > limit ? line + "…" : line
-    }
+    /// Text from a file fit for a one-line error (`PeerText.escaped`): control characters and
+    /// line separators escaped, at most `limit` bytes shown.
+    static func oneLine(_ text: String, limit: Int) -> String { PeerText.escaped(text, limit: limit) }
 
     static func header(magic: [UInt8], version: UInt32, step: UInt32) -> [UInt8] {
         var bytes = magic
