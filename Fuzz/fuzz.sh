@@ -40,7 +40,7 @@ need() {
 CSAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DEF_BUILDING_LIBRARY -ICCore/include -ICCore/src"
 # The libraries the core links against: the Makefile passes its CLIBS.
-LIBS=${FUZZ_LIBS:--lzstd -llz4 -lpthread}
+LIBS=${FUZZ_LIBS:--lzstd -llz4 -lz -lbz2 -lcrypto -lpthread}
 LDFLAGS="-fuse-ld=lld $LIBS"
 
 build_c() {
