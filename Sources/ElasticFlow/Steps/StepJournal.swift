@@ -558,15 +558,26 @@ public final class StepJournal: Sendable {
         .journal("step \(step) already exists in '\(directory)'")
     }
 
+    /// Takes the step's lock, waiting up to `lockPatience` seconds for it: a lock just released
+    /// can still be held for a moment by a child process being spawned (its copy of the
+    /// descriptor lives until its exec closes it), which must not read as another master.
     private static func lock(_ fd: Int32, path: String, step: UInt32) throws(ElasticFlowError) {
+        let deadline = monotonicSeconds() + lockPatience
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             if errno == EWOULDBLOCK {
+                if monotonicSeconds() < deadline {
+                    usleep(10_000)
+                    continue
+                }
                 throw .journal("step \(step) ('\(path)') is in use by another master or journal")
             }
             throw .io(path: path, operation: "lock", errno: errno)
         }
     }
+
+    /// How long `lock` waits for a step's lock before it reports the step in use.
+    static let lockPatience = 2.0
 
     private static func now() -> Double { Date().timeIntervalSince1970 }
 
