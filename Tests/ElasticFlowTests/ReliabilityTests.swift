@@ -28,10 +28,14 @@ import Testing
         private var outcome: Result<StepReport, ElasticFlowError>?
         private let done = DispatchSemaphore(value: 0)
 
-        init(_ master: Master, task: String, path: String, options: TaskOptions = .init()) {
+        convenience init(_ master: Master, task: String, path: String, options: TaskOptions = .init()) {
+            self.init(master, task: task, sources: [.file(path)], options: options)
+        }
+
+        init(_ master: Master, task: String, sources: [DataSource], options: TaskOptions = .init()) {
             let thread = Thread { [self] in
                 do throws(ElasticFlowError) {
-                    outcome = .success(try master.run(task: task, sources: [.file(path)], options: options))
+                    outcome = .success(try master.run(task: task, sources: sources, options: options))
                 } catch {
                     outcome = .failure(error)
                 }
