@@ -281,17 +281,7 @@ struct PoisonTask: ParcelTask {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() throws -> UInt16 {
-    let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(probe) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
-    }
-    return UInt16(bigEndian: address.sin_port)
+    let (probe, port) = try Loopback.bind(backlog: nil)
+    close(probe)
+    return port
 }
