@@ -10,7 +10,9 @@ let package = Package(
         .executable(name: "elasticflow", targets: ["ElasticFlowCLI"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // `make docs`: `swift package generate-documentation` (the DocC catalog in Sources/ElasticFlow).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // The C core; also built alone as libelasticflow by the Makefile.

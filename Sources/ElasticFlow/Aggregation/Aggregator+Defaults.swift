@@ -16,8 +16,11 @@
 /// Sums and dictionary merges give the same output whatever order results arrive in;
 /// concatenation and "latest" follow arrival order, which varies from run to run.
 public struct DefaultAggregator: Aggregator, CustomStringConvertible {
+    /// Creates the default aggregator; it has no settings.
     public init() {}
 
+    /// Returns `next` for the first value, otherwise combines the two by the rule in the table above.
+    /// - Throws: `ElasticFlowError.invalidArgument` when an integer sum overflows.
     public func aggregate(_ accumulated: FlowValue?, _ next: FlowValue) throws -> FlowValue {
         guard let accumulated else { return next }
         return try Self.combine(accumulated, next)
@@ -75,6 +78,7 @@ public struct DefaultAggregator: Aggregator, CustomStringConvertible {
         return sum
     }
 
+    /// `"DefaultAggregator"`.
     public var description: String { "DefaultAggregator" }
 }
 

@@ -31,10 +31,13 @@ public struct CustomAggregator: Aggregator, CustomStringConvertible {
         self.body = body
     }
 
+    /// Calls the closure given at creation with the accumulated value (nil for the first) and the next.
+    /// - Throws: whatever the closure throws; the step then fails.
     public func aggregate(_ accumulated: FlowValue?, _ next: FlowValue) throws -> FlowValue {
         try body(accumulated, next)
     }
 
+    /// `CustomAggregator(NAME)`, with the name given at creation.
     public var description: String { "CustomAggregator(\(name))" }
 }
 

@@ -7,13 +7,21 @@
 /// Equality is Swift's: strings compare by canonical equivalence and doubles by `==` (so `0.0 ==
 /// -0.0` and a NaN is unequal to itself).
 public enum FlowValue: Hashable, Sendable {
+    /// Nothing: what an empty parcel produces; aggregating with it changes nothing.
     case null
+    /// A Boolean.
     case bool(Bool)
+    /// A signed 64-bit integer; the default aggregator's sums of them throw on overflow.
     case int(Int64)
+    /// A 64-bit floating-point number.
     case double(Double)
+    /// Text, encoded as UTF-8 on the wire.
     case string(String)
+    /// Raw bytes: data that need not be text (a word that is not valid UTF-8, a digest).
     case bytes([UInt8])
+    /// An ordered list of values.
     case array([FlowValue])
+    /// Values by string key (counts per word, records); the canonical encoding sorts the keys.
     case dictionary([String: FlowValue])
 
     /// Creates the value of anything convertible (`FlowValue(3)`, `FlowValue(["a": 1])`).
@@ -111,26 +119,32 @@ extension FlowValue {
 // MARK: - Literals
 
 extension FlowValue: ExpressibleByNilLiteral {
+    /// `nil` as a literal: `.null`.
     public init(nilLiteral: ()) { self = .null }
 }
 
 extension FlowValue: ExpressibleByBooleanLiteral {
+    /// `true` or `false` as a literal: `.bool`.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
 }
 
 extension FlowValue: ExpressibleByIntegerLiteral {
+    /// An integer literal: `.int`.
     public init(integerLiteral value: Int64) { self = .int(value) }
 }
 
 extension FlowValue: ExpressibleByFloatLiteral {
+    /// A floating-point literal: `.double`.
     public init(floatLiteral value: Double) { self = .double(value) }
 }
 
 extension FlowValue: ExpressibleByStringLiteral {
+    /// A string literal: `.string`.
     public init(stringLiteral value: String) { self = .string(value) }
 }
 
 extension FlowValue: ExpressibleByArrayLiteral {
+    /// An array literal of values: `.array`.
     public init(arrayLiteral elements: FlowValue...) { self = .array(elements) }
 }
 
@@ -229,52 +243,74 @@ public protocol FlowValueConvertible: Sendable {
     var flowValue: FlowValue { get }
 }
 
+/// A value is its own flow value.
 extension FlowValue: FlowValueConvertible {
+    /// The value itself.
     public var flowValue: FlowValue { self }
 }
 
+/// A Boolean as a flow value: `.bool`.
 extension Bool: FlowValueConvertible {
+    /// `.bool(self)`.
     public var flowValue: FlowValue { .bool(self) }
 }
 
+/// An integer as a flow value: `.int`.
 extension Int: FlowValueConvertible {
+    /// `.int` of this value (an `Int` always fits in 64 bits here).
     public var flowValue: FlowValue { .int(Int64(self)) }
 }
 
+/// A 64-bit integer as a flow value: `.int`.
 extension Int64: FlowValueConvertible {
+    /// `.int(self)`.
     public var flowValue: FlowValue { .int(self) }
 }
 
+/// A 32-bit integer as a flow value: `.int`.
 extension Int32: FlowValueConvertible {
+    /// `.int` of this value, widened to 64 bits.
     public var flowValue: FlowValue { .int(Int64(self)) }
 }
 
+/// An unsigned 32-bit integer as a flow value: `.int`.
 extension UInt32: FlowValueConvertible {
+    /// `.int` of this value, widened to 64 bits.
     public var flowValue: FlowValue { .int(Int64(self)) }
 }
 
+/// A double as a flow value: `.double`.
 extension Double: FlowValueConvertible {
+    /// `.double(self)`.
     public var flowValue: FlowValue { .double(self) }
 }
 
+/// A string as a flow value: `.string`.
 extension String: FlowValueConvertible {
+    /// `.string(self)`.
     public var flowValue: FlowValue { .string(self) }
 }
 
+/// A substring as a flow value: `.string`.
 extension Substring: FlowValueConvertible {
+    /// `.string` of a copy of this substring.
     public var flowValue: FlowValue { .string(String(self)) }
 }
 
 /// `nil` becomes `.null`.
 extension Optional: FlowValueConvertible where Wrapped: FlowValueConvertible {
+    /// The wrapped value's form, or `.null` for `nil`.
     public var flowValue: FlowValue { self?.flowValue ?? .null }
 }
 
 /// An array of convertible elements becomes `.array` (for raw bytes, use `FlowValue.bytes`).
 extension Array: FlowValueConvertible where Element: FlowValueConvertible {
+    /// `.array` of each element's form, in order.
     public var flowValue: FlowValue { .array(map(\.flowValue)) }
 }
 
+/// A dictionary with string keys and convertible values becomes `.dictionary`.
 extension Dictionary: FlowValueConvertible where Key == String, Value: FlowValueConvertible {
+    /// `.dictionary` of each value's form, under the same keys.
     public var flowValue: FlowValue { .dictionary(mapValues(\.flowValue)) }
 }

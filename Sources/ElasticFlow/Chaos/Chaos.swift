@@ -10,8 +10,11 @@
 public struct ChaosSettings: Hashable, Sendable, Codable {
     /// 0...45.
     public var percent: Int
+    /// Seeds every fault decision: the same seed gives the same faults to the same parcel attempts.
     public var seed: UInt64
 
+    /// The highest `percent` accepted (45): above it too few attempts would get through for a step to
+    /// finish in reasonable time.
     public static let maximumPercent = 45
 
     /// - Throws: `ElasticFlowError.invalidArgument` for a percentage outside 0...45.
@@ -33,6 +36,7 @@ public struct ChaosSettings: Hashable, Sendable, Codable {
             seed: try container.decode(UInt64.self, forKey: .seed))
     }
 
+    /// Whether any fault can fire (`percent` above 0).
     public var isActive: Bool { percent > 0 }
 }
 
@@ -93,11 +97,16 @@ extension ChaosSettings {
 
 /// Chaos injected and recovered in a step, by kind.
 public struct ChaosReport: Hashable, Sendable, CustomStringConvertible {
+    /// Faults injected in the step, by kind.
     public var injected: [FaultKind: Int] = [:]
+    /// Injected faults the step detected and recovered from, by kind (equal to `injected` when every
+    /// one was handled).
     public var recovered: [FaultKind: Int] = [:]
 
+    /// An empty report: nothing injected, nothing recovered.
     public init() {}
 
+    /// `KIND injected/recovered` for every fault kind, comma-separated, in `FaultKind.allCases` order.
     public var description: String {
         FaultKind.allCases.map { kind in
             "\(kind.rawValue) \(injected[kind, default: 0])/\(recovered[kind, default: 0])"

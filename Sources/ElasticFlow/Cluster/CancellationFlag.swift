@@ -7,8 +7,12 @@ public final class CancellationFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
 
+    /// A flag that is not set.
     public init() {}
 
+    /// Whether `cancel()` was called. Thread-safe.
     public var isCancelled: Bool { lock.withLock { value } }
+    /// Sets the flag; the step that watches it stops at its next check. Thread-safe; calling it again
+    /// does nothing more.
     public func cancel() { lock.withLock { value = true } }
 }

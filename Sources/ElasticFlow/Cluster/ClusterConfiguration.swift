@@ -2,9 +2,12 @@ import Foundation
 
 /// A node's network address, `HOST:PORT` (IPv6 as `[::1]:PORT`).
 public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The host name or IP address (IPv6 without brackets).
     public var host: String
+    /// The TCP port, 0...65535; 0 means "any free port" where the address is listened on.
     public var port: UInt16
 
+    /// An address from its parts; nothing is resolved or checked here.
     public init(host: String, port: UInt16) {
         self.host = host
         self.port = port
@@ -33,6 +36,7 @@ public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
         self.init(host: String(host), port: port)
     }
 
+    /// `HOST:PORT`, or `[HOST]:PORT` when the host is an IPv6 address.
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
@@ -77,6 +81,7 @@ public struct Cookie: Sendable, Hashable {
 public struct ClusterConfiguration: Sendable {
     /// The workers to connect to.
     public var workers: [NodeAddress]
+    /// The secret the master proves to every worker, and they to it.
     public var cookie: Cookie
     /// How parcels and results are compressed on the wire.
     public var compression: Compression = .lz4
@@ -154,6 +159,11 @@ public struct ClusterConfiguration: Sendable {
     /// The in-flight limit of copy mode when each parcel in flight holds a buffer.
     public static let copyInFlight = 4
 
+    /// A configuration with every other setting at its default (lz4, 4 MiB parcels, the master
+    /// processing parcels too).
+    /// - Parameters:
+    ///   - workers: the workers to connect to; an empty list with `listen` set waits for workers to join.
+    ///   - cookie: the cluster's shared secret.
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers
         self.cookie = cookie
@@ -208,32 +218,58 @@ public struct ClusterConfiguration: Sendable {
 
 /// The cluster file read by `elasticflow run --config` (JSON; documented in docs/cluster-file.md).
 public struct ClusterFile: Codable, Sendable {
+    /// One entry of `nodes`.
     public struct Node: Codable, Sendable {
+        /// For people and error messages; the master names each worker by its address.
         public var name: String
+        /// `HOST:PORT` (IPv6 as `[::1]:PORT`), checked by `load(_:)`.
         public var address: String
+        /// `"master"` or `"worker"`; anything else is refused by `load(_:)`.
         public var role: String
     }
 
+    /// The cluster: the workers the master connects to, in this order, and at most one master (whose
+    /// address, if its port is not 0, is where workers may join).
     public var nodes: [Node]
+    /// A file holding the cookie (one trailing newline ignored); relative to the cluster file's folder.
     public var cookieFile: String?
+    /// `none`, `lz4`, `lz4:N` or `zstd[:N]`; `ClusterConfiguration.compression`.
     public var compression: String?
+    /// A size such as `"4MiB"` (a string, 1 byte to 128 MiB); `ClusterConfiguration.parcelSize`.
     public var parcelSize: String?
+    /// Parcels a worker may hold unanswered, 1...1024; `ClusterConfiguration.inFlight`.
     public var inFlight: Int?
+    /// Whether the master processes parcels too; `ClusterConfiguration.masterProcesses`.
     public var masterProcesses: Bool?
+    /// Seconds between the master's heartbeats; `ClusterConfiguration.heartbeatInterval`.
     public var heartbeatInterval: Double?
+    /// Seconds of silence before a worker is presumed dead; `ClusterConfiguration.heartbeatTimeout`.
     public var heartbeatTimeout: Double?
+    /// Task failures a parcel may have, 1...100; `ClusterConfiguration.maxAttempts`.
     public var maxAttempts: Int?
+    /// Seconds a parcel may stay unanswered on a live worker; `ClusterConfiguration.parcelTimeout`.
     public var parcelTimeout: Double?
+    /// Fault injection, a percentage 0...45 (`ChaosSettings`); absent: off.
     public var chaos: Int?
+    /// The seed of the injected faults (1 when absent); used only with `chaos`.
     public var chaosSeed: UInt64?
+    /// Shared-input mode; `ClusterConfiguration.sharedInput` (parcels then default to 32 MiB).
     public var sharedInput: Bool?
+    /// Results a worker may combine into one answer, 1...4096; `CombineSettings.maxReceipts`.
     public var combine: Int?
+    /// Seconds a worker may hold a finished result to combine it, 0...60; `CombineSettings.maxDelay`.
     public var combineDelay: Double?
+    /// Encrypt frames, not only authenticate them; `ClusterConfiguration.encrypt`.
     public var encrypt: Bool?
+    /// The longest word accepted, a size string (1 byte to 64 MiB); `ClusterConfiguration.maxWordSize`.
     public var maxWordSize: String?
+    /// `"auto"` or `"none"`; `ClusterConfiguration.decompression`.
     public var decompress: String?
+    /// Failures before a worker is excluded, 0...1000 (0: never); `ClusterConfiguration.excludeAfter`.
     public var excludeAfter: Int?
+    /// Seconds to wait for a worker to join; `ClusterConfiguration.joinTimeout`.
     public var joinTimeout: Double?
+    /// Whether stragglers get speculative copies (default settings); `ClusterConfiguration.speculation`.
     public var speculation: Bool?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.

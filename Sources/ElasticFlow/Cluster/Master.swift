@@ -11,10 +11,16 @@ import Foundation
 /// thread waits, checkpoints and reports progress.
 public final class Master: @unchecked Sendable {
     // `interceptors` changes only between steps (documented on `add`).
+    /// The configuration every step of this master runs with (validated when a step starts).
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
 
+    /// A master; nothing is contacted until `run(task:sources:options:step:progress:)`.
+    /// - Parameters:
+    ///   - configuration: the workers, cookie and settings of every step.
+    ///   - tasks: the tasks steps may name; every worker must run a program whose registry holds the
+    ///     same tasks under the same names.
     public init(configuration: ClusterConfiguration, tasks: TaskRegistry = .standard) {
         self.configuration = configuration
         self.tasks = tasks
@@ -26,6 +32,9 @@ public final class Master: @unchecked Sendable {
     /// Runs one step to completion and returns its output.
     /// - Parameters:
     ///   - task: the registered name of the task every node runs on the parcels.
+    ///   - sources: files, standard input or the app's own sources, cut in this order.
+    ///   - options: the task's options, sent to every node.
+    ///   - step: the step's number, carried by every receipt (1 for a single run).
     ///   - progress: called about five times a second on the calling thread.
     /// - Throws: `ElasticFlowError` — unreadable sources, unreachable or refused workers, a parcel
     ///   that failed too often.

@@ -46,10 +46,12 @@ public struct CombineSettings: Hashable, Sendable, Codable {
     /// Seconds a finished result may wait for others.
     public var maxDelay: Double
 
-    /// - Parameter maxDelay: a bound on how stale a result may get, not the usual trigger (a batch
-    ///   leaves as soon as the worker's threads run short of parcels); it must exceed a parcel's
-    ///   processing time, or batches leave after one or two parcels (a 32 MiB split takes about
-    ///   0.25 s on one core here).
+    /// - Parameters:
+    ///   - maxReceipts: receipts one RESULT may cover, 1...4096 (1: no combining).
+    ///   - maxDelay: seconds, a bound on how stale a result may get, not the usual trigger (a batch
+    ///     leaves as soon as the worker's threads run short of parcels); it must exceed a parcel's
+    ///     processing time, or batches leave after one or two parcels (a 32 MiB split takes about
+    ///     0.25 s on one core here).
     public init(maxReceipts: Int = 16, maxDelay: Double = 1.0) {
         self.maxReceipts = maxReceipts
         self.maxDelay = maxDelay

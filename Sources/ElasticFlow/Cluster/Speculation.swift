@@ -9,6 +9,9 @@ public struct SpeculationSettings: Sendable, Hashable {
     /// Parcels that must have finished in the step before there is a median to compare with.
     public var minimumFinished: Int
 
+    /// Settings with Spark-like defaults: a copy once a parcel is open 4 times the median and at least
+    /// 1 s, after 5 parcels finished. `ClusterConfiguration.validate()` checks them against
+    /// `Limits.speculationMultiplier`, `Limits.speculationFloor` and `Limits.speculationFinished`.
     public init(multiplier: Double = 4, minimumSeconds: Double = 1, minimumFinished: Int = 5) {
         self.multiplier = multiplier
         self.minimumSeconds = minimumSeconds

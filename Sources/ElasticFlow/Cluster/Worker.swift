@@ -6,9 +6,12 @@ import Synchronization
 public struct WorkerConfiguration: Sendable {
     /// Where to listen (port 0: any free port, see `Worker.address`).
     public var listen: NodeAddress
+    /// The secret masters must prove (and that this worker proves to them).
     public var cookie: Cookie
     /// Threads that run tasks.
     public var threads = WordCountOptions.onlineCores
+    /// Seconds between this worker's heartbeats to each master (the effective tick is
+    /// `max(0.01, min(heartbeatInterval, heartbeatTimeout / 3))`).
     public var heartbeatInterval: Double = 1.0
     /// Silence after which a master is presumed gone and its connection closed.
     public var heartbeatTimeout: Double = 5.0
@@ -29,6 +32,11 @@ public struct WorkerConfiguration: Sendable {
     /// are accepted (bounded memory before authentication; logged at most once a second).
     public var maxUnauthenticated = 64
 
+    /// A configuration with every other setting at its default (one task thread per core).
+    /// - Parameters:
+    ///   - listen: where to listen; port 0 picks a free port.
+    ///   - cookie: the cluster's shared secret.
+    ///   - name: the name given in HELLO; `worker@HOST:PORT` when nil.
     public init(listen: NodeAddress, cookie: Cookie, name: String? = nil) {
         self.listen = listen
         self.cookie = cookie
@@ -56,6 +64,7 @@ public struct WorkerConfiguration: Sendable {
 public final class Worker: @unchecked Sendable {
     // Everything below but `configuration`, `tasks`, `log` and `stopped` is used on the loop thread
     // only (callbacks and posted closures), which is what makes the @unchecked Sendable sound.
+    /// What this worker was created with.
     public let configuration: WorkerConfiguration
     private let tasks: TaskRegistry
     private let log: @Sendable (String) -> Void
@@ -118,7 +127,12 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    /// - Parameter log: receives one line per notable event (connections, refusals, errors).
+    /// A worker that is not serving yet: `start()` binds and serves.
+    /// - Parameters:
+    ///   - configuration: where to listen, the cookie and the limits (checked by `validate()`).
+    ///   - tasks: the tasks masters may name; it must hold what the masters' registries hold.
+    ///   - log: receives one line per notable event (connections, refusals, errors).
+    /// - Throws: `ElasticFlowError` when the event loop or the thread pool cannot be created.
     public init(
         configuration: WorkerConfiguration, tasks: TaskRegistry = .standard,
         log: @escaping @Sendable (String) -> Void = { _ in }

@@ -2,6 +2,7 @@ internal import CElasticFlow
 
 /// How parcel bytes are compressed on the wire.
 public enum Compression: Hashable, Sendable, CustomStringConvertible {
+    /// No compression: parcels cross the wire as they are (and from files, with `sendfile`).
     case none
     /// lz4 at its default acceleration (1: the best lz4 ratio).
     case lz4
@@ -37,6 +38,7 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The form `init(parsing:)` reads: `none`, `lz4`, `lz4:ACCELERATION` or `zstd:LEVEL`.
     public var description: String {
         switch self {
         case .none: return "none"

@@ -2,7 +2,9 @@
 /// file, recognised by its first bytes (never its name), as the text it holds; `none` counts the
 /// bytes as they are (what every version before 0.9 did).
 public enum Decompression: String, Hashable, Sendable, CustomStringConvertible {
+    /// Compressed sources, told by their first bytes, are read as the text they hold.
     case auto
+    /// Sources are read as raw bytes, compressed or not.
     case none
 
     /// Parses `auto` or `none`.
@@ -14,5 +16,6 @@ public enum Decompression: String, Hashable, Sendable, CustomStringConvertible {
         self = value
     }
 
+    /// `auto` or `none`.
     public var description: String { rawValue }
 }

@@ -38,7 +38,9 @@ public enum Limits {
     /// Speculation: the straggler multiplier of the median parcel time, its floor in seconds, and
     /// the parcels that must have finished first.
     public static let speculationMultiplier = 1.0...1000.0
+    /// The range of `SpeculationSettings.minimumSeconds`, seconds (0 to a day).
     public static let speculationFloor = 0.0...86400.0
+    /// The range of `SpeculationSettings.minimumFinished`, parcels (1 to 2^20).
     public static let speculationFinished = 1...(1 << 20)
     /// Size of a generated corpus (1 TiB).
     public static let generateSize = 1...(1 << 40)

@@ -4,9 +4,12 @@ import Synchronization
 
 /// A word and how many times it was seen. Words are the exact bytes read (not necessarily UTF-8).
 public struct WordCount: Hashable, Sendable {
+    /// The word's exact bytes as read (lowercased only with `lowercase`), never empty.
     public let word: [UInt8]
+    /// How many times the word occurred.
     public let count: UInt64
 
+    /// A word and its count, as given.
     public init(word: [UInt8], count: UInt64) {
         self.word = word
         self.count = count

@@ -35,6 +35,7 @@ public enum StableHash {
 
 /// Hashes the UTF-8 bytes.
 extension String: StableHashable {
+    /// FNV-1a of the string's UTF-8 bytes.
     public var stableHash: UInt64 {
         var string = self  // withUTF8 is mutating: it makes a bridged string native first
         return string.withUTF8 { StableHash.fnv1a($0) }
@@ -43,35 +44,42 @@ extension String: StableHashable {
 
 /// Hashes the UTF-8 bytes (as the equal `String` does).
 extension Substring: StableHashable {
+    /// FNV-1a of the substring's UTF-8 bytes.
     public var stableHash: UInt64 { StableHash.fnv1a(utf8) }
 }
 
 /// Hashes the bytes.
 extension Array: StableHashable where Element == UInt8 {
+    /// FNV-1a of the bytes.
     public var stableHash: UInt64 { withUnsafeBufferPointer { StableHash.fnv1a($0) } }
 }
 
 /// Hashes the bytes.
 extension ArraySlice: StableHashable where Element == UInt8 {
+    /// FNV-1a of the bytes.
     public var stableHash: UInt64 { withUnsafeBufferPointer { StableHash.fnv1a($0) } }
 }
 
 /// Hashes the 8 little-endian bytes of the two's complement value.
 extension Int: StableHashable {
+    /// FNV-1a of the value's 8 little-endian bytes.
     public var stableHash: UInt64 { StableHash.fnv1a(UInt64(bitPattern: Int64(self))) }
 }
 
 /// Hashes the 8 little-endian bytes of the two's complement value.
 extension Int64: StableHashable {
+    /// FNV-1a of the value's 8 little-endian bytes.
     public var stableHash: UInt64 { StableHash.fnv1a(UInt64(bitPattern: self)) }
 }
 
 /// Hashes the 8 little-endian bytes.
 extension UInt64: StableHashable {
+    /// FNV-1a of the value's 8 little-endian bytes.
     public var stableHash: UInt64 { StableHash.fnv1a(self) }
 }
 
 /// Hashes the canonical encoding, so equal values built the same way hash the same everywhere.
 extension FlowValue: StableHashable {
+    /// FNV-1a of the value's canonical encoding (`encoded()`).
     public var stableHash: UInt64 { StableHash.fnv1a(encoded()) }
 }

@@ -9,20 +9,32 @@
 /// `Master.run` returns. Keep them quick (a slow one delays its thread's work), and do not call
 /// back into the master.
 public protocol Interceptor: Sendable {
+    /// A node was chosen for the receipt's parcel (`FlowEvent.distributed(_:node:)`).
     func distributed(_ receipt: Receipt, to node: String)
+    /// The parcel left for `node`, `bytes` long on the wire (`FlowEvent.sent(_:node:bytes:)`).
     func sent(_ receipt: Receipt, to node: String, bytes: Int)
+    /// The parcel's result arrived from `node`, `bytes` long (`FlowEvent.received(_:node:bytes:)`).
     func received(_ receipt: Receipt, from node: String, bytes: Int)
+    /// The result was merged into the step's output (`FlowEvent.aggregated(_:)`).
     func aggregated(_ receipt: Receipt)
+    /// The receipt closed after `seconds` on `node` (`FlowEvent.taskComplete(_:node:seconds:)`).
     func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double)
+    /// The step changed state (`FlowEvent.stepUpdate(step:state:detail:)`).
     func stepUpdated(step: UInt32, state: StepUpdateState, detail: String)
 }
 
 extension Interceptor {
+    /// Does nothing.
     public func distributed(_ receipt: Receipt, to node: String) {}
+    /// Does nothing.
     public func sent(_ receipt: Receipt, to node: String, bytes: Int) {}
+    /// Does nothing.
     public func received(_ receipt: Receipt, from node: String, bytes: Int) {}
+    /// Does nothing.
     public func aggregated(_ receipt: Receipt) {}
+    /// Does nothing.
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {}
+    /// Does nothing.
     public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {}
 
     /// Dispatches an event to the matching method.
@@ -41,26 +53,34 @@ extension Interceptor {
 /// Publishes events as an `AsyncSequence` (`events`), for consumers that prefer `for await`.
 /// Buffers without bound so the master never waits on a slow consumer.
 public final class EventStream: Interceptor {
+    /// Every event of the steps this stream is added to, in order; ends after `finish()`.
     public let events: AsyncStream<FlowEvent>
     private let continuation: AsyncStream<FlowEvent>.Continuation
 
+    /// A stream with an unbounded buffer; add it to a master with `Master.add(_:)`.
     public init() {
         (events, continuation) = AsyncStream.makeStream(of: FlowEvent.self, bufferingPolicy: .unbounded)
     }
 
+    /// Yields `FlowEvent.distributed(_:node:)`.
     public func distributed(_ receipt: Receipt, to node: String) {
         continuation.yield(.distributed(receipt, node: node))
     }
+    /// Yields `FlowEvent.sent(_:node:bytes:)`.
     public func sent(_ receipt: Receipt, to node: String, bytes: Int) {
         continuation.yield(.sent(receipt, node: node, bytes: bytes))
     }
+    /// Yields `FlowEvent.received(_:node:bytes:)`.
     public func received(_ receipt: Receipt, from node: String, bytes: Int) {
         continuation.yield(.received(receipt, node: node, bytes: bytes))
     }
+    /// Yields `FlowEvent.aggregated(_:)`.
     public func aggregated(_ receipt: Receipt) { continuation.yield(.aggregated(receipt)) }
+    /// Yields `FlowEvent.taskComplete(_:node:seconds:)`.
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         continuation.yield(.taskComplete(receipt, node: node, seconds: seconds))
     }
+    /// Yields `FlowEvent.stepUpdate(step:state:detail:)`.
     public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {
         continuation.yield(.stepUpdate(step: step, state: state, detail: detail))
     }
@@ -91,19 +111,25 @@ public struct LoggingInterceptor: Interceptor {
         line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
 
+    /// Logs the event when verbose.
     public func distributed(_ receipt: Receipt, to node: String) {
         if verbose { log(.distributed(receipt, node: node)) }
     }
+    /// Logs the event when verbose.
     public func sent(_ receipt: Receipt, to node: String, bytes: Int) {
         if verbose { log(.sent(receipt, node: node, bytes: bytes)) }
     }
+    /// Logs the event when verbose.
     public func received(_ receipt: Receipt, from node: String, bytes: Int) {
         if verbose { log(.received(receipt, node: node, bytes: bytes)) }
     }
+    /// Logs the event when verbose.
     public func aggregated(_ receipt: Receipt) { if verbose { log(.aggregated(receipt)) } }
+    /// Logs the event, verbose or not.
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         log(.taskComplete(receipt, node: node, seconds: seconds))
     }
+    /// Logs the event, verbose or not.
     public func stepUpdated(step: UInt32, state: StepUpdateState, detail: String) {
         log(.stepUpdate(step: step, state: state, detail: detail))
     }

@@ -12,6 +12,8 @@ public final class ProgressBar: @unchecked Sendable {
     private let enabled: Bool
     private var drawn = false
 
+    /// A bar for standard error; it draws only when standard error is a terminal, and then also
+    /// erases itself on SIGINT and SIGTERM.
     public init() {
         enabled = isatty(STDERR_FILENO) == 1
         if enabled { Self.eraseOnSignals() }

@@ -38,5 +38,6 @@ public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStr
     /// A straggling parcel was sent to an idle node as well: the first result wins.
     case speculativeCopy = "speculative-copy"
 
+    /// The raw value, as logs print it (`node-down`).
     public var description: String { rawValue }
 }

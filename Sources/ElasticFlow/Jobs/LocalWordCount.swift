@@ -20,6 +20,10 @@ public struct WordCountOptions: Hashable, Sendable {
     /// Whether gzip, zstd, lz4 and bzip2 sources are read as the text they hold (`auto`).
     public var decompression = Decompression.auto
 
+    /// - Parameters:
+    ///   - lowercase: fold ASCII `A`–`Z` to lowercase.
+    ///   - threads: counting threads; nil: one per online core.
+    ///   - parcelSize: target parcel size in bytes; nil: 4 MiB.
     public init(lowercase: Bool = false, threads: Int? = nil, parcelSize: Int? = nil) {
         self.lowercase = lowercase
         if let threads { self.threads = threads }
@@ -41,7 +45,9 @@ public struct WordCountOptions: Hashable, Sendable {
 
 /// What a finished count processed.
 public struct WordCountStatistics: Hashable, Sendable {
+    /// Bytes counted (decompressed bytes, for a compressed source).
     public var bytes: UInt64 = 0
+    /// Parcels the sources were cut into.
     public var parcels: Int = 0
 }
 
@@ -51,8 +57,11 @@ public enum LocalWordCount {
     /// Counts the words of every source.
     /// - Returns: the merged counter and what was processed.
     /// - Throws: `ElasticFlowError` for an unreadable source (before any work) or a read error.
-    /// - Parameter progress: when given, called about five times a second from another thread
-    ///   while the sources are counted (for a progress bar).
+    /// - Parameters:
+    ///   - sources: files, standard input or the app's own sources, counted as one text.
+    ///   - options: case folding, threads, parcel size and limits (checked before any work).
+    ///   - progress: when given, called about five times a second from another thread
+    ///     while the sources are counted (for a progress bar).
     public static func run(
         _ sources: [DataSource], options: WordCountOptions = .init(),
         progress: (@Sendable (StepProgress) -> Void)? = nil

@@ -14,7 +14,11 @@ public enum WordCountFormat: String, CaseIterable, Sendable {
 extension WordCounter {
     /// Writes the sorted counts (count descending, then word ascending bytewise), the exact bytes
     /// of each word, to a file descriptor.
-    /// - Parameter limit: only the first `limit` words (all when nil).
+    /// - Parameters:
+    ///   - format: text, tsv or json.
+    ///   - limit: only the first `limit` words (all when nil).
+    ///   - fd: an open file descriptor; it is written to, never closed.
+    /// - Throws: `ElasticFlowError.io` when a write fails.
     public func write(format: WordCountFormat, limit: Int? = nil, toFileDescriptor fd: Int32) throws(ElasticFlowError) {
         var writer = ByteWriter(fileDescriptor: fd)
         try write(format: format, limit: limit, into: &writer)

@@ -6,10 +6,12 @@
 /// retry, the end of the step or a resume that finds other values fails the step (the file
 /// changed under it), so a result never mixes two versions of a file.
 public struct SourceFingerprint: Hashable, Sendable, Codable {
+    /// The file's size in bytes.
     public var size: UInt64
     /// Modification time in nanoseconds since the epoch.
     public var modified: Int64
 
+    /// A fingerprint of the given size (bytes) and modification time (nanoseconds since the epoch).
     public init(size: UInt64, modified: Int64) {
         self.size = size
         self.modified = modified
@@ -51,9 +53,12 @@ public struct SourceFingerprint: Hashable, Sendable, Codable {
 public struct ByteRange: Hashable, Sendable {
     /// Index of the source in the step's list.
     public var source: Int
+    /// The first byte of the range in the file.
     public var offset: UInt64
+    /// The range's length in bytes (the last split of a file may be shorter than the others).
     public var length: UInt64
 
+    /// A range of `length` bytes from `offset` in the step's source number `source`.
     public init(source: Int, offset: UInt64, length: UInt64) {
         self.source = source
         self.offset = offset

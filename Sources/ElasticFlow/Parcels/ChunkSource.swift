@@ -30,18 +30,24 @@ public protocol ChunkReader {
 
 /// A `Sequence` of byte chunks as a source.
 public struct SequenceSource<Chunks: Sequence & Sendable>: ChunkSource where Chunks.Element == [UInt8] {
+    /// The name given at creation.
     public let name: String
+    /// What `init(name:restartable:chunks:)` was told (true for a collection).
     public let isRestartable: Bool
     private let sequence: Chunks
 
-    /// - Parameter restartable: whether iterating `chunks` again yields the same bytes (true for
-    ///   any `Collection`; a single-pass sequence must say false).
+    /// - Parameters:
+    ///   - name: names the source in errors, the step record and a `SourceRegistry`.
+    ///   - restartable: whether iterating `chunks` again yields the same bytes (true for
+    ///     any `Collection`; a single-pass sequence must say false).
+    ///   - chunks: the bytes, a chunk at a time (chunks may end anywhere, even inside a word).
     public init(name: String, restartable: Bool, chunks: Chunks) {
         self.name = name
         isRestartable = restartable
         sequence = chunks
     }
 
+    /// A new pass over the sequence, from its first chunk.
     public func chunks() throws -> any ChunkReader { Reader(iterator: sequence.makeIterator()) }
 
     struct Reader: ChunkReader {
@@ -61,17 +67,23 @@ extension SequenceSource {
 /// a newline), so a Flow task over lines sees one record per line. A record should not hold a
 /// newline itself (it would count as two lines). Lines are gathered into chunks of about 64 KiB.
 public struct LineSource<Lines: Sequence & Sendable>: ChunkSource where Lines.Element: StringProtocol {
+    /// The name given at creation.
     public let name: String
+    /// What `init(name:restartable:lines:)` was told (true for a collection).
     public let isRestartable: Bool
     private let lines: Lines
 
-    /// - Parameter restartable: whether iterating `lines` again yields the same records.
+    /// - Parameters:
+    ///   - name: names the source in errors, the step record and a `SourceRegistry`.
+    ///   - restartable: whether iterating `lines` again yields the same records.
+    ///   - lines: the records, each written as its UTF-8 bytes and a newline.
     public init(name: String, restartable: Bool, lines: Lines) {
         self.name = name
         isRestartable = restartable
         self.lines = lines
     }
 
+    /// A new pass over the records, from the first, gathered into chunks of about 64 KiB.
     public func chunks() throws -> any ChunkReader { Reader(iterator: lines.makeIterator()) }
 
     struct Reader: ChunkReader {
@@ -99,17 +111,24 @@ extension LineSource {
 /// is behind, so memory stays bounded however fast the sequence produces. The task is cancelled
 /// when the step stops reading early (a failure, a cancellation).
 public struct AsyncSequenceSource<Chunks: AsyncSequence & Sendable>: ChunkSource where Chunks.Element == [UInt8] {
+    /// The name given at creation.
     public let name: String
+    /// What `init(name:restartable:chunks:)` was told.
     public let isRestartable: Bool
     private let sequence: Chunks
 
-    /// - Parameter restartable: whether iterating `chunks` again yields the same bytes.
+    /// - Parameters:
+    ///   - name: names the source in errors, the step record and a `SourceRegistry`.
+    ///   - restartable: whether iterating `chunks` again yields the same bytes.
+    ///   - chunks: the bytes, a chunk at a time, iterated on a thread of its own.
     public init(name: String, restartable: Bool, chunks: Chunks) {
         self.name = name
         isRestartable = restartable
         sequence = chunks
     }
 
+    /// Starts iterating the sequence on a thread of its own and returns the reader of its chunks,
+    /// four at most ahead of the cutter.
     public func chunks() throws -> any ChunkReader {
         let handOver = ChunkHandOver(capacity: 4)
         let sequence = sequence

@@ -7,6 +7,9 @@ public struct CorpusGenerator: Sendable {
     private let vocabulary: [[UInt8]]
     private let cumulative: [Double]
 
+    /// - Parameters:
+    ///   - seed: the same seed gives the same text on every machine.
+    ///   - vocabularySize: distinct words to draw from (Zipf-like: a few frequent, a long tail of rare).
     public init(seed: UInt64, vocabularySize: Int = 20_000) {
         state = seed &+ 0x9E37_79B9_7F4A_7C15
         let syllables = [

@@ -16,6 +16,7 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
         self = argument == "-" ? .standardInput : .file(argument)
     }
 
+    /// The path, `-` for standard input, or a custom source's name.
     public var description: String {
         switch self {
         case .file(let path): return path
@@ -34,6 +35,7 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Hashes what `==` compares: the path, standard input, or the custom source's name.
     public func hash(into hasher: inout Hasher) {
         switch self {
         case .file(let path):

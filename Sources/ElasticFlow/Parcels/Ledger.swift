@@ -2,11 +2,13 @@
 /// attempts) and which are closed (aggregated). Closing is exactly-once: a second result for a
 /// closed receipt is refused and counted as a duplicate. Used by one thread at a time.
 public struct Ledger: Sendable {
+    /// Where one receipt stands.
     public enum State: Hashable, Sendable {
         /// Handed to a node, not yet answered.
         case open(node: String, attempt: Int)
         /// Taken back from a node (it went down or the task failed there): to be sent again.
         case waiting(attempt: Int)
+        /// Its result was aggregated; any later result for it is a duplicate.
         case closed
     }
 
@@ -18,16 +20,20 @@ public struct Ledger: Sendable {
     /// Results dropped because their receipt was already closed.
     public private(set) var duplicates = 0
 
+    /// An empty ledger.
     public init() {}
 
     /// Receipts not yet closed (open on a node or waiting to be sent again).
     public var openCount: Int { states.count - closedCount }
+    /// Every receipt the step has issued, in any state.
     public var total: Int { states.count }
 
     /// Open receipts held by a node.
     public func open(on node: String) -> Int { openByNode[node, default: 0] }
 
+    /// The state of the receipt with this sequence number; nil when none was issued.
     public func state(of sequence: UInt64) -> State? { states[sequence] }
+    /// The receipt with this sequence number; nil when none was issued.
     public func receipt(_ sequence: UInt64) -> Receipt? { receipts[sequence] }
 
     /// Makes room for `count` receipts up front, so a step of many small parcels does not grow

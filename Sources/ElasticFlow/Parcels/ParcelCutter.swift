@@ -52,8 +52,11 @@ final class ParcelBuffer {
 
 /// Where a parcel's bytes came from: the source's index and the byte range within it.
 public struct ParcelOrigin: Hashable, Sendable {
+    /// The index of the source in the step's list.
     public let source: Int
+    /// The parcel's first byte in the source (in the decoded text for a compressed source).
     public let offset: UInt64
+    /// The parcel's length in bytes.
     public let length: Int
 }
 

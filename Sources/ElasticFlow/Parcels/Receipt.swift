@@ -6,14 +6,22 @@
 /// `STEP/SEQUENCE/PARTITION@OFFSET+LENGTH:ITEMS#CHECKSUM`, e.g. `1/42/0@1048576+4194304:812#1a2b3c4d`
 /// (partition = index of the source the bytes came from; checksum = CRC32C, hex).
 public struct Receipt: Hashable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    /// The step the parcel belongs to (1 for a single run).
     public var step: UInt32
+    /// The parcel's number in the step, from 1, in source order.
     public var sequence: UInt64
+    /// The index of the source the bytes came from, in the step's list.
     public var partition: UInt32
+    /// The parcel's first byte in its source.
     public var offset: UInt64
+    /// The parcel's length in bytes.
     public var length: UInt64
+    /// The items (lines) the parcel holds.
     public var items: UInt64
+    /// The CRC32C of the parcel's bytes.
     public var checksum: UInt32
 
+    /// A receipt of the given fields, as documented on each.
     public init(
         step: UInt32, sequence: UInt64, partition: UInt32, offset: UInt64, length: UInt64, items: UInt64,
         checksum: UInt32
@@ -27,6 +35,7 @@ public struct Receipt: Hashable, Sendable, CustomStringConvertible, LosslessStri
         self.checksum = checksum
     }
 
+    /// `STEP/SEQUENCE/PARTITION@OFFSET+LENGTH:ITEMS#CHECKSUM`, the checksum as 8 hex digits.
     public var description: String {
         let hex = String(checksum, radix: 16)
         return "\(step)/\(sequence)/\(partition)@\(offset)+\(length):\(items)#"

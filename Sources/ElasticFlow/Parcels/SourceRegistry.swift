@@ -5,6 +5,8 @@
 public struct SourceRegistry: Sendable {
     private var sources: [String: any ChunkSource] = [:]
 
+    /// A registry of `sources`, each under its `ChunkSource.name` (a later one replaces an earlier one
+    /// of the same name).
     public init(_ sources: [any ChunkSource] = []) {
         for source in sources { register(source) }
     }

@@ -8,12 +8,18 @@ internal import CElasticFlow
 /// start, how many, how many lines, their CRC32C, and the file's size as that node saw it. The
 /// master keeps it with the receipt, so a retry or a duplicate that read other bytes is caught.
 public struct ProcessedRange: Hashable, Sendable {
+    /// The first byte processed: the first line that starts in the split.
     public var start: UInt64
+    /// Bytes processed, through the end of the last line that starts in the split.
     public var length: UInt64
+    /// Lines processed.
     public var lines: UInt64
+    /// The CRC32C of the bytes processed.
     public var checksum: UInt32
+    /// The file's size as the node saw it.
     public var fileSize: UInt64
 
+    /// A range of the given fields, as documented on each.
     public init(start: UInt64, length: UInt64, lines: UInt64, checksum: UInt32, fileSize: UInt64) {
         self.start = start
         self.length = length

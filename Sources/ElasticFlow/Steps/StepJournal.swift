@@ -35,6 +35,7 @@ import Synchronization
 public final class StepJournal: Sendable {
     /// The step's directory, `<directory>/step-<N>`.
     public let path: String
+    /// The step number this journal records.
     public let step: UInt32
     /// Open for the journal's lifetime: `*at` calls, directory fsyncs and the `flock` go through it.
     private let directoryFD: Int32
@@ -361,6 +362,7 @@ public final class StepJournal: Sendable {
     /// - Parameters:
     ///   - result: the final aggregate's bytes.
     ///   - newState: `.completed` or `.completedWithRetries` (a state that `isFinished`).
+    ///   - detail: a line the timeline keeps with the new state (empty: none).
     /// - Throws: `ElasticFlowError.invalidArgument` for another state, `.io` when a file cannot be written.
     public func complete(
         result: [UInt8], state newState: StepState = .completed, detail: String = ""

@@ -10,13 +10,23 @@ public enum FailureAction: String, Sendable, Codable, CaseIterable {
 
 /// A step to run: a registered task over sources.
 public struct StepDefinition: Sendable, Codable, Hashable {
+    /// A name for people (`elasticflow steps` shows it).
     public var name: String
+    /// The registered name of the task every parcel runs (`wordcount` by default).
     public var task: String
     /// File paths (`-` is standard input, which cannot be resumed or retried).
     public var sources: [String]
+    /// The task's options, sent to every node with the step.
     public var options: TaskOptions
+    /// What happens to the rest of the queue when this step fails.
     public var actionOnFailure: FailureAction
 
+    /// - Parameters:
+    ///   - name: a name for people.
+    ///   - task: a name registered in the master's `TaskRegistry`.
+    ///   - sources: paths, `-`, or names registered in the queue's `SourceRegistry`.
+    ///   - options: the task's options.
+    ///   - actionOnFailure: what the queue does when this step fails.
     public init(
         name: String, task: String = "wordcount", sources: [String], options: TaskOptions = .init(),
         actionOnFailure: FailureAction = .continue
@@ -43,12 +53,17 @@ public struct StepDefinition: Sendable, Codable, Hashable {
 
 /// A step's state, timeline and failure, as the queue (or its journal) knows it.
 public struct StepStatus: Sendable {
+    /// The step's number in its queue or step-data directory.
     public var step: UInt32
+    /// The definition's name.
     public var name: String
+    /// The registered name of the step's task.
     public var task: String
     /// Where the step is.
     public var state: StepState
+    /// The state changes so far, with their times, oldest first.
     public var timeline: [StepRecord.Event]
+    /// Why the step failed (one line), when it did.
     public var failure: String?
     /// The summary of its last run in this process, if any.
     public var summary: StepSummary?
@@ -63,6 +78,8 @@ public final class StepQueue: @unchecked Sendable {
     // Guarded by `lock`: entries, running.
     private let lock = NSLock()
     private let master: Master
+    /// The step-data directory every step is journaled in; nil: steps are not journaled (no resume
+    /// or retry).
     public let stepData: String?
     /// The app's own sources, by the names the definitions give.
     private let sources: SourceRegistry
@@ -86,7 +103,9 @@ public final class StepQueue: @unchecked Sendable {
         }
     }
 
+    /// A queue with no steps yet.
     /// - Parameters:
+    ///   - master: runs every step of the queue.
     ///   - stepData: the directory the journal lives in (created if missing); nil: the queue lives
     ///     in memory only, and `retry` is not available.
     ///   - sources: the app's own sources, by name: a definition's source of that name reads it
@@ -398,8 +417,18 @@ public enum StepExecution {
         return (journal, definition)
     }
 
-    /// Resumes (or retries) a journaled step.
-    /// - Parameter sources: the app's own sources the step named when it began.
+    /// Resumes (or retries) a journaled step: only the parcels whose receipts were never aggregated
+    /// are processed again, on top of the last checkpoint.
+    /// - Parameters:
+    ///   - step: the step's number in the directory.
+    ///   - master: runs the rest of the step (its registry must hold the step's task).
+    ///   - stepData: the step-data directory.
+    ///   - sources: the app's own sources the step named when it began.
+    ///   - cancellation: when set, stops the step cleanly (the journal keeps what was aggregated).
+    ///   - progress: called about five times a second on the calling thread.
+    /// - Returns: the finished step's output and summary.
+    /// - Throws: `ElasticFlowError.journal` when the step is missing, finished, or its directory is
+    ///   held by another master; the errors of `Master.run(task:sources:options:step:progress:)`.
     public static func resume(
         step: UInt32, master: Master, stepData: String, sources: SourceRegistry = .init(),
         cancellation: CancellationFlag? = nil, progress: ((StepProgress) -> Void)? = nil

@@ -89,6 +89,7 @@ public struct StepRecord: Codable, Sendable, Hashable {
     public var name: String
     /// The registered name of the task every parcel runs.
     public var task: String
+    /// The options the task ran with.
     public var options: TaskOptions
     /// Source paths in order (a receipt's partition indexes this list); `-` is standard input, which
     /// cannot be read twice, so a step reading it can be listed but not resumed or retried.

@@ -1,6 +1,8 @@
 /// What a step did: parcels and receipts, retries, bytes before and after compression, time.
 public struct StepSummary: Sendable, CustomStringConvertible {
+    /// The step's number.
     public var step: UInt32 = 0
+    /// The registered name of the task.
     public var task = ""
     /// Parcels cut from the sources.
     public var parcels = 0
@@ -16,12 +18,15 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     public var bytes: UInt64 = 0
     /// Parcel bytes sent to workers, before and after compression (retries included).
     public var bytesSentRaw: UInt64 = 0
+    /// Parcel bytes sent to workers after compression (retries included), as they crossed the wire.
     public var bytesSentWire: UInt64 = 0
     /// Result bytes received from workers, as they crossed the wire.
     public var bytesReceivedWire: UInt64 = 0
+    /// Wall-clock seconds from the step's start to its end.
     public var seconds = 0.0
     /// Parcels whose result each node produced (the master is "master").
     public var parcelsByNode: [String: Int] = [:]
+    /// The codec parcels and results crossed the wire with.
     public var compression: Compression = .none
     /// Faults injected and recovered, when chaos was on.
     public var chaos: ChaosReport?
@@ -35,13 +40,18 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     public var excluded: [String: String] = [:]
     /// Speculative copies of straggling parcels sent, and how many of them answered first.
     public var speculativeCopies = 0
+    /// Speculative copies whose result arrived before the original's.
     public var speculativeWins = 0
 
+    /// An empty summary (every count 0); the master fills one in as a step runs.
     public init() {}
 
     /// Source bytes per second.
     public var throughput: Double { seconds > 0 ? Double(bytes) / seconds : 0 }
 
+    /// The lines `--summary` prints: receipts, retries and duplicates; MB and MB/s; bytes sent and
+    /// the ratio; then combining, chaos, refusals, exclusions and speculation when any happened; and the
+    /// parcels each node processed.
     public var description: String {
         let mb = { (value: UInt64) in format3(Double(value) / 1e6) }
         var lines = [
@@ -75,9 +85,12 @@ public struct StepSummary: Sendable, CustomStringConvertible {
 
 /// A step's output and its summary.
 public struct StepReport {
+    /// What the step computed.
     public let output: StepOutput
+    /// How the step went.
     public let summary: StepSummary
 
+    /// A report of `output` and `summary`.
     public init(output: StepOutput, summary: StepSummary) {
         self.output = output
         self.summary = summary
@@ -86,10 +99,14 @@ public struct StepReport {
 
 /// Progress of a running step, for progress bars.
 public struct StepProgress: Sendable {
+    /// Source bytes cut into parcels so far.
     public var bytesDone: UInt64
     /// Total source bytes when known (regular files), nil for streams.
     public var bytesTotal: UInt64?
+    /// Receipts closed so far.
     public var parcelsDone: Int
+    /// Parcels cut so far.
     public var parcelsCut: Int
+    /// Seconds since the step began.
     public var seconds: Double
 }

@@ -45,6 +45,7 @@ public struct FlowTask: ParcelTask {
         return value.encoded()
     }
 
+    /// An aggregation that folds each parcel's decoded `FlowValue` with `aggregator`.
     public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
         FlowAggregation(aggregator: aggregator)
     }

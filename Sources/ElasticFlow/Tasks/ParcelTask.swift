@@ -43,6 +43,9 @@ public struct TaskOptions: Hashable, Sendable, Codable {
     /// (not encoded): it comes from the configuration and travels in the STEP's `maxWordSize`.
     public var maxWordSize: Int? = nil
 
+    /// - Parameters:
+    ///   - lowercase: fold ASCII `A`–`Z` to lowercase.
+    ///   - parameters: free-form settings the task reads (`--param K=V` on the CLI).
     public init(lowercase: Bool = false, parameters: [String: String] = [:]) {
         self.lowercase = lowercase
         self.parameters = parameters
@@ -92,7 +95,9 @@ public protocol TaskAggregation: AnyObject {
 extension ParcelTask {
     /// Runs the task on each parcel in turn in this process and aggregates the results in order:
     /// a step without a cluster, for tests and examples.
-    /// - Parameter parcels: each parcel's bytes (whole lines).
+    /// - Parameters:
+    ///   - parcels: each parcel's bytes (whole lines).
+    ///   - options: the options every parcel is processed with.
     /// - Throws: what `process`, `absorb` or `output` throw.
     public func runLocally(parcels: [[UInt8]], options: TaskOptions = TaskOptions()) throws -> StepOutput {
         let aggregation = try makeAggregation(options: options)

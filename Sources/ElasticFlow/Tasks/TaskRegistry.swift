@@ -169,16 +169,21 @@ struct LongestLine: FlowValueConvertible {
 /// A task slowed down by `parameters["delay-ms"]` milliseconds per parcel (default 10): for
 /// demonstrations and tests of membership and failures, where a step must last a while.
 public struct SlowTask<Base: ParcelTask>: ParcelTask {
+    /// The task that does the work after the delay.
     public let base: Base
 
+    /// Wraps `base`.
     public init(_ base: Base) { self.base = base }
 
+    /// Sleeps `delay-ms` milliseconds (10 by default, at most 60 000), then runs `base`.
+    /// - Throws: what `base` throws.
     public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
         let milliseconds = options.parameters["delay-ms"].flatMap { UInt32($0) } ?? 10
         usleep(min(milliseconds, 60_000) * 1000)
         return try base.process(parcel, options: options)
     }
 
+    /// `base`'s aggregation.
     public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
         try base.makeAggregation(options: options)
     }
@@ -188,12 +193,15 @@ public struct SlowTask<Base: ParcelTask>: ParcelTask {
 /// parcels processed exactly once. Measures the framework's per-parcel cost (the many-parcels
 /// benchmark) and checks exactly-once aggregation.
 public struct ParcelCountTask: ParcelTask {
+    /// The task; it has no settings.
     public init() {}
 
+    /// The value 1, encoded.
     public func process(_ parcel: ParcelBytes, options: TaskOptions) throws -> [UInt8] {
         FlowValue.int(1).encoded()
     }
 
+    /// An aggregation that sums the parcels' 1s (`DefaultAggregator`).
     public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
         try FlowTask(FlowPipeline { _ in .int(1) }, aggregator: DefaultAggregator()).makeAggregation(options: options)
     }

@@ -34,6 +34,8 @@ public struct WordCountTask: ParcelTask {
         return serialized
     }
 
+    /// An aggregation that merges each parcel's count table into one `WordCounter` (16 partitions,
+    /// lowercased when `options.lowercase`), large tables in parallel.
     public func makeAggregation(options: TaskOptions) throws -> any TaskAggregation {
         try WordCountAggregation(counter: WordCounter(partitions: partitions, lowercase: options.lowercase))
     }
