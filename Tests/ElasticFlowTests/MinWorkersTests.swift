@@ -88,6 +88,33 @@ import Testing
         }
     }
 
+    @Test func aListedWorkerWithAnotherCookieIsLeftOutWhileEnoughAreLeft() throws {
+        let directory = try TemporaryDirectory()
+        let text = ReliabilityTests.corpus(seed: 43, bytes: 400_000)
+        let path = try directory.file("corpus.txt", text)
+        let good = try TestWorker(cookie: "m")
+        let other = try TestWorker(cookie: "another")
+        var configuration = try ReliabilityTests.configuration([good, other], cookie: "m")
+        configuration.minWorkers = 1
+        let master = Master(configuration: configuration)
+        let updates = Updates()
+        master.add(updates)
+        // Refused before or after the start (whichever comes first), it is left out, not retried.
+        let report = try master.run(task: "wordcount", sources: [.file(path)])
+        guard case .wordCount(let counter) = report.output else { throw TestWorkerError.exited }
+        #expect(try counter.rendered(format: .text) == Reference.text(text, lowercase: false))
+        #expect(report.summary.parcelsByNode[other.address, default: 0] == 0)
+        let refusal = updates.all.first { $0.state == .joinRefused }
+        #expect(refusal?.detail.contains("\(other.address) failed authentication") == true, "\(updates.all)")
+        // With both needed, the refusal fails the step at once, as without --min-workers.
+        configuration.minWorkers = 2
+        #expect {
+            _ = try Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
+        } throws: { error in
+            "\(error)".contains("worker \(other.address) failed authentication")
+        }
+    }
+
     @Test func theCommandLineStartsWithTheReachableOnesOnlyWhenAsked() throws {
         let directory = try TemporaryDirectory()
         let text = ReliabilityTests.corpus(seed: 42, bytes: 300_000)

@@ -79,8 +79,10 @@ public struct ClusterConfiguration: Sendable {
     public var workers: [NodeAddress]
     /// How many of `workers` must be ready before parcels go out; the others are tried again
     /// (backing off up to 1 s) and join the step as they come. Until that many are ready within
-    /// `connectTimeout`, unreachable ones are tried again; then the step fails naming them.
-    /// nil: every listed worker, and one that cannot be reached fails the step at once.
+    /// `connectTimeout`, unreachable ones are tried again; then the step fails naming them. A
+    /// listed worker that refuses this master, or that it refuses (cookie, version, codec), is
+    /// left out while enough are left. nil: every listed worker, and one that cannot be reached or
+    /// is refused fails the step at once.
     public var minWorkers: Int?
     public var cookie: Cookie
     /// How parcels and results are compressed on the wire.

@@ -21,6 +21,8 @@ final class Link: @unchecked Sendable {
     var reconnectDelay = 0.05
     /// Why the last attempt to reach it failed (a listed worker not ready when the step starts).
     var problem: String?
+    /// It and the master cannot work together (`minWorkers`: the step goes on without it).
+    var turnedAway = false
     let name: String
     init(address: NodeAddress, joined: Bool, name: String) {
         self.address = address
@@ -374,7 +376,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             if link.phase == .ready {
                 run.fail(.cluster("worker \(link.name) cannot run step \(step): \(message)"))
             } else if !started && !link.joined {
-                run.fail(.cluster("worker \(link.name) refused the master: \(message)"))
+                turnedAway(link, "refused the master: \(message)")
             }
             link.phase = .gone
             links[connection] = nil
@@ -450,10 +452,26 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         loop.close(connection, flush: true)
         link.phase = .gone
         links[connection] = nil
-        if !link.joined {
-            run.fail(.cluster("worker \(link.name) \(message)"))
-        } else {
+        if link.joined {
             run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
+        } else {
+            turnedAway(link, message)
+        }
+    }
+
+    /// A listed worker and this master cannot work together (cookie, version, codec, session
+    /// mode). That fails the step — unless `minWorkers` lets it go on without the worker, which is
+    /// then not tried again (`join-refused`), while enough listed workers are left to start.
+    private func turnedAway(_ link: Link, _ message: String) {
+        guard let minimum = configuration.minWorkers else {
+            run.fail(.cluster("worker \(link.name) \(message)"))
+            return
+        }
+        link.problem = message
+        link.turnedAway = true
+        run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
+        if !started && listed.count(where: \.turnedAway) > listed.count - minimum {
+            run.fail(.cluster("worker \(link.name) \(message)"))
         }
     }
 }
