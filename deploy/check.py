@@ -166,8 +166,8 @@ def check_kubernetes_schemas(_cluster):
     files = sorted(os.path.join(KUBERNETES, name) for name in os.listdir(KUBERNETES) if name.endswith(".yaml"))
     validate = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
     command = [validate, "--strict", "--quiet", "-k", KUBERNETES_VERSION, *files]
-    offline = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0 if shutil.which(
-        "unshare") else False
+    offline = shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-n", "true"], capture_output=True).returncode == 0
     if offline:
         command = ["unshare", "-n", *command]  # no network at all: the bundled schemas only
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -497,7 +497,8 @@ def main():
                 print(f"skip  {name}: {reason}")
                 skipped += 1
             except (CheckFailed, subprocess.SubprocessError, KeyError, ValueError, OSError) as error:
-                print(f"FAIL  {name}: {type(error).__name__ if not isinstance(error, CheckFailed) else ''}{error}")
+                kind = "" if isinstance(error, CheckFailed) else f"{type(error).__name__}: "
+                print(f"FAIL  {name}: {kind}{error}")
                 failed += 1
             finally:
                 cluster.stop_all()
