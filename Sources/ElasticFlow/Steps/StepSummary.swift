@@ -84,7 +84,7 @@ public struct StepSummary: Sendable, CustomStringConvertible {
 }
 
 /// A step's output and its summary.
-public struct StepReport {
+public struct StepReport: Sendable {
     /// What the step computed.
     public let output: StepOutput
     /// How the step went.
