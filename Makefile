@@ -29,7 +29,7 @@ run: release
 
 # Every test: the C core under ASan+UBSan, the standalone library, each fuzz target briefly,
 # the Swift tests, then the deployment recipes.
-test: lint ctest lib cexample fuzz-smoke swift-test deploy-check
+test: lint ctest lib cexample fuzz-smoke swift-test deploy-check docs
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -127,3 +127,18 @@ deploy-check: deps $(DEPLOY_VENV)/.installed
 
 clean:
 	rm -rf $(BUILD) .build
+
+# Documentation (DocC): the catalog Sources/ElasticFlow/ElasticFlow.docc and every public
+# declaration's doc comment, built by swift-docc-plugin into build/docs, a static site (serve the
+# folder and open /documentation/elasticflow; DOCS_BASE_PATH=/sub/path when it is served below the
+# root), warnings as errors (a broken ``link``, an undocumented parameter). Then
+# scripts/undocumented.py fails on any public declaration without a doc comment, reading the
+# symbol graphs the plugin just extracted. Part of `make test`.
+DOCS := $(BUILD)/docs
+.PHONY: docs
+docs: deps
+	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation --target ElasticFlow \
+	  --output-path $(DOCS) --warnings-as-errors --transform-for-static-hosting \
+	  $(if $(DOCS_BASE_PATH),--hosting-base-path $(DOCS_BASE_PATH))
+	python3 scripts/undocumented.py "$$(dirname "$$($(SWIFT) build --show-bin-path)")/extracted-symbols/$$(basename "$$PWD" | tr A-Z a-z)/ElasticFlow" \
+	  ElasticFlow --root Sources

@@ -9,6 +9,9 @@ extension Master {
     /// Runs one step to completion and returns its output; cancelling the task cancels the step.
     /// - Parameters:
     ///   - task: the registered name of the task every node runs on the parcels.
+    ///   - sources: files, standard input or the app's own sources, cut in this order.
+    ///   - options: the task's options, sent to every node.
+    ///   - step: the step's number, carried by every receipt (1 for a single run).
     ///   - progress: called about five times a second, on the step's thread.
     /// - Throws: `ElasticFlowError` — as the blocking `run`, and `.cluster("step N cancelled")`
     ///   when the task was cancelled.

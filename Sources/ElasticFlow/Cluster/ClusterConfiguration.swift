@@ -286,6 +286,8 @@ public struct ClusterFile: Codable, Sendable {
     public var joinTimeout: Double?
     /// Whether stragglers get speculative copies (default settings); `ClusterConfiguration.speculation`.
     public var speculation: Bool?
+    /// Workers that must be ready before parcels go out, 1 to the number listed; absent: all of them.
+    /// `ClusterConfiguration.minWorkers`.
     public var minWorkers: Int?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
