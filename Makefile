@@ -133,7 +133,8 @@ clean:
 # folder and open /documentation/elasticflow; DOCS_BASE_PATH=/sub/path when it is served below the
 # root), warnings as errors (a broken ``link``, an undocumented parameter). Then
 # scripts/undocumented.py fails on any public declaration without a doc comment, reading the
-# symbol graphs the plugin just extracted. Part of `make test`.
+# symbol graphs the plugin just extracted, and scripts/check_snippets.py type-checks every Swift
+# snippet of the articles against the module the plugin built. Part of `make test`.
 DOCS := $(BUILD)/docs
 .PHONY: docs
 docs: deps
@@ -142,3 +143,4 @@ docs: deps
 	  $(if $(DOCS_BASE_PATH),--hosting-base-path $(DOCS_BASE_PATH))
 	python3 scripts/undocumented.py "$$(dirname "$$($(SWIFT) build --show-bin-path)")/extracted-symbols/$$(basename "$$PWD" | tr A-Z a-z)/ElasticFlow" \
 	  ElasticFlow --root Sources
+	SWIFT=$(SWIFT) python3 scripts/check_snippets.py Sources/ElasticFlow/ElasticFlow.docc "$$($(SWIFT) build --show-bin-path)"

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Type-checks the Swift code blocks of a DocC catalog's articles against the built module.
+
+    scripts/check_snippets.py CATALOG BIN_PATH
+
+BIN_PATH is `swift build --show-bin-path` after the module was built (`make docs` builds it
+through the documentation plugin first). Each ```swift block becomes the body of a function of
+its own (or, when it declares `@main`, a file of its own), after a preamble that declares the few
+values the guides take as given: `configuration`, `master`, `myTasks`, `lineCount` and `longest`.
+All of them are type-checked in one `swiftc -typecheck` run, in Swift 6 mode; warnings about
+values a snippet leaves unused are expected and ignored. Exits 1 with the compiler's errors
+(naming the article and the line in it) when a snippet no longer compiles, 0 otherwise.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+PREAMBLE = """import ElasticFlow
+
+let configuration = ClusterConfiguration(workers: [], cookie: try! Cookie("snippet"))
+let master = Master(configuration: configuration)
+let myTasks = TaskRegistry.standard
+let lineCount = FlowTask(Flow.lines.count())
+let longest = FlowTask(Flow.lines.count())
+"""
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__.strip().splitlines()[2].strip())
+    catalog, bin_path = sys.argv[1:]
+    swiftc = os.environ.get("SWIFTC") or os.path.join(os.path.dirname(os.environ.get("SWIFT", "swift")), "swiftc")
+    if not os.path.exists(swiftc):
+        swiftc = "swiftc"
+    work = tempfile.mkdtemp(prefix="docc-snippets-")
+    files, count = [], 0
+    body = [PREAMBLE]
+    for name in sorted(os.listdir(catalog)):
+        if not name.endswith(".md"):
+            continue
+        text = open(os.path.join(catalog, name)).read()
+        for match in re.finditer(r"```swift\n(.*?)```", text, re.S):
+            count += 1
+            first = text.count("\n", 0, match.start()) + 2
+            snippet = match.group(1)
+            tag = f"{name}:{first}"
+            if "@main" in snippet:
+                path = os.path.join(work, f"main_{count}.swift")
+                open(path, "w").write(f"// {tag}\n" + snippet)
+                files.append(path)
+                continue
+            lines = [line for line in snippet.splitlines() if line.strip() != "import ElasticFlow"]
+            body.append(f"// {tag}\nfunc snippet{count}() async throws {{\n" + "\n".join(lines) + "\n}\n")
+    shared = os.path.join(work, "snippets.swift")
+    open(shared, "w").write("\n".join(body))
+    module_map = os.path.join(bin_path, "CElasticFlow.build", "module.modulemap")
+    flags = ["-typecheck", "-parse-as-library", "-swift-version", "6", "-I", os.path.join(bin_path, "Modules"),
+             "-Xcc", f"-fmodule-map-file={module_map}"]
+    # The shared file in one run; each @main file in a run of its own (one @main per module).
+    failures = []
+    for paths in [[shared]] + [[path] for path in files]:
+        result = subprocess.run([swiftc] + flags + paths, capture_output=True, text=True)
+        if result.returncode:
+            failures.append(result)
+    if failures:
+        for failure in failures:
+            print(failure.stderr.strip(), file=sys.stderr)
+        print(f"{catalog}: a Swift snippet does not compile (sources in {work})", file=sys.stderr)
+        sys.exit(1)
+    shutil.rmtree(work)
+    print(f"{catalog}: {count} Swift snippets type-check", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
