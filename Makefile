@@ -131,6 +131,29 @@ uninstall:
 install-test: lib
 	bash CCore/tests/install/check.sh
 
+# The Python package (python/), as a user gets it: pip-installed into a venv (with pytest from
+# PyPI when the venv lacks it), over the C library that `make install` put in a temporary prefix
+# and pkg-config finds, its counts compared byte for byte with the CLI's (python/README.md).
+VENV := $(BUILD)/venv
+PYTHON ?= python3
+PYPREFIX := $(CURDIR)/$(BUILD)/python-prefix
+python-test: lib
+	@if [ ! -x $(VENV)/bin/python ]; then \
+	  if ! $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; then \
+	    rm -rf $(VENV); echo "installing python3-venv"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv \
+	      >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  fi; \
+	fi
+	@$(VENV)/bin/python -c 'import pytest' 2>/dev/null || $(VENV)/bin/pip install -q 'pytest>=7'
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./python
+	rm -rf $(PYPREFIX)
+	$(MAKE) -s install PREFIX=$(PYPREFIX) LDCONFIG=true
+	$(SWIFT) build --product elasticflow
+	cli=$$($(SWIFT) build --show-bin-path)/elasticflow && cd $(BUILD) && unset ELASTICFLOW_LIB && \
+	  PKG_CONFIG_PATH=$(PYPREFIX)/lib/pkgconfig ELASTICFLOW_EXPECT_INSTALLED=1 ELASTICFLOW_CLI=$$cli \
+	  $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
+
 # C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 $(BUILD)/ctest: $(CSRC) $(CTESTSRC) $(CHDR) CCore/tests/ef_test.h | deps
 	@mkdir -p $(BUILD)
