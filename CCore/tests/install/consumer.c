@@ -64,8 +64,9 @@ static void frame(void) {
     memcpy(wire, header, sizeof header);
     memcpy(wire + sizeof header, payload, sizeof payload);
     ef_frame f;
-    check(ef_frame_parse(wire, sizeof wire - 1, EF_FRAME_MAX_PAYLOAD_DEFAULT, &f) == EF_ENEEDMORE, "short frame: need more");
-    check(ef_frame_parse(wire, sizeof wire, EF_FRAME_MAX_PAYLOAD_DEFAULT, &f) == (ptrdiff_t)sizeof wire, "ef_frame_parse");
+    size_t max = EF_FRAME_MAX_PAYLOAD_DEFAULT;
+    check(ef_frame_parse(wire, sizeof wire - 1, max, &f) == EF_ENEEDMORE, "short frame: need more");
+    check(ef_frame_parse(wire, sizeof wire, max, &f) == (ptrdiff_t)sizeof wire, "ef_frame_parse");
     check(f.type == EF_FRAME_PARCEL && f.aux == 7 && f.id == 42 && f.payload.len == sizeof payload,
           "frame fields");
 }
