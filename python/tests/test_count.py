@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import bz2
 import gzip
+import random
 import subprocess
 
 import pytest
@@ -74,6 +76,18 @@ def test_compressed_files_equal_cli(tmp_path, cli, tricky_text):
         assert run_cli(cli, "count", "--lowercase", path) == expected, fmt
         # decompress="none" counts the compressed bytes themselves, as --decompress none does.
         assert elasticflow.count(path, decompress="none") == naive_count(path.read_bytes()), fmt
+
+
+def test_compressed_input_larger_than_one_read(tmp_path, cli):
+    # Compressed bytes that take several 1 MiB reads (random text compresses poorly), decoded
+    # output that takes several buffers.
+    rng = random.Random(3)
+    text = base64.encodebytes(rng.randbytes(3 << 19)).replace(b"+", b" ")
+    path = tmp_path / "random.gz"
+    path.write_bytes(gzip.compress(text, compresslevel=1))
+    assert path.stat().st_size > 1 << 20
+    assert render(elasticflow.count(path)) == run_cli(cli, "count", path)
+    assert elasticflow.count(path) == naive_count(text)
 
 
 def test_empty_and_whitespace_only(tmp_path, cli):
