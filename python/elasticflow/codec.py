@@ -64,7 +64,7 @@ class Codec(Handle):
             written = check(
                 C.ef_codec_compress(self._h(), codec_id, level, buffer.ptr, buffer.len, out, bound), "compressing"
             )
-        return out.raw[:written]
+        return ctypes.string_at(out, written)
 
     def decompress(self, data, limit: Optional[int] = DEFAULT_LIMIT) -> bytes:
         """The bytes a compressed buffer holds. Refused (``TOOBIG``) when its header records more
@@ -79,7 +79,7 @@ class Codec(Handle):
             written = check(
                 C.ef_codec_decompress(self._h(), buffer.ptr, buffer.len, out, cap, limit), "decompressing"
             )
-        return out.raw[:written]
+        return ctypes.string_at(out, written)
 
 
 def compress(data, codec: CodecName = "zstd", level: int = 0) -> bytes:

@@ -158,7 +158,7 @@ class Counter(Handle):
             handle = self._h()
             out = ctypes.create_string_buffer(size_of(handle))
             written = check(write(handle, out, len(out)), "serializing counts")
-            return out.raw[:written]
+            return ctypes.string_at(out, written)
 
     def merge_serialized(self, data) -> int:
         """Add the counts of a serialized table (EFCT or EFCP) to this counter, after checking

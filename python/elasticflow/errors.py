@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Optional
 
+from . import _lib
+
 
 class ErrorCode(enum.IntEnum):
     """The EF_E* codes of elasticflow.h (tests/test_library.py checks them against the header)."""
@@ -41,8 +43,6 @@ class ElasticFlowError(Exception):
     """
 
     def __init__(self, code: int, what: str, detail: Optional[str] = None) -> None:
-        from . import _lib  # the library is loaded by then: an error comes from a call into it
-
         try:
             self.code: int = ErrorCode(code)
         except ValueError:
