@@ -48,6 +48,7 @@ bench: release
 	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus; rc=$$?; rm -f $$corpus; exit $$rc
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy
+	$(MAKE) -s lib && PYTHONPATH=python python3 Benchmarks/python_bench.py --cli $(ELASTICFLOW)
 	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
 	$(MAKE) seal-bench
 
