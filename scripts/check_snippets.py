@@ -35,6 +35,10 @@ def main():
     swiftc = os.environ.get("SWIFTC") or os.path.join(os.path.dirname(os.environ.get("SWIFT", "swift")), "swiftc")
     if not os.path.exists(swiftc):
         swiftc = "swiftc"
+    if not os.path.isdir(catalog):
+        sys.exit(f"check_snippets.py: no catalog '{catalog}'")
+    if not os.path.isdir(os.path.join(bin_path, "Modules")):
+        sys.exit(f"check_snippets.py: no built modules in '{bin_path}' (build the documentation first)")
     work = tempfile.mkdtemp(prefix="docc-snippets-")
     files, count = [], 0
     body = [PREAMBLE]
@@ -54,6 +58,9 @@ def main():
                 continue
             lines = [line for line in snippet.splitlines() if line.strip() != "import ElasticFlow"]
             body.append(f"// {tag}\nfunc snippet{count}() async throws {{\n" + "\n".join(lines) + "\n}\n")
+    if count == 0:
+        shutil.rmtree(work)
+        sys.exit(f"check_snippets.py: no Swift snippet in '{catalog}'")
     shared = os.path.join(work, "snippets.swift")
     open(shared, "w").write("\n".join(body))
     module_map = os.path.join(bin_path, "CElasticFlow.build", "module.modulemap")

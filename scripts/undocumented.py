@@ -3,12 +3,19 @@
 
     scripts/undocumented.py SYMBOL_GRAPH_DIR MODULE [--root SOURCES]
 
-Reads the symbol graphs the compiler emits (`-emit-symbol-graph`): every public or open symbol
-declared in this package's sources (a location under --root) must carry a doc comment of its own.
-Members the compiler synthesizes or inherits (no location in our sources: `==`, `hash(into:)`,
-protocol requirements' default implementations from other modules) are not ours to document.
-Enum cases and members of a public declaration count like any other. Exits 1 and lists them
-(file:line name) when any is missing, 0 otherwise.
+Reads the symbol graphs of MODULE in SYMBOL_GRAPH_DIR: those swift-docc-plugin extracts
+(`make docs` passes `.build/<triple>/extracted-symbols/<package>/MODULE`), or those the compiler
+emits (`swift build --target MODULE -Xswiftc -emit-symbol-graph -Xswiftc -emit-symbol-graph-dir
+-Xswiftc DIR -Xswiftc -symbol-graph-minimum-access-level -Xswiftc public`). Every public or open
+symbol declared in this package's sources (a location under --root) must carry a doc comment of
+its own. Members the compiler synthesizes or inherits (no location in our sources: `==`,
+`hash(into:)`, protocol requirements' default implementations from other modules) are not ours to
+document. Enum cases, members of a public declaration and extensions of other modules' types
+(`extension Bool: FlowValueConvertible`, in the plugin's graphs) count like any other.
+
+The graphs leave out a type named after its module followed by `Version` (`ElasticFlowVersion`),
+so it is not checked here. Exits 1 and lists them (file:line kind name) when any is missing, 0
+otherwise; the count goes to standard error.
 """
 import json
 import os
@@ -25,10 +32,13 @@ def main():
     if len(args) != 2:
         sys.exit(__doc__.strip().splitlines()[2].strip())
     directory, module = args
-    missing, total = [], 0
+    if not os.path.isdir(directory):
+        sys.exit(f"undocumented.py: no symbol graph directory '{directory}' (build the documentation first)")
+    missing, total, graphs = [], 0, 0
     for name in sorted(os.listdir(directory)):
         if not (name == f"{module}.symbols.json" or name.startswith(f"{module}@")):
             continue
+        graphs += 1
         graph = json.load(open(os.path.join(directory, name)))
         for symbol in graph["symbols"]:
             if symbol.get("accessLevel") not in ("public", "open"):
@@ -45,6 +55,8 @@ def main():
             line = location["position"]["line"] + 1
             title = ".".join(symbol["pathComponents"])
             missing.append(f"{os.path.relpath(path)}:{line} {symbol['kind']['identifier'].removeprefix('swift.')} {title}")
+    if graphs == 0:
+        sys.exit(f"undocumented.py: no symbol graph of module {module} in '{directory}'")
     for entry in sorted(set(missing)):
         print(entry)
     print(f"{module}: {total - len(set(missing))} of {total} public declarations documented", file=sys.stderr)
