@@ -214,6 +214,7 @@ docs: deps
 	$(SWIFT) package --allow-writing-to-directory $(DOCS) generate-documentation --target ElasticFlow \
 	  --output-path $(DOCS) --warnings-as-errors --transform-for-static-hosting \
 	  $(if $(DOCS_BASE_PATH),--hosting-base-path $(DOCS_BASE_PATH))
-	python3 scripts/undocumented.py "$$(dirname "$$($(SWIFT) build --show-bin-path)")/extracted-symbols/$$(basename "$$PWD" | tr A-Z a-z)/ElasticFlow" \
-	  ElasticFlow --root Sources
-	SWIFT=$(SWIFT) python3 scripts/check_snippets.py Sources/ElasticFlow/ElasticFlow.docc "$$($(SWIFT) build --show-bin-path)"
+	@bin=$$($(SWIFT) build --show-bin-path) && \
+	  python3 scripts/undocumented.py "$$(dirname "$$bin")/extracted-symbols/$$(basename "$$PWD" | tr A-Z a-z)/ElasticFlow" \
+	    ElasticFlow --root Sources && \
+	  SWIFT=$(SWIFT) python3 scripts/check_snippets.py Sources/ElasticFlow/ElasticFlow.docc "$$bin"
