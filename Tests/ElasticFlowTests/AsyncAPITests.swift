@@ -27,15 +27,16 @@ import Testing
     @Test func cancellingTheTaskCancelsTheStep() async throws {
         let directory = try TemporaryDirectory()
         var generator = CorpusGenerator(seed: 82)
-        let path = try directory.file("t.txt", generator.generate(byteCount: 2_000_000))
+        // About 250 parcels of 50 ms each: long enough that the cancel lands mid-step on a busy machine.
+        let path = try directory.file("t.txt", generator.generate(byteCount: 4_000_000))
         let master = try StepQueueTests.localMaster()
         let progress = ReliabilityTests.Progress()
         master.add(progress)
         let step = Task {
             try await master.run(
-                task: "slow-wordcount", sources: [.file(path)], options: TaskOptions(parameters: ["delay-ms": "20"]))
+                task: "slow-wordcount", sources: [.file(path)], options: TaskOptions(parameters: ["delay-ms": "50"]))
         }
-        await Task.detached { progress.wait(forAggregated: 3) }.value
+        while progress.aggregatedCount < 3 { try await Task.sleep(for: .milliseconds(10)) }
         step.cancel()
         let outcome = await step.result
         guard case .failure(let error) = outcome else {
@@ -43,23 +44,23 @@ import Testing
             return
         }
         #expect("\(error)".contains("cancelled"), "\(error)")
-        #expect(progress.aggregatedCount < 2_000_000 / (16 << 10), "the step stopped before its end")
+        #expect(progress.aggregatedCount < 4_000_000 / (16 << 10), "the step stopped before its end")
     }
 
     @Test func cancellingTheTaskCancelsTheQueuesRunningAndPendingSteps() async throws {
         let directory = try TemporaryDirectory()
         var generator = CorpusGenerator(seed: 83)
-        let path = try directory.file("t.txt", generator.generate(byteCount: 1_000_000))
+        let path = try directory.file("t.txt", generator.generate(byteCount: 2_000_000))
         let master = try StepQueueTests.localMaster()
         let progress = ReliabilityTests.Progress()
         master.add(progress)
         let queue = try StepQueue(master: master, stepData: directory.path("steps"))
         let slow = StepDefinition(
-            name: "slow", task: "slow-wordcount", sources: [path], options: TaskOptions(parameters: ["delay-ms": "20"]))
+            name: "slow", task: "slow-wordcount", sources: [path], options: TaskOptions(parameters: ["delay-ms": "50"]))
         let first = try queue.add(slow)
         let second = try queue.add(slow)
         let running = Task { await queue.run() }
-        await Task.detached { progress.wait(forAggregated: 3) }.value
+        while progress.aggregatedCount < 3 { try await Task.sleep(for: .milliseconds(10)) }
         running.cancel()
         #expect(await running.value == false)
         let states = Dictionary(uniqueKeysWithValues: queue.list().map { ($0.step, $0.state) })
