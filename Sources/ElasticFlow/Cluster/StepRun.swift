@@ -53,7 +53,8 @@ final class StepRun: @unchecked Sendable {
     /// Copy mode, uncompressed, over regular files, no chaos: a parcel's payload goes from the
     /// page cache to the socket (`sendfile`), never through the parcel buffer, which is recycled
     /// as soon as its receipt is made (its CRC32C and line count taken). Chaos needs the bytes in
-    /// hand to flip one, so it keeps the buffered path.
+    /// hand to flip one, so it keeps the buffered path. A packed parcel (small files several to a
+    /// parcel) is no one range of a file: it always leaves from its buffer (`StepCutter.isFileRange`).
     let sendsFromFiles: Bool
     /// Parcels smaller than this leave from their buffer even when `sendsFromFiles`: a file
     /// payload is a `sendfile` call of its own, while buffered frames of a batch leave together
@@ -477,7 +478,7 @@ final class StepRun: @unchecked Sendable {
         do {
             var input = buffer?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
             var processed: ProcessedRange?
-            if buffer == nil && cutter.copyFiles != nil {
+            if buffer == nil && cutter.isFileRange(receipt) {
                 // Its bytes went to a worker from the file and came back to us: read them again.
                 input = try cutter.reread(receipt, into: context.input)
             } else if buffer == nil, let localReader, let splitter = cutter.splitter {
@@ -503,7 +504,8 @@ final class StepRun: @unchecked Sendable {
         context: ThreadContext
     ) {
         if cutter.splitter != nil { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
-        if sendsFromFiles && (buffer == nil || receipt.length >= Self.sendFileThreshold) {
+        if sendsFromFiles && (buffer == nil || receipt.length >= Self.sendFileThreshold) && cutter.isFileRange(receipt)
+        {
             return sendFromFile(receipt, attempt: attempt, buffer: buffer, to: connection, node: node)
         }
         guard let buffer else {

@@ -167,7 +167,10 @@ final class SharedParcelCutter: @unchecked Sendable {
             } catch .core(.wordTooLong, _) {
                 fail(
                     .wordTooLong(
-                        source: cutter.sources[origin.source].description, offset: origin.offset,
+                        source: cutter.sources[origin.source].description,
+                        through: origin.lastSource > origin.source
+                            ? cutter.sources[origin.lastSource].description : nil,
+                        offset: origin.offset,
                         cap: counter.maxWordSize))
                 return
             } catch {
