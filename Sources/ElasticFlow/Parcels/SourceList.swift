@@ -47,8 +47,8 @@ public struct SourceList: Sendable {
                 try walk(argument, into: &files, unreadable: unreadable)
                 files.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
                 sources.append(contentsOf: files.map(DataSource.file))
-            } else if unreadable == .skip, let reason = Self.unreadable(argument) {
-                skipped.append(SkippedEntry(path: argument, reason: reason))
+            } else if unreadable == .skip, let error = Self.unreadable(argument) {
+                skipped.append(SkippedEntry(path: argument, reason: error.description))
             } else {
                 sources.append(.file(argument))  // opening it reports what is wrong
             }
@@ -67,14 +67,19 @@ public struct SourceList: Sendable {
         }
         defer { closedir(stream) }
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"
-        var directories: [String] = []
+        var entries: [(name: String, kind: UInt8)] = []
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            if name == "." || name == ".." { continue }
+            if name != "." && name != ".." { entries.append((name, entry.pointee.d_type)) }
+        }
+        // Sorted here too, so the entries reported or skipped come in the same order on every run.
+        entries.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        var directories: [String] = []
+        for (name, type) in entries {
             let path = prefix + name
-            var kind = entry.pointee.d_type
+            var kind = type
             if kind == UInt8(DT_UNKNOWN) {  // some filesystems do not say: ask without following
                 var info = stat()
                 kind = lstat(path, &info) == 0 ? Self.kind(info.st_mode) : UInt8(DT_UNKNOWN)
@@ -105,18 +110,18 @@ public struct SourceList: Sendable {
     private mutating func add(_ path: String, to files: inout [String], unreadable: UnreadableEntries)
         throws(ElasticFlowError)
     {
-        if let reason = Self.unreadable(path) {
-            if unreadable == .fail { throw .invalidArgument(reason) }
-            skipped.append(SkippedEntry(path: path, reason: reason))
+        if let error = Self.unreadable(path) {
+            if unreadable == .fail { throw error }
+            skipped.append(SkippedEntry(path: path, reason: error.description))
         } else {
             files.append(path)
         }
     }
 
     /// Why `path` cannot be opened for reading, or nil when it can.
-    private static func unreadable(_ path: String) -> String? {
+    private static func unreadable(_ path: String) -> ElasticFlowError? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)  // O_NONBLOCK: a FIFO must not hang here
-        if fd < 0 { return ElasticFlowError.io(path: path, operation: "open", errno: errno).description }
+        if fd < 0 { return .io(path: path, operation: "open", errno: errno) }
         close(fd)
         return nil
     }
