@@ -111,7 +111,7 @@ final class StepRun: @unchecked Sendable {
             cutter.copyFiles != nil && configuration.compression == .none
             && !(configuration.chaos?.isActive ?? false)
         results = try ResultAggregator(plan: plan, task: task)
-        totalBytes = cutter.splitter?.totalBytes ?? Self.size(of: plan.sources)
+        totalBytes = cutter.splitter?.totalBytes ?? DataSource.totalSize(of: plan.sources)
         workerInFlight =
             configuration.inFlight
             ?? (configuration.sharedInput
@@ -138,18 +138,6 @@ final class StepRun: @unchecked Sendable {
             dispatcher.expect(parcels: Int(min(totalBytes / UInt64(configuration.parcelSize) + 16, 1 << 22)))
         }
         links = LinkBook(run: self)
-    }
-
-    private static func size(of sources: [DataSource]) -> UInt64? {
-        var total: UInt64 = 0
-        for source in sources {
-            guard case .file(let path) = source,
-                let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-                let size = attributes[.size] as? NSNumber
-            else { return nil }
-            total += size.uint64Value
-        }
-        return total
     }
 
     // MARK: the caller's thread
