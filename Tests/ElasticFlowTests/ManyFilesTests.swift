@@ -113,7 +113,8 @@ import Testing
         let tree = try SourceListTests.tree(in: directory)
         let listed = try SourceList(expanding: [tree]).sources.map(\.description)
         let treeCount = try CommandRunner.run(["count", tree])
-        #expect(treeCount.status == 0 && treeCount.stdout == (try Self.reference(listed)), "\(treeCount.stderr)")
+        let treeExpected = try Self.reference(listed)
+        #expect(treeCount.status == 0 && treeCount.stdout == treeExpected, "\(treeCount.stderr)")
     }
 
     @Test func filesFromTakesNULSeparatedNamesWithSpacesAndNewlines() throws {
@@ -134,12 +135,14 @@ import Testing
         let plain = ["with space.txt", " leading", "plain"]
         let lines = try directory.file("list", Array(plain.joined(separator: "\n").utf8))
         let relative = try CommandRunner.run(["count", "--files-from", lines], directory: directory.url.path)
-        #expect(relative.stdout == (try Self.reference(plain.map(directory.path))), "\(relative.stderr)")
+        let relativeExpected = try Self.reference(plain.map(directory.path))
+        #expect(relative.stdout == relativeExpected, "\(relative.stderr)")
         // FILE arguments come first, then the list; a list entry may be a directory.
         let (root, corpus) = try Self.corpus(in: directory, files: 20)
         let mixed = try directory.file("mixed", Array((root + "\n").utf8))
         let both = try CommandRunner.run(["count", paths[0], "--files-from", mixed])
-        #expect(both.stdout == (try Self.reference([paths[0]] + corpus)), "\(both.stderr)")
+        let bothExpected = try Self.reference([paths[0]] + corpus)
+        #expect(both.stdout == bothExpected, "\(both.stderr)")
     }
 
     @Test func badListsGetOneLineAndANonZeroExit() throws {
@@ -177,7 +180,8 @@ import Testing
         #expect(stopped.stderr.contains("'\(root)/d1/loop'"), "\(stopped.stderr)")
         let skipped = try CommandRunner.run(["count", "--skip-unreadable", root])
         #expect(skipped.status == 0, "\(skipped.stderr)")
-        #expect(skipped.stdout == (try Self.reference(paths.filter { !unreadable.contains($0) })))
+        let readable = try Self.reference(paths.filter { !unreadable.contains($0) })
+        #expect(skipped.stdout == readable)
         let lines = skipped.stderr.split(separator: "\n")
         #expect(lines.count == unreadable.count + 1, "\(skipped.stderr)")
         for path in unreadable { #expect(skipped.stderr.contains("'\(path)'"), "\(path)") }
@@ -232,7 +236,8 @@ import Testing
         process.waitUntilExit()
         let retried = try CommandRunner.run(["retry", "--step-data", steps, "--summary"])
         #expect(retried.status == 0, "\(retried.stderr)")
-        #expect(retried.stdout == (try Self.reference(paths)))
+        let expected = try Self.reference(paths)
+        #expect(retried.stdout == expected)
         let receipts = try String(contentsOfFile: steps + "/step-1/receipts.log", encoding: .utf8)
         #expect(receipts.split(separator: "\n").count < paths.count, "packed: fewer receipts than files")
     }
