@@ -64,35 +64,49 @@ import Testing
                 #expect(statistics.parcels < 20, "\(statistics.parcels) parcels of \(parcelSize) bytes")
             }
         }
-        // The parcels: whole files after the first one's tail, a newline only where one is missing.
+        // The parcels: whole files after the first one's tail, a newline added only where one is
+        // missing between two files of a parcel.
         let cutter = try ParcelCutter(sources: paths.map(DataSource.file), parcelSize: 8192)
         let buffer = ParcelBuffer(capacity: 8192)
         var covered = 0
-        var total: [UInt8] = []
+        var parcels: [UInt8] = []
+        var packed = 0
         while let origin = try cutter.next(into: buffer) {
             #expect(origin.lastSource >= origin.source)
             covered = max(covered, origin.lastSource + 1)
-            total += buffer.bytes
-            if origin.lastSource > origin.source { #expect(buffer.count <= 8192) }
+            if origin.lastSource > origin.source {
+                packed += 1
+                #expect(buffer.count <= 8192)
+            }
+            parcels += buffer.bytes
+            parcels.append(0x0A)
         }
         #expect(covered == paths.count)
+        #expect(packed > 10)
+        #expect(Reference.text(parcels, lowercase: false) == expected)
+        let bytes = try paths.reduce(0) { $0 + (try Data(contentsOf: URL(fileURLWithPath: $1))).count }
+        #expect(parcels.count >= bytes && parcels.count <= bytes + 2 * paths.count)
+    }
+
+    /// Each non-empty file's bytes, with a newline after those that lack one: the lines of every
+    /// file, as one file.
+    static func lines(of paths: [String]) throws -> [UInt8] {
         var joined: [UInt8] = []
         for path in paths {
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-            if bytes.isEmpty { continue }
-            if let last = joined.last, last != 0x0A { joined.append(0x0A) }
             joined += bytes
+            if let last = bytes.last, last != 0x0A { joined.append(0x0A) }
         }
-        #expect(total == joined, "the parcels are the files, a newline between two only where one is missing")
+        return joined
     }
 
     @Test func lineTasksSeeTheSameLinesPackedOrNot() throws {
         let directory = try TemporaryDirectory()
-        let (root, _) = try Self.corpus(in: directory, files: 120)
+        let (root, paths) = try Self.corpus(in: directory, files: 120)
+        let one = try directory.file("one.txt", try Self.lines(of: paths))
         let config = try directory.file("cluster.json", Array(#"{"nodes": []}"#.utf8))
         for task in ["line-lengths", "longest-line", "wordcount"] {
-            // One byte per parcel never packs (a parcel is full at its first byte); 1 MiB packs them all.
-            let alone = try CommandRunner.run(["run", "--config", config, "--task", task, "--parcel-size", "1", root])
+            let alone = try CommandRunner.run(["run", "--config", config, "--task", task, "--parcel-size", "1MiB", one])
             let packed = try CommandRunner.run([
                 "run", "--config", config, "--task", task, "--parcel-size", "1MiB", root,
             ])
