@@ -163,12 +163,7 @@ final class ParcelCutter {
                     return ParcelOrigin(source: first, offset: start, length: buffer.count, lastSource: last)
                 }
                 if let cut = Self.cutPoint(buffer.base.assumingMemoryBound(to: UInt8.self), buffer.count) {
-                    let tail = buffer.count - cut
-                    if tail > 0 {
-                        if carry.capacity < tail { carry.grow(to: tail * 2) }
-                        carry.base.copyMemory(from: buffer.base + cut, byteCount: tail)
-                        carry.count = tail
-                    }
+                    carryOver(buffer, from: cut)
                     buffer.count = cut
                     return ParcelOrigin(source: currentSource, offset: start, length: cut)
                 }
@@ -234,16 +229,20 @@ final class ParcelCutter {
                 continue
             }
             // It does not fit: the parcel ends before it, and it starts the next one.
-            let tail = buffer.count - begin
-            if tail > 0 {
-                if carry.capacity < tail { carry.grow(to: tail * 2) }
-                carry.base.copyMemory(from: buffer.base + begin, byteCount: tail)
-                carry.count = tail
-            }
+            carryOver(buffer, from: begin)
             buffer.count = boundary
             break
         }
         return last
+    }
+
+    /// Keeps the buffer's bytes from `start` on for the next parcel (the caller shortens the buffer).
+    private func carryOver(_ buffer: ParcelBuffer, from start: Int) {
+        let tail = buffer.count - start
+        guard tail > 0 else { return }
+        if carry.capacity < tail { carry.grow(to: tail * 2) }
+        carry.base.copyMemory(from: buffer.base + start, byteCount: tail)
+        carry.count = tail
     }
 
     /// Reads until the buffer holds `limit` bytes or the source ends. Returns true at end of source.
