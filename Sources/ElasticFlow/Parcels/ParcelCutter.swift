@@ -56,12 +56,13 @@ final class ParcelBuffer {
 /// `\n` when the one before does not end with one (see `ParcelCutter`): its length runs past the
 /// end of its first source.
 public struct ParcelOrigin: Hashable, Sendable {
-    /// The index of the source in the step's list.
+    /// The index of the parcel's first source in the step's list.
     public let source: Int
-    /// The parcel's first byte in the source (in the decoded text for a compressed source).
+    /// The parcel's first byte in its first source (in the decoded text for a compressed source).
     public let offset: UInt64
-    /// The parcel's length in bytes.
+    /// The parcel's length in bytes (past the end of its first source, for a packed parcel).
     public let length: Int
+    /// The index of the last source the parcel holds bytes of (`source`, unless it is packed).
     public let lastSource: Int
 
     init(source: Int, offset: UInt64, length: Int, lastSource: Int? = nil) {

@@ -28,7 +28,9 @@ public struct SourceList: Sendable {
 
     /// An entry left out, and why (one line that names it).
     public struct SkippedEntry: Hashable, Sendable {
+        /// The entry as it was named or found (an argument, or a path below a directory).
         public let path: String
+        /// One line that names the entry and says why it was left out.
         public let reason: String
     }
 
@@ -140,13 +142,17 @@ public struct SourceList: Sendable {
     public enum NameSeparator: String, Sendable {
         /// NUL when the list holds a NUL byte (`find -print0`), else newline.
         case automatic
+        /// Each name ends at a newline (`\n`).
         case newline
+        /// Each name ends at a NUL byte (`find -print0`, `xargs -0`).
         case nul
     }
 
     /// The names in a list (`--files-from`): one per line, or NUL-terminated (names with spaces
     /// and newlines then work). Empty names are ignored; nothing else is changed (no trimming).
-    /// - Parameter path: the list's path, or `-` for standard input.
+    /// - Parameters:
+    ///   - path: the list's path, or `-` for standard input.
+    ///   - separator: how names end: newline, NUL, or `automatic` (NUL when the list holds one).
     /// - Throws: `ElasticFlowError.io` when it cannot be read.
     public static func names(inListAt path: String, separator: NameSeparator = .automatic) throws(ElasticFlowError)
         -> [String]
