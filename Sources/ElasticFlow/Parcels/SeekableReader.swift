@@ -32,8 +32,9 @@ enum RecordBoundary: Sendable {
 /// so a run never needs the byte before it — the last byte of a frame it does not decompress.
 ///
 /// One per thread: it owns the C handle (reused zstd contexts), the compressed bytes' buffer and
-/// the streaming decoder for the look past the end. Not thread-safe.
-final class SeekableReader {
+/// the streaming decoder for the look past the end. Not thread-safe: `@unchecked Sendable` only so
+/// that a pool (`SplitReader`'s, under its lock) can hand it from one thread to the next.
+final class SeekableReader: @unchecked Sendable {
     private let handle: OpaquePointer
     private let compressed = ParcelBuffer(capacity: 1 << 20)
     private var decoder: InputDecoder?
