@@ -40,7 +40,9 @@ final class StepCutter: @unchecked Sendable {
         // Offsets of a compressed source are offsets in its text: such a file can be neither split
         // by bytes (shared input; a seekable zstd file is split by its frames instead) nor sent or
         // re-read from the file (sendfile, pread).
-        let splitter = shared ? try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize, decompression: decompression) : nil
+        let splitter =
+            shared
+            ? try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize, decompression: decompression) : nil
         var compressed: String?
         if decompression == .auto {
             for (index, source) in plan.sources.enumerated() {

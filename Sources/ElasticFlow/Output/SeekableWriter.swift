@@ -60,7 +60,9 @@ public enum SeekableWriter {
             let written = ef_seekable_compress(
                 handle, Int32(level), text.base.assumingMemoryBound(to: UInt8.self), text.count,
                 frame.base.assumingMemoryBound(to: UInt8.self), frame.capacity, &entry)
-            guard written > 0 else { throw .core(CoreErrorCode(rawValue: Int32(written)), operation: "compressing a frame") }
+            guard written > 0 else {
+                throw .core(CoreErrorCode(rawValue: Int32(written)), operation: "compressing a frame")
+            }
             try write(output, UnsafeRawBufferPointer(start: frame.base, count: written), name: outputName)
             frames.append(entry)
             summary.frames += 1

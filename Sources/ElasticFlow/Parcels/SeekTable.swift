@@ -88,7 +88,9 @@ struct SeekTable: Sendable {
     func compressedRange(_ run: Range<Int>) -> (offset: UInt64, length: UInt64) {
         let first = frames[run.lowerBound]
         let last = frames[run.upperBound - 1]
-        return (first.compressed_offset, last.compressed_offset + UInt64(last.compressed_size) - first.compressed_offset)
+        return (
+            first.compressed_offset, last.compressed_offset + UInt64(last.compressed_size) - first.compressed_offset
+        )
     }
 
     /// The decompressed byte range of a run of frames.

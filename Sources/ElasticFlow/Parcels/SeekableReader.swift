@@ -4,6 +4,17 @@ internal import CElasticFlow
     import Glibc
 #endif
 
+extension ElasticFlowError {
+    /// A frame of a seekable zstd file that does not decode, or not as its seek table says.
+    static func corruptFrame(source: String, index: Int, offset: UInt64, size: UInt32, reason: String)
+        -> ElasticFlowError
+    {
+        .invalidArgument(
+            "'\(source)': corrupt seekable zstd frame \(index) at compressed bytes \(offset)..<\(offset + UInt64(size)): "
+                + "\(reason) (--decompress none reads the bytes as they are)")
+    }
+}
+
 /// Where a record ends: what a reader of a run of frames looks for at its two ends.
 enum RecordBoundary: Sendable {
     /// Lines (`\n`): what shared-input splits own, so line tasks see whole lines.
@@ -72,17 +83,21 @@ final class SeekableReader: @unchecked Sendable {
                 buffer.base.assumingMemoryBound(to: UInt8.self), buffer.capacity)
         }
         guard written == size else {
-            let reason =
-                written == Int(EF_ECORRUPT)
-                ? String(cString: ef_seekable_message(handle)) : String(cString: ef_strerror(Int32(written)))
-            throw .corruptInput(
-                source: name, format: "seekable zstd", offset: ef_seekable_offset(handle), reason: reason)
+            guard written == Int(EF_ECORRUPT) else {
+                throw .core(CoreErrorCode(rawValue: Int32(written)), operation: "decompressing '\(name)'")
+            }
+            let at = ef_seekable_offset(handle)
+            let index = run.first { table.frames[$0].compressed_offset == at } ?? run.lowerBound
+            throw .corruptFrame(
+                source: name, index: index, offset: at, size: table.frames[index].compressed_size,
+                reason: String(cString: ef_seekable_message(handle)))
         }
         buffer.count = size
         // The end: the first boundary byte at d1 or after (the text's end for the last run).
         var end = buffer.count
         if run.upperBound < table.frames.count {
-            end = try lookPast(run.upperBound, of: table, fd: fd, name: name, boundary: boundary, cap: lookPastCap, into: buffer)
+            end = try lookPast(
+                run.upperBound, of: table, fd: fd, name: name, boundary: boundary, cap: lookPastCap, into: buffer)
         }
         var start = 0
         if text.lowerBound > 0 {
@@ -136,10 +151,10 @@ final class SeekableReader: @unchecked Sendable {
             }
             buffer.count += written
             if buffer.count - runEnd > cap {
+                let at = table.frames[frame].decompressed_offset
+                if boundary == .whitespace { throw .wordTooLong(source: name, offset: at, cap: cap) }
                 throw .invalidArgument(
-                    "'\(name)': a \(boundary == .lines ? "line" : "word") at text byte "
-                        + "\(table.frames[frame].decompressed_offset) runs past the limit of \(ByteSize.describe(cap))"
-                        + (boundary == .whitespace ? " (--max-word-size)" : ""))
+                    "'\(name)': a line at text byte \(at) runs past the limit of \(ByteSize.describe(cap))")
             }
             if written == 0 && consumed == 0 && used < compressed.count {
                 throw .corruptInput(
