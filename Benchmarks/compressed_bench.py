@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Compressed input: `elasticflow count F.zst` / `F.gz` next to the pipes that decompress first
-(`zstd -dc F | elasticflow count -`, `zcat F | elasticflow count -`, `zstd -dc F | wc -w`), in one
-run on one corpus (COPIES copies of the KJV), medians of ROUNDS. Checks that every elasticflow
-output is the plain file's, byte for byte. Figures: docs/benchmarks.md, "Compressed input".
+(`zstd -dc F | elasticflow count -`, `zcat F | elasticflow count -`, `zstd -dc F | wc -w`), and a
+seekable .zst (`elasticflow compress --seekable`, level 3, 1 MiB frames) counted on every core
+next to its own pipe and the plain file, in one run on one corpus (COPIES copies of the KJV),
+medians of ROUNDS. Checks that every elasticflow output is the plain file's, byte for byte.
+Figures: docs/benchmarks.md, "Compressed input".
 
     Benchmarks/compressed_bench.py ELASTICFLOW [--copies 20] [--rounds 3] [--kjv PATH]
 """
@@ -48,6 +50,8 @@ def main():
                 out.write(text)
         subprocess.run(["zstd", "-q", "-k", plain], check=True)      # level 3, the tool's default
         subprocess.run(["gzip", "-k", plain], check=True)             # level 6, the tool's default
+        seekable = os.path.join(directory, "corpus.seekable.zst")
+        subprocess.run([ef, "compress", "--seekable", "--level", "3", "-o", seekable, plain], check=True)
         _, expected = timed(f"{ef} count {plain}")
         cases = [
             ("elasticflow count corpus.txt (plain)", f"{ef} count {plain}", expected),
@@ -56,10 +60,14 @@ def main():
             ("zstd -dc corpus.txt.zst | wc -w", f"zstd -dc {plain}.zst | wc -w", None),
             ("elasticflow count corpus.txt.gz", f"{ef} count {plain}.gz", expected),
             ("zcat corpus.txt.gz | elasticflow count -", f"zcat {plain}.gz | {ef} count -", expected),
+            ("elasticflow count corpus.seekable.zst", f"{ef} count {seekable}", expected),
+            ("zstd -dc corpus.seekable.zst | elasticflow count -", f"zstd -dc {seekable} | {ef} count -", expected),
         ]
         sizes = {suffix: os.path.getsize(plain + suffix) for suffix in ("", ".zst", ".gz")}
+        sizes["seekable"] = os.path.getsize(seekable)
         print(f"corpus: {args.copies} x kjv.txt = {sizes[''] / 1e6:.1f} MB plain, "
-              f"{sizes['.zst'] / 1e6:.1f} MB .zst, {sizes['.gz'] / 1e6:.1f} MB .gz; {os.cpu_count()} cores; "
+              f"{sizes['.zst'] / 1e6:.1f} MB .zst, {sizes['.gz'] / 1e6:.1f} MB .gz, "
+              f"{sizes['seekable'] / 1e6:.1f} MB seekable .zst; {os.cpu_count()} cores; "
               f"median of {args.rounds}")
         times = {name: [] for name, _, _ in cases}
         for _ in range(args.rounds):  # interleaved, so a noisy moment hits every case alike
