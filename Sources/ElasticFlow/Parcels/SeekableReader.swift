@@ -73,7 +73,7 @@ final class SeekableReader: @unchecked Sendable {
         let size = Int(text.upperBound - text.lowerBound)
         compressed.count = 0
         if compressed.capacity < Int(length) { compressed.grow(to: Int(length)) }
-        try fill(compressed, upTo: Int(length), fd: fd, at: offset, name: name)
+        try SplitReader.fill(compressed, upTo: Int(length), fd: fd, fileOffset: offset, path: name, shared: false)
         buffer.count = 0
         if buffer.capacity < size + 4096 { buffer.grow(to: size + 4096) }
         let written = table.frames[run].withUnsafeBufferPointer { frames in
@@ -132,7 +132,9 @@ final class SeekableReader: @unchecked Sendable {
                 if left == 0 { return buffer.count }
                 compressed.count = 0
                 used = 0
-                try fill(compressed, upTo: Int(min(UInt64(chunk), left)), fd: fd, at: fileOffset, name: name)
+                try SplitReader.fill(
+                    compressed, upTo: Int(min(UInt64(chunk), left)), fd: fd, fileOffset: fileOffset, path: name,
+                    shared: false)
                 fileOffset += UInt64(compressed.count)
             }
             if buffer.capacity < buffer.count + 4096 { buffer.grow(to: buffer.capacity * 2) }
@@ -161,22 +163,6 @@ final class SeekableReader: @unchecked Sendable {
                     source: name, format: "seekable zstd",
                     offset: table.frames[frame].compressed_offset + decoder.offset,
                     reason: "the decoder made no progress")
-            }
-        }
-    }
-
-    /// `pread` until `buffer` holds `limit` bytes from file offset `at`.
-    private func fill(_ buffer: ParcelBuffer, upTo limit: Int, fd: Int32, at offset: UInt64, name: String)
-        throws(ElasticFlowError)
-    {
-        while buffer.count < limit {
-            let n = pread(fd, buffer.base + buffer.count, limit - buffer.count, off_t(offset) + off_t(buffer.count))
-            if n > 0 {
-                buffer.count += n
-            } else if n == 0 {
-                throw .invalidArgument("'\(name)' ended early: it changed while being read")
-            } else if errno != EINTR {
-                throw .io(path: name, operation: "read", errno: errno)
             }
         }
     }

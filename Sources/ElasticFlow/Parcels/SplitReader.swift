@@ -86,7 +86,7 @@ final class SplitReader: Sendable {
         let first = Int(min(size, end + Self.lookahead) - readStart)
         buffer.count = 0
         if buffer.capacity < first { buffer.grow(to: first) }
-        try fill(buffer, upTo: first, fd: fd, fileOffset: readStart, path: path)
+        try Self.fill(buffer, upTo: first, fd: fd, fileOffset: readStart, path: path)
 
         let bytes = buffer.base.assumingMemoryBound(to: UInt8.self)
         // The last byte of the split, as an index into the buffer.
@@ -119,7 +119,7 @@ final class SplitReader: Sendable {
             searchFrom = buffer.count
             let more = Int(min(size - readSoFar, UInt64(max(buffer.count, 1 << 16))))
             if buffer.capacity < buffer.count + more { buffer.grow(to: max(buffer.capacity * 2, buffer.count + more)) }
-            try fill(buffer, upTo: buffer.count + more, fd: fd, fileOffset: readStart, path: path)
+            try Self.fill(buffer, upTo: buffer.count + more, fd: fd, fileOffset: readStart, path: path)
         }
         let owned = UnsafeRawBufferPointer(start: buffer.base + start, count: stop - start)
         // One pass for both (ef_crc32c_lines), since the bytes are read once here.
@@ -162,16 +162,18 @@ final class SplitReader: Sendable {
         )
     }
 
-    /// `pread` until the buffer holds `limit` bytes (from `fileOffset` at index 0).
-    private func fill(_ buffer: ParcelBuffer, upTo limit: Int, fd: Int32, fileOffset: UInt64, path: String)
-        throws(ElasticFlowError)
-    {
+    /// `pread` until the buffer holds `limit` bytes (from `fileOffset` at index 0); also
+    /// `SeekableReader`'s read of compressed frames.
+    /// - Parameter shared: the file is a shared input (named so in the error when it ends early).
+    static func fill(
+        _ buffer: ParcelBuffer, upTo limit: Int, fd: Int32, fileOffset: UInt64, path: String, shared: Bool = true
+    ) throws(ElasticFlowError) {
         while buffer.count < limit {
             let n = pread(fd, buffer.base + buffer.count, limit - buffer.count, off_t(fileOffset) + off_t(buffer.count))
             if n > 0 {
                 buffer.count += n
             } else if n == 0 {
-                throw .invalidArgument("shared input '\(path)' ended early: it changed while being read")
+                throw .invalidArgument("\(shared ? "shared input " : "")'\(path)' ended early: it changed while being read")
             } else if errno != EINTR {
                 throw .io(path: path, operation: "read", errno: errno)
             }
