@@ -173,7 +173,8 @@ final class SplitReader: Sendable {
             if n > 0 {
                 buffer.count += n
             } else if n == 0 {
-                throw .invalidArgument("\(shared ? "shared input " : "")'\(path)' ended early: it changed while being read")
+                throw .invalidArgument(
+                    "\(shared ? "shared input " : "")'\(path)' ended early: it changed while being read")
             } else if errno != EINTR {
                 throw .io(path: path, operation: "read", errno: errno)
             }
