@@ -94,8 +94,11 @@ struct CountCommand: ParsableCommand {
                 let bar = ProgressBar()
                 var onProgress: (@Sendable (StepProgress) -> Void)?
                 if bar.isEnabled { onProgress = { progress in bar.update(progress) } }
-                let (counter, _) = try LocalWordCount.run(sources, options: options, progress: onProgress)
-                bar.finish()
+                let counter: WordCounter
+                do {
+                    defer { bar.finish() }  // an error's line must not follow the bar
+                    (counter, _) = try LocalWordCount.run(sources, options: options, progress: onProgress)
+                }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
             }
         } catch {
@@ -112,9 +115,10 @@ func runOnCluster(
     let master = Master(configuration: configuration)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
-    let bar = ProgressBar()
-    defer { bar.finish() }
-    return try master.run(task: task, sources: sources, options: options) { bar.update($0) }
+    // Interceptors that log every event (--verbose) write lines a bar would break.
+    let bar = interceptors.isEmpty ? ProgressBar() : nil
+    defer { bar?.finish() }
+    return try master.run(task: task, sources: sources, options: options) { bar?.update($0) }
 }
 
 /// A path made absolute (so a journaled step names the same files from any directory); `-` stays.
@@ -125,9 +129,11 @@ func absolutePath(_ path: String) -> String {
 
 /// Runs a step with its journal: resumes the unfinished step of the same definition if there is
 /// one (a master that was killed, or a step that failed), else starts a new one.
+/// - Parameter interceptors: what sees the step's events (default: the notices; `--verbose`
+///   logs every event, and then no bar is drawn).
 func runJournaled(
     _ definition: StepDefinition, configuration: ClusterConfiguration, stepData: String,
-    interrupts: InterruptWatcher? = nil
+    interrupts: InterruptWatcher? = nil, interceptors: [any Interceptor] = []
 )
     throws(ElasticFlowError) -> StepReport
 {
@@ -135,9 +141,10 @@ func runJournaled(
     let hold = try StepDataLock(directory: stepData)
     defer { withExtendedLifetime(hold) {} }
     let master = Master(configuration: configuration)
-    master.add(NoticeInterceptor())
-    let bar = ProgressBar()
-    defer { bar.finish() }
+    for interceptor in interceptors { master.add(interceptor) }
+    if interceptors.isEmpty { master.add(NoticeInterceptor()) }
+    let bar = interceptors.isEmpty ? ProgressBar() : nil
+    defer { bar?.finish() }
     if let step = try StepExecution.unfinishedStep(
         matching: definition, parcelSize: configuration.parcelSize, sharedInput: configuration.sharedInput,
         decompression: configuration.decompression, in: stepData)
@@ -149,7 +156,7 @@ func runJournaled(
             cancellation.cancel()
         }
         return try StepExecution.resume(step: step, master: master, stepData: stepData, cancellation: cancellation) {
-            bar.update($0)
+            bar?.update($0)
         }
     }
     let queue = try StepQueue(master: master, stepData: stepData)
@@ -158,7 +165,7 @@ func runJournaled(
         logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
         queue.cancel(step)
     }
-    queue.run { _, progress in bar.update(progress) }
+    queue.run { _, progress in bar?.update(progress) }
     let status = queue.list().first { $0.step == step }
     guard let output = queue.output(of: step), let summary = status?.summary else {
         throw .cluster(status?.failure ?? "step \(step) did not complete")

@@ -22,6 +22,14 @@ struct ElasticFlowCommand: ParsableCommand {
     /// (`elasticflow: error: …`, exit 64) rather than the error, the usage and a hint: every bad
     /// input gets one clear line, whoever refuses it. Help and version print as usual.
     static func main() {
+        // A parent may hand down SIGINT and SIGTERM blocked (Foundation's Process does): unblocked
+        // here, so Ctrl-C and a supervisor's SIGTERM always reach us. One that ignores them
+        // (SIG_IGN, as `nohup` or a background job does) keeps its way.
+        var interrupts = sigset_t()
+        sigemptyset(&interrupts)
+        sigaddset(&interrupts, SIGINT)
+        sigaddset(&interrupts, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &interrupts, nil)
         do {
             var command = try parseAsRoot()
             try command.run()

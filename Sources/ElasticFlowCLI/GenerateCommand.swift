@@ -33,10 +33,21 @@ struct GenerateCommand: ParsableCommand {
             defer { if fd != STDOUT_FILENO { close(fd) } }
             var generator = CorpusGenerator(seed: seed)
             var written = 0
+            let bar = ProgressBar()
+            defer { bar.finish() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            var drawnAt = -1.0
             while written < total {
                 let chunk = generator.generate(byteCount: min(1 << 20, total - written))
                 try writeAll(fd, chunk, path: output ?? "standard output")
                 written += chunk.count
+                let elapsed = (clock.now - started).components
+                let now = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+                if bar.isEnabled && now - drawnAt >= 0.2 {
+                    bar.update(done: UInt64(written), total: UInt64(total), seconds: now)
+                    drawnAt = now
+                }
             }
         } catch {
             fail(error.description)

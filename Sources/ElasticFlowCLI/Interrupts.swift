@@ -28,7 +28,10 @@ final class InterruptWatcher: @unchecked Sendable {
                     defer { signalled = true }
                     return (!signalled, handler)
                 }
-                guard first, let action else { exit(128 + caught) }
+                guard first, let action else {
+                    if isatty(STDERR_FILENO) == 1 { ProgressBar.clearLine() }
+                    exit(128 + caught)
+                }
                 action(caught)
             }
         }

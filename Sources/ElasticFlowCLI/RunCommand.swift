@@ -92,7 +92,8 @@ struct RunCommand: ParsableCommand {
                     name: task, task: task, sources: files.map(absolutePath),
                     options: TaskOptions(lowercase: lowercase, parameters: parameters))
                 let report = try runJournaled(
-                    definition, configuration: configuration, stepData: stepData, interrupts: interrupts)
+                    definition, configuration: configuration, stepData: stepData, interrupts: interrupts,
+                    interceptors: verbose ? [LoggingInterceptor(verbose: true)] : [])
                 try printOutput(report.output, format: output.format, top: output.top)
                 if verbose { logLine(report.summary.description) }
                 return
@@ -142,9 +143,9 @@ struct RunCommand: ParsableCommand {
                 queue.cancel(status.step)
             }
         }
-        let bar = ProgressBar()
-        let allCompleted = queue.run { _, progress in bar.update(progress) }
-        bar.finish()
+        let bar = verbose ? nil : ProgressBar()
+        let allCompleted = queue.run { _, progress in bar?.update(progress) }
+        bar?.finish()
         for status in queue.list() {
             writeLine("== step \(status.step) \(status.name) [\(status.task)]: \(status.state)", to: STDOUT_FILENO)
             if let failure = status.failure { writeLine("   \(failure)", to: STDOUT_FILENO) }

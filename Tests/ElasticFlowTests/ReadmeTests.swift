@@ -37,11 +37,25 @@ import Testing
         #expect(report.output.value == .int(Int64(lines)))
         events.finish()
 
-        let queue = try StepQueue(master: master, stepData: directory.path("steps"))
+        let rows = LineSource(name: "rows", lines: ["first record", "second record"])
+        let fromApp = try master.run(task: "wordcount", sources: [.custom(rows)])
+        guard case .wordCount(let appCounter) = fromApp.output else {
+            Issue.record("no word count")
+            return
+        }
+        #expect(try appCounter.rendered(format: .text) == Array("record 2\nfirst 1\nsecond 1\n".utf8))
+
+        let queue = try StepQueue(master: master, stepData: directory.path("steps"), sources: SourceRegistry([rows]))
         let step = try queue.add(StepDefinition(name: "count", sources: [path], actionOnFailure: .cancelAndWait))
+        let rowStep = try queue.add(StepDefinition(name: "rows", sources: ["rows"]))
         let longest = try queue.add(StepDefinition(name: "longest", task: "longest", sources: [path]))
         #expect(queue.run())
-        #expect(queue.list().map(\.state) == [.completed, .completed])
+        #expect(queue.list().map(\.state) == [.completed, .completed, .completed])
+        guard case .wordCount(let rowCounter) = queue.output(of: rowStep) else {
+            Issue.record("no word count")
+            return
+        }
+        #expect(rowCounter.sorted() == appCounter.sorted())
         guard case .wordCount(let stepCounter) = queue.output(of: step) else {
             Issue.record("no word count")
             return

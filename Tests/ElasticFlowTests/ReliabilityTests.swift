@@ -28,10 +28,14 @@ import Testing
         private var outcome: Result<StepReport, ElasticFlowError>?
         private let done = DispatchSemaphore(value: 0)
 
-        init(_ master: Master, task: String, path: String, options: TaskOptions = .init()) {
+        convenience init(_ master: Master, task: String, path: String, options: TaskOptions = .init()) {
+            self.init(master, task: task, sources: [.file(path)], options: options)
+        }
+
+        init(_ master: Master, task: String, sources: [DataSource], options: TaskOptions = .init()) {
             let thread = Thread { [self] in
                 do throws(ElasticFlowError) {
-                    outcome = .success(try master.run(task: task, sources: [.file(path)], options: options))
+                    outcome = .success(try master.run(task: task, sources: sources, options: options))
                 } catch {
                     outcome = .failure(error)
                 }
@@ -277,17 +281,7 @@ struct PoisonTask: ParcelTask {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 func freePort() throws -> UInt16 {
-    let probe = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(probe) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(probe, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
-    }
-    return UInt16(bigEndian: address.sin_port)
+    let (probe, port) = try Loopback.bind(backlog: nil)
+    close(probe)
+    return port
 }

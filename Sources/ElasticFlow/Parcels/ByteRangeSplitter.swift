@@ -92,7 +92,10 @@ final class ByteRangeSplitter {
         for source in sources {
             guard case .file(let path) = source else {
                 throw .invalidArgument(
-                    "--shared-input needs files every node can read; standard input cannot be shared")
+                    "--shared-input needs files every node can read; "
+                        + (source.isCustom
+                            ? "source '\(source)' is the app's own and cannot be shared (copy mode sends it)"
+                            : "standard input cannot be shared"))
             }
             paths.append(path)
             let fingerprint = try SourceFingerprint.of(path: path)

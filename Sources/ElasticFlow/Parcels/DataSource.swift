@@ -8,6 +8,8 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
     case file(String)
     /// The process's standard input, read once as a stream.
     case standardInput
+    /// Bytes the app supplies (`ChunkSource`), read once per step in order, like a stream.
+    case custom(any ChunkSource)
 
     /// `-` means standard input, anything else a file path (the shell convention).
     public init(argument: String) {
@@ -18,13 +20,40 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .file(let path): return path
         case .standardInput: return "-"
+        case .custom(let source): return source.name
+        }
+    }
+
+    /// Two custom sources are the same source when they have the same name.
+    public static func == (left: DataSource, right: DataSource) -> Bool {
+        switch (left, right) {
+        case (.file(let a), .file(let b)): return a == b
+        case (.standardInput, .standardInput): return true
+        case (.custom(let a), .custom(let b)): return a.name == b.name
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .file(let path):
+            hasher.combine(0)
+            hasher.combine(path)
+        case .standardInput:
+            hasher.combine(1)
+        case .custom(let source):
+            hasher.combine(2)
+            hasher.combine(source.name)
         }
     }
 
     /// Opens the source for reading. The caller closes the descriptor.
-    /// - Throws: `ElasticFlowError.io` when missing or unreadable, `.isDirectory` for a directory.
+    /// - Throws: `ElasticFlowError.io` when missing or unreadable, `.isDirectory` for a directory,
+    ///   `.invalidArgument` for a custom source (it has no descriptor: `chunkReader()`).
     func open() throws(ElasticFlowError) -> Int32 {
         switch self {
+        case .custom(let source):
+            throw .invalidArgument("source '\(source.name)' is not a file")
         case .standardInput:
             return STDIN_FILENO
         case .file(let path):
@@ -51,6 +80,7 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
     static func validate(_ sources: [DataSource]) throws(ElasticFlowError) -> [Int: Int32] {
         var kept: [Int: Int32] = [:]
         for (index, source) in sources.enumerated() {
+            if case .custom = source { continue }  // opened when the cutter reaches it
             let fd: Int32
             do {
                 fd = try source.open()
@@ -67,5 +97,31 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
             }
         }
         return kept
+    }
+}
+
+extension DataSource {
+    /// Whether the app supplies the bytes (`custom`).
+    var isCustom: Bool {
+        if case .custom = self { return true }
+        return false
+    }
+
+    /// A new pass over a custom source's bytes.
+    /// - Throws: `.invalidArgument` naming the source when it cannot start one.
+    func chunkReader() throws(ElasticFlowError) -> any ChunkReader {
+        guard case .custom(let source) = self else { throw .invalidArgument("'\(description)' is not a custom source") }
+        do {
+            return try source.chunks()
+        } catch {
+            throw .customSource(source.name, error)
+        }
+    }
+}
+
+extension ElasticFlowError {
+    /// An error a custom source's code threw, with the source's name.
+    static func customSource(_ name: String, _ error: any Error) -> ElasticFlowError {
+        .invalidArgument("source '\(name)': \(PeerText.escaped(String(describing: error)))")
     }
 }

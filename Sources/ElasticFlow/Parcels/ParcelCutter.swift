@@ -78,6 +78,8 @@ final class ParcelCutter {
     private var nextSource = 0
     private var currentSource = -1
     private var fd: Int32 = -1
+    /// Whether a source is being read (a file's `fd`, or a custom source's chunks).
+    private var reading = false
     private var offset: UInt64 = 0  // bytes read from the current source
     private var carry: ParcelBuffer
     /// The current source's bytes, decompressed when it is compressed (and decompression is on).
@@ -106,6 +108,8 @@ final class ParcelCutter {
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
         fd = -1
+        reader.end()
+        reading = false
     }
 
     /// Fills `buffer` with the next parcel.
@@ -114,18 +118,24 @@ final class ParcelCutter {
         buffer.count = 0
         if buffer.capacity < parcelSize { buffer.grow(to: parcelSize) }
         while true {
-            if fd < 0 {
+            if !reading {
                 guard nextSource < sources.count else { return nil }
-                if let kept = opened.removeValue(forKey: nextSource) {
-                    fd = kept
-                } else {
-                    fd = try sources[nextSource].open()
-                }
+                let source = sources[nextSource]
                 currentSource = nextSource
                 nextSource += 1
                 offset = 0
+                reading = true
                 do {
-                    try reader.begin(fd, name: sources[currentSource].description)
+                    if case .custom = source {
+                        try reader.begin(chunks: source.chunkReader(), name: source.description)
+                    } else {
+                        if let kept = opened.removeValue(forKey: currentSource) {
+                            fd = kept
+                        } else {
+                            fd = try source.open()
+                        }
+                        try reader.begin(fd, name: source.description)
+                    }
                 } catch {
                     closeCurrent()
                     throw error

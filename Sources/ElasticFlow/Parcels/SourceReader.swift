@@ -16,6 +16,11 @@ final class SourceReader {
     private var start = 0  // next unread byte of `block`
     private var decoder: InputDecoder?
     private var fd: Int32 = -1
+    /// A custom source's pass (then `fd` is -1), and the part of its last chunk not yet read.
+    private var chunks: (any ChunkReader)?
+    private var chunk: [UInt8] = []
+    private var chunkStart = 0
+    private var chunksEnded = false
     private var name = ""
     private var atEnd = false
     /// The current source's format (`InputDecoder.plain` when read as it is).
@@ -27,6 +32,27 @@ final class SourceReader {
     /// bytes to recognise the format.
     func begin(_ fd: Int32, name: String) throws(ElasticFlowError) {
         self.fd = fd
+        chunks = nil
+        try begin(name: name)
+    }
+
+    /// Starts reading a custom source's chunks, named `name` in errors.
+    func begin(chunks: any ChunkReader, name: String) throws(ElasticFlowError) {
+        fd = -1
+        self.chunks = chunks
+        chunk = []
+        chunkStart = 0
+        chunksEnded = false
+        try begin(name: name)
+    }
+
+    /// Ends a custom source's pass (its reader is let go: an async source's task stops).
+    func end() {
+        chunks = nil
+        chunk = []
+    }
+
+    private func begin(name: String) throws(ElasticFlowError) {
         self.name = name
         block.count = 0
         start = 0
@@ -100,13 +126,37 @@ final class SourceReader {
         block.count += n
     }
 
-    /// One `read(2)`, retried on EINTR.
+    /// One `read(2)`, retried on EINTR (or a copy from a custom source's chunks).
     private func readRetrying(_ destination: UnsafeMutableRawPointer, _ count: Int) throws(ElasticFlowError) -> Int {
+        if chunks != nil { return try copyFromChunks(destination, count) }
         while true {
             let n = Glibc.read(fd, destination, count)
             if n >= 0 { return n }
             if errno != EINTR { throw .io(path: name, operation: "read", errno: errno) }
         }
+    }
+
+    /// Up to `count` bytes of the custom source's chunks; 0 at its end.
+    private func copyFromChunks(_ destination: UnsafeMutableRawPointer, _ count: Int) throws(ElasticFlowError) -> Int {
+        while chunkStart == chunk.count {
+            if chunksEnded { return 0 }
+            let next: [UInt8]?
+            do {
+                next = try chunks!.next()
+            } catch {
+                throw .customSource(name, error)
+            }
+            guard let next else {
+                chunksEnded = true
+                return 0
+            }
+            chunk = next
+            chunkStart = 0
+        }
+        let n = min(count, chunk.count - chunkStart)
+        chunk.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress! + chunkStart, byteCount: n) }
+        chunkStart += n
+        return n
     }
 
     /// The format of the regular file at `path` from its first bytes (`InputDecoder.plain` when it

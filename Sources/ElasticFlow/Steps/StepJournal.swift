@@ -260,9 +260,11 @@ public final class StepJournal: Sendable {
             try openLogForAppending(&state)
             if let known = state.receipts![receipt.sequence] {
                 if known == receipt { return }
+                let source = PeerText.escaped(state.record.sources[Int(receipt.partition)])
                 throw .journal(
-                    "step \(step): parcel \(receipt.sequence) was cut as \(known) and is now cut as \(receipt):"
-                        + " the sources changed since the step began, so it cannot be resumed")
+                    "step \(step): parcel \(receipt.sequence) ('\(source)' from byte \(receipt.offset)) was cut as "
+                        + "\(known) and is now cut as \(receipt): the sources changed since the step began, so it "
+                        + "cannot be resumed")
             }
             if state.record.receiptsSealed {
                 throw .journal(

@@ -64,6 +64,8 @@ public final class StepQueue: @unchecked Sendable {
     private let lock = NSLock()
     private let master: Master
     public let stepData: String?
+    /// The app's own sources, by the names the definitions give.
+    private let sources: SourceRegistry
     /// This process's hold on the step-data directory, for the queue's lifetime.
     private let dataLock: StepDataLock?
     private var entries: [Entry] = []
@@ -84,13 +86,17 @@ public final class StepQueue: @unchecked Sendable {
         }
     }
 
-    /// - Parameter stepData: the directory the journal lives in (created if missing); nil: the queue
-    ///   lives in memory only, and `retry` is not available.
+    /// - Parameters:
+    ///   - stepData: the directory the journal lives in (created if missing); nil: the queue lives
+    ///     in memory only, and `retry` is not available.
+    ///   - sources: the app's own sources, by name: a definition's source of that name reads it
+    ///     (a journaled step needs them restartable).
     /// - Throws: `ElasticFlowError.journal` when another master process holds the directory
     ///   (`StepDataLock`), `.io` when it cannot be created.
-    public init(master: Master, stepData: String? = nil) throws(ElasticFlowError) {
+    public init(master: Master, stepData: String? = nil, sources: SourceRegistry = .init()) throws(ElasticFlowError) {
         self.master = master
         self.stepData = stepData
+        self.sources = sources
         dataLock = try stepData.map { (directory) throws(ElasticFlowError) in try StepDataLock(directory: directory) }
     }
 
@@ -222,8 +228,8 @@ public final class StepQueue: @unchecked Sendable {
         lock.unlock()
         do throws(ElasticFlowError) {
             let report = try StepExecution.run(
-                entry.definition, step: entry.step, master: master, stepData: stepData, resume: resume,
-                cancellation: cancellation
+                entry.definition, step: entry.step, master: master, stepData: stepData, sources: sources,
+                resume: resume, cancellation: cancellation
             ) { progress?(entry.step, $0) }
             lock.lock()
             entry.output = report.output
@@ -248,14 +254,21 @@ public enum StepExecution {
     static let checkpointEvery = (receipts: 64, seconds: 1.0)
 
     /// - Parameters:
+    ///   - sources: the app's own sources the definition may name.
     ///   - resume: an open journal of this step to resume (its aggregated receipts are skipped).
     static func run(
-        _ definition: StepDefinition, step: UInt32, master: Master, stepData: String?, resume: StepJournal?,
-        cancellation: CancellationFlag?, progress: ((StepProgress) -> Void)?
+        _ definition: StepDefinition, step: UInt32, master: Master, stepData: String?, sources: SourceRegistry,
+        resume: StepJournal?, cancellation: CancellationFlag?, progress: ((StepProgress) -> Void)?
     ) throws(ElasticFlowError) -> StepReport {
         var plan = StepPlan(
-            step: step, task: definition.task, sources: definition.sources.map(DataSource.init(argument:)),
+            step: step, task: definition.task,
+            sources: try sources.resolve(definition.sources, journaled: stepData != nil || resume != nil),
             options: definition.options)
+        if master.configuration.sharedInput, let custom = plan.sources.first(where: \.isCustom) {
+            throw .invalidArgument(
+                "--shared-input needs files every node can read; source '\(custom)' is the app's own and "
+                    + "cannot be shared (copy mode sends it)")
+        }
         var journal = resume
         if journal == nil, let stepData {
             var record = StepRecord(
@@ -386,16 +399,17 @@ public enum StepExecution {
     }
 
     /// Resumes (or retries) a journaled step.
+    /// - Parameter sources: the app's own sources the step named when it began.
     public static func resume(
-        step: UInt32, master: Master, stepData: String, cancellation: CancellationFlag? = nil,
-        progress: ((StepProgress) -> Void)? = nil
+        step: UInt32, master: Master, stepData: String, sources: SourceRegistry = .init(),
+        cancellation: CancellationFlag? = nil, progress: ((StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> StepReport {
         let hold = try StepDataLock(directory: stepData)
         defer { withExtendedLifetime(hold) {} }
         let (journal, definition) = try openUnfinished(step: step, in: stepData)
         return try run(
-            definition, step: step, master: master, stepData: stepData, resume: journal, cancellation: cancellation,
-            progress: progress)
+            definition, step: step, master: master, stepData: stepData, sources: sources, resume: journal,
+            cancellation: cancellation, progress: progress)
     }
 
     /// A finished step's output, rebuilt from its journaled result.

@@ -26,19 +26,9 @@ final class HostileWorker: @unchecked Sendable {
     /// - Parameter serve: what the peer does on each connection, after the handshake (on its own
     ///   thread; a thrown error or a return ends that connection).
     init(cookie: String, serve: @escaping @Sendable (HostileConnection) throws -> Void) throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw HostilePeerError.system("socket", errno) }
-        var address = sockaddr_in.loopback(port: 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) }
-        }
-        guard bound == 0, listen(listener, 16) == 0 else { throw HostilePeerError.system("bind/listen", errno) }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
-        }
+        let (listener, port) = try Loopback.bind(backlog: 16)
         self.listener = listener
-        self.address = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"
+        self.address = "127.0.0.1:\(port)"
         Thread { [self] in
             while true {
                 let fd = accept(listener, nil, nil)
@@ -326,16 +316,6 @@ enum HostilePeerError: Error {
     case closed
 }
 
-extension sockaddr_in {
-    static func loopback(port: UInt16) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = port.bigEndian
-        return address
-    }
-}
-
 /// Test code that speaks ElasticFlow's protocol (version 3) over a raw loopback socket, to play a
 /// hostile or broken peer against real `elasticflow` processes: plain frames for the handshake,
 /// then sealed frames (`ef_seal_*` from the C core) under keys the test derives from the cookie.
@@ -596,20 +576,7 @@ final class HostileListener {
     let port: UInt16
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        listen(fd, 16)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        port = UInt16(bigEndian: address.sin_port)
+        (fd, port) = try Loopback.bind(backlog: 16)
     }
 
     deinit { close(fd) }
