@@ -10,6 +10,7 @@ Figures: docs/benchmarks.md, "Compressed input".
 """
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -18,16 +19,24 @@ import tempfile
 import time
 
 
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command, expected=None):
+    """Wall seconds and CPU seconds (user + system of every process of the command)."""
+    cpu = cpu_seconds()
     start = time.perf_counter()
     result = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=dict(os.environ, LC_ALL="C"))
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     if result.returncode != 0:
         sys.exit(f"compressed_bench: '{command}' failed: {result.stderr.decode(errors='replace')}")
     if expected is not None and result.stdout != expected:
         sys.exit(f"compressed_bench: '{command}' printed another count than the plain file's")
-    return seconds, result.stdout
+    return (seconds, cpu), result.stdout
 
 
 def main():
@@ -70,13 +79,18 @@ def main():
               f"{sizes['seekable'] / 1e6:.1f} MB seekable .zst; {os.cpu_count()} cores; "
               f"median of {args.rounds}")
         times = {name: [] for name, _, _ in cases}
+        cpus = {name: [] for name, _, _ in cases}
         for _ in range(args.rounds):  # interleaved, so a noisy moment hits every case alike
             for name, command, want in cases:
-                times[name].append(timed(command, want)[0])
-        print(f"{'case':50} {'median s':>9} {'MB/s (plain)':>13}")
+                (wall, cpu), _ = timed(command, want)
+                times[name].append(wall)
+                cpus[name].append(cpu)
+        # CPU seconds are the work done whatever the machine's load; wall seconds, on a shared
+        # machine, also measure how much of it the command got.
+        print(f"{'case':50} {'median s':>9} {'MB/s (plain)':>13} {'CPU s':>7}")
         for name, _, _ in cases:
             median = statistics.median(times[name])
-            print(f"{name:50} {median:9.3f} {sizes[''] / 1e6 / median:13.1f}")
+            print(f"{name:50} {median:9.3f} {sizes[''] / 1e6 / median:13.1f} {statistics.median(cpus[name]):7.3f}")
 
 
 if __name__ == "__main__":
