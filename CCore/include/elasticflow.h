@@ -11,6 +11,23 @@
  *   - no global mutable state: two handles never share anything, so different handles may be used
  *     from different threads at once. A single handle is single-threaded unless its section says
  *     otherwise.
+ *
+ * Stability. This header is the stable API; the installed shared library's SONAME is
+ * libelasticflow.so.EF_VERSION_MAJOR (docs/c-api.md). Within one major version:
+ *   - every function declared here keeps its name, signature and meaning, and the library
+ *     exports exactly these functions (only ef_ symbols; a test compares the two lists);
+ *   - the error codes EF_OK .. EF_EOVERFLOW keep their values and meanings. Minor versions may
+ *     add codes (always negative, below the last one): treat any negative return as a failure and
+ *     name it with ef_strerror, which knows every code of its library;
+ *   - enum values, flag bits and the other macros keep their values; the plain structs
+ *     (ef_slice, ef_frame, ef_counter_options, ef_counter_bounds, ef_word_count,
+ *     ef_session_keys, ef_loop_config, ef_send) keep their layouts. Minor versions only add
+ *     functions, codes, enum values and flags; a change to anything above bumps the major.
+ * Not covered: the wire protocol (EF_PROTOCOL_VERSION; both ends of a connection must run the
+ * same one) and the serialized formats, which carry their own magic and version and are
+ * described in docs/protocol.md; the text of ef_strerror's messages. Calls meant for tests and
+ * fault injection only (a tampered send) are in elasticflow_testing.h, which is not installed,
+ * and exist only in builds made with EF_TESTING.
  */
 #ifndef ELASTICFLOW_H
 #define ELASTICFLOW_H
@@ -761,13 +778,6 @@ typedef struct ef_send {
  * payload counts towards send_high_water and ef_loop_pending like any other. */
 EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *send);
 
-/* Fault injection (chaos testing): like ef_loop_send, but the header's checksums are computed
- * over payload while the bytes written are sent[0..len) — a frame corrupted in flight, which the
- * peer's parser must reject (EF_ECHECKSUM). Same returns as ef_loop_send. */
-EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
-                                 uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
-                                 const uint8_t *sent, size_t len);
-
 /* Close a connection: at once (flush 0: queued frames are dropped and their refs released), or
  * once its queue is written (flush 1: no more frames are read or may be sent meanwhile; then
  * input still unread is discarded so the close does not reset the peer). on_close(EF_OK) follows
@@ -795,8 +805,8 @@ EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
  * bytes at send time: from ef_send.payload when the caller lends them (the same len bytes, read
  * only during the call), else read once with pread. MAC only, the tag is computed from them and
  * the payload still goes with sendfile (so a file changed in between fails the peer's tag check);
- * encrypted, they are encrypted into the send buffer. Tampered sends (chaos) carry the tag of the
- * original payload. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL keys, already sealed), EF_ENOMEM.
+ * encrypted, they are encrypted into the send buffer. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL
+ * keys, already sealed), EF_ENOMEM.
  */
 EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,
                         int encrypt);

@@ -12,6 +12,9 @@
  * is queued. */
 #include "loop_internal.h"
 #include "session_internal.h"
+#ifdef EF_TESTING
+#include "elasticflow_testing.h"
+#endif
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -960,6 +963,7 @@ EF_API int ef_loop_send(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t f
     return ef__send(loop, conn_id, &s, false, NULL);
 }
 
+#ifdef EF_TESTING
 /* A frame corrupted in flight is a frame whose known CRC is that of other bytes. */
 EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, uint8_t flags,
                                  uint8_t codec, uint32_t aux, uint64_t id, const uint8_t *payload,
@@ -977,6 +981,7 @@ EF_API int ef_loop_send_tampered(ef_loop *loop, uint64_t conn_id, uint8_t type, 
                  .payload_crc = ef_crc32c(0, payload, len)};
     return ef__send(loop, conn_id, &s, false, payload);
 }
+#endif /* EF_TESTING */
 
 /* Kept apart from ef_loop_send_with: a NULL release here still means zero copy (the caller
  * keeps the payload alive by other means), where ef_send reads NULL as "copy". */

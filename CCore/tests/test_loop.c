@@ -4,6 +4,7 @@
 #include "ef_test.h"
 
 #include "elasticflow.h"
+#include "elasticflow_testing.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -42,6 +42,13 @@ struct ClusterOptions: ParsableArguments {
             "Workers to distribute to (runs on this node alone when omitted).", valueName: "HOST:PORT,..."))
     var workers: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Start once N of the listed workers are ready (the others are tried again and join as they come; "
+                + "default: all of them, and one unreachable fails the step).", valueName: "N"))
+    var minWorkers: Int?
+
     @OptionGroup
     var cookieOptions: CookieOptions
     var cookie: String? { cookieOptions.cookie }
@@ -172,7 +179,14 @@ struct ClusterOptions: ParsableArguments {
     func validate() throws {
         do throws(ElasticFlowError) {
             var probe = ClusterConfiguration(workers: try workerAddresses() ?? [], cookie: try Cookie("probe"))
-            try apply(to: &probe, parcelSize: nil)
+            var flags = self
+            if workers == nil, let minWorkers {
+                // The workers come from a cluster file (or a journal): only the range can be
+                // checked now; the command checks the count against them.
+                try Limits.check(minWorkers, in: Limits.minWorkers, "--min-workers")
+                flags.minWorkers = nil
+            }
+            try flags.apply(to: &probe, parcelSize: nil)
         } catch {
             throw ValidationError(error.description)
         }
@@ -180,7 +194,8 @@ struct ClusterOptions: ParsableArguments {
 
     /// Whether any cluster-only flag was given.
     var anyGiven: Bool {
-        workers != nil || cookie != nil || cookieFile != nil || compression != nil || inFlight != nil
+        workers != nil || minWorkers != nil || cookie != nil || cookieFile != nil || compression != nil
+            || inFlight != nil
             || masterWork != nil || listen != nil || heartbeatTimeout != nil || maxAttempts != nil || chaos != nil
             || parcelTimeout != nil || chaosSeed != nil || sharedInput || combine != nil || combineDelay != nil
             || excludeAfter != nil || joinTimeout != nil || speculation != nil
@@ -207,6 +222,7 @@ struct ClusterOptions: ParsableArguments {
     /// Applies the flags over a configuration (flags win over a cluster file).
     func apply(to configuration: inout ClusterConfiguration, parcelSize: String?) throws(ElasticFlowError) {
         if let compression { configuration.compression = try Compression(parsing: compression) }
+        if let minWorkers { configuration.minWorkers = minWorkers }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterWork { configuration.masterProcesses = masterWork }
         if let parcelSize {

@@ -36,6 +36,7 @@ import Testing
         Flag(name: "--heartbeat-timeout", kind: .seconds), Flag(name: "--parcel-timeout", kind: .seconds),
         Flag(name: "--combine-delay", kind: .seconds, accepts: ["0"]), Flag(name: "--max-word-size", kind: .size),
         Flag(name: "--compression", kind: .codec), Flag(name: "--listen", kind: .address, accepts: ["127.0.0.1:0"]),
+        Flag(name: "--min-workers", kind: .count),
     ]
 
     /// The arguments that make each command reach its checks, and its flags.
@@ -175,6 +176,7 @@ import Testing
             ("parcelTimeout", "1e16"), ("parcelTimeout", "0"), ("chaos", "100"), ("chaos", "-1"), ("combine", "0"),
             ("combine", "100000"), ("combineDelay", "1e9"), ("combineDelay", "-1"), ("maxWordSize", "\"0\""),
             ("maxWordSize", "\"1GiB\""), ("inFlight", "\"garbage\""), ("heartbeatTimeout", "\"inf\""),
+            ("minWorkers", "0"), ("minWorkers", "2"), ("minWorkers", "-1"),
         ]
         for (key, json) in values {
             let config = try directory.file(

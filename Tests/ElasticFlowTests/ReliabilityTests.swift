@@ -66,6 +66,11 @@ import Testing
             while aggregated < count { _ = lock.wait(until: Date(timeIntervalSinceNow: 0.05)) }
             lock.unlock()
         }
+        var aggregatedCount: Int {
+            lock.lock()
+            defer { lock.unlock() }
+            return aggregated
+        }
     }
 
     @Test(arguments: [5, 20, 60])

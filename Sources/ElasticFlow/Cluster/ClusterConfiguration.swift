@@ -77,6 +77,13 @@ public struct Cookie: Sendable, Hashable {
 public struct ClusterConfiguration: Sendable {
     /// The workers to connect to.
     public var workers: [NodeAddress]
+    /// How many of `workers` must be ready before parcels go out; the others are tried again
+    /// (backing off up to 1 s) and join the step as they come. Until that many are ready within
+    /// `connectTimeout`, unreachable ones are tried again; then the step fails naming them. A
+    /// listed worker that refuses this master, or that it refuses (cookie, version, codec), is
+    /// left out while enough are left. nil: every listed worker, and one that cannot be reached or
+    /// is refused fails the step at once.
+    public var minWorkers: Int?
     public var cookie: Cookie
     /// How parcels and results are compressed on the wire.
     public var compression: Compression = .lz4
@@ -167,6 +174,14 @@ public struct ClusterConfiguration: Sendable {
         for worker in workers where worker.port == 0 {
             throw .invalidArgument("worker address '\(worker)': port 0 names no worker (give the port it listens on)")
         }
+        if let minWorkers {
+            let name = "the minimum of ready workers (--min-workers, minWorkers)"
+            try Limits.check(minWorkers, in: Limits.minWorkers, name)
+            guard minWorkers <= workers.count else {
+                throw .invalidArgument(
+                    "\(name) is \(minWorkers), but only \(workers.count) worker(s) are listed (--workers, nodes)")
+            }
+        }
         if let inFlight {
             try Limits.check(inFlight, in: Limits.inFlight, "the in-flight limit (--in-flight, inFlight)")
         }
@@ -235,12 +250,16 @@ public struct ClusterFile: Codable, Sendable {
     public var excludeAfter: Int?
     public var joinTimeout: Double?
     public var speculation: Bool?
+    public var minWorkers: Int?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
+    /// - Throws: `ElasticFlowError.invalidArgument` for a file that is not JSON, a key it does not
+    ///   know (naming the nearest known one), a value of the wrong type or out of range.
     public static func load(_ path: String) throws(ElasticFlowError) -> ClusterFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .io(path: path, operation: "read cluster file", errno: errno == 0 ? ENOENT : errno)
         }
+        try checkKeys(data, path: path)
         let file: ClusterFile
         do {
             file = try JSONDecoder().decode(ClusterFile.self, from: data)
@@ -311,6 +330,7 @@ public struct ClusterFile: Codable, Sendable {
         if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
         if let joinTimeout { configuration.joinTimeout = joinTimeout }
         if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
+        if let minWorkers { configuration.minWorkers = minWorkers }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1)
         }

@@ -19,7 +19,10 @@ final class Link: @unchecked Sendable {
     /// We broke the connection on purpose (chaos): its close is not the worker's doing.
     var closingOnPurpose = false
     var reconnectDelay = 0.05
-    var everReady = false
+    /// Why the last attempt to reach it failed (a listed worker not ready when the step starts).
+    var problem: String?
+    /// It and the master cannot work together (`minWorkers`: the step goes on without it).
+    var turnedAway = false
     let name: String
     init(address: NodeAddress, joined: Bool, name: String) {
         self.address = address
@@ -39,6 +42,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     unowned let run: StepRun
     // Guarded by the step lock.
     private var links: [ConnectionID: Link] = [:]  // by current connection
+    /// Every listed worker's link, connected or waiting to reconnect (`links` holds only those
+    /// with a connection).
+    private var listed: [Link] = []
     private var timers: [TimerID: @Sendable () -> Void] = [:]
     private var heartbeatTimer = TimerID.unset
     private var listener = ListenerID.unset
@@ -58,14 +64,17 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
 
     // MARK: the step run's questions (under the step lock)
 
-    /// A configured worker has not completed its handshake yet.
-    var awaitingConfiguredWorkers: Bool { links.values.contains { !$0.joined && $0.phase != .ready } }
-    /// The configured workers not ready yet, by name.
-    var lateWorkers: [String] { links.values.filter { !$0.joined && $0.phase != .ready }.map(\.name).sorted() }
+    /// Listed workers that have completed their handshake.
+    var readyListedWorkers: Int { listed.count { $0.phase == .ready } }
+    /// The listed workers not ready yet, by name, with why when an attempt failed.
+    var lateWorkers: [String] {
+        listed.filter { $0.phase != .ready }.map { link in link.problem.map { "\(link.name) (\($0))" } ?? link.name }
+    }
     /// Some connection is not closed yet.
     var anyOpen: Bool { links.values.contains { $0.phase != .gone } }
-
-    func markAllEverReady() { for link in links.values { link.everReady = true } }
+    /// Whether a listed worker that cannot be reached before the step starts is tried again
+    /// (`minWorkers` given) rather than failing the step at once (the default: all are needed).
+    private var retriesBeforeStart: Bool { configuration.minWorkers != nil }
 
     func link(on connection: ConnectionID) -> Link? { links[connection] }
 
@@ -101,7 +110,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     /// Connects to every configured worker (under the step lock, before the loop thread starts).
     func connectAll() {
         for address in configuration.workers {
-            connect(Link(address: address, joined: false, name: address.description))
+            let link = Link(address: address, joined: false, name: address.description)
+            listed.append(link)
+            connect(link)
         }
         let interval = UInt64(
             max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
@@ -125,11 +136,19 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             link.phase = .connecting
             links[connection] = link
         } catch {
-            if !started {
-                run.fail(.cluster("cannot reach worker \(link.name): \(error)"))
-            } else {
-                scheduleReconnect(link)
-            }
+            link.phase = .gone
+            unreachable(link, "\(error)")
+        }
+    }
+
+    /// A listed worker could not be reached: before the step starts that fails it, unless
+    /// `minWorkers` lets it start without; otherwise it is tried again until the step ends.
+    private func unreachable(_ link: Link, _ why: String) {
+        link.problem = why
+        if !started && !retriesBeforeStart {
+            run.fail(.cluster("cannot reach worker \(link.name): \(why)"))
+        } else {
+            scheduleReconnect(link)
         }
     }
 
@@ -189,11 +208,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             let why = status == Int32(EF_ESYS) ? String(cString: strerror(errno)) : "\(CoreErrorCode(rawValue: status))"
             links[connection] = nil
             link.phase = .gone
-            if !started {
-                run.fail(.cluster("cannot reach worker \(link.name): \(why)"))
-            } else {
-                scheduleReconnect(link)
-            }
+            unreachable(link, why)
             return
         }
         greet(link, connection)
@@ -243,9 +258,10 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.nodeDown(link, reason: why)
             scheduleReconnect(link)
         } else if previous != .gone {
-            if !started && !link.joined {
+            if !started && !link.joined && !retriesBeforeStart {
                 run.fail(.cluster("worker \(link.name) closed the connection during the handshake: \(why)"))
             } else {
+                if !link.joined { link.problem = "closed the connection during the handshake: \(why)" }
                 if link.joined && reason != 0 {
                     run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name): \(why)"))
                 }
@@ -320,7 +336,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         case (.welcome, .awaitingWelcome):
             link.phase = .ready
             link.reconnectDelay = 0.05
-            if started { link.everReady = true }
+            link.problem = nil
             let announcement = StepAnnouncement(
                 step: step, task: run.plan.task, options: run.plan.options,
                 compression: configuration.compression.description, chaos: run.chaos,
@@ -361,7 +377,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             if link.phase == .ready {
                 run.fail(.cluster("worker \(link.name) cannot run step \(step): \(message)"))
             } else if !started && !link.joined {
-                run.fail(.cluster("worker \(link.name) refused the master: \(message)"))
+                turnedAway(link, "refused the master: \(message)")
             }
             link.phase = .gone
             links[connection] = nil
@@ -437,10 +453,26 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         loop.close(connection, flush: true)
         link.phase = .gone
         links[connection] = nil
-        if !link.joined {
-            run.fail(.cluster("worker \(link.name) \(message)"))
-        } else {
+        if link.joined {
             run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
+        } else {
+            turnedAway(link, message)
+        }
+    }
+
+    /// A listed worker and this master cannot work together (cookie, version, codec, session
+    /// mode). That fails the step — unless `minWorkers` lets it go on without the worker, which is
+    /// then not tried again (`join-refused`), while enough listed workers are left to start.
+    private func turnedAway(_ link: Link, _ message: String) {
+        guard let minimum = configuration.minWorkers else {
+            run.fail(.cluster("worker \(link.name) \(message)"))
+            return
+        }
+        link.problem = message
+        link.turnedAway = true
+        run.emit(.stepUpdate(step: step, state: .joinRefused, detail: "\(link.name) \(message)"))
+        if !started && listed.count(where: \.turnedAway) > listed.count - minimum {
+            run.fail(.cluster("worker \(link.name) \(message)"))
         }
     }
 }

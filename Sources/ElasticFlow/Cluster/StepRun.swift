@@ -168,23 +168,29 @@ final class StepRun: @unchecked Sendable {
         loop.start(name: "ef-master-loop")
         defer { tearDown() }
 
-        // Every configured worker must be ready (or the step fails) before parcels go out.
+        // Every listed worker — or `minWorkers` of them — must be ready (or the step fails) before
+        // parcels go out; the others join as they come.
         lock.lock()
+        let required = configuration.minWorkers ?? configuration.workers.count
         let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout)
-        while failure == nil && links.awaitingConfiguredWorkers {
-            if !lock.wait(until: deadline) {
-                failure = .cluster(
-                    "worker(s) \(links.lateWorkers.joined(separator: ", ")) did not complete the handshake within "
-                        + "\(format3(configuration.connectTimeout)) s")
-            }
+        while failure == nil && links.readyListedWorkers < required {
+            if !lock.wait(until: deadline) { failure = .cluster(tooFewWorkers(required: required)) }
         }
         if let failure {
             unlock()
             throw failure
         }
         started = true
-        links.markAllEverReady()
         emit(.stepUpdate(step: step, state: .running, detail: "\(dispatcher.nodes.count) node(s), \(plan.task)"))
+        let late = links.lateWorkers
+        if !late.isEmpty {
+            emit(
+                .stepUpdate(
+                    step: step, state: .workersPending,
+                    detail:
+                        "started with \(configuration.workers.count - late.count) of \(configuration.workers.count) "
+                        + "listed workers (--min-workers \(required)); still trying \(late.joined(separator: ", "))"))
+        }
         if dispatcher.nodes.isEmpty, let address = links.listening { awaitJoiners(on: address) }
         unlock()
 
@@ -223,6 +229,18 @@ final class StepRun: @unchecked Sendable {
         let report = summary
         unlock()
         return StepReport(output: try results.output(), summary: report)
+    }
+
+    /// Why the step cannot start: the listed workers not ready within `connectTimeout` (under the
+    /// step lock).
+    private func tooFewWorkers(required: Int) -> String {
+        let late = links.lateWorkers.joined(separator: ", ")
+        let seconds = format3(configuration.connectTimeout)
+        guard configuration.minWorkers != nil else {
+            return "worker(s) \(late) did not complete the handshake within \(seconds) s"
+        }
+        return "only \(links.readyListedWorkers) of the \(required) worker(s) --min-workers asks for were ready "
+            + "within \(seconds) s; not ready: \(late)"
     }
 
     /// The summary so far (for a failed step's report).

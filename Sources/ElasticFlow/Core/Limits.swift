@@ -35,6 +35,9 @@ public enum Limits {
     public static let excludeAfter = 1...1000
     /// How long a master no node can serve waits for a worker to join, seconds (a day at most).
     public static let joinTimeout = 0.01...86400.0
+    /// Listed workers that must be ready before a step starts (`--min-workers`; at most the
+    /// number listed, which `ClusterConfiguration.validate()` checks too).
+    public static let minWorkers = 1...65536
     /// Speculation: the straggler multiplier of the median parcel time, its floor in seconds, and
     /// the parcels that must have finished first.
     public static let speculationMultiplier = 1.0...1000.0

@@ -1,5 +1,6 @@
 internal import CElasticFlow
 import Dispatch
+import Foundation
 import Synchronization
 
 /// A word and how many times it was seen. Words are the exact bytes read (not necessarily UTF-8).
@@ -20,9 +21,16 @@ public struct WordCount: Hashable, Sendable {
 ///
 /// Words are maximal runs of bytes that are not ASCII whitespace; every other byte is kept as is
 /// (with `lowercase`, only `A`–`Z` change). A word may straddle two `feed` calls; `finish` ends the
-/// stream. Not thread-safe: one counter per thread, merged at the end.
-public final class WordCounter {
+/// stream.
+///
+/// Thread-safe: every call holds the counter's lock, so a counter may be shared (a `StepReport`
+/// is `Sendable`); for speed, count with one counter per thread and merge them at the end. The
+/// lock guards this counter alone: `write(format:limit:toFileDescriptor:)` holds it while it writes.
+public final class WordCounter: @unchecked Sendable {
     let handle: OpaquePointer
+    /// Guards every use of `handle` but `mergePartition`'s, whose callers guarantee disjoint
+    /// partitions and no other use meanwhile.
+    private let lock = NSLock()
     /// The word-size cap it was made with (0: none).
     public let maxWordSize: Int
 
@@ -53,26 +61,39 @@ public final class WordCounter {
 
     deinit { ef_counter_free(handle) }
 
-    /// Number of hash partitions.
+    /// Runs `body` holding the lock.
+    private func locked<R>(_ body: () throws(ElasticFlowError) -> R) throws(ElasticFlowError) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+
+    /// Number of hash partitions (fixed at creation).
     public var partitions: Int { Int(ef_counter_partitions(handle)) }
-    /// Whether ASCII letters are folded to lowercase.
+    /// Whether ASCII letters are folded to lowercase (fixed at creation).
     public var lowercases: Bool { ef_counter_flags(handle) & UInt32(EF_COUNT_LOWERCASE) != 0 }
     /// Number of distinct words.
-    public var distinct: Int { ef_counter_distinct(handle) }
+    public var distinct: Int { locked { ef_counter_distinct(handle) } }
     /// Sum of all counts (the number of words seen).
-    public var total: UInt64 { ef_counter_total(handle) }
+    public var total: UInt64 { locked { ef_counter_total(handle) } }
 
     /// Tokenizes and counts bytes (`ef_counter_feed`).
     public func feed<Bytes: Sequence>(_ bytes: Bytes) throws(ElasticFlowError) where Bytes.Element == UInt8 {
         let result = bytes.withContiguousStorageIfAvailable { buffer in
-            ef_counter_feed(handle, buffer.baseAddress, buffer.count)
+            locked { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }
         }
         if let result {
             try check(result, "counting words")
         } else {
             let copy = Array(bytes)
             try copy.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
-                _ = try check(ef_counter_feed(handle, buffer.baseAddress, buffer.count), "counting words")
+                _ = try check(locked { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }, "counting words")
             }
         }
     }
@@ -80,25 +101,25 @@ public final class WordCounter {
     /// Counts bytes in memory the caller guarantees stays valid for the call.
     func feed(_ buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) {
         try check(
-            ef_counter_feed(handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count),
+            locked { ef_counter_feed(handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count) },
             "counting words")
     }
 
     /// Ends the stream: counts a word left pending by the last `feed` (`ef_counter_finish`).
     public func finish() throws(ElasticFlowError) {
-        try check(ef_counter_finish(handle), "counting words")
+        try check(locked { ef_counter_finish(handle) }, "counting words")
     }
 
     /// Adds `count` to one whole word, taken as is (`ef_counter_add`).
     public func add(_ word: [UInt8], count: UInt64 = 1) throws(ElasticFlowError) {
         try word.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
-            _ = try check(ef_counter_add(handle, buffer.baseAddress, buffer.count, count), "adding a word")
+            _ = try check(locked { ef_counter_add(handle, buffer.baseAddress, buffer.count, count) }, "adding a word")
         }
     }
 
     /// How many times `word` was counted (0 when absent).
     public func count(of word: [UInt8]) -> UInt64 {
-        word.withUnsafeBufferPointer { ef_counter_get(handle, $0.baseAddress, $0.count) }
+        word.withUnsafeBufferPointer { buffer in locked { ef_counter_get(handle, buffer.baseAddress, buffer.count) } }
     }
 
     /// How many times `word` (as UTF-8) was counted.
@@ -106,21 +127,36 @@ public final class WordCounter {
 
     /// Adds every count of `other` into this counter (`ef_counter_merge`).
     public func merge(_ other: WordCounter) throws(ElasticFlowError) {
+        if other === self {  // every count doubled, from a copy of the table
+            try merge(serialized: try serialized())
+            return
+        }
+        // Both locks, always in the same order, so two merges in opposite directions cannot deadlock.
+        let (first, second) = ObjectIdentifier(self) < ObjectIdentifier(other) ? (self, other) : (other, self)
+        first.lock.lock()
+        second.lock.lock()
+        defer {
+            second.lock.unlock()
+            first.lock.unlock()
+        }
         try check(ef_counter_merge(handle, other.handle), "merging word counts")
     }
 
     /// Merges one partition of `other` into the same partition here (`ef_counter_merge_partition`);
     /// calls for different partitions of one destination may run on different threads at once.
+    /// Takes no lock: the caller guarantees that nothing else uses either counter meanwhile.
     /// - Returns: 0 or a negative `EF_E*` code (the caller gathers failures across threads).
     func mergePartition(_ partition: Int, from other: WordCounter) -> Int32 {
         ef_counter_merge_partition(handle, other.handle, UInt32(partition))
     }
 
     /// Forgets every word, keeping the capacity.
-    public func removeAll() { ef_counter_clear(handle) }
+    public func removeAll() { locked { ef_counter_clear(handle) } }
 
     /// The compact serialized form used in RESULT frames (`ef_counter_serialize`).
     public func serialized() throws(ElasticFlowError) -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
         let size = ef_counter_serialized_size(handle)
         var output = [UInt8](repeating: 0, count: size)
         let written = output.withUnsafeMutableBufferPointer {
@@ -133,6 +169,8 @@ public final class WordCounter {
     /// The partitioned serialized form (`EFCP`, `ef_counter_serialize_partitioned`): one section
     /// per hash partition, so a receiver can merge the sections on several threads at once.
     public func serializedPartitioned() throws(ElasticFlowError) -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
         let size = ef_counter_partitioned_size(handle)
         var output = [UInt8](repeating: 0, count: size)
         let written = output.withUnsafeMutableBufferPointer {
@@ -172,10 +210,13 @@ public final class WordCounter {
         guard threads > 1, buffer.count >= parallelAbove,
             ef_counter_partitioned_check(base, buffer.count, &sections) >= 0, Int(sections) == partitions
         else { return try merge(serialized: buffer) }
+        // Held for the whole merge; the threads below touch disjoint partitions under it.
+        lock.lock()
+        defer { lock.unlock() }
         // The sections merge one partition each, so the counter-wide total is checked here, whole.
         let added: UInt64
         if let tableTotal { added = tableTotal } else { added = try Self.bounds(ofSerialized: buffer).total }
-        if total.addingReportingOverflow(added).overflow {
+        if ef_counter_total(handle).addingReportingOverflow(added).overflow {
             throw .core(.overflow, operation: "merging word counts")
         }
         let transfer = SectionMergeTransfer(counter: self, base: base, count: buffer.count)
@@ -238,8 +279,10 @@ public final class WordCounter {
     func merge(serialized buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) -> Int {
         Int(
             try check(
-                ef_counter_deserialize(
-                    handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count),
+                locked {
+                    ef_counter_deserialize(
+                        handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count)
+                },
                 "reading serialized word counts"))
     }
 
@@ -254,9 +297,11 @@ public final class WordCounter {
         }
     }
 
-    /// Runs body over the sorted export; the views are valid only inside body.
+    /// Runs body over the sorted export, holding the lock; the views are valid only inside body.
     func withSortedEntries<R>(limit: Int?, _ body: (UnsafeBufferPointer<ef_word_count>) throws -> R) rethrows -> R {
-        let capacity = min(limit ?? Int.max, distinct)
+        lock.lock()
+        defer { lock.unlock() }
+        let capacity = min(limit ?? Int.max, ef_counter_distinct(handle))
         let entries = UnsafeMutableBufferPointer<ef_word_count>.allocate(capacity: max(capacity, 1))
         defer { entries.deallocate() }
         let written = ef_counter_export(handle, entries.baseAddress, capacity)

@@ -3,7 +3,7 @@
 ///
 /// Not to be confused with `StepState`, the states a step's journal record goes through.
 public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
-    /// Every configured worker is ready; parcels go out.
+    /// Every listed worker (or `minWorkers` of them) is ready; parcels go out.
     case running
     /// The step stopped on an error (the detail says which) or was cancelled.
     case failed
@@ -37,6 +37,9 @@ public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStr
     case waitingForWorkers = "waiting-for-workers"
     /// A straggling parcel was sent to an idle node as well: the first result wins.
     case speculativeCopy = "speculative-copy"
+    /// The step started with `minWorkers` of its listed workers: the others (named in the
+    /// detail, with why they are not ready) are tried again and join when they come.
+    case workersPending = "workers-pending"
 
     public var description: String { rawValue }
 }

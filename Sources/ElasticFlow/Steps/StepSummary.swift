@@ -74,7 +74,7 @@ public struct StepSummary: Sendable, CustomStringConvertible {
 }
 
 /// A step's output and its summary.
-public struct StepReport {
+public struct StepReport: Sendable {
     public let output: StepOutput
     public let summary: StepSummary
 

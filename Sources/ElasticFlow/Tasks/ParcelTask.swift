@@ -59,7 +59,7 @@ public struct TaskOptions: Hashable, Sendable, Codable {
 }
 
 /// What a finished step produced.
-public enum StepOutput {
+public enum StepOutput: Sendable {
     /// The built-in word count's merged table.
     case wordCount(WordCounter)
     /// A flow task's aggregated value.

@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+
+@testable import ElasticFlow
+
+/// The `async` entry points: a step awaited from a task (and its `Sendable` report carried out of
+/// a detached one), cancelled through the task, a queue cancelled the same way, an in-process
+/// worker served until its task is cancelled, and a counter shared by threads.
+@Suite(.serialized) struct AsyncAPITests {
+    @Test func aStepAwaitedInADetachedTaskReturnsItsSendableReport() async throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 81)
+        let text = generator.generate(byteCount: 500_000)
+        let path = try directory.file("t.txt", text)
+        let master = try StepQueueTests.localMaster()
+        let report = try await Task.detached {
+            try await master.run(task: "wordcount", sources: [.file(path)], options: TaskOptions(lowercase: true))
+        }.value
+        guard case .wordCount(let counter) = report.output else {
+            Issue.record("no word count")
+            return
+        }
+        #expect(try counter.rendered(format: .text) == Reference.text(text, lowercase: true))
+        #expect(report.summary.receiptsClosed == report.summary.parcels)
+    }
+
+    @Test func cancellingTheTaskCancelsTheStep() async throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 82)
+        let path = try directory.file("t.txt", generator.generate(byteCount: 2_000_000))
+        let master = try StepQueueTests.localMaster()
+        let progress = ReliabilityTests.Progress()
+        master.add(progress)
+        let step = Task {
+            try await master.run(
+                task: "slow-wordcount", sources: [.file(path)], options: TaskOptions(parameters: ["delay-ms": "20"]))
+        }
+        await Task.detached { progress.wait(forAggregated: 3) }.value
+        step.cancel()
+        let outcome = await step.result
+        guard case .failure(let error) = outcome else {
+            Issue.record("a cancelled step completed")
+            return
+        }
+        #expect("\(error)".contains("cancelled"), "\(error)")
+        #expect(progress.aggregatedCount < 2_000_000 / (16 << 10), "the step stopped before its end")
+    }
+
+    @Test func cancellingTheTaskCancelsTheQueuesRunningAndPendingSteps() async throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 83)
+        let path = try directory.file("t.txt", generator.generate(byteCount: 1_000_000))
+        let master = try StepQueueTests.localMaster()
+        let progress = ReliabilityTests.Progress()
+        master.add(progress)
+        let queue = try StepQueue(master: master, stepData: directory.path("steps"))
+        let slow = StepDefinition(
+            name: "slow", task: "slow-wordcount", sources: [path], options: TaskOptions(parameters: ["delay-ms": "20"]))
+        let first = try queue.add(slow)
+        let second = try queue.add(slow)
+        let running = Task { await queue.run() }
+        await Task.detached { progress.wait(forAggregated: 3) }.value
+        running.cancel()
+        #expect(await running.value == false)
+        let states = Dictionary(uniqueKeysWithValues: queue.list().map { ($0.step, $0.state) })
+        #expect(states[first] == .cancelled && states[second] == .cancelled, "\(states)")
+        // The journal kept the first: retrying it finishes it.
+        let report = try queue.retryStep(first)
+        #expect(report.summary.receiptsClosed == report.summary.parcels)
+    }
+
+    @Test func aWorkerServesUntilItsTaskIsCancelledThenShutsDownGracefully() async throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 84)
+        let text = generator.generate(byteCount: 600_000)
+        let path = try directory.file("t.txt", text)
+        let cookie = try Cookie("async")
+        let worker = try Worker(
+            configuration: WorkerConfiguration(listen: try NodeAddress(parsing: "127.0.0.1:0"), cookie: cookie))
+        let serving = Task { try await worker.run() }
+        while worker.address.port == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        var configuration = ClusterConfiguration(workers: [worker.address], cookie: cookie)
+        configuration.masterProcesses = false
+        configuration.parcelSize = 32 << 10
+        let report = try await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
+        guard case .wordCount(let counter) = report.output else {
+            Issue.record("no word count")
+            return
+        }
+        #expect(try counter.rendered(format: .text) == Reference.text(text, lowercase: false))
+        #expect(report.summary.parcelsByNode.keys.allSatisfy { $0 != "master" })
+        serving.cancel()
+        try await serving.value  // returns once the worker has stopped
+        let after = try? await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
+        #expect(after == nil, "a stopped worker serves no more")
+    }
+
+    @Test func aCounterSharedByThreadsCountsEveryWord() throws {
+        let shared = try WordCounter(partitions: 8)
+        let words = (0..<64).map { Array("w\($0) ".utf8) }
+        DispatchQueue.concurrentPerform(iterations: 8) { thread in
+            let own = try! WordCounter(partitions: 8)
+            for round in 0..<200 {
+                try! shared.feed(words[(thread + round) % words.count])
+                try! own.add(words[round % words.count].dropLast().map { $0 })
+                _ = shared.distinct
+                _ = shared.count(of: "w1")
+            }
+            try! shared.merge(own)
+            _ = shared.sorted(limit: 3)
+        }
+        try shared.finish()
+        #expect(shared.total == 8 * 200 * 2)
+        #expect(shared.distinct == 64)
+        try shared.merge(shared)
+        #expect(shared.total == 8 * 200 * 4)
+    }
+}
