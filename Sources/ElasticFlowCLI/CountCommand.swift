@@ -48,16 +48,20 @@ struct CountCommand: ParsableCommand {
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
+    @OptionGroup(title: "Sources")
+    var input: InputOptions
+
     @Argument(
         help: ArgumentHelp(
-            "Files to count; '-' or none reads standard input. gzip, zstd, lz4 and bzip2 files are decompressed.",
+            "Files or directories (every file below) to count; '-' or none reads standard input. gzip, zstd, "
+                + "lz4 and bzip2 files are decompressed.",
             valueName: "FILE"))
     var files: [String] = []
 
     func run() throws {
-        let files = self.files.isEmpty ? ["-"] : self.files  // as wc does
         let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
+            let files = input.anyGiven(self.files) ? try input.sources(self.files) : ["-"]  // as wc does
             let sources = files.map(DataSource.init(argument:))
             if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
                 let cookie = try cluster.cookieOptions.resolve(required: !workers.isEmpty || cluster.listen != nil)

@@ -53,14 +53,19 @@ struct RunCommand: ParsableCommand {
     @OptionGroup(title: "Overrides")
     var cluster: ClusterOptions
 
-    @Argument(help: ArgumentHelp("Files to process; '-' reads standard input.", valueName: "FILE"))
+    @OptionGroup(title: "Sources")
+    var input: InputOptions
+
+    @Argument(
+        help: ArgumentHelp(
+            "Files or directories (every file below) to process; '-' reads standard input.", valueName: "FILE"))
     var files: [String] = []
 
     func validate() throws {
-        if files.isEmpty && steps == nil {
-            throw ValidationError("give at least one FILE ('-' for standard input) or --steps")
+        if !input.anyGiven(files) && steps == nil {
+            throw ValidationError("give at least one FILE ('-' for standard input), --files-from or --steps")
         }
-        if !files.isEmpty && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
+        if input.anyGiven(files) && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
     }
 
     func run() throws {
@@ -87,6 +92,7 @@ struct RunCommand: ParsableCommand {
                 try runQueue(steps, configuration: configuration, interrupts: interrupts)
                 return
             }
+            let files = try input.sources(self.files)
             if let stepData {
                 let definition = StepDefinition(
                     name: task, task: task, sources: files.map(absolutePath),
@@ -133,7 +139,7 @@ struct RunCommand: ParsableCommand {
         let queue = try StepQueue(master: master, stepData: stepData)
         for definition in definitions {
             var absolute = definition
-            absolute.sources = definition.sources.map(absolutePath)
+            absolute.sources = try input.sources(definition.sources).map(absolutePath)  // directories expanded
             try queue.add(absolute)
         }
         // Ctrl-C cancels the running step and every pending one; the journal keeps them.

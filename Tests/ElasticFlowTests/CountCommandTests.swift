@@ -44,7 +44,6 @@ import Testing
         let directory = try TemporaryDirectory()
         let cases: [([String], String)] = [
             (["count", directory.path("missing.txt")], "No such file or directory"),
-            (["count", directory.url.path], "Is a directory"),
             (["count", "--parcel-size", "lots", "-"], "invalid size"),
             (["count", "--top", "0", "-"], "--top"),
             (["count", "--format", "xml", "-"], "xml"),

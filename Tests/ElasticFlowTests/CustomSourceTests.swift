@@ -76,7 +76,9 @@ import Testing
         let error = #expect(throws: ElasticFlowError.self) {
             _ = try master.run(task: "wordcount", sources: [.custom(failing)])
         }
-        #expect(error?.description.contains("source 'flaky db': connection lost after 3 rows") == true, "\(error!)")
+        #expect(
+            error?.description.contains("source 'flaky db': connection lost after 3 rows") == true,
+            "\(String(describing: error))")
         let asyncFailing = AsyncSequenceSource(name: "feed", restartable: false, chunks: FailingAsyncChunks())
         let asyncError = #expect(throws: ElasticFlowError.self) {
             _ = try master.run(task: "wordcount", sources: [.custom(asyncFailing)])
@@ -128,15 +130,16 @@ import Testing
             #expect(queue.list().first?.state == .cancelled)
         }
         // Resumed by another master with different bytes under the same name: refused, naming it.
+        // A byte of the first parcels, which were cut (and journaled) before the cancel.
         var changed = text
-        changed[changed.count / 2] = UInt8(ascii: "Z")
+        changed[100] = changed[100] == UInt8(ascii: "Z") ? UInt8(ascii: "Y") : UInt8(ascii: "Z")
         let master = try StepQueueTests.localMaster()
         let error = #expect(throws: ElasticFlowError.self) {
             _ = try StepExecution.resume(
                 step: 1, master: master, stepData: steps,
                 sources: SourceRegistry([SequenceSource(name: "rows", chunks: Self.chunks(of: changed, seed: 4))]))
         }
-        #expect(error?.description.contains("'rows' from byte") == true, "\(error!)")
+        #expect(error?.description.contains("'rows' from byte") == true, "\(String(describing: error))")
         #expect(error?.description.contains("the sources changed") == true)
         // With the same bytes it finishes, processing only what was not aggregated.
         let report = try StepExecution.resume(

@@ -123,6 +123,15 @@ extension StepCutter {
         return SourceFingerprint.firstChange(paths: copyFiles.files.paths, then: copyFiles.fingerprints)
     }
 
+    /// Whether a copy-mode parcel is one byte range of one regular file, which can be sent and
+    /// re-read from the file. A packed parcel (several small files, `ParcelCutter`) runs past the
+    /// end of its first file and holds separators no file has: it lives in its buffer only.
+    func isFileRange(_ receipt: Receipt) -> Bool {
+        guard let copyFiles, copyFiles.fingerprints.indices.contains(Int(receipt.partition)) else { return false }
+        let size = copyFiles.fingerprints[Int(receipt.partition)].size
+        return receipt.offset <= size && receipt.length <= size - receipt.offset
+    }
+
     /// Reads a copy-mode parcel again from its file (the master's own share of a receipt whose
     /// bytes were sent from the file), checking them against the receipt.
     /// - Returns: the parcel's bytes in `buffer`.

@@ -53,7 +53,8 @@ final class StepRun: @unchecked Sendable {
     /// Copy mode, uncompressed, over regular files, no chaos: a parcel's payload goes from the
     /// page cache to the socket (`sendfile`), never through the parcel buffer, which is recycled
     /// as soon as its receipt is made (its CRC32C and line count taken). Chaos needs the bytes in
-    /// hand to flip one, so it keeps the buffered path.
+    /// hand to flip one, so it keeps the buffered path. A packed parcel (small files several to a
+    /// parcel) is no one range of a file: it always leaves from its buffer (`StepCutter.isFileRange`).
     let sendsFromFiles: Bool
     /// Parcels smaller than this leave from their buffer even when `sendsFromFiles`: a file
     /// payload is a `sendfile` call of its own, while buffered frames of a batch leave together
@@ -110,7 +111,10 @@ final class StepRun: @unchecked Sendable {
             cutter.copyFiles != nil && configuration.compression == .none
             && !(configuration.chaos?.isActive ?? false)
         results = try ResultAggregator(plan: plan, task: task)
-        totalBytes = cutter.splitter?.totalBytes ?? Self.size(of: plan.sources)
+        // The sizes the cutter already took (a stat a file less: 5,000 small files are 5,000 stats).
+        totalBytes =
+            cutter.splitter?.totalBytes ?? cutter.copyFiles.map { $0.fingerprints.reduce(0) { $0 + $1.size } }
+            ?? DataSource.totalSize(of: plan.sources)
         workerInFlight =
             configuration.inFlight
             ?? (configuration.sharedInput
@@ -137,18 +141,6 @@ final class StepRun: @unchecked Sendable {
             dispatcher.expect(parcels: Int(min(totalBytes / UInt64(configuration.parcelSize) + 16, 1 << 22)))
         }
         links = LinkBook(run: self)
-    }
-
-    private static func size(of sources: [DataSource]) -> UInt64? {
-        var total: UInt64 = 0
-        for source in sources {
-            guard case .file(let path) = source,
-                let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-                let size = attributes[.size] as? NSNumber
-            else { return nil }
-            total += size.uint64Value
-        }
-        return total
     }
 
     // MARK: the caller's thread
@@ -495,7 +487,7 @@ final class StepRun: @unchecked Sendable {
         do {
             var input = buffer?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
             var processed: ProcessedRange?
-            if buffer == nil && cutter.copyFiles != nil {
+            if buffer == nil && cutter.isFileRange(receipt) {
                 // Its bytes went to a worker from the file and came back to us: read them again.
                 input = try cutter.reread(receipt, into: context.input)
             } else if buffer == nil, let localReader, let splitter = cutter.splitter {
@@ -521,7 +513,8 @@ final class StepRun: @unchecked Sendable {
         context: ThreadContext
     ) {
         if cutter.splitter != nil { return sendRange(receipt, attempt: attempt, to: connection, node: node) }
-        if sendsFromFiles && (buffer == nil || receipt.length >= Self.sendFileThreshold) {
+        if sendsFromFiles && (buffer == nil || receipt.length >= Self.sendFileThreshold) && cutter.isFileRange(receipt)
+        {
             return sendFromFile(receipt, attempt: attempt, buffer: buffer, to: connection, node: node)
         }
         guard let buffer else {

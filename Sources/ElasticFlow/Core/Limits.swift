@@ -116,10 +116,12 @@ extension Double {
 
 extension ElasticFlowError {
     /// A word longer than the cap, in `source`, in the parcel that starts at byte `offset` (the
-    /// same words on every path: the cutter, a local counter, a worker's counter).
-    static func wordTooLong(source: String, offset: UInt64, cap: Int) -> ElasticFlowError {
-        .invalidArgument(
-            "a word in '\(source)' (parcel at byte \(offset)) is longer than the word-size cap of "
+    /// same words on every path: the cutter, a local counter, a worker's counter). A packed
+    /// parcel also names the last source it holds (`through`).
+    static func wordTooLong(source: String, through last: String? = nil, offset: UInt64, cap: Int) -> ElasticFlowError {
+        let place = last.map { "'\(source)' or a file packed after it, up to '\($0)'," } ?? "'\(source)'"
+        return .invalidArgument(
+            "a word in \(place) (parcel at byte \(offset)) is longer than the word-size cap of "
                 + "\(ByteSize.describe(cap)) (--max-word-size)")
     }
 }

@@ -83,7 +83,7 @@ public enum LocalWordCount {
         let stop = DispatchSemaphore(value: 0)
         let stopped = DispatchSemaphore(value: 0)
         if let progress {
-            let total = totalSize(of: sources)
+            let total = DataSource.totalSize(of: sources)
             var start = timespec()
             clock_gettime(CLOCK_MONOTONIC, &start)
             let started = start
@@ -176,7 +176,10 @@ final class SharedParcelCutter: @unchecked Sendable {
             } catch .core(.wordTooLong, _) {
                 fail(
                     .wordTooLong(
-                        source: cutter.sources[origin.source].description, offset: origin.offset,
+                        source: cutter.sources[origin.source].description,
+                        through: origin.lastSource > origin.source
+                            ? cutter.sources[origin.lastSource].description : nil,
+                        offset: origin.offset,
                         cap: counter.maxWordSize))
                 return
             } catch {
@@ -185,17 +188,4 @@ final class SharedParcelCutter: @unchecked Sendable {
             }
         }
     }
-}
-
-/// Total bytes of the sources when every one is a regular file, else nil (a stream's size is not
-/// known in advance).
-func totalSize(of sources: [DataSource]) -> UInt64? {
-    var total: UInt64 = 0
-    for source in sources {
-        guard case .file(let path) = source else { return nil }
-        var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
-        total += UInt64(info.st_size)
-    }
-    return total
 }

@@ -98,6 +98,20 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
         }
         return kept
     }
+
+    /// Total bytes of the sources when every one is a regular file, else nil (a stream's size is
+    /// not known in advance). One `stat` each (Foundation's `attributesOfItem` costs about ten
+    /// system calls a file: 0.3 s for 5,000 small files).
+    static func totalSize(of sources: [DataSource]) -> UInt64? {
+        var total: UInt64 = 0
+        for source in sources {
+            guard case .file(let path) = source else { return nil }
+            var info = stat()
+            guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+            total += UInt64(info.st_size)
+        }
+        return total
+    }
 }
 
 extension DataSource {

@@ -50,17 +50,37 @@ final class ParcelBuffer {
     }
 }
 
-/// Where a parcel's bytes came from: the source's index and the byte range within it.
+/// Where a parcel's bytes came from: the index of its first source, the byte offset in it, the
+/// parcel's length, and the last source it holds bytes of. A packed parcel (`lastSource >
+/// source`) holds the rest of its first source, then the following sources whole, each after a
+/// `\n` when the one before does not end with one (see `ParcelCutter`): its length runs past the
+/// end of its first source.
 public struct ParcelOrigin: Hashable, Sendable {
     public let source: Int
     public let offset: UInt64
     public let length: Int
+    public let lastSource: Int
+
+    init(source: Int, offset: UInt64, length: Int, lastSource: Int? = nil) {
+        self.source = source
+        self.offset = offset
+        self.length = length
+        self.lastSource = lastSource ?? source
+    }
 }
 
 /// Cuts a list of sources into parcels of about `parcelSize` bytes, each ending at a line boundary
 /// (or, in a line longer than a parcel, at the last whitespace), so no word is ever split between
 /// two parcels and parcels can be counted independently. The single-node count and the cluster's
 /// master cut the same way.
+///
+/// Small sources are packed several to a parcel: when a source ends with room left in its parcel,
+/// the following sources are read into the same parcel for as long as each fits whole (a source
+/// that does not fit starts the next parcel, its bytes read so far carried over). A `\n` goes
+/// between two sources when the first does not end with one, so a source boundary is always a word
+/// and line boundary: every task sees what it would see with one parcel per source. A parcel
+/// still starts only at a source's start or at a cut inside it, so a packed parcel is named by its
+/// first source and offset, like any other (`ParcelOrigin`).
 ///
 /// Streams: it holds one parcel plus the short tail carried to the next one, whatever the source
 /// size. A compressed source (decompression `auto`) is cut from its decompressed text, so offsets
@@ -120,26 +140,7 @@ final class ParcelCutter {
         while true {
             if !reading {
                 guard nextSource < sources.count else { return nil }
-                let source = sources[nextSource]
-                currentSource = nextSource
-                nextSource += 1
-                offset = 0
-                reading = true
-                do {
-                    if case .custom = source {
-                        try reader.begin(chunks: source.chunkReader(), name: source.description)
-                    } else {
-                        if let kept = opened.removeValue(forKey: currentSource) {
-                            fd = kept
-                        } else {
-                            fd = try source.open()
-                        }
-                        try reader.begin(fd, name: source.description)
-                    }
-                } catch {
-                    closeCurrent()
-                    throw error
-                }
+                try openNext()
             }
             if carry.count > 0 {
                 if buffer.capacity < carry.count { buffer.grow(to: carry.count * 2) }
@@ -157,15 +158,12 @@ final class ParcelCutter {
                 if atEnd {
                     closeCurrent()
                     if buffer.count == 0 { break }  // empty source: go on to the next one
-                    return ParcelOrigin(source: currentSource, offset: start, length: buffer.count)
+                    let first = currentSource
+                    let last = try pack(into: buffer)
+                    return ParcelOrigin(source: first, offset: start, length: buffer.count, lastSource: last)
                 }
                 if let cut = Self.cutPoint(buffer.base.assumingMemoryBound(to: UInt8.self), buffer.count) {
-                    let tail = buffer.count - cut
-                    if tail > 0 {
-                        if carry.capacity < tail { carry.grow(to: tail * 2) }
-                        carry.base.copyMemory(from: buffer.base + cut, byteCount: tail)
-                        carry.count = tail
-                    }
+                    carryOver(buffer, from: cut)
                     buffer.count = cut
                     return ParcelOrigin(source: currentSource, offset: start, length: cut)
                 }
@@ -179,6 +177,72 @@ final class ParcelCutter {
                 limit = min(limit * 2, max(parcelSize, maxWordSize + 1))
             }
         }
+    }
+
+    /// Opens `sources[nextSource]` and makes it the current source.
+    private func openNext() throws(ElasticFlowError) {
+        let source = sources[nextSource]
+        currentSource = nextSource
+        nextSource += 1
+        offset = 0
+        reading = true
+        do {
+            if case .custom = source {
+                try reader.begin(chunks: source.chunkReader(), name: source.description)
+            } else {
+                if let kept = opened.removeValue(forKey: currentSource) {
+                    fd = kept
+                } else {
+                    fd = try source.open()
+                }
+                try reader.begin(fd, name: source.description)
+            }
+        } catch {
+            closeCurrent()
+            throw error
+        }
+    }
+
+    /// After a parcel reached the end of its source with room left (the buffer holds fewer than
+    /// `parcelSize` bytes): appends the following sources while each fits whole, a `\n` before
+    /// each one that follows bytes not ending in `\n`. The first source that does not fit stays
+    /// current, with the bytes read of it carried to the next parcel, which it starts.
+    /// - Returns: the last source the parcel holds bytes of.
+    private func pack(into buffer: ParcelBuffer) throws(ElasticFlowError) -> Int {
+        var last = currentSource
+        while buffer.count < parcelSize && nextSource < sources.count {
+            try openNext()
+            let boundary = buffer.count
+            // Room for it: boundary < parcelSize <= capacity.
+            if buffer.base.load(fromByteOffset: boundary - 1, as: UInt8.self) != UInt8(ascii: "\n") {
+                buffer.base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: boundary, as: UInt8.self)
+                buffer.count += 1
+            }
+            let begin = buffer.count
+            if try fill(buffer, upTo: parcelSize) {
+                closeCurrent()
+                if buffer.count == begin {
+                    buffer.count = boundary  // an empty source adds nothing, not even the separator
+                } else {
+                    last = currentSource
+                }
+                continue
+            }
+            // It does not fit: the parcel ends before it, and it starts the next one.
+            carryOver(buffer, from: begin)
+            buffer.count = boundary
+            break
+        }
+        return last
+    }
+
+    /// Keeps the buffer's bytes from `start` on for the next parcel (the caller shortens the buffer).
+    private func carryOver(_ buffer: ParcelBuffer, from start: Int) {
+        let tail = buffer.count - start
+        guard tail > 0 else { return }
+        if carry.capacity < tail { carry.grow(to: tail * 2) }
+        carry.base.copyMemory(from: buffer.base + start, byteCount: tail)
+        carry.count = tail
     }
 
     /// Reads until the buffer holds `limit` bytes or the source ends. Returns true at end of source.
