@@ -19,7 +19,7 @@ if ! command -v "$SWIFTC" >/dev/null && [ -x /opt/swift/usr/bin/swiftc ]; then S
 OUT=build/fuzz
 # Campaigns want speed (-O); a smoke run wants a short build (-Onone, its own directory).
 SWIFTOPT=-O
-C_TARGETS="frame codec count auth decode"
+C_TARGETS="frame codec count auth decode seekable"
 SWIFT_TARGETS="hello result_envelope flow_value checkpoint receipts_log step_record"
 # Inputs longer than this are not tried: the parsers' interesting states are all reachable well
 # below it, and short inputs keep executions fast enough for 10^7 of them.

@@ -222,6 +222,87 @@ EF_API uint64_t ef_decoder_offset(const ef_decoder *decoder);
 EF_API const char *ef_decoder_message(const ef_decoder *decoder);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Seekable zstd: frames decompressed on their own (src/seekable.c)                            */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * zstd's seekable format (facebook/zstd contrib/seekable_format): independent zstd frames, then
+ * a skippable frame (magic EF_SEEKABLE_SKIPPABLE_MAGIC) with one entry per frame — u32 compressed
+ * size, u32 decompressed size, and with the descriptor's bit 7 a u32 checksum (the low 32 bits
+ * of the XXH64 of the frame's content) — ending in a 9-byte footer: u32 frame count, u8
+ * descriptor, u32 EF_SEEKABLE_MAGIC. Such a file is also plain zstd (the table is skipped), so
+ * ef_decoder reads it in order; these calls read any run of frames on its own.
+ *
+ * Reading: the last EF_SEEKABLE_FOOTER_SIZE bytes go to ef_seekable_footer (the table's size and
+ * frame count), the last `size` bytes to ef_seekable_parse (the frames, with their offsets), and
+ * a run of consecutive frames' compressed bytes to ef_seekable_decompress. The table is checked
+ * as hostile input: its frames must tile the file exactly up to the table, and each frame is
+ * checked again as it is decompressed. An ef_seekable holds reusable zstd contexts (created on
+ * first use); it is single-threaded.
+ */
+
+#define EF_SEEKABLE_MAGIC 0x8F92EAB1u
+#define EF_SEEKABLE_SKIPPABLE_MAGIC 0x184D2A5Eu
+#define EF_SEEKABLE_FOOTER_SIZE 9
+#define EF_SEEKABLE_MAX_FRAMES 0x8000000u /* zstd's own limit: 2^27 frames */
+
+/* One frame of a seekable file: where it lies in the file and in the decompressed text. */
+typedef struct ef_seek_frame {
+    uint64_t compressed_offset;
+    uint64_t decompressed_offset;
+    uint32_t compressed_size;
+    uint32_t decompressed_size;
+    uint32_t checksum; /* 0 when the table has none */
+} ef_seek_frame;
+
+typedef struct ef_seekable ef_seekable;
+
+EF_API ef_seekable *ef_seekable_create(void);
+EF_API void ef_seekable_free(ef_seekable *seekable);
+
+/* From a file's last EF_SEEKABLE_FOOTER_SIZE bytes (len must be that) and its size: the size of
+ * the seek table's skippable frame (header, entries and footer), with its frame count and whether
+ * it has checksums. EF_EBADMAGIC when the file is not seekable (no footer magic), EF_EFORMAT for
+ * reserved descriptor bits, more than EF_SEEKABLE_MAX_FRAMES frames or a table larger than the
+ * file, EF_EINVAL for NULL arguments. */
+EF_API int64_t ef_seekable_footer(const uint8_t *footer, size_t len, uint64_t file_size,
+                                  uint32_t *frames, int *checksums);
+
+/* Parse the seek table (src: the file's last len bytes, len as ef_seekable_footer gave) into
+ * frames[0..cap). Returns the frame count, or EF_EBADMAGIC (no skippable frame header or footer
+ * magic), EF_EFORMAT (a size field that disagrees, a frame shorter than a zstd frame can be, or
+ * frames that do not tile the file exactly up to the table), EF_ESPACE (cap too small),
+ * EF_EINVAL. */
+EF_API ptrdiff_t ef_seekable_parse(const uint8_t *src, size_t len, uint64_t file_size,
+                                   ef_seek_frame *frames, size_t cap);
+
+/* Decompress frames[0..count) (consecutive, as parsed) from src, their compressed bytes
+ * (src_len must be their compressed sizes' sum), into dst (EF_ESPACE when dst_cap is less than
+ * their decompressed sizes' sum). Each must be one zstd frame of exactly its compressed size
+ * that decodes to exactly its decompressed size, with the table's checksum when `checksums`;
+ * otherwise EF_ECORRUPT, with ef_seekable_offset the frame's compressed offset in the file and
+ * ef_seekable_message why. Returns the bytes written. */
+EF_API ptrdiff_t ef_seekable_decompress(ef_seekable *seekable, const ef_seek_frame *frames,
+                                        size_t count, int checksums, const uint8_t *src,
+                                        size_t src_len, uint8_t *dst, size_t dst_cap);
+
+/* Writing: the worst-case compressed size of a frame of src_len bytes (0 if too large). */
+EF_API size_t ef_seekable_frame_bound(size_t src_len);
+/* Compress src[0..len) (len < 2^32) as one zstd frame with its content size and checksum, at
+ * `level` (0: EF_ZSTD_LEVEL_DEFAULT; else EF_ZSTD_LEVEL_MIN..MAX, else EF_EINVAL). Fills
+ * *frame's sizes and checksum (not its offsets). Returns the bytes written, EF_ESPACE, EF_ENOMEM. */
+EF_API ptrdiff_t ef_seekable_compress(ef_seekable *seekable, int level, const uint8_t *src,
+                                      size_t len, uint8_t *dst, size_t cap, ef_seek_frame *frame);
+/* Bytes of the seek table (with checksums) for `frames` frames; 0 over EF_SEEKABLE_MAX_FRAMES. */
+EF_API size_t ef_seekable_table_size(size_t frames);
+/* Write the seek table of frames[0..count), with checksums. Returns its size, EF_ESPACE, EF_EINVAL. */
+EF_API ptrdiff_t ef_seekable_table_write(const ef_seek_frame *frames, size_t count, uint8_t *dst,
+                                         size_t cap);
+
+/* After EF_ECORRUPT: the compressed offset of the frame at fault, and a static one-line reason. */
+EF_API uint64_t ef_seekable_offset(const ef_seekable *seekable);
+EF_API const char *ef_seekable_message(const ef_seekable *seekable);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Frames: the wire format (src/frame.c, docs/protocol.md)                                    */
 /* ------------------------------------------------------------------------------------------ */
 /*

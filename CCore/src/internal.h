@@ -21,6 +21,9 @@ static inline void ef__store64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "ElasticFlow's core assumes a little-endian host (wire format is little-endian)"
+/* seekable.c: XXH64 of data (the seekable format's frame checksum is its low 32 bits). */
+uint64_t ef__xxh64(const void *data, size_t len, uint64_t seed);
+
 #endif
 
 /* crc32c.c: the portable table path of ef_crc32c, always compiled, so tests can hold the hardware
@@ -44,5 +47,8 @@ enum {
 int ef__crc32c_lines_with(int impl, uint32_t *crc, const void *data, size_t len,
                           uint64_t *newlines);
 int ef__crc32c_with(int impl, uint32_t *crc, const void *data, size_t len);
+
+/* seekable.c: XXH64 of data (the seekable format's frame checksum is its low 32 bits). */
+uint64_t ef__xxh64(const void *data, size_t len, uint64_t seed);
 
 #endif

@@ -63,6 +63,7 @@ void suite_count(ef_t *t);
 void suite_auth(ef_t *t);
 void suite_loop(ef_t *t);
 void suite_decode(ef_t *t);
+void suite_seekable(ef_t *t);
 void suite_session(ef_t *t);
 
 /* Shared by the loop and session tests (test_loop.c): a blocking client socket connected to

@@ -17,6 +17,7 @@ int main(void) {
     suite_auth(&t);
     suite_loop(&t);
     suite_decode(&t);
+    suite_seekable(&t);
     suite_session(&t);
     printf("%d passed, %d failed\n", t.passed, t.failed);
     return t.failed ? 1 : 0;

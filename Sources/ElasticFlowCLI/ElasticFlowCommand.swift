@@ -14,7 +14,7 @@ struct ElasticFlowCommand: ParsableCommand {
         version: "0.1.0 (core \(ElasticFlowVersion.core))",
         subcommands: [
             CountCommand.self, WorkerCommand.self, RunCommand.self, StepsCommand.self, ResumeCommand.self,
-            ExampleCommand.self, GenerateCommand.self,
+            ExampleCommand.self, GenerateCommand.self, CompressCommand.self,
         ]
     )
 

@@ -341,6 +341,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
                 step: step, task: run.plan.task, options: run.plan.options,
                 compression: configuration.compression.description, chaos: run.chaos,
                 maxAttempts: configuration.maxAttempts, sharedSources: run.cutter.splitter?.paths,
+                seekableSources: run.cutter.splitter?.seekableSources,
                 combine: configuration.combine.maxReceipts > 1 ? configuration.combine : nil,
                 maxWordSize: configuration.maxWordSize)
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []

@@ -38,10 +38,17 @@ final class StepCutter: @unchecked Sendable {
         buffers: ParcelBufferPool
     ) throws(ElasticFlowError) {
         // Offsets of a compressed source are offsets in its text: such a file can be neither split
-        // by bytes (shared input) nor sent or re-read from the file (sendfile, pread).
+        // by bytes (shared input; a seekable zstd file is split by its frames instead) nor sent or
+        // re-read from the file (sendfile, pread).
+        let splitter =
+            shared
+            ? try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize, decompression: decompression) : nil
         var compressed: String?
         if decompression == .auto {
-            for case .file(let path) in plan.sources where SourceReader.format(ofFile: path) != InputDecoder.plain {
+            for (index, source) in plan.sources.enumerated() {
+                guard case .file(let path) = source, SourceReader.format(ofFile: path) != InputDecoder.plain,
+                    splitter?.tables[index] == nil
+                else { continue }
                 compressed = path
                 break
             }
@@ -50,15 +57,16 @@ final class StepCutter: @unchecked Sendable {
             let format = InputDecoder.name(of: SourceReader.format(ofFile: compressed))
             throw .invalidArgument(
                 "'\(compressed)' is \(format)-compressed: shared-input mode splits files by byte range and "
-                    + "cannot split it; count it without --shared-input (copy mode), or give --decompress none")
+                    + "cannot split it (only zstd's seekable format splits by frames: `elasticflow compress "
+                    + "--seekable`); count it without --shared-input (copy mode), or give --decompress none")
         }
-        if shared {
-            splitter = try ByteRangeSplitter(sources: plan.sources, splitSize: parcelSize)
+        if let splitter {
+            self.splitter = splitter
             cutter = nil
         } else {
             cutter = try ParcelCutter(
                 sources: plan.sources, parcelSize: parcelSize, maxWordSize: maxWordSize, decompression: decompression)
-            splitter = nil
+            self.splitter = nil
         }
         var paths: [String] = []
         var fingerprints: [SourceFingerprint] = []

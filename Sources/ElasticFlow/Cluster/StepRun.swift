@@ -106,7 +106,7 @@ final class StepRun: @unchecked Sendable {
         cutter = try StepCutter(
             plan: plan, parcelSize: configuration.parcelSize, maxWordSize: configuration.maxWordSize,
             decompression: configuration.decompression, shared: configuration.sharedInput, buffers: buffers)
-        localReader = cutter.splitter.map { SplitReader(paths: $0.paths) }
+        localReader = cutter.splitter.map { SplitReader(paths: $0.paths, seekable: Set($0.seekableSources)) }
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none
             && !(configuration.chaos?.isActive ?? false)
@@ -709,8 +709,8 @@ final class StepRun: @unchecked Sendable {
                 }
                 next = range.start + range.length
             }
-            guard next == splitter.fingerprints[index].size else {
-                return "shared input '\(path)': \(next) of \(splitter.fingerprints[index].size) bytes were processed"
+            guard next == splitter.processedSize(index) else {
+                return "shared input '\(path)': \(next) of \(splitter.processedSize(index)) bytes were processed"
             }
         }
         return nil
@@ -763,7 +763,12 @@ final class StepRun: @unchecked Sendable {
                     fail(.cluster("\(node) answered receipt \(receipt) without the range it read from '\(path)'"))
                     return nil
                 }
-                if let problem = Self.mismatch(processed, receipt, splitter.fingerprints[Int(receipt.partition)]) {
+                let source = Int(receipt.partition)
+                let split = ByteRange(source: source, offset: receipt.offset, length: receipt.length)
+                if let problem = Self.mismatch(
+                    processed, starts: splitter.processedStarts(split), size: splitter.processedSize(source),
+                    splitter.fingerprints[source])
+                {
                     fail(
                         .cluster(
                             "shared input '\(path)', split \(receipt.offset)+\(receipt.length) on \(node): \(problem)"))
@@ -833,15 +838,19 @@ final class StepRun: @unchecked Sendable {
     }
 
     /// Why a processed range cannot belong to its split, or nil when it can.
-    private static func mismatch(_ processed: ProcessedRange, _ receipt: Receipt, _ source: SourceFingerprint)
-        -> String?
-    {
+    /// - Parameters:
+    ///   - starts: where the processed bytes may start (`ByteRangeSplitter.processedStarts`).
+    ///   - size: the bytes the processed ranges tile (the file, or a seekable file's text).
+    private static func mismatch(
+        _ processed: ProcessedRange, starts: ClosedRange<UInt64>?, size: UInt64, _ source: SourceFingerprint
+    ) -> String? {
         if processed.fileSize != source.size {
             return "the file is \(processed.fileSize) bytes there, \(source.size) when the master split it"
         }
+        guard let starts else { return "the split is not a run of whole frames of the seekable file" }
         let (start, end) = (processed.start, processed.start &+ processed.length)
         if processed.length == 0 { return nil }
-        guard start >= receipt.offset, start < receipt.offset + receipt.length, end >= start, end <= source.size
+        guard starts.contains(start), end >= start, end <= size
         else { return "the bytes read (\(start)+\(processed.length)) do not start in the split" }
         return nil
     }

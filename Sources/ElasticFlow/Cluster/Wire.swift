@@ -206,6 +206,9 @@ struct StepAnnouncement: Codable {
     /// Shared-input mode: the sources' paths, which every node reads itself (PARCELs then carry
     /// a `RangeRequest`); nil in copy mode.
     var sharedSources: [String]? = nil
+    /// Shared-input mode: the indices of the sources split by the frames of their seek table (zstd's
+    /// seekable format); a PARCEL's range is then the compressed bytes of a run of whole frames.
+    var seekableSources: [Int]? = nil
     /// How the worker may combine results (nil: one RESULT per parcel).
     var combine: CombineSettings? = nil
     /// The longest word the task accepts (nil: the default cap, `Limits.defaultMaxWordSize`).

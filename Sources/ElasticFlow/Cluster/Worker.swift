@@ -411,7 +411,10 @@ extension Worker: EventLoopHandler {
             session.steps[announcement.step] = StepSetup(
                 name: announcement.task, task: task, options: announcement.options,
                 compression: try Compression(parsing: announcement.compression), chaos: announcement.chaos,
-                maxAttempts: announcement.maxAttempts, reader: announcement.sharedSources.map(SplitReader.init),
+                maxAttempts: announcement.maxAttempts,
+                reader: announcement.sharedSources.map {
+                    SplitReader(paths: $0, seekable: Set(announcement.seekableSources ?? []))
+                },
                 combiner: combiner)
         } catch {
             let message = "cannot run step \(frame.aux): \(error)"

@@ -49,6 +49,10 @@ public struct WordCountStatistics: Hashable, Sendable {
     public var bytes: UInt64 = 0
     /// Parcels the sources were cut into.
     public var parcels: Int = 0
+
+    static func + (a: WordCountStatistics, b: WordCountStatistics) -> WordCountStatistics {
+        WordCountStatistics(bytes: a.bytes + b.bytes, parcels: a.parcels + b.parcels)
+    }
 }
 
 /// The single-node word count (the embedded default): the same parcels the cluster would make,
@@ -67,8 +71,12 @@ public enum LocalWordCount {
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
+        // Seekable zstd files are parcels of whole frames, decompressed on every thread; the rest
+        // is cut in order.
+        let (seekable, rest) = try SeekableParcels.split(
+            sources, decompression: options.decompression, parcelSize: options.parcelSize)
         let cutter = try ParcelCutter(
-            sources: sources, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
+            sources: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
             decompression: options.decompression)
         let threads = options.threads
         var counters: [CounterTransfer] = []
@@ -90,7 +98,7 @@ public enum LocalWordCount {
             let started = start
             DispatchQueue.global().async {
                 while stop.wait(timeout: .now() + 0.2) == .timedOut {
-                    let statistics = shared.statistics
+                    let statistics = shared.statistics + seekable.statistics
                     var now = timespec()
                     clock_gettime(CLOCK_MONOTONIC, &now)
                     let seconds = Double(now.tv_sec - started.tv_sec) + Double(now.tv_nsec - started.tv_nsec) / 1e9
@@ -103,13 +111,14 @@ public enum LocalWordCount {
             }
         }
         DispatchQueue.concurrentPerform(iterations: threads) { index in
+            seekable.drain(into: work[index].counter, parcelSize: options.parcelSize)
             shared.drain(into: work[index].counter, parcelSize: options.parcelSize)
         }
         if progress != nil {
             stop.signal()
             stopped.wait()
         }
-        if let error = shared.firstError { throw error }
+        if let error = seekable.firstError ?? shared.firstError { throw error }
 
         let destination = counters[0]
         if threads > 1 {
@@ -131,7 +140,7 @@ public enum LocalWordCount {
             let code = failures.load(ordering: .relaxed)
             if code < 0 { throw .core(CoreErrorCode(rawValue: code), operation: "merging word counts") }
         }
-        return (destination.counter, shared.statistics)
+        return (destination.counter, shared.statistics + seekable.statistics)
     }
 }
 

@@ -68,22 +68,32 @@ public struct ByteRange: Hashable, Sendable {
 
 /// Splits shared sources (files every node reads at the same path) into byte ranges of
 /// `splitSize` by arithmetic alone: the master reads none of their bytes (Hadoop's
-/// `FileInputFormat`, Dask's `read_bytes`). Empty files give no split. Not thread-safe.
+/// `FileInputFormat`, Dask's `read_bytes`). Empty files give no split. A zstd file in the
+/// seekable format (decompression `auto`) is split by its seek table instead: each split is the
+/// compressed range of a run of whole frames of about `splitSize` bytes of text, which a worker
+/// decompresses alone (`SeekableReader`); the master reads only the table. Not thread-safe.
 final class ByteRangeSplitter {
     let paths: [String]
     let splitSize: UInt64
     /// Each source as the master saw it when the step was planned.
     let fingerprints: [SourceFingerprint]
+    /// The seek table of each seekable zstd source, nil for a source split by bytes.
+    let tables: [SeekTable?]
+    /// Each seekable source's splits, as runs of frames.
+    private let runs: [[Range<Int>]]
     private var source = 0
     private var offset: UInt64 = 0
+    private var run = 0
 
     /// Stats every source up front, so a missing file or a stream fails before any work.
     /// - Throws: `ElasticFlowError.invalidArgument` for standard input (it cannot be shared) or a
     ///   split size under 1; `.io`/`.isDirectory` for a source that cannot be used.
-    init(sources: [DataSource], splitSize: Int) throws(ElasticFlowError) {
+    ///   A seekable zstd file whose seek table is malformed throws `.invalidArgument` naming it.
+    init(sources: [DataSource], splitSize: Int, decompression: Decompression = .none) throws(ElasticFlowError) {
         guard splitSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
         var paths: [String] = []
         var fingerprints: [SourceFingerprint] = []
+        var tables: [SeekTable?] = []
         for source in sources {
             guard case .file(let path) = source else {
                 throw .invalidArgument(
@@ -93,11 +103,39 @@ final class ByteRangeSplitter {
                             : "standard input cannot be shared"))
             }
             paths.append(path)
-            fingerprints.append(try SourceFingerprint.of(path: path))
+            let fingerprint = try SourceFingerprint.of(path: path)
+            fingerprints.append(fingerprint)
+            tables.append(
+                decompression == .auto && SourceReader.format(ofFile: path) == InputDecoder.zstd
+                    ? try Self.seekTable(path, size: fingerprint.size) : nil)
         }
         self.paths = paths
         self.fingerprints = fingerprints
+        self.tables = tables
+        runs = tables.map { $0?.runs(targetSize: splitSize) ?? [] }
         self.splitSize = UInt64(splitSize)
+    }
+
+    private static func seekTable(_ path: String, size: UInt64) throws(ElasticFlowError) -> SeekTable? {
+        let fd = try DataSource.file(path).open()
+        defer { close(fd) }
+        return try SeekTable.load(fd: fd, size: size, name: path)
+    }
+
+    /// The indices of the seekable sources (a worker reads those splits as runs of frames).
+    var seekableSources: [Int] { tables.indices.filter { tables[$0] != nil } }
+
+    /// The bytes the processed ranges of source `index` must tile: its text (seekable) or the file.
+    func processedSize(_ index: Int) -> UInt64 { tables[index]?.decompressedSize ?? fingerprints[index].size }
+
+    /// Where the bytes processed for a split may start: in the split (bytes), or from its text's
+    /// first byte to one past its last (a run of frames: its first record may start just past it).
+    /// nil when the split is not a run of whole frames of a seekable source.
+    func processedStarts(_ range: ByteRange) -> ClosedRange<UInt64>? {
+        guard let table = tables[range.source] else { return range.offset...(range.offset + range.length - 1) }
+        guard let run = table.run(compressedOffset: range.offset, length: range.length) else { return nil }
+        let text = table.decompressedRange(run)
+        return text.lowerBound...text.upperBound
     }
 
     /// Total bytes of every source.
@@ -106,6 +144,16 @@ final class ByteRangeSplitter {
     /// The next split, or nil when every source is split.
     func next() -> ByteRange? {
         while source < paths.count {
+            if tables[source] != nil {
+                if run < runs[source].count {
+                    let (offset, length) = tables[source]!.compressedRange(runs[source][run])
+                    run += 1
+                    return ByteRange(source: source, offset: offset, length: length)
+                }
+                source += 1
+                run = 0
+                continue
+            }
             let size = fingerprints[source].size
             if offset < size {
                 let range = ByteRange(source: source, offset: offset, length: min(splitSize, size - offset))

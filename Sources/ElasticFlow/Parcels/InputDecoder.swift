@@ -23,6 +23,7 @@ final class InputDecoder {
     }
 
     static let plain = Int32(EF_FORMAT_PLAIN.rawValue)
+    static let zstd = Int32(EF_FORMAT_ZSTD.rawValue)
     static let magicSize = Int(EF_FORMAT_MAGIC_SIZE)
 
     /// "gzip", "zstd", "lz4", "bzip2" or "plain".

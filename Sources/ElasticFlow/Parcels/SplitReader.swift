@@ -1,4 +1,5 @@
 internal import CElasticFlow
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -37,18 +38,29 @@ public struct ProcessedRange: Hashable, Sendable {
 /// result is the single-node result, byte for byte. A split that lies inside one long line owns
 /// nothing; the split where that line starts reads all of it.
 ///
+/// A source the master split by its seek table (zstd's seekable format) is read as a run of whole
+/// frames instead (`SeekableReader`, the same ownership of lines in the decompressed text, moved
+/// one byte on), and what was processed is measured in that text.
+///
 /// Files are opened once per reader and read with `pread` into the caller's recycled buffer (no
 /// freshly zeroed pages per parcel). Thread-safe: descriptors are shared, reads are positional.
 final class SplitReader: Sendable {
     let files: SourceFiles
     var paths: [String] { files.paths }
+    /// The sources split by frames.
+    let seekable: Set<Int>
+    /// Their seek tables, read on first use (guarded; a leaf lock, no I/O under it).
+    private let tables = Mutex<[Int: SeekTable]>([:])
+    /// Idle frame readers: one per thread at a time, kept for the next split.
+    private let readers = Mutex<[SeekableReader]>([])
 
     /// Bytes read past a split's end in the first read, to finish its last line without a second
     /// system call in the common case (lines far shorter than this).
     static let lookahead: UInt64 = 64 << 10
 
-    init(paths: [String]) {
+    init(paths: [String], seekable: Set<Int> = []) {
         files = SourceFiles(paths: paths)
+        self.seekable = seekable
     }
 
     /// Reads the lines `range` owns into `buffer`.
@@ -68,6 +80,9 @@ final class SplitReader: Sendable {
             throw .invalidArgument(
                 "shared input '\(path)' is \(size) bytes on this node but was \(expectedSize) when the master split it")
         }
+        if seekable.contains(range.source) {
+            return try readFrames(range, fd: fd, size: size, path: path, into: buffer)
+        }
         let end = range.offset + range.length
         guard range.length > 0, end <= size else {
             throw .invalidArgument("split \(range.offset)+\(range.length) lies outside '\(path)' (\(size) bytes)")
@@ -77,7 +92,7 @@ final class SplitReader: Sendable {
         let first = Int(min(size, end + Self.lookahead) - readStart)
         buffer.count = 0
         if buffer.capacity < first { buffer.grow(to: first) }
-        try fill(buffer, upTo: first, fd: fd, fileOffset: readStart, path: path)
+        try Self.fill(buffer, upTo: first, fd: fd, fileOffset: readStart, path: path)
 
         let bytes = buffer.base.assumingMemoryBound(to: UInt8.self)
         // The last byte of the split, as an index into the buffer.
@@ -110,7 +125,7 @@ final class SplitReader: Sendable {
             searchFrom = buffer.count
             let more = Int(min(size - readSoFar, UInt64(max(buffer.count, 1 << 16))))
             if buffer.capacity < buffer.count + more { buffer.grow(to: max(buffer.capacity * 2, buffer.count + more)) }
-            try fill(buffer, upTo: buffer.count + more, fd: fd, fileOffset: readStart, path: path)
+            try Self.fill(buffer, upTo: buffer.count + more, fd: fd, fileOffset: readStart, path: path)
         }
         let owned = UnsafeRawBufferPointer(start: buffer.base + start, count: stop - start)
         // One pass for both (ef_crc32c_lines), since the bytes are read once here.
@@ -121,16 +136,51 @@ final class SplitReader: Sendable {
         return (start..<stop, processed)
     }
 
-    /// `pread` until the buffer holds `limit` bytes (from `fileOffset` at index 0).
-    private func fill(_ buffer: ParcelBuffer, upTo limit: Int, fd: Int32, fileOffset: UInt64, path: String)
-        throws(ElasticFlowError)
+    /// A seekable source's split: the lines its run of frames owns, in the text's offsets.
+    private func readFrames(_ range: ByteRange, fd: Int32, size: UInt64, path: String, into buffer: ParcelBuffer)
+        throws(ElasticFlowError) -> (bytes: Range<Int>, processed: ProcessedRange)
     {
+        let table: SeekTable
+        if let known = tables.withLock({ $0[range.source] }) {
+            table = known
+        } else {
+            guard let loaded = try SeekTable.load(fd: fd, size: size, name: path) else {
+                throw .invalidArgument("shared input '\(path)' is not in zstd's seekable format on this node")
+            }
+            tables.withLock { $0[range.source] = loaded }
+            table = loaded
+        }
+        guard let run = table.run(compressedOffset: range.offset, length: range.length) else {
+            throw .invalidArgument(
+                "split \(range.offset)+\(range.length) is not a run of whole frames of the seekable '\(path)'")
+        }
+        let idle = readers.withLock { $0.popLast() }
+        let reader: SeekableReader
+        if let idle { reader = idle } else { reader = try SeekableReader() }
+        defer { readers.withLock { $0.append(reader) } }
+        let (owned, start) = try reader.read(
+            run, of: table, fd: fd, name: path, boundary: .lines, lookPastCap: Limits.maxPayload.upperBound,
+            into: buffer)
+        let (checksum, lines) = crc32cAndLines(UnsafeRawBufferPointer(rebasing: buffer.bytes[owned]))
+        return (
+            owned,
+            ProcessedRange(start: start, length: UInt64(owned.count), lines: lines, checksum: checksum, fileSize: size)
+        )
+    }
+
+    /// `pread` until the buffer holds `limit` bytes (from `fileOffset` at index 0); also
+    /// `SeekableReader`'s read of compressed frames.
+    /// - Parameter shared: the file is a shared input (named so in the error when it ends early).
+    static func fill(
+        _ buffer: ParcelBuffer, upTo limit: Int, fd: Int32, fileOffset: UInt64, path: String, shared: Bool = true
+    ) throws(ElasticFlowError) {
         while buffer.count < limit {
             let n = pread(fd, buffer.base + buffer.count, limit - buffer.count, off_t(fileOffset) + off_t(buffer.count))
             if n > 0 {
                 buffer.count += n
             } else if n == 0 {
-                throw .invalidArgument("shared input '\(path)' ended early: it changed while being read")
+                throw .invalidArgument(
+                    "\(shared ? "shared input " : "")'\(path)' ended early: it changed while being read")
             } else if errno != EINTR {
                 throw .io(path: path, operation: "read", errno: errno)
             }
