@@ -12,12 +12,16 @@ internal import CElasticFlow
 public enum SeekableWriter {
     /// The frame sizes `--frame-size` accepts: at least 1 byte (tests cut frames everywhere), at most what a parcel may hold.
     public static let frameSizes = 1...Int(SeekTable.maxFrameSize)
+    /// The frame size when none is given: 1 MiB of text per frame.
     public static let defaultFrameSize = 1 << 20
 
     /// What was written.
     public struct Summary: Hashable, Sendable {
+        /// zstd frames written (the seek table has one entry each).
         public var frames: Int
+        /// Bytes of text compressed (the input as read, decompressed when it was compressed).
         public var textBytes: UInt64
+        /// Bytes written to the output: the frames and the seek table.
         public var compressedBytes: UInt64
     }
 
