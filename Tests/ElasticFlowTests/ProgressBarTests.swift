@@ -84,6 +84,24 @@ import Testing
         #expect(piped.status == 0 && piped.stderr.isEmpty, "\(piped.stderr)")
     }
 
+    @Test func theTotalOfACompressedFileIsItsTextOrUnknown() throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 72)
+        let text = generator.generate(byteCount: 300_000)
+        let plain = try directory.file("t.txt", text)
+        let seekable = directory.path("t.txt.zst")
+        let compress = try CommandRunner.run(["compress", "--seekable", "--frame-size", "64KiB", "-o", seekable, plain])
+        #expect(compress.status == 0, "\(compress.stderr)")
+        let gzip = try CommandRunner.run(["-c", "-k", plain], executable: "/bin/gzip")
+        let gz = try directory.file("t.txt.gz", gzip.stdout)
+        let size = UInt64(text.count)
+        #expect(DataSource.totalSize(of: [.file(plain)], decompression: .auto) == size)
+        #expect(DataSource.totalSize(of: [.file(seekable), .file(plain)], decompression: .auto) == 2 * size)
+        #expect(DataSource.totalSize(of: [.file(gz), .file(plain)], decompression: .auto) == nil, "unknown")
+        #expect(DataSource.totalSize(of: [.file(gz)], decompression: .none) == UInt64(gzip.stdout.count))
+        #expect(DataSource.totalSize(of: [.standardInput], decompression: .auto) == nil)
+    }
+
     /// The frames drawn: the text between carriage returns, without the erase-to-end sequence.
     static func frames(_ bytes: ArraySlice<UInt8>) -> [String] {
         bytes.split(separator: 0x0D).map {

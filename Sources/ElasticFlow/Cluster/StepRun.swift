@@ -114,7 +114,7 @@ final class StepRun: @unchecked Sendable {
         // The sizes the cutter already took (a stat a file less: 5,000 small files are 5,000 stats).
         totalBytes =
             cutter.splitter?.totalBytes ?? cutter.copyFiles.map { $0.fingerprints.reduce(0) { $0 + $1.size } }
-            ?? DataSource.totalSize(of: plan.sources)
+            ?? DataSource.totalSize(of: plan.sources, decompression: configuration.decompression)
         workerInFlight =
             configuration.inFlight
             ?? (configuration.sharedInput

@@ -92,7 +92,7 @@ public enum LocalWordCount {
         let stop = DispatchSemaphore(value: 0)
         let stopped = DispatchSemaphore(value: 0)
         if let progress {
-            let total = DataSource.totalSize(of: sources)
+            let total = DataSource.totalSize(of: sources, decompression: options.decompression)
             var start = timespec()
             clock_gettime(CLOCK_MONOTONIC, &start)
             let started = start

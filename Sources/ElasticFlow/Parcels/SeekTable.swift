@@ -27,6 +27,19 @@ struct SeekTable: Sendable {
         frames.last.map { $0.decompressed_offset + UInt64($0.decompressed_size) } ?? 0
     }
 
+    /// The text a seekable zstd file holds (its table's decompressed size), or nil when the file
+    /// cannot be read, is not seekable or its table is damaged (the count reports that itself).
+    static func textSize(ofFile path: String) -> UInt64? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, let table = try? load(fd: fd, size: UInt64(info.st_size), name: path) else {
+            return nil
+        }
+        return table.decompressedSize
+    }
+
     /// Reads the seek table of the regular file open as `fd` (of `size` bytes), named `name` in errors.
     /// - Returns: nil when the file does not end with the seekable footer (its magic number).
     /// - Throws: `.invalidArgument` naming the file and the table's offset when the footer or the
