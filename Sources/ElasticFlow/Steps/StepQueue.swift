@@ -119,7 +119,8 @@ public final class StepQueue: @unchecked Sendable {
         dataLock = try stepData.map { (directory) throws(ElasticFlowError) in try StepDataLock(directory: directory) }
     }
 
-    /// Queues a step. - Returns: its number.
+    /// Queues a step; it runs after the steps queued before it.
+    /// - Returns: its number.
     @discardableResult
     public func add(_ definition: StepDefinition) throws(ElasticFlowError) -> UInt32 {
         lock.lock()
