@@ -161,7 +161,11 @@ final class SourceReader {
 
     /// The format of the regular file at `path` from its first bytes (`InputDecoder.plain` when it
     /// is plain, shorter than a magic number, or cannot be read: opening it reports that later).
+    /// Anything but a regular file is never opened here: a FIFO opened and closed before the
+    /// count's own open would cut its writer off (SIGPIPE) and lose its data.
     static func format(ofFile path: String) -> Int32 {
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return InputDecoder.plain }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return InputDecoder.plain }
         defer { close(fd) }
