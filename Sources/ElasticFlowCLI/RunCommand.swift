@@ -78,8 +78,7 @@ struct RunCommand: ParsableCommand {
                 !file.nodes.contains { $0.role == "worker" } && cluster.workers == nil && cluster.listen == nil
                 && !file.nodes.contains { $0.role == "master" && !$0.address.hasSuffix(":0") }
             let cookie = try cluster.cookieOptions.resolve(fileFallback: file.cookieFile, required: !alone)
-            var configuration = try file.configuration(cookie: cookie)
-            if let workers = try cluster.workerAddresses() { configuration.workers = workers }
+            var configuration = try file.configuration(cookie: cookie, workers: try cluster.workerAddresses())
             try cluster.apply(to: &configuration, parcelSize: parcelSize)
             var parameters: [String: String] = [:]
             for pair in param {

@@ -149,6 +149,19 @@ import Testing
         let fromFile = try CommandRunner.run(["run", "--config", config, path], timeout: 60)
         #expect(fromFile.status == 0, "\(fromFile.stderr)")
         #expect(fromFile.stdout == Reference.text(text, lowercase: false))
+        // The file's minWorkers is judged against the workers the step really has: --workers.
+        let second = try TestWorker(cookie: "m")
+        let small = try directory.file(
+            "small.json",
+            Array(
+                """
+                {"nodes": [{"name": "b", "address": "\(down)", "role": "worker"}],
+                 "cookieFile": "\(cookie)", "minWorkers": 2}
+                """.utf8))
+        let replaced = try CommandRunner.run(
+            ["run", "--config", small, "--workers", "\(worker.address),\(second.address)", path], timeout: 60)
+        #expect(replaced.status == 0, "\(replaced.stderr)")
+        #expect(replaced.stdout == Reference.text(text, lowercase: false))
     }
 
     @Test func badValuesAreRefusedBeforeAnyWorkerIsContacted() throws {

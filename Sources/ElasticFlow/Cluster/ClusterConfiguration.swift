@@ -329,7 +329,12 @@ public struct ClusterFile: Codable, Sendable {
     }
 
     /// The configuration a master builds from this file (flags may override it afterwards).
-    public func configuration(cookie: Cookie) throws(ElasticFlowError) -> ClusterConfiguration {
+    /// - Parameter workers: the workers to use instead of the file's nodes (`--workers`): given
+    ///   here, not set afterwards, so the file's other values (`minWorkers`) are checked against
+    ///   the workers the step will really have.
+    public func configuration(cookie: Cookie, workers replacement: [NodeAddress]? = nil) throws(ElasticFlowError)
+        -> ClusterConfiguration
+    {
         var workers: [NodeAddress] = []
         for node in nodes where node.role == "worker" {
             let address = try NodeAddress(parsing: node.address)
@@ -338,7 +343,7 @@ public struct ClusterFile: Codable, Sendable {
             }
             workers.append(address)
         }
-        var configuration = ClusterConfiguration(workers: workers, cookie: cookie)
+        var configuration = ClusterConfiguration(workers: replacement ?? workers, cookie: cookie)
         if let compression { configuration.compression = try Compression(parsing: compression) }
         if let parcelSize {
             configuration.parcelSize = try Limits.size(
