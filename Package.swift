@@ -8,11 +8,15 @@ let package = Package(
         .library(name: "ElasticFlow", targets: ["ElasticFlow"]),
         .library(name: "CElasticFlow", targets: ["CElasticFlow"]),
         .executable(name: "elasticflow", targets: ["ElasticFlowCLI"]),
+        // Worker and step queue as swift-service-lifecycle services (its own product, so the core
+        // library does not carry the dependency).
+        .library(name: "ElasticFlowService", targets: ["ElasticFlowService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // `make docs`: `swift package generate-documentation` (the DocC catalog in Sources/ElasticFlow).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The C core; also built alone as libelasticflow by the Makefile.
@@ -43,6 +47,14 @@ let package = Package(
             dependencies: ["CElasticFlow"],
             path: "Sources/ElasticFlow"
         ),
+        .target(
+            name: "ElasticFlowService",
+            dependencies: [
+                "ElasticFlow",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/ElasticFlowService"
+        ),
         .executableTarget(
             name: "ElasticFlowCLI",
             dependencies: [
@@ -53,7 +65,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ElasticFlowTests",
-            dependencies: ["ElasticFlow", "CElasticFlow", "ElasticFlowCLI"],
+            dependencies: [
+                "ElasticFlow", "CElasticFlow", "ElasticFlowCLI", "ElasticFlowService",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Tests/ElasticFlowTests"
         ),
     ],
