@@ -329,9 +329,11 @@ public struct ClusterFile: Codable, Sendable {
     }
 
     /// The configuration a master builds from this file (flags may override it afterwards).
-    /// - Parameter workers: the workers to use instead of the file's nodes (`--workers`): given
-    ///   here, not set afterwards, so the file's other values (`minWorkers`) are checked against
-    ///   the workers the step will really have.
+    /// - Parameters:
+    ///   - cookie: the shared secret (from the file's `cookieFile`, a flag or the environment).
+    ///   - replacement: the workers to use instead of the file's nodes (`--workers`): given here,
+    ///     not set afterwards, so the file's other values (`minWorkers`) are checked against the
+    ///     workers the step will really have.
     public func configuration(cookie: Cookie, workers replacement: [NodeAddress]? = nil) throws(ElasticFlowError)
         -> ClusterConfiguration
     {
