@@ -74,14 +74,9 @@ import Testing
         let text = generator.generate(byteCount: 600_000)
         let path = try directory.file("t.txt", text)
         let cookie = try Cookie("async")
-        let worker = try Worker(
-            configuration: WorkerConfiguration(listen: try NodeAddress(parsing: "127.0.0.1:0"), cookie: cookie))
+        let worker = try Self.inProcessWorker(cookie: cookie)
         let serving = Task { try await worker.run() }
-        while worker.address.port == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        var configuration = ClusterConfiguration(workers: [worker.address], cookie: cookie)
-        configuration.masterProcesses = false
-        configuration.parcelSize = 32 << 10
-        let report = try await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
+        let (report, configuration) = try await Self.count(path, onlyOn: worker, cookie: cookie)
         guard case .wordCount(let counter) = report.output else {
             Issue.record("no word count")
             return
@@ -92,6 +87,25 @@ import Testing
         try await serving.value  // returns once the worker has stopped
         let after = try? await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
         #expect(after == nil, "a stopped worker serves no more")
+    }
+
+    /// A worker in this process on a free loopback port, not yet started.
+    static func inProcessWorker(cookie: Cookie) throws -> Worker {
+        try Worker(configuration: WorkerConfiguration(listen: try NodeAddress(parsing: "127.0.0.1:0"), cookie: cookie))
+    }
+
+    /// Waits until `worker` listens, then counts `path` on it alone (the master does no work).
+    /// - Returns: the report and the configuration, to try the worker again.
+    static func count(_ path: String, onlyOn worker: Worker, cookie: Cookie) async throws
+        -> (StepReport, ClusterConfiguration)
+    {
+        while worker.address.port == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        var configuration = ClusterConfiguration(workers: [worker.address], cookie: cookie)
+        configuration.masterProcesses = false
+        configuration.parcelSize = 32 << 10
+        return (
+            try await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)]), configuration
+        )
     }
 
     @Test func aCounterSharedByThreadsCountsEveryWord() throws {

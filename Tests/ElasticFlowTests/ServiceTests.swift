@@ -18,17 +18,12 @@ import Testing
         let text = generator.generate(byteCount: 400_000)
         let path = try directory.file("t.txt", text)
         let cookie = try Cookie("service")
-        let worker = try Worker(
-            configuration: WorkerConfiguration(listen: try NodeAddress(parsing: "127.0.0.1:0"), cookie: cookie))
+        let worker = try AsyncAPITests.inProcessWorker(cookie: cookie)
         let group = ServiceGroup(
             configuration: .init(
                 services: [WorkerService(worker)], gracefulShutdownSignals: [.sigterm], logger: Self.logger))
         let running = Task { try await group.run() }
-        while worker.address.port == 0 { try await Task.sleep(for: .milliseconds(10)) }
-        var configuration = ClusterConfiguration(workers: [worker.address], cookie: cookie)
-        configuration.masterProcesses = false
-        configuration.parcelSize = 32 << 10
-        let report = try await Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
+        let (report, configuration) = try await AsyncAPITests.count(path, onlyOn: worker, cookie: cookie)
         guard case .wordCount(let counter) = report.output else {
             Issue.record("no word count")
             return
