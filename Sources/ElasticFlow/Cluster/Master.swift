@@ -15,6 +15,7 @@ public final class Master: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
+    private var board: StatusBoard?
 
     /// A master; nothing is contacted until `run(task:sources:options:step:progress:)`.
     /// - Parameters:
@@ -28,6 +29,11 @@ public final class Master: @unchecked Sendable {
 
     /// Adds an interceptor; it sees the events of every later step. Not while a step runs.
     public func add(_ interceptor: any Interceptor) { interceptors.append(interceptor) }
+
+    /// Keeps `board` up to date with every later step (the status page, `/api/status`,
+    /// `/metrics`): its events, and a sample of the nodes and receipts about five times a second.
+    /// Not while a step runs.
+    public func report(to board: StatusBoard) { self.board = board }
 
     /// Runs one step to completion and returns its output.
     /// - Parameters:
@@ -51,8 +57,8 @@ public final class Master: @unchecked Sendable {
         throws(ElasticFlowError) -> StepReport
     {
         let run = try StepRun(
-            configuration: configuration, registry: tasks, plan: plan, interceptors: interceptors,
-            cancellation: cancellation)
+            configuration: configuration, registry: tasks, plan: plan,
+            interceptors: board.map { interceptors + [$0] } ?? interceptors, cancellation: cancellation, board: board)
         return try run.execute(progress: progress)
     }
 }
