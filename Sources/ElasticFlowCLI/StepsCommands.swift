@@ -96,8 +96,13 @@ struct ResumeCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup
+    var statusServer: StatusOptions
+
     func run() throws {
         do throws(ElasticFlowError) {
+            let status = try statusServer.start()
+            defer { status?.finish() }
             let records = try StepJournal.steps(in: stepData)
             guard
                 let chosen = step
@@ -115,9 +120,9 @@ struct ResumeCommand: ParsableCommand {
             if let threads { configuration.masterThreads = threads }
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
-            let report = try StepExecution.resume(
-                step: chosen, master: Master(configuration: configuration), stepData: stepData
-            ) {
+            let master = Master(configuration: configuration)
+            status?.attach(master)
+            let report = try StepExecution.resume(step: chosen, master: master, stepData: stepData) {
                 bar.update($0)
             }
             bar.finish()

@@ -39,6 +39,9 @@ struct WorkerCommand: ParsableCommand {
     @Flag(name: .long, help: "Log nothing but errors.")
     var quiet = false
 
+    @OptionGroup
+    var statusServer: WorkerStatusOptions
+
     func run() throws {
         // Signals are taken by a thread of our own (sigwait), so every thread must block them
         // before any is created.
@@ -57,17 +60,19 @@ struct WorkerCommand: ParsableCommand {
             let secret = try cookie.resolve()
             var configuration = WorkerConfiguration(
                 listen: address ?? NodeAddress(host: "127.0.0.1", port: 0), cookie: secret,
-                name: address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
+                name: statusServer.name ?? address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
             configuration.listens = address != nil
             configuration.join = master
             configuration.encrypt = encrypt
             if let threads { configuration.threads = threads }
             if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
             try configuration.validate()
+            let status = try statusServer.start(name: configuration.name)
             let quiet = self.quiet
             let worker = try Worker(configuration: configuration) { line in
                 if !quiet { logLine("elasticflow worker: \(line)") }
             }
+            worker.statusBoard = status?.board
             try worker.start()
             if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
             if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
@@ -81,6 +86,7 @@ struct WorkerCommand: ParsableCommand {
             }
             waiter.start()
             worker.wait()
+            status?.finish()
         } catch {
             fail(error.description)
         }

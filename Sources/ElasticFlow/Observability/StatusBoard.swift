@@ -248,6 +248,40 @@ public final class StatusBoard: Interceptor, Sendable {
         state.withLock { $0.events.append(record) }
     }
 
+    // MARK: a single-node run (the CLI's `count` without workers: no `Master`, no step run)
+
+    /// A single-node run begins: step 1, the master alone, running at once.
+    func beginLocal(task: String, bytesTotal: UInt64?) {
+        begin(step: 1, task: task, bytesTotal: bytesTotal)
+        state.withLock { $0.step?.state = "running" }
+    }
+
+    /// A single-node run's progress (its progress callback, about five times a second).
+    func record(progress: StepProgress) {
+        record(Self.sample(progress))
+    }
+
+    /// A single-node run ended, after `progress` (its last figures), or failed.
+    func endLocal(progress: StepProgress, failure: String?) {
+        var summary = StepSummary()
+        summary.step = 1
+        summary.parcels = progress.parcelsCut
+        summary.receiptsClosed = progress.parcelsDone
+        summary.bytes = progress.bytesDone
+        summary.seconds = progress.seconds
+        summary.parcelsByNode = ["master": progress.parcelsDone]
+        end(summary: summary, failure: failure, last: Self.sample(progress))
+    }
+
+    private static func sample(_ progress: StepProgress) -> StepSample {
+        StepSample(
+            bytesDone: progress.bytesDone, parcelsCut: progress.parcelsCut,
+            receipts: ReceiptCounts(
+                open: max(0, progress.parcelsCut - progress.parcelsDone), waiting: 0, closed: progress.parcelsDone),
+            retries: 0, duplicates: 0, taskErrors: 0, refusedResults: 0, speculativeCopies: 0, bytesSentWire: 0,
+            bytesReceivedWire: 0, nodes: [(name: "master", label: "", state: "up", open: 0)], chaos: nil)
+    }
+
     // MARK: Interceptor
 
     /// Counts the bytes sent to `node`.
