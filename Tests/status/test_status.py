@@ -165,7 +165,7 @@ def test_page_in_headless_chromium(procs, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in first  # a text node, escaped by the serializer
     assert EVIL not in first
     done_before, cut = parcels_done(first)
-    assert 0 < done_before < 40 and cut > 0
+    assert 0 < done_before < cut
 
     # kill -9 one worker: the page shows it down (or suspected) and progress goes on.
     victim.p.send_signal(signal.SIGKILL)
@@ -187,11 +187,12 @@ def test_page_in_headless_chromium(procs, tmp_path):
         time.sleep(0.2)
     final = status(base)
     assert final["step"]["ended"] and final["step"]["state"] in ("completed", "completed-with-retries")
-    assert final["step"]["parcelsDone"] == final["step"]["parcelsCut"] == 40
+    total = final["step"]["parcelsCut"]
+    assert final["step"]["parcelsDone"] == total >= 40  # cut at a newline before 16 KiB: a few more
     assert final["step"]["bytesDone"] == size
     third = dump_dom(base + "/")
     assert 'id="ended" data-ended="true"' in third
-    assert parcels_done(third) == (40, 40)
+    assert parcels_done(third) == (total, total)
     shot = os.path.join(DOCS, "status-page.png")
     r = subprocess.run(browser_args(base + "/")[:-1] + [f"--screenshot={shot}", base + "/"], capture_output=True,
                        timeout=60)
