@@ -127,8 +127,7 @@ struct RunCommand: ParsableCommand {
     /// Runs a queue of steps from a JSON file, printing each step's state and output.
     private func runQueue(
         _ path: String, configuration: ClusterConfiguration, interrupts: InterruptWatcher?, status: StatusSession?
-    ) throws(ElasticFlowError)
-    {
+    ) throws(ElasticFlowError) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .io(path: path, operation: "read steps file", errno: errno == 0 ? ENOENT : errno)
         }

@@ -58,7 +58,9 @@ struct WorkerStatusOptions: ParsableArguments {
             valueName: "HOST:PORT"))
     var metrics: String?
 
-    @Option(name: .long, help: ArgumentHelp("The name this worker gives masters (default worker@ADDRESS).", valueName: "NAME"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The name this worker gives masters (default worker@ADDRESS).", valueName: "NAME"))
     var name: String?
 
     /// Starts the worker's metrics server when `--metrics` is given (before the worker serves).
@@ -74,7 +76,9 @@ extension StatusSession? {
     func localRun(
         _ sources: [DataSource], options: WordCountOptions, progress: (@Sendable (StepProgress) -> Void)?
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
-        guard let board = self?.board else { return try LocalWordCount.run(sources, options: options, progress: progress) }
+        guard let board = self?.board else {
+            return try LocalWordCount.run(sources, options: options, progress: progress)
+        }
         return try LocalWordCount.run(sources, options: options, reportingTo: board, progress: progress)
     }
 }
@@ -88,7 +92,8 @@ final class StatusSession: Sendable {
     init(address: NodeAddress, role: String, name: String, linger: Double, page: Bool) throws(ElasticFlowError) {
         let metrics = StatusMetrics()
         board = StatusBoard(role: role, name: name, observer: metrics)
-        server = try StatusServer(address: address, routes: StatusRoutes(board: board, metrics: metrics, servesPage: page))
+        server = try StatusServer(
+            address: address, routes: StatusRoutes(board: board, metrics: metrics, servesPage: page))
         self.linger = linger
         // On standard error, so a caller that asked for port 0 learns the port.
         logLine("elasticflow: status on http://\(server.address)/")

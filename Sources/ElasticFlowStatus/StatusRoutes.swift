@@ -53,7 +53,8 @@ public struct StatusRoutes: Sendable {
             }
             return Response(
                 status: 200, contentType: "text/plain; charset=utf-8",
-                body: Array("elasticflow \(board.role) \(board.name): /api/status (JSON), /metrics (Prometheus)\n".utf8))
+                body: Array("elasticflow \(board.role) \(board.name): /api/status (JSON), /metrics (Prometheus)\n".utf8)
+            )
         case "/api/status":
             return Response(
                 status: 200, contentType: "application/json; charset=utf-8", body: Self.json(board.snapshot()))

@@ -94,7 +94,8 @@ final class StatusHTTPHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         let status = HTTPResponseStatus(statusCode: response.status)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
             promise: nil)
         if head.method != .HEAD {
             var buffer = context.channel.allocator.buffer(capacity: response.body.count)

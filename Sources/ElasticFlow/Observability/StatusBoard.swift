@@ -207,7 +207,8 @@ public final class StatusBoard: Interceptor, Sendable {
 
     private static func counts(_ chaos: ChaosReport) -> [ChaosCount] {
         FaultKind.allCases.map {
-            ChaosCount(kind: $0.rawValue, injected: chaos.injected[$0, default: 0], recovered: chaos.recovered[$0, default: 0])
+            ChaosCount(
+                kind: $0.rawValue, injected: chaos.injected[$0, default: 0], recovered: chaos.recovered[$0, default: 0])
         }
     }
 
@@ -298,7 +299,8 @@ public final class StatusBoard: Interceptor, Sendable {
     public func taskCompleted(_ receipt: Receipt, on node: String, seconds: Double) {
         observer?.observe(.task, seconds: seconds)
         let record = StatusEvent(
-            seconds: now, step: receipt.step, text: FlowEvent.taskComplete(receipt, node: node, seconds: seconds).description)
+            seconds: now, step: receipt.step,
+            text: FlowEvent.taskComplete(receipt, node: node, seconds: seconds).description)
         state.withLock { model in
             model.nodes[node, default: NodeCounters()].parcelsDone += 1
             model.events.append(record)
