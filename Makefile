@@ -47,7 +47,8 @@ bench: release
 	@corpus=$$(mktemp); \
 	if [ -f ../shared/corpora/kjv.txt ]; then for i in 1 2 3 4 5 6 7 8 9 10; do cat ../shared/corpora/kjv.txt; done > $$corpus; \
 	else $(ELASTICFLOW) generate --size 43MiB --seed 1 -o $$corpus; fi; \
-	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus; rc=$$?; rm -f $$corpus; exit $$rc
+	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus && python3 Benchmarks/status_bench.py $(ELASTICFLOW) $$corpus; \
+	rc=$$?; rm -f $$corpus; exit $$rc
 	python3 Benchmarks/many_files_bench.py $(ELASTICFLOW) --files 5000 --rounds 5
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy

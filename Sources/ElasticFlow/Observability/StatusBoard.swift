@@ -23,8 +23,10 @@ public protocol DurationObserver: Sendable {
 /// already wakes that often (`StepRun.execute`); a worker counts each parcel it answers. Nothing
 /// is taken per byte. `snapshot()` copies the model out as a `StatusSnapshot`.
 public final class StatusBoard: Interceptor, Sendable {
-    /// Recent events kept (the oldest go first).
+    /// Recent events kept (the oldest go first), of which `parcelEventLimit` parcel events at most.
     public static let eventLimit = 200
+    /// Parcel events (`task-complete`) kept among the recent events.
+    public static let parcelEventLimit = 40
     /// Throughput samples kept.
     static let throughputLimit = 600
     /// Seconds between two throughput samples.
@@ -58,7 +60,10 @@ public final class StatusBoard: Interceptor, Sendable {
         var chaos: [ChaosCount] = []
         var throughput = Ring<ThroughputPoint>(limit: StatusBoard.throughputLimit)
         var lastRate: (seconds: Double, bytes: UInt64) = (0, 0)
-        var events = Ring<StatusEvent>(limit: StatusBoard.eventLimit)
+        /// Step updates and a worker's own events (node up, down, ...): rare, and what a reader looks for.
+        var events = Ring<StatusEvent>(limit: StatusBoard.eventLimit - StatusBoard.parcelEventLimit)
+        /// Parcel events (`task-complete`): one per parcel, kept apart so they never push out the above.
+        var parcelEvents = Ring<StatusEvent>(limit: StatusBoard.parcelEventLimit)
         /// Totals of the steps before the current one; the current one's are added in `snapshot`.
         var earlier = StatusTotals()
         var worker: WorkerStatus?
@@ -99,7 +104,8 @@ public final class StatusBoard: Interceptor, Sendable {
             return StatusSnapshot(
                 role: role, name: name, uptimeSeconds: uptime, step: step, stepsBegun: model.stepsBegun,
                 nodes: nodes, receipts: model.receipts, chaos: model.chaos, throughput: model.throughput.elements,
-                events: model.events.elements, totals: totals, worker: model.worker)
+                events: (model.events.elements + model.parcelEvents.elements).sorted { $0.seconds < $1.seconds },
+                totals: totals, worker: model.worker)
         }
     }
 
@@ -303,7 +309,7 @@ public final class StatusBoard: Interceptor, Sendable {
             text: FlowEvent.taskComplete(receipt, node: node, seconds: seconds).description)
         state.withLock { model in
             model.nodes[node, default: NodeCounters()].parcelsDone += 1
-            model.events.append(record)
+            model.parcelEvents.append(record)
         }
     }
 
