@@ -24,9 +24,7 @@ struct StatusOptions: ParsableArguments {
     /// else on the cluster file's `status` key; nil when neither is given.
     func start(fileAddress: String? = nil) throws(ElasticFlowError) -> StatusSession? {
         let linger = statusLinger ?? 0
-        guard linger.isFinite, (0...3600).contains(linger) else {
-            throw .invalidArgument("--status-linger must be 0 to 3600 seconds, not \(statusLinger!)")
-        }
+        try Limits.check(seconds: linger, in: Limits.statusLinger, "--status-linger")
         guard let text = status ?? fileAddress else {
             if statusLinger != nil { throw .invalidArgument("--status-linger needs --status") }
             return nil
