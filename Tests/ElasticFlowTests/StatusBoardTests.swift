@@ -54,8 +54,9 @@ import Testing
         #expect(text1.contains("elasticflow_bytes_done_total \(summary.bytes)\n"))
         #expect(text1.contains("elasticflow_task_duration_seconds_count \(summary.receiptsClosed)\n"))
         // A second scrape adds nothing: the counters are the board's totals, not a sum of scrapes.
-        #expect(String(decoding: metrics.render(board.snapshot()), as: UTF8.self).contains(
-            "elasticflow_parcels_done_total \(summary.receiptsClosed)\n"))
+        #expect(
+            String(decoding: metrics.render(board.snapshot()), as: UTF8.self).contains(
+                "elasticflow_parcels_done_total \(summary.receiptsClosed)\n"))
 
         // The worker's own board: the parcels it answered.
         let mine = summary.parcelsByNode[worker.address.description, default: 0]
@@ -72,8 +73,26 @@ import Testing
         #expect(second.summary.receiptsClosed != summary.receiptsClosed)
         let text2 = String(decoding: otherMetrics.render(other.snapshot()), as: UTF8.self)
         #expect(text2.contains("elasticflow_parcels_done_total \(second.summary.receiptsClosed)\n"))
-        #expect(String(decoding: metrics.render(board.snapshot()), as: UTF8.self).contains(
-            "elasticflow_parcels_done_total \(summary.receiptsClosed)\n"))
+        #expect(
+            String(decoding: metrics.render(board.snapshot()), as: UTF8.self).contains(
+                "elasticflow_parcels_done_total \(summary.receiptsClosed)\n"))
+    }
+
+    @Test func aStepThatFailsEndsFailedOnTheBoard() async throws {
+        let directory = try TemporaryDirectory()
+        let path = try directory.file("t.txt", Array("a b c\n".utf8))
+        // Nothing listens on port 1 of loopback: the connection is refused and the step fails.
+        var configuration = ClusterConfiguration(
+            workers: [NodeAddress(host: "127.0.0.1", port: 1)], cookie: try Cookie("x"))
+        configuration.connectTimeout = 2
+        let board = StatusBoard(role: "master", name: "master")
+        let master = Master(configuration: configuration)
+        master.report(to: board)
+        let failed = try? await master.run(task: "wordcount", sources: [.file(path)])
+        #expect(failed == nil)
+        let step = try #require(board.snapshot().step)
+        #expect(step.ended && step.state == "failed" && !step.detail.isEmpty)
+        #expect(board.snapshot().totals.stepsFailed == 1)
     }
 
     @Test func peerTextIsEscapedInTheJSON() throws {

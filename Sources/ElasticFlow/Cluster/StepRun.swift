@@ -173,8 +173,9 @@ final class StepRun: @unchecked Sendable {
             if !lock.wait(until: deadline) { failure = .cluster(tooFewWorkers(required: required)) }
         }
         if let failure {
-            board?.end(summary: summary, failure: failure.description, last: statusSample())
+            let ending = board.map { _ in (summary, statusSample()) }
             unlock()
+            if let ending { board?.end(summary: ending.0, failure: failure.description, last: ending.1) }
             throw failure
         }
         started = true
