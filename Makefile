@@ -162,6 +162,7 @@ python-test: lib
 # The status server end to end (Tests/status): real workers and a master on loopback, the page in
 # headless Chromium (Debian's `chromium`, installed with apt when missing; the test skips with its
 # reason only where no browser can run), /metrics parsed by prometheus_client (PyPI).
+# `make status-test STATUS_SCREENSHOT=docs/status-page.png` keeps the test's screenshot for the docs.
 STATUS_VENV := $(BUILD)/status-venv
 $(STATUS_VENV)/.installed: Makefile
 	@mkdir -p $(BUILD)
@@ -176,6 +177,7 @@ status-test: deps $(STATUS_VENV)/.installed
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || echo "chromium not installed"; }
 	$(SWIFT) build --product elasticflow
 	ELASTICFLOW_CLI=$$($(SWIFT) build --show-bin-path)/elasticflow \
+	  STATUS_SCREENSHOT=$(if $(STATUS_SCREENSHOT),$(abspath $(STATUS_SCREENSHOT))) \
 	  $(STATUS_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs Tests/status
 
 # C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
