@@ -11,7 +11,7 @@ struct NetworkNamespaceTests {
     static let skipReason = Comment(
         rawValue: "needs network namespaces: \(NetworkNamespaces.unavailableReason ?? "available")")
 
-    /// One `[seconds]`-prefixed line of `run --verbose`.
+    /// One event of `run --verbose --log-format json`: its message is `[SECONDS s] EVENT`.
     struct LogLine {
         let seconds: Double
         let event: String
@@ -20,7 +20,9 @@ struct NetworkNamespaceTests {
 
     static func parse(_ lines: [ChildProcess.Line]) -> [LogLine] {
         lines.compactMap { line in
-            let text = line.text
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
+                record["label"] as? String == "elasticflow.events", let text = record["message"] as? String
+            else { return nil }
             guard text.hasPrefix("["), let close = text.firstIndex(of: "]"), text[..<close].hasSuffix("s"),
                 let seconds = Double(text[text.index(after: text.startIndex)..<text.index(before: close)])
             else { return nil }
@@ -73,7 +75,11 @@ struct NetworkNamespaceTests {
         let config = try directory.file("cluster.json", Array(try JSONEncoder().encode(cluster)))
         let master = try lan.start(
             in: lan.master, executable,
-            ["run", "--config", config, "--task", "slow-wordcount", "--param", "delay-ms=40", "--verbose", corpus])
+            [
+                "run", "--config", config, "--task", "slow-wordcount", "--param", "delay-ms=40", "--verbose",
+                "--log-format", "json",
+                corpus,
+            ])
 
         // Mid-step: once some parcels are aggregated (about 128 in all), cut the first worker's link.
         let cutAfter = 40
