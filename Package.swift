@@ -66,6 +66,13 @@ let package = Package(
             ],
             path: "Sources/ElasticFlowCLI"
         ),
+        // README.md's runnable Swift blocks as one program (scripts/check_snippets.py --readme
+        // writes it; ReadmeTests checks it matches and runs it).
+        .executableTarget(
+            name: "ReadmeSnippets",
+            dependencies: ["ElasticFlow", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/ReadmeSnippets"
+        ),
         .testTarget(
             name: "ElasticFlowTests",
             dependencies: [

@@ -161,7 +161,8 @@ func runJournaled(
         let cancellation = CancellationFlag()
         interrupts?.onSignal { signal in
             LogOptions.cli.notice(
-                "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)", metadata: ["step": "\(step)"])
+                "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+                metadata: ["step": "\(step)"])
             cancellation.cancel()
         }
         return try StepExecution.resume(step: step, master: master, stepData: stepData, cancellation: cancellation) {
@@ -172,7 +173,8 @@ func runJournaled(
     let step = try queue.add(definition)
     interrupts?.onSignal { signal in
         LogOptions.cli.notice(
-            "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)", metadata: ["step": "\(step)"])
+            "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+            metadata: ["step": "\(step)"])
         queue.cancel(step)
     }
     queue.run { _, progress in bar?.update(progress) }

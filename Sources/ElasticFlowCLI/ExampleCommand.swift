@@ -65,7 +65,8 @@ struct ExampleCommand: ParsableCommand {
                 "master: counting \(corpus) with workers \(workers.map(\.address.description).joined(separator: ", "))")
             let report = try runOnCluster(
                 configuration: configuration, task: "wordcount", sources: [.file(corpus)],
-                options: TaskOptions(lowercase: true), interceptors: [LoggingInterceptor(verbose: true, logger: LogOptions.events)])
+                options: TaskOptions(lowercase: true),
+                interceptors: [LoggingInterceptor(verbose: true, logger: LogOptions.events)])
             guard case .wordCount(let counter) = report.output else { fail("no word count") }
             writeLine("top \(top) words:", to: STDOUT_FILENO)
             try counter.write(format: .text, limit: top, toFileDescriptor: STDOUT_FILENO)

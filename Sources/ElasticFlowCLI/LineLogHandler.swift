@@ -15,6 +15,7 @@ enum LogFormat: String, CaseIterable, Sendable {
 /// milliseconds). swift-log's `StreamLogHandler` has no JSON and no milliseconds, hence this one.
 ///
 /// - text: `2026-12-02T15:23:44.123Z info elasticflow.worker: MESSAGE key=value key="two words"`
+///   (metadata of 4 characters or more that the message already shows left out)
 /// - json: `{"timestamp":"…","level":"info","label":"elasticflow.worker","message":"…","metadata":{…}}`
 struct LineLogHandler: LogHandler {
     let label: String
@@ -55,7 +56,11 @@ struct LineLogHandler: LogHandler {
         switch format {
         case .text:
             var line = "\(timestamp) \(level) \(label): \(oneLine(message))"
-            for (key, value) in pairs { line += " \(key)=\(quotedIfNeeded(value))" }
+            // A value the message already shows (a receipt, a node address) is noise to a reader; JSON
+            // keeps it. Short values (a step number) always stay: "1" is in most messages by chance.
+            for (key, value) in pairs where value.count < 4 || !message.contains(value) {
+                line += " \(key)=\(quotedIfNeeded(value))"
+            }
             return line
         case .json:
             let record = Record(

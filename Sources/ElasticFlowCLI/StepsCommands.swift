@@ -120,7 +120,8 @@ struct ResumeCommand: ParsableCommand {
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
             let report = try StepExecution.resume(
-                step: chosen, master: Master(configuration: configuration, logger: LogOptions.master), stepData: stepData
+                step: chosen, master: Master(configuration: configuration, logger: LogOptions.master),
+                stepData: stepData
             ) {
                 bar.update($0)
             }

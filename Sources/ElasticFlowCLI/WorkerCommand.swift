@@ -67,7 +67,10 @@ struct WorkerCommand: ParsableCommand {
             configuration.join = master
             configuration.encrypt = encrypt
             if let threads { configuration.threads = threads }
-            if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+            if let heartbeatTimeout {
+                configuration.heartbeatTimeout = try Limits.duration(
+                    seconds: heartbeatTimeout, in: Limits.timeout, WorkerConfiguration.heartbeatTimeoutName)
+            }
             try configuration.validate()
             var logger = Logger(label: "elasticflow.worker")
             let worker = try Worker(configuration: configuration, logger: logger)

@@ -59,7 +59,10 @@ struct LoggingTests {
         #expect(connected?["level"] as? String == "info" && connected?["label"] as? String == "elasticflow.worker")
         #expect(metadata["node"]?.hasPrefix("worker@") == true && metadata["peer"]?.hasPrefix("127.0.0.1:") == true)
         #expect(metadata["master"] != nil, "\(stderr)")
-        #expect(all.contains { $0["level"] as? String == "notice" && ($0["message"] as? String)?.contains("signal") == true })
+        #expect(
+            all.contains {
+                $0["level"] as? String == "notice" && ($0["message"] as? String)?.contains("signal") == true
+            })
     }
 
     @Test func logLevelWarningHidesInfoButNotWarnings() throws {
@@ -75,7 +78,8 @@ struct LoggingTests {
         #expect(wrong.status != 0)
         let stderr = worker.stop()
         let lines = Self.lines(stderr)
-        #expect(!lines.isEmpty && lines.allSatisfy { $0.contains(" warning elasticflow.worker: refused ") }, "\(stderr)")
+        #expect(
+            !lines.isEmpty && lines.allSatisfy { $0.contains(" warning elasticflow.worker: refused ") }, "\(stderr)")
         #expect(lines.allSatisfy { Self.isTimestamp($0.prefix(24)) }, "\(stderr)")
         #expect(!stderr.contains("connected") && !stderr.contains("signal"), "\(stderr)")
     }
@@ -89,7 +93,8 @@ struct LoggingTests {
         #expect(result.status != 0 && !result.signalled, "\(result.stderr)")
         let lines = Self.lines(result.stderr)
         #expect(lines.count == 1, "\(result.stderr)")
-        let expected = "invalid --log-level 'loud': expected one of trace, debug, info, notice, warning, error, critical"
+        let expected =
+            "invalid --log-level 'loud': expected one of trace, debug, info, notice, warning, error, critical"
         #expect(result.stderr.contains(expected), "\(result.stderr)")
         let format = try CommandRunner.run(command + ["--log-format", "xml"], timeout: 30)
         #expect(format.status != 0 && format.stderr.contains("invalid --log-format 'xml': expected text or json"))
@@ -126,7 +131,10 @@ struct LoggingTests {
         let directory = try TemporaryDirectory()
         let corpus = try directory.file("in.txt", Array("p q p\n".utf8))
         let result = try CommandRunner.run(
-            ["count", "--workers", worker.address, "--cookie", "m", "--log-level", "debug", "--log-format", "json", corpus])
+            [
+                "count", "--workers", worker.address, "--cookie", "m", "--log-level", "debug", "--log-format", "json",
+                corpus,
+            ])
         #expect(result.status == 0 && result.stdoutText == "p 2\nq 1\n", "\(result.stderr)")
         let records = Self.records(result.stderr)
         #expect(records != nil, "\(result.stderr)")

@@ -20,8 +20,8 @@ import Testing
         configuration.masterProcesses = false
         configuration.parcelSize = 16 << 10
         configuration.inFlight = 2
-        configuration.heartbeatTimeout = 1.0
-        configuration.heartbeatInterval = 0.2
+        configuration.heartbeatTimeout = .seconds(1.0)
+        configuration.heartbeatInterval = .seconds(0.2)
         return (Master(configuration: configuration), EventRecorder(), port)
     }
 
@@ -180,7 +180,7 @@ import Testing
         configuration.masterProcesses = false
         configuration.parcelSize = 16 << 10
         configuration.maxUnauthenticated = 3
-        configuration.connectTimeout = 0.5
+        configuration.connectTimeout = .seconds(0.5)
         let master = Master(configuration: configuration)
         let recorder = EventRecorder()
         master.add(recorder)

@@ -228,7 +228,7 @@ final class Dispatcher {
         guard exhausted, fresh.isEmpty, retryQueue.isEmpty, times.finished >= settings.minimumFinished,
             let median = times.median
         else { return [] }
-        let threshold = max(settings.minimumSeconds, settings.multiplier * median)
+        let threshold = max(settings.minimumTime.inSeconds, settings.multiplier * median)
         var copied: [(Receipt, String, Double)] = []
         for (sequence, sentAt) in distributedAt where now - sentAt > threshold && speculated[sequence] == nil {
             guard case .open(let node, _) = ledger.state(of: sequence), node != master,

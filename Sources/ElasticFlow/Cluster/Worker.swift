@@ -11,13 +11,13 @@ public struct WorkerConfiguration: Sendable {
     public var cookie: Cookie
     /// Threads that run tasks.
     public var threads = WordCountOptions.onlineCores
-    /// Seconds between this worker's heartbeats to each master (the effective tick is
-    /// `max(0.01, min(heartbeatInterval, heartbeatTimeout / 3))`).
-    public var heartbeatInterval: Double = 1.0
-    /// Silence after which a master is presumed gone and its connection closed.
-    public var heartbeatTimeout: Double = 5.0
-    /// Time a connection has to complete the handshake.
-    public var handshakeTimeout: Double = 10.0
+    /// Time between this worker's heartbeats to each master (the effective tick is
+    /// `max(10 ms, min(heartbeatInterval, heartbeatTimeout / 3))`; `Limits.heartbeatInterval`).
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Silence after which a master is presumed gone and its connection closed (`Limits.timeout`).
+    public var heartbeatTimeout: Duration = .seconds(5)
+    /// Time a connection has to complete the handshake (`Limits.timeout`).
+    public var handshakeTimeout: Duration = .seconds(10)
     /// The largest parcel accepted, compressed or not.
     public var maxPayload: Int = 256 << 20
     /// The name this node gives in its HELLO.
@@ -44,6 +44,9 @@ public struct WorkerConfiguration: Sendable {
         self.name = name ?? "worker@\(listen)"
     }
 
+    /// The name a heartbeat time-out out of range is given (`--heartbeat-timeout` gives seconds).
+    public static let heartbeatTimeoutName = "the heartbeat timeout (--heartbeat-timeout)"
+
     /// Checks every limit and time-out against `Limits` (the same ranges as the master's).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
@@ -51,10 +54,9 @@ public struct WorkerConfiguration: Sendable {
             throw .invalidArgument("master address '\(join)' (--join): port 0 names no master")
         }
         try Limits.check(threads, in: Limits.threads, "--threads")
-        try Limits.check(
-            seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
-        try Limits.check(seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
-        try Limits.check(seconds: handshakeTimeout, in: Limits.timeout, "the handshake timeout")
+        try Limits.check(heartbeatTimeout, in: Limits.timeout, Self.heartbeatTimeoutName)
+        try Limits.check(heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
+        try Limits.check(handshakeTimeout, in: Limits.timeout, "the handshake timeout")
         try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit")
     }
 }
@@ -163,7 +165,8 @@ public final class Worker: @unchecked Sendable {
         }
         if configuration.join != nil { joinMaster() }
         let interval = UInt64(
-            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+            max(0.01, min(configuration.heartbeatInterval.inSeconds, configuration.heartbeatTimeout.inSeconds / 3))
+                * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
         loop.start(name: "ef-worker-loop")
     }
@@ -317,7 +320,7 @@ extension Worker: EventLoopHandler {
         for (connection, session) in sessions {
             switch session.phase {
             case .ready:
-                if now - session.lastSeen > configuration.heartbeatTimeout {
+                if now - session.lastSeen > configuration.heartbeatTimeout.inSeconds {
                     logger.warning(
                         "master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing",
                         metadata: Self.metadata(session))
@@ -326,7 +329,7 @@ extension Worker: EventLoopHandler {
                     loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
                 }
             default:
-                if now - session.opened > configuration.handshakeTimeout {
+                if now - session.opened > configuration.handshakeTimeout.inSeconds {
                     refuse(connection, session, "handshake not completed in time")
                 }
             }
@@ -369,7 +372,8 @@ extension Worker: EventLoopHandler {
                     cookie: configuration.cookie.bytes, masterNonce: hello.nonce, workerNonce: session.nonce)
                 try check(loop.seal(connection, keys: keys, role: Hello.workerRole, mode: mode), "sealing the session")
             } catch {
-                logger.warning("refused \(session.peer): cannot start a session: \(error)", metadata: Self.metadata(session))
+                logger.warning(
+                    "refused \(session.peer): cannot start a session: \(error)", metadata: Self.metadata(session))
                 loop.close(connection, flush: false)
                 return
             }
