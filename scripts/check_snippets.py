@@ -90,6 +90,7 @@ def main():
     work = tempfile.mkdtemp(prefix="docc-snippets-")
     files, count = [], 0
     body = [PREAMBLE]
+    imports = set()
     for name in sorted(os.listdir(catalog)):
         if not name.endswith(".md"):
             continue
@@ -104,13 +105,15 @@ def main():
                 open(path, "w").write(f"// {tag}\n" + snippet)
                 files.append(path)
                 continue
-            lines = [line for line in snippet.splitlines() if line.strip() != "import ElasticFlow"]
+            # Imports cannot stand in a function: they go to the top of the file.
+            imports.update(line.strip() for line in snippet.splitlines() if line.startswith("import "))
+            lines = [line for line in snippet.splitlines() if not line.startswith("import ")]
             body.append(f"// {tag}\nfunc snippet{count}() async throws {{\n" + "\n".join(lines) + "\n}\n")
     if count == 0:
         shutil.rmtree(work)
         sys.exit(f"check_snippets.py: no Swift snippet in '{catalog}'")
     shared = os.path.join(work, "snippets.swift")
-    open(shared, "w").write("\n".join(body))
+    open(shared, "w").write("\n".join(sorted(imports - {"import ElasticFlow"}) + body))
     module_map = os.path.join(bin_path, "CElasticFlow.build", "module.modulemap")
     flags = ["-typecheck", "-parse-as-library", "-swift-version", "6", "-I", os.path.join(bin_path, "Modules"),
              "-Xcc", f"-fmodule-map-file={module_map}"]
