@@ -217,7 +217,7 @@ final class Dispatcher {
     }
 
     /// Copies stragglers: every receipt open on a worker for longer than `settings.multiplier` ×
-    /// the median parcel time (and `minimumSeconds`), once enough parcels finished, while nothing
+    /// the median parcel time (and `minimumTime`), once enough parcels finished, while nothing
     /// else waits to be sent and some other node is idle (no open receipt). The receipt is taken
     /// back from the straggler (which may still answer: the first result wins) and queued to be
     /// sent again, never to that node; each receipt is copied once.
