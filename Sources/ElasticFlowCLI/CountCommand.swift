@@ -86,7 +86,7 @@ struct CountCommand: ParsableCommand {
                 }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
-                if summary { writeLine(report.summary.description, to: STDERR_FILENO) }
+                if summary { LogOptions.writeSummary(report.summary) }
             } else {
                 if cluster.anyGiven {
                     throw .invalidArgument(

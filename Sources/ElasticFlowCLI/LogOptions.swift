@@ -1,5 +1,11 @@
 import ArgumentParser
+import ElasticFlow
 import Logging
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// `--log-level` and `--log-format`, on every command that logs. `bootstrap()` sets up swift-log
 /// once for the process, so every `Logger` made after it (the CLI's, the master's, the worker's,
@@ -42,6 +48,24 @@ struct LogOptions: ParsableArguments {
         let format = logFormat
         let chosen = level ?? logLevel
         LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: chosen) }
+        Self.json.withLock { $0 = format == .json }
+    }
+
+    /// Set once by `bootstrap`: with `--log-format json`, the step summary and the closing error
+    /// are JSON records too, so that every line on standard error parses.
+    private static let json = Mutex(false)
+
+    /// Whether this process logs JSON (`--log-format json` was bootstrapped).
+    static var writesJSON: Bool { json.withLock { $0 } }
+
+    /// The step summary (`--summary`, `--verbose`) on standard error: plain lines, or with
+    /// `--log-format json` one record (`notice`, the lines in its message, the step as metadata).
+    static func writeSummary(_ summary: StepSummary) {
+        if writesJSON {
+            cli.notice("\(summary)", metadata: ["step": "\(summary.step)"])
+        } else {
+            writeLine(summary.description, to: STDERR_FILENO)
+        }
     }
 
     /// The CLI's own logger (`elasticflow`), for lines about the command itself.

@@ -104,7 +104,7 @@ struct RunCommand: ParsableCommand {
                     definition, configuration: configuration, stepData: stepData, interrupts: interrupts,
                     interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [])
                 try printOutput(report.output, format: output.format, top: output.top)
-                if verbose { writeLine(report.summary.description, to: STDERR_FILENO) }
+                if verbose { LogOptions.writeSummary(report.summary) }
                 return
             }
             let report = try runOnCluster(
@@ -117,7 +117,7 @@ struct RunCommand: ParsableCommand {
             case .value(let value):
                 writeLine(value.description, to: STDOUT_FILENO)
             }
-            if verbose { writeLine(report.summary.description, to: STDERR_FILENO) }
+            if verbose { LogOptions.writeSummary(report.summary) }
         } catch {
             fail(error.description)
         }

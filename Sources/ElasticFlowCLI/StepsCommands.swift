@@ -127,7 +127,7 @@ struct ResumeCommand: ParsableCommand {
             }
             bar.finish()
             try printOutput(report.output, format: output.format, top: output.top)
-            if summary { writeLine(report.summary.description, to: STDERR_FILENO) }
+            if summary { LogOptions.writeSummary(report.summary) }
         } catch {
             fail(error.description)
         }

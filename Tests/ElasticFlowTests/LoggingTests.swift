@@ -133,7 +133,7 @@ struct LoggingTests {
         let result = try CommandRunner.run(
             [
                 "count", "--workers", worker.address, "--cookie", "m", "--log-level", "debug", "--log-format", "json",
-                corpus,
+                "--summary", corpus,
             ])
         #expect(result.status == 0 && result.stdoutText == "p 2\nq 1\n", "\(result.stderr)")
         let records = Self.records(result.stderr)
@@ -142,6 +142,16 @@ struct LoggingTests {
         let states = master.compactMap { ($0["metadata"] as? [String: String])?["state"] }
         #expect(states.first == "running" && states.last == "completed", "\(result.stderr)")
         #expect(master.allSatisfy { ($0["metadata"] as? [String: String])?["step"] == "1" })
+        // The summary is a record too (its lines in the message), so every line parses.
+        let summary = (records ?? []).first { ($0["message"] as? String)?.contains(" receipts closed") == true }
+        #expect(summary?["level"] as? String == "notice", "\(result.stderr)")
+        #expect((summary?["message"] as? String)?.contains("\n  parcels by node: ") == true, "\(result.stderr)")
+        // And so is the error a failing command ends with.
+        let failed = try CommandRunner.run(
+            ["count", "--workers", "127.0.0.1:1", "--cookie", "m", "--log-format", "json", corpus], timeout: 60)
+        let error = Self.records(failed.stderr)
+        #expect(failed.status != 0 && error?.count == 1, "\(failed.stderr)")
+        #expect(error?.first?["level"] as? String == "error" && failed.stderr.contains("cannot reach worker"))
         // At info (the default) the same run logs nothing on the master's side.
         let quiet = try CommandRunner.run(["count", "--workers", worker.address, "--cookie", "m", corpus])
         #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
