@@ -31,6 +31,18 @@ struct NetworkNamespaceTests {
         }
     }
 
+    /// The lines of the step summary, the `elasticflow` record whose message holds "receipts closed".
+    static func summaryLines(_ lines: [ChildProcess.Line]) -> [String] {
+        for line in lines {
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
+                record["label"] as? String == "elasticflow", let text = record["message"] as? String,
+                text.contains("receipts closed")
+            else { continue }
+            return text.split(separator: "\n").map(String.init)
+        }
+        return []
+    }
+
     /// The number just before `label` in a summary line ("…, 7 retries, …").
     static func number(before label: String, in line: String) -> Int? {
         guard let range = line.range(of: " \(label)") else { return nil }
@@ -109,7 +121,8 @@ struct NetworkNamespaceTests {
         #expect(nodeDown != nil, "no node-down for \(victimName): \(stderr.suffix(3000))")
         #expect(!log.contains { $0.event.contains("node-down") && !$0.event.contains(victimName) }, "\(stderr)")
         #expect(log.contains { $0.event.hasSuffix("completed-with-retries") }, "\(stderr.suffix(3000))")
-        let lines = stderr.split(separator: "\n").map(String.init)
+        // The summary is a JSON record too (--log-format json): its lines are in the message.
+        let lines = Self.summaryLines(master.stderrLines)
         let summary = lines.first { $0.hasPrefix("step ") && $0.contains("receipts closed") } ?? ""
         let retries = Self.number(before: "retries", in: summary)
         #expect((retries ?? 0) >= 1, "the cut worker held parcels that went elsewhere: \(summary)")
