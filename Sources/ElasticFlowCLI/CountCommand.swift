@@ -51,6 +51,9 @@ struct CountCommand: ParsableCommand {
     @OptionGroup(title: "Sources")
     var input: InputOptions
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     @Argument(
         help: ArgumentHelp(
             "Files or directories (every file below) to count; '-' or none reads standard input. gzip, zstd, "
@@ -62,6 +65,7 @@ struct CountCommand: ParsableCommand {
     var statusServer: StatusOptions
 
     func run() throws {
+        log.bootstrap()
         let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let status = try statusServer.start()
@@ -88,7 +92,7 @@ struct CountCommand: ParsableCommand {
                 }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
-                if summary { logLine(report.summary.description) }
+                if summary { LogOptions.writeSummary(report.summary) }
             } else {
                 if cluster.anyGiven {
                     throw .invalidArgument(
@@ -122,7 +126,7 @@ func runOnCluster(
     configuration: ClusterConfiguration, task: String, sources: [DataSource], options: TaskOptions,
     interceptors: [any Interceptor] = [], status: StatusSession? = nil
 ) throws(ElasticFlowError) -> StepReport {
-    let master = Master(configuration: configuration)
+    let master = Master(configuration: configuration, logger: LogOptions.master)
     status?.attach(master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
@@ -151,7 +155,7 @@ func runJournaled(
     // Held from the search for an unfinished step to the end: a second master is refused at once.
     let hold = try StepDataLock(directory: stepData)
     defer { withExtendedLifetime(hold) {} }
-    let master = Master(configuration: configuration)
+    let master = Master(configuration: configuration, logger: LogOptions.master)
     status?.attach(master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
@@ -161,10 +165,12 @@ func runJournaled(
         matching: definition, parcelSize: configuration.parcelSize, sharedInput: configuration.sharedInput,
         decompression: configuration.decompression, in: stepData)
     {
-        logLine("elasticflow: resuming step \(step) from \(stepData)")
+        LogOptions.cli.notice("resuming step \(step) from \(stepData)", metadata: ["step": "\(step)"])
         let cancellation = CancellationFlag()
         interrupts?.onSignal { signal in
-            logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+            LogOptions.cli.notice(
+                "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+                metadata: ["step": "\(step)"])
             cancellation.cancel()
         }
         return try StepExecution.resume(step: step, master: master, stepData: stepData, cancellation: cancellation) {
@@ -174,7 +180,9 @@ func runJournaled(
     let queue = try StepQueue(master: master, stepData: stepData)
     let step = try queue.add(definition)
     interrupts?.onSignal { signal in
-        logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+        LogOptions.cli.notice(
+            "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+            metadata: ["step": "\(step)"])
         queue.cancel(step)
     }
     queue.run { _, progress in bar?.update(progress) }

@@ -94,7 +94,7 @@ final class StatusSession: Sendable {
             address: address, routes: StatusRoutes(board: board, metrics: metrics, servesPage: page))
         self.linger = linger
         // On standard error, so a caller that asked for port 0 learns the port.
-        logLine("elasticflow: status on http://\(server.address)/")
+        LogOptions.cli.notice("status on http://\(server.address)/")
     }
 
     /// Shows `master`'s steps on the board.

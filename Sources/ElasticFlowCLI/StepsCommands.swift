@@ -88,6 +88,9 @@ struct ResumeCommand: ParsableCommand {
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     func validate() throws {
         do throws(ElasticFlowError) {
             if let threads { try Limits.check(threads, in: Limits.threads, "--threads") }
@@ -100,6 +103,7 @@ struct ResumeCommand: ParsableCommand {
     var statusServer: StatusOptions
 
     func run() throws {
+        log.bootstrap()
         do throws(ElasticFlowError) {
             let status = try statusServer.start()
             defer { status?.finish() }
@@ -120,14 +124,14 @@ struct ResumeCommand: ParsableCommand {
             if let threads { configuration.masterThreads = threads }
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
-            let master = Master(configuration: configuration)
+            let master = Master(configuration: configuration, logger: LogOptions.master)
             status?.attach(master)
             let report = try StepExecution.resume(step: chosen, master: master, stepData: stepData) {
                 bar.update($0)
             }
             bar.finish()
             try printOutput(report.output, format: output.format, top: output.top)
-            if summary { logLine(report.summary.description) }
+            if summary { LogOptions.writeSummary(report.summary) }
         } catch {
             fail(error.description)
         }

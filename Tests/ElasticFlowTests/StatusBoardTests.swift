@@ -84,7 +84,7 @@ import Testing
         // Nothing listens on port 1 of loopback: the connection is refused and the step fails.
         var configuration = ClusterConfiguration(
             workers: [NodeAddress(host: "127.0.0.1", port: 1)], cookie: try Cookie("x"))
-        configuration.connectTimeout = 2
+        configuration.connectTimeout = .seconds(2)
         let board = StatusBoard(role: "master", name: "master")
         let master = Master(configuration: configuration)
         master.report(to: board)
