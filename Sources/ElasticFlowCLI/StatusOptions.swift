@@ -29,7 +29,7 @@ struct StatusOptions: ParsableArguments {
             if statusLinger != nil { throw .invalidArgument("--status-linger needs --status") }
             return nil
         }
-        let address = try StatusOptions.address(text, flag: "--status")
+        let address = try StatusOptions.address(text, flag: status != nil ? "--status" : "cluster-file key \"status\"")
         return try StatusSession(address: address, role: "master", name: "master", linger: linger, page: true)
     }
 
