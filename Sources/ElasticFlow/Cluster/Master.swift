@@ -1,5 +1,6 @@
 internal import CElasticFlow
 import Foundation
+import Synchronization
 
 /// The master of a cluster: cuts the sources into parcels, hands each to the node with the fewest
 /// open receipts (its own threads included, when `masterProcesses`), and aggregates results as
@@ -15,6 +16,8 @@ public final class Master: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
+    /// The running (or last) step's `auto` choosers, for `compressionChoices`.
+    private let choosers = Mutex<[AutoCompression]>([])
 
     /// A master; nothing is contacted until `run(task:sources:options:step:progress:)`.
     /// - Parameters:
@@ -25,6 +28,11 @@ public final class Master: @unchecked Sendable {
         self.configuration = configuration
         self.tasks = tasks
     }
+
+    /// With `compression` `auto`: the codec each link uses now, per direction (parcels as chosen
+    /// here, results as last seen arriving), for the running step or else the last one. Empty for
+    /// a fixed codec. Safe from any thread, while a step runs.
+    public var compressionChoices: [CompressionChoice] { choosers.withLock { $0.flatMap(\.current) } }
 
     /// Adds an interceptor; it sees the events of every later step. Not while a step runs.
     public func add(_ interceptor: any Interceptor) { interceptors.append(interceptor) }
@@ -53,6 +61,7 @@ public final class Master: @unchecked Sendable {
         let run = try StepRun(
             configuration: configuration, registry: tasks, plan: plan, interceptors: interceptors,
             cancellation: cancellation)
+        choosers.withLock { $0 = [run.autoParcels, run.autoResults].compactMap { $0 } }
         return try run.execute(progress: progress)
     }
 }

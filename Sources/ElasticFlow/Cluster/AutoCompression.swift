@@ -1,0 +1,248 @@
+internal import CElasticFlow
+import Foundation
+import Synchronization
+
+/// Which way bytes cross a link: parcels from the master to a worker, results back.
+public enum CompressionDirection: String, Sendable, Hashable {
+    /// Parcels, master to worker.
+    case parcels
+    /// Results, worker to master.
+    case results
+}
+
+/// One codec choice for one link and direction: what `--compression auto` picked, from which
+/// parcel on, and what it measured then. Kept in the step summary and readable while a step runs
+/// (`Master.compressionChoices`), for progress and metrics.
+public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
+    /// The worker at the other end of the link.
+    public var node: String
+    /// Parcels (master to worker) or results (worker to master).
+    public var direction: CompressionDirection
+    /// The codec chosen, in `Compression(parsing:)` syntax (`none`, `lz4:8`, `zstd:3`); a result's
+    /// codec as the master saw it is only its name (`zstd`: the level is not on the wire).
+    public var codec: String
+    /// The first receipt's sequence number it applied to.
+    public var fromSequence: UInt64
+    /// The link's estimated throughput when it was chosen (wire bytes per second; nil: not
+    /// measured yet, the model's assumption was used). Results chosen by a worker: nil.
+    public var linkBytesPerSecond: Double?
+    /// Why: `model` (the estimated time per byte was lowest), `incompressible` (the step's bytes do
+    /// not compress by the margin) or `observed` (a result's codec, as the master saw it arrive).
+    public var reason: String
+
+    /// `parcels -> NODE: CODEC from #SEQ (link N MB/s, REASON)`.
+    public var description: String {
+        let arrow = direction == .parcels ? "->" : "<-"
+        let link = linkBytesPerSecond.map { "link \(format3($0 / 1e6)) MB/s, " } ?? ""
+        return "\(direction.rawValue) \(arrow) \(node): \(codec) from #\(fromSequence) (\(link)\(reason))"
+    }
+}
+
+/// `--compression auto` for one step and one direction (docs/compression.md): per link, an estimate
+/// of its throughput from the sender's own sends; for the step, each candidate codec's speed and
+/// ratio measured on samples of the step's own parcels; per parcel, the codec with the lowest
+/// estimated time per raw byte, `max(compress, wire)` (compression and the wire are pipelined),
+/// changed only when another is better by `switchMargin`.
+///
+/// Pool threads call `choose` (outside the step lock); the loop thread calls `enqueued` and
+/// `released`. All state is behind one `Mutex`; sampling (compressing a 64 KiB slice) happens
+/// outside it.
+final class AutoCompression: Sendable {
+    /// The candidates sampled besides `none`, fastest first.
+    static let candidates: [Compression] = [.lz4Fast(acceleration: 8), .lz4, .zstd(level: 1), .zstd(level: 3),
+                                           .zstd(level: 6)]
+    /// Bytes of a parcel each sample compresses (from its middle).
+    static let sampleBytes = 64 << 10
+    /// Parcels between two samples (the step's first parcel is always sampled).
+    static let sampleEvery: UInt64 = 8
+    /// A codec replaces the current one only when its estimate is this much lower.
+    static let switchMargin = 0.10
+    /// A parcel (or sample) whose compressed size is at or above this share of its size goes as
+    /// `none`: the ratio is near 1, compressing only costs time.
+    static let incompressibleShare = 0.97
+    /// The link throughput assumed until one is measured (1 Gbit/s), in bytes per second.
+    static let assumedLinkBytesPerSecond = 125e6
+    /// Frames whose drain times make a link's estimate (a sliding window).
+    static let linkWindow = 16
+    /// Cores charged for compression: on a machine the master shares with its workers, compressing
+    /// takes CPU the task needs, so it is counted as if on one core, not spread over the pool.
+    static let compressionCores = 1.0
+
+    struct CodecStats {
+        /// Seconds per raw byte (EWMA).
+        var secondsPerByte: Double
+        /// Compressed size / raw size (EWMA).
+        var share: Double
+    }
+
+    struct LinkState {
+        /// Recent frames: wire bytes, seconds spent draining them (0 when written at once).
+        var window: [(bytes: Double, seconds: Double)] = []
+        var lastRelease = 0.0
+        var current: Compression?
+        var currentReason = ""
+    }
+
+    struct State {
+        var stats: [CodecStats?] = Array(repeating: nil, count: AutoCompression.candidates.count)
+        /// The last sample found the bytes incompressible with every candidate.
+        var incompressible = false
+        var lastSampled: UInt64?
+        var links: [String: LinkState] = [:]
+        var choices: [CompressionChoice] = []
+        var incompressibleParcels = 0
+    }
+
+    let direction: CompressionDirection
+    private let state = Mutex(State())
+
+    init(direction: CompressionDirection) { self.direction = direction }
+
+    /// Every choice made so far, in order (the summary's list).
+    var choices: [CompressionChoice] { state.withLock { $0.choices } }
+    /// Parcels sent as `none` because they did not compress by the margin.
+    var incompressibleParcels: Int { state.withLock { $0.incompressibleParcels } }
+
+    /// The current choice per link, one entry each.
+    var current: [CompressionChoice] {
+        state.withLock { state in
+            var last: [String: CompressionChoice] = [:]
+            for choice in state.choices { last[choice.node] = choice }
+            return last.values.sorted { $0.node < $1.node }
+        }
+    }
+
+    /// The link's throughput in wire bytes per second, or nil before enough was measured.
+    static func throughput(_ link: LinkState) -> Double? {
+        let bytes = link.window.reduce(0) { $0 + $1.bytes }
+        guard link.window.count >= 2 || bytes >= Double(1 << 20) else { return nil }
+        let seconds = link.window.reduce(0) { $0 + $1.seconds }
+        // Frames all written at once: the link outruns the sender; 10 GB/s stands for "fast".
+        return bytes / max(seconds, bytes / 10e9)
+    }
+
+    /// Estimated seconds per raw byte with `stats` (nil: `none`) over a link of `rate`.
+    static func cost(_ stats: CodecStats?, rate: Double) -> Double {
+        guard let stats else { return 1 / rate }
+        return max(stats.secondsPerByte / compressionCores, stats.share / rate)
+    }
+
+    /// The codec for the next frame of `sequence` to `node`, and the new choice when it changed.
+    /// Samples `bytes` (compressing a slice with every candidate) when a sample is due.
+    func choose(for node: String, sequence: UInt64, bytes: UnsafeRawBufferPointer, codec: Codec)
+        -> (Compression, CompressionChoice?)
+    {
+        let due = state.withLock { state in
+            guard let last = state.lastSampled else { return true }
+            return sequence >= last &+ Self.sampleEvery || sequence < last
+        }
+        if due, bytes.count > 0 { sample(bytes, sequence: sequence, codec: codec) }
+        return state.withLock { state in
+            var link = state.links[node] ?? LinkState()
+            defer { state.links[node] = link }
+            let rate = Self.throughput(link)
+            var best: Compression = .none
+            var reason = "model"
+            if state.incompressible {
+                reason = "incompressible"
+            } else {
+                let linkRate = rate ?? Self.assumedLinkBytesPerSecond
+                var bestCost = Self.cost(nil, rate: linkRate)
+                for (index, stats) in state.stats.enumerated() {
+                    guard let stats else { continue }
+                    let cost = Self.cost(stats, rate: linkRate)
+                    if cost < bestCost {
+                        bestCost = cost
+                        best = Self.candidates[index]
+                    }
+                }
+                if let current = link.current, current != best, link.currentReason != "incompressible" {
+                    let index = Self.candidates.firstIndex(of: current)
+                    let currentCost = Self.cost(index.flatMap { state.stats[$0] }, rate: linkRate)
+                    if bestCost > currentCost * (1 - Self.switchMargin) { best = current }
+                }
+            }
+            if best == link.current && reason == link.currentReason { return (best, nil) }
+            link.current = best
+            link.currentReason = reason
+            let choice = CompressionChoice(
+                node: node, direction: direction, codec: best.description, fromSequence: sequence,
+                linkBytesPerSecond: rate, reason: reason)
+            state.choices.append(choice)
+            return (best, choice)
+        }
+    }
+
+    /// Compresses a slice of `bytes` with every candidate and folds speed and ratio into the stats.
+    private func sample(_ bytes: UnsafeRawBufferPointer, sequence: UInt64, codec: Codec) {
+        let length = min(bytes.count, Self.sampleBytes)
+        let start = (bytes.count - length) / 2
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])
+        let output = ParcelBuffer(capacity: length + (length >> 3) + 1024)
+        var measured: [CodecStats?] = []
+        for candidate in Self.candidates {
+            let began = monotonicSeconds()
+            guard let written = try? codec.compress(slice, into: output, with: candidate) else {
+                measured.append(nil)
+                continue
+            }
+            let seconds = monotonicSeconds() - began
+            measured.append(
+                CodecStats(
+                    secondsPerByte: seconds / Double(length),
+                    share: Double(written - Int(EF_CODEC_HEADER_SIZE)) / Double(length)))
+        }
+        state.withLock { state in
+            state.lastSampled = sequence
+            state.incompressible = measured.allSatisfy { ($0?.share ?? 1) >= Self.incompressibleShare }
+            for (index, sample) in measured.enumerated() {
+                guard let sample else { continue }
+                if let old = state.stats[index] {
+                    state.stats[index] = CodecStats(
+                        secondsPerByte: old.secondsPerByte * 0.5 + sample.secondsPerByte * 0.5,
+                        share: old.share * 0.5 + sample.share * 0.5)
+                } else {
+                    state.stats[index] = sample
+                }
+            }
+        }
+    }
+
+    /// A parcel that did not compress by the margin went as `none` (counted for the summary).
+    func sentUncompressed() { state.withLock { $0.incompressibleParcels += 1 } }
+
+    /// Loop thread, at the send: the frame's bytes and when it was queued, for `released`.
+    static func now() -> Double { monotonicSeconds() }
+
+    /// Loop thread: the frame queued at `queued` (`now()`) with `bytes` on the wire left the
+    /// send queue. Its drain time is from when it could start (queued, or the previous frame's
+    /// release) to now; a frame written at once adds its bytes and no time.
+    func released(node: String, bytes: Int, queued: Double) {
+        let now = monotonicSeconds()
+        state.withLock { state in
+            var link = state.links[node] ?? LinkState()
+            let seconds = max(0, now - max(queued, link.lastRelease))
+            link.lastRelease = now
+            link.window.append((Double(bytes), seconds))
+            if link.window.count > Self.linkWindow { link.window.removeFirst(link.window.count - Self.linkWindow) }
+            state.links[node] = link
+        }
+    }
+
+    /// The master's record of the codecs results arrived with: a change per node becomes a choice.
+    /// - Returns: the new choice when `codecID`'s codec differs from the last one seen from `node`.
+    func observed(codecID: UInt8, from node: String, sequence: UInt64) -> CompressionChoice? {
+        let name = ef_codec_name(Int32(codecID)).map { String(cString: $0) } ?? "codec \(codecID)"
+        return state.withLock { state in
+            var link = state.links[node] ?? LinkState()
+            defer { state.links[node] = link }
+            guard link.currentReason != name else { return nil }
+            link.currentReason = name
+            let choice = CompressionChoice(
+                node: node, direction: direction, codec: name, fromSequence: sequence, linkBytesPerSecond: nil,
+                reason: "observed")
+            state.choices.append(choice)
+            return choice
+        }
+    }
+}
