@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
@@ -1026,6 +1027,15 @@ EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {
     const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
     return c ? (int64_t)c->pending : EF_ECLOSED;
+}
+
+EF_API int64_t ef_loop_unacked(const ef_loop *loop, uint64_t conn_id) {
+    const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c) return EF_ECLOSED;
+    int in_kernel = 0;
+    /* TIOCOUTQ is SIOCOUTQ for a TCP socket: bytes not yet acknowledged by the peer */
+    if (ioctl(c->obj.fd, TIOCOUTQ, &in_kernel) != 0) return EF_ESYS;
+    return (int64_t)c->pending + (in_kernel > 0 ? in_kernel : 0);
 }
 
 /* ------------------------------------------------------------------------------------------ */

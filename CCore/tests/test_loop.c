@@ -774,6 +774,8 @@ static void bp_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t con
     }
     b->busy++;
     CHECK(b->t, ef_loop_pending(loop, conn) >= (int64_t)BP_HIGH);
+    /* The peer reads nothing: the kernel's send buffer holds unacknowledged bytes too. */
+    CHECK(b->t, ef_loop_unacked(loop, conn) > ef_loop_pending(loop, conn));
     /* Still busy, for either kind of send; a refused zero-copy frame stays the caller's. */
     CHECK_EQ(b->t, ef_loop_send(loop, conn, EF_FRAME_PARCEL, 0, 0, 0, 0, NULL, 0), EF_EBUSY);
     CHECK_EQ(b->t,
@@ -1584,6 +1586,7 @@ static void test_loop_api_contracts(ef_t *t) {
     CHECK_EQ(t, ef_loop_send(loop, ghost, EF_FRAME_BYE, 0, 0, 0, 0, NULL, 0), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_close(loop, ghost, 0), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_pending(loop, ghost), EF_ECLOSED);
+    CHECK_EQ(t, ef_loop_unacked(loop, ghost), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_close(loop, m.lid, 0), EF_ECLOSED); /* a listener is not a connection */
     CHECK_EQ(t, ef_loop_timer_cancel(loop, m.cli), EF_ECLOSED);
     char text[64];

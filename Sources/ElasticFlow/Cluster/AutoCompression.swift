@@ -44,8 +44,7 @@ public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
 /// estimated time per raw byte, `max(compress, wire)` (compression and the wire are pipelined),
 /// changed only when another is better by `switchMargin`.
 ///
-/// Pool threads call `choose` (outside the step lock); the loop thread calls `enqueued` and
-/// `released`. All state is behind one `Mutex`; sampling (compressing a 64 KiB slice) happens
+/// Pool threads call `choose` (outside the step lock); the loop thread calls `observe`. All state is behind one `Mutex`; sampling (compressing a 64 KiB slice) happens
 /// outside it.
 final class AutoCompression: Sendable {
     /// The candidates sampled besides `none`, fastest first.
@@ -62,8 +61,12 @@ final class AutoCompression: Sendable {
     static let incompressibleShare = 0.97
     /// The link throughput assumed until one is measured (1 Gbit/s), in bytes per second.
     static let assumedLinkBytesPerSecond = 125e6
-    /// Frames whose drain times make a link's estimate (a sliding window).
-    static let linkWindow = 16
+    /// Seconds of looks at a link that make its estimate (a sliding window).
+    static let linkWindowSeconds = 1.0
+    /// Busy time a window needs before its busy rate is believed.
+    static let minimumBusySeconds = 0.005
+    /// Milliseconds between two looks at every link while a step sends (besides one per frame).
+    static let lookMilliseconds: UInt64 = 2
     /// Cores charged for compression: on a machine the master shares with its workers, compressing
     /// takes CPU the task needs, so it is counted as if on one core, not spread over the pool.
     static let compressionCores = 1.0
@@ -76,9 +79,14 @@ final class AutoCompression: Sendable {
     }
 
     struct LinkState {
-        /// Recent frames: wire bytes, seconds spent draining them (0 when written at once).
-        var window: [(bytes: Double, seconds: Double)] = []
-        var lastRelease = 0.0
+        /// Recent intervals between two looks at the link: bytes it delivered, seconds, and
+        /// whether it was busy throughout (still unacknowledged bytes at the end) or emptied.
+        var samples: [(time: Double, bytes: Double, seconds: Double, busy: Bool)] = []
+        /// The last look: when, and the bytes then unacknowledged (a frame just queued included).
+        var last: (time: Double, unacked: Int64)?
+        /// The last estimate made (kept while the window holds nothing newer).
+        var estimate: Double?
+        var connection: ConnectionID?
         var current: Compression?
         var currentReason = ""
     }
@@ -112,13 +120,24 @@ final class AutoCompression: Sendable {
         }
     }
 
-    /// The link's throughput in wire bytes per second, or nil before enough was measured.
+    /// The link's throughput in wire bytes per second, or nil before enough was measured: the
+    /// bytes delivered over the busy intervals of the last `linkWindowSeconds`, or, when faster
+    /// (the link emptied between two looks: a lower bound), the fastest interval that emptied it.
     static func throughput(_ link: LinkState) -> Double? {
-        let bytes = link.window.reduce(0) { $0 + $1.bytes }
-        guard link.window.count >= 2 || bytes >= Double(1 << 20) else { return nil }
-        let seconds = link.window.reduce(0) { $0 + $1.seconds }
-        // Frames all written at once: the link outruns the sender; 10 GB/s stands for "fast".
-        return bytes / max(seconds, bytes / 10e9)
+        var busyBytes = 0.0
+        var busySeconds = 0.0
+        var emptied = 0.0
+        for sample in link.samples {
+            if sample.busy {
+                busyBytes += sample.bytes
+                busySeconds += sample.seconds
+            } else if sample.seconds > 0 {
+                emptied = max(emptied, sample.bytes / sample.seconds)
+            }
+        }
+        let busy = busySeconds >= minimumBusySeconds ? busyBytes / busySeconds : 0
+        let rate = max(busy, emptied)
+        return rate > 0 ? rate : link.estimate
     }
 
     /// Estimated seconds per raw byte with `stats` (nil: `none`) over a link of `rate`.
@@ -211,22 +230,29 @@ final class AutoCompression: Sendable {
     /// A parcel that did not compress by the margin went as `none` (counted for the summary).
     func sentUncompressed() { state.withLock { $0.incompressibleParcels += 1 } }
 
-    /// Loop thread, at the send: the frame's bytes and when it was queued, for `released`.
-    static func now() -> Double { monotonicSeconds() }
-
-    /// Loop thread: the frame queued at `queued` (`now()`) with `bytes` on the wire left the
-    /// send queue. Its drain time is from when it could start (queued, or the previous frame's
-    /// release) to now; a frame written at once adds its bytes and no time.
-    func released(node: String, bytes: Int, queued: Double) {
+    /// Loop thread: a look at the link to `node` on `connection`, `unacked` bytes not yet
+    /// acknowledged (`EventLoop.unacked`), just before a frame of `adding` bytes is queued (0: a
+    /// look only, from the sampling timer). Between two looks nothing was queued, so the
+    /// unacknowledged bytes only fell: by what the link delivered.
+    func observe(node: String, connection: ConnectionID, unacked: Int64, adding: Int = 0) {
         let now = monotonicSeconds()
         state.withLock { state in
             var link = state.links[node] ?? LinkState()
-            let seconds = max(0, now - max(queued, link.lastRelease))
-            link.lastRelease = now
-            link.window.append((Double(bytes), seconds))
-            if link.window.count > Self.linkWindow { link.window.removeFirst(link.window.count - Self.linkWindow) }
-            state.links[node] = link
+            defer { state.links[node] = link }
+            link.connection = connection
+            if let last = link.last, last.unacked > 0, now > last.time {
+                let delivered = Double(max(0, last.unacked - max(0, unacked)))
+                link.samples.append((now, delivered, now - last.time, unacked > 0))
+                link.samples.removeAll { $0.time < now - Self.linkWindowSeconds }
+                link.estimate = Self.throughput(link)
+            }
+            link.last = (now, max(0, unacked) + Int64(adding))
         }
+    }
+
+    /// The connections of the links looked at so far (for the sampling timer).
+    var connections: [(node: String, connection: ConnectionID)] {
+        state.withLock { state in state.links.compactMap { key, link in link.connection.map { (key, $0) } } }
     }
 
     /// The master's record of the codecs results arrived with: a change per node becomes a choice.

@@ -274,6 +274,9 @@ final class EventLoop: @unchecked Sendable {
     }
 
     func pending(_ connection: ConnectionID) -> Int64 { ef_loop_pending(handle, connection.rawValue) }
+    /// Bytes sent on the connection and not yet acknowledged by the peer (`ef_loop_unacked`), or
+    /// a negative `EF_E*` code.
+    func unacked(_ connection: ConnectionID) -> Int64 { ef_loop_unacked(handle, connection.rawValue) }
 }
 
 /// A closure crossing into C as an opaque pointer.

@@ -67,6 +67,8 @@ final class StepRun: @unchecked Sendable {
     /// the workers chose them (nil for a fixed codec).
     let autoParcels: AutoCompression?
     let autoResults: AutoCompression?
+    /// The sampling timer of `autoParcels` is set (loop thread only).
+    private var looking = false
     let faults = FaultBook()
     let events: EventOutbox
 
@@ -592,12 +594,16 @@ final class StepRun: @unchecked Sendable {
                 // No copy: the loop writes straight from the parcel (or its compressed copy).
                 if recycled == nil { buffers.markInTransit(buffer) }
                 // Uncompressed, the payload is the parcel: its receipt's CRC32C is the frame's.
-                let queued = AutoCompression.now()
+                if let autoParcels {
+                    autoParcels.observe(
+                        node: node, connection: connection, unacked: loop.unacked(connection),
+                        adding: frameBytes + Int(EF_FRAME_HEADER_SIZE))
+                    startLooking(autoParcels)
+                }
                 status = loop.sendReference(
                     connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
                     id: receipt.sequence, payload: frame.bytes, payloadCRC: recycled == nil ? receipt.checksum : nil
                 ) {
-                    autoParcels?.released(node: node, bytes: frameBytes, queued: queued)
                     if let recycled { buffers.recycleWire(recycled) } else { buffers.sent(buffer) }
                 }
                 if status != 0 {
@@ -628,6 +634,22 @@ final class StepRun: @unchecked Sendable {
         } else {
             loop.post(transmit)
         }
+    }
+
+    /// `auto`: looks at every link every `AutoCompression.lookMilliseconds` from the first send
+    /// to the end of the step (loop thread), so an estimate never waits for the next frame.
+    private func startLooking(_ auto: AutoCompression) {
+        guard !looking else { return }
+        looking = true
+        let tick: @Sendable () -> Void = { [self] in
+            for (node, connection) in auto.connections {
+                let unacked = loop.unacked(connection)
+                if unacked >= 0 { auto.observe(node: node, connection: connection, unacked: unacked) }
+            }
+            looking = false
+            if !withLock({ finished }) { startLooking(auto) }
+        }
+        withLock { links.after(milliseconds: AutoCompression.lookMilliseconds, tick) }
     }
 
     /// Copy mode from files: the header goes through the loop's queue, the payload straight from

@@ -633,13 +633,10 @@ extension Worker: EventLoopHandler {
                         loop.handle, connection.rawValue, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
                         sequence, bytes, corrupted, bytes.count)
                 } else {
-                    let status =
-                        work.auto.map { auto in
-                            sendTimed(
-                                bytes, auto: auto, connection, type: FrameType.result.rawValue, aux: stepID,
-                                id: sequence, flags: frameFlagCompressed | flags, codec: codec)
-                        }
-                        ?? loop.send(
+                    work.auto?.observe(
+                        node: masterLinkName, connection: connection, unacked: loop.unacked(connection),
+                        adding: bytes.count + Int(EF_FRAME_HEADER_SIZE))
+                    let status = loop.send(
                             connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
                             flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
                     if status != 0 && status != Int32(EF_ECLOSED) {
@@ -696,10 +693,6 @@ private struct EncodedResult: Sendable {
 /// The name `AutoCompression` knows a worker's one link by.
 private let masterLinkName = "master"
 
-/// Bytes the loop writes from and its release frees (one owner at a time: the loop).
-private struct OwnedBytes: @unchecked Sendable {
-    let storage: UnsafeMutableRawBufferPointer
-}
 
 /// A batch handed from the loop thread to the pool thread that encodes it (one owner at a time).
 private struct BatchTransfer: @unchecked Sendable {
@@ -710,29 +703,6 @@ private struct OutcomeTransfer: Sendable {
     let outcome: Result<EncodedResult, ElasticFlowError>
 }
 
-extension Worker {
-    /// `auto`: a RESULT queued from a copy of its bytes that the loop releases once written, so
-    /// the link's throughput is measured as for parcels (`AutoCompression.released`).
-    fileprivate func sendTimed(
-        _ bytes: [UInt8], auto: AutoCompression, _ connection: ConnectionID, type: UInt8, aux: UInt32, id: UInt64,
-        flags: UInt8, codec: UInt8
-    ) -> Int32 {
-        let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
-        bytes.withUnsafeBytes { storage.copyMemory(from: $0) }
-        let owned = OwnedBytes(storage: storage)
-        let queued = AutoCompression.now()
-        let count = bytes.count
-        let status = loop.sendReference(
-            connection, type: type, flags: flags, codec: codec, aux: aux, id: id,
-            payload: UnsafeRawBufferPointer(rebasing: storage[0..<count])
-        ) {
-            auto.released(node: masterLinkName, bytes: count, queued: queued)
-            owned.storage.deallocate()
-        }
-        if status != 0 { storage.deallocate() }
-        return status
-    }
-}
 
 extension EventLoop {
     @discardableResult
