@@ -102,9 +102,14 @@ final class AutoCompression: Sendable {
     }
 
     let direction: CompressionDirection
+    /// A link rate used in place of every measured one (tests of the model).
+    private let linkRate: Double?
     private let state = Mutex(State())
 
-    init(direction: CompressionDirection) { self.direction = direction }
+    init(direction: CompressionDirection, linkRate: Double? = nil) {
+        self.direction = direction
+        self.linkRate = linkRate
+    }
 
     /// Every choice made so far, in order (the summary's list).
     var choices: [CompressionChoice] { state.withLock { $0.choices } }
@@ -159,7 +164,7 @@ final class AutoCompression: Sendable {
         return state.withLock { state in
             var link = state.links[node] ?? LinkState()
             defer { state.links[node] = link }
-            let rate = Self.throughput(link)
+            let rate = linkRate ?? Self.throughput(link)
             var best: Compression = .none
             var reason = "model"
             if state.incompressible {

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+
+@testable import ElasticFlow
+
+/// `--compression auto` (docs/compression.md): its parsing, the model's choices on known inputs,
+/// and whole steps over veth links shaped with `tc tbf` — exact results, decisions reported, random
+/// bytes sent uncompressed, and a link whose speed changes mid-step changing the choice.
+struct AutoCompressionTests {
+    static let skipReason = Comment(
+        rawValue: "needs network namespaces: \(NetworkNamespaces.unavailableReason ?? "available")")
+
+    @Test func autoParsesAndPrintsAsItself() throws {
+        #expect(try Compression(parsing: "auto") == .auto)
+        #expect(try Compression(parsing: "AUTO").description == "auto")
+        #expect(throws: ElasticFlowError.self) { try Compression(parsing: "auto:3") }
+        var file = ClusterFile(nodes: [])
+        file.compression = "auto"
+        #expect(try file.configuration(cookie: try Cookie("secret")).compression == .auto)
+        // A fixed codec is never asked to compress "auto".
+        #expect(throws: ElasticFlowError.self) { try Codec().compress([1, 2, 3], with: .auto) }
+    }
+
+    /// The model on one sample of text: a slow link takes zstd, a fast one nothing or lz4, and
+    /// random bytes nothing whatever the link.
+    @Test func theModelFollowsTheLinkAndRefusesRandomBytes() throws {
+        var generator = CorpusGenerator(seed: 12)
+        let text = generator.generate(byteCount: 256 << 10)
+        let codec = try Codec()
+        func choice(_ bytes: [UInt8], delivered: Int64, in seconds: Double) -> Compression {
+            var link = AutoCompression.LinkState()
+            link.samples = [(monotonicSeconds(), Double(delivered), seconds, true)]
+            let rate = AutoCompression.throughput(link)
+            #expect(rate == Double(delivered) / seconds)
+            let auto = AutoCompression(direction: .parcels, linkRate: rate)
+            return bytes.withUnsafeBytes { raw in auto.choose(for: "w", sequence: 1, bytes: raw, codec: codec).0 }
+        }
+        let slow = choice(text, delivered: 1 << 20, in: 1.0)  // 1 MB/s
+        #expect(slow.description.hasPrefix("zstd"), "slow link: \(slow)")
+        let fast = choice(text, delivered: 10 << 30, in: 1.0)  // 10 GB/s
+        #expect(fast == .none || fast.description.hasPrefix("lz4"), "fast link: \(fast)")
+        var random = SystemRandomNumberGenerator()
+        let noise = (0..<(256 << 10)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        #expect(choice(noise, delivered: 1 << 20, in: 1.0) == .none)
+    }
+
+    /// Random bytes, a fixed codec: every parcel goes uncompressed (it would not shrink by 3%), the
+    /// summary says so, and the result is exact. On loopback: the rule needs no shaped link.
+    @Test func randomBytesGoUncompressedWhateverTheCodec() async throws {
+        let directory = try TemporaryDirectory()
+        var random = SystemRandomNumberGenerator()
+        let noise = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let corpus = try directory.file("noise.bin", noise)
+        let cookie = "auto-\(UUID().uuidString)"
+        let worker = try TestWorker(cookie: cookie)
+        for compression in ["zstd:3", "auto"] {
+            let result = try CommandRunner.run(
+                [
+                    "count", "--workers", worker.address, "--no-master-work", "--compression", compression,
+                    "--parcel-size", "128KiB", "--summary", "--verbose", corpus,
+                ], environment: ["ELASTICFLOW_COOKIE": cookie])
+            #expect(result.status == 0, "\(result.stderr.suffix(2000))")
+            let exact = result.stdout == Reference.text(noise, lowercase: false)
+            #expect(exact, "\(compression): the output differs from the reference")
+            let sent = result.stderr.split(separator: "\n").first { $0.contains("  sent ") } ?? ""
+            // Raw and wire megabytes are the same: nothing was compressed.
+            let figures = sent.split(separator: " ").filter { Double($0) != nil }
+            #expect(figures.count >= 2 && figures[0] == figures[1], "\(compression): \(sent)")
+            if compression == "auto" {
+                #expect(
+                    result.stderr.contains("compression-chosen: parcels -> \(worker.address): none from #1"),
+                    "\(result.stderr.suffix(3000))")
+                #expect(result.stderr.contains("incompressible"), "\(result.stderr.suffix(3000))")
+            } else {
+                #expect(result.stderr.contains("parcels sent uncompressed"), "\(result.stderr.suffix(3000))")
+            }
+        }
+    }
+
+    /// One worker behind a veth link shaped to 12 Mbit/s: `auto` picks zstd. Mid-step the test
+    /// lifts the shaping to 10 Gbit/s (`tc qdisc change`): the choice moves to a faster codec (or
+    /// none). Decisions are asserted, not timings; the output is exact.
+    @Test(.enabled(if: NetworkNamespaces.available, skipReason))
+    func aLinkWhoseSpeedChangesMidStepChangesTheChoice() throws {
+        let lan = try NetworkNamespaces(workers: 1)
+        defer {
+            let leftovers = lan.tearDown()
+            #expect(leftovers.isEmpty, "namespaces left behind: \(leftovers)")
+        }
+        let host = lan.workers[0]
+        try lan.shape(host, rate: "12mbit")
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 21)
+        let text = generator.generate(byteCount: 24 << 20)
+        let corpus = try directory.file("corpus.txt", text)
+        let cookie = try directory.file("cookie", Array("auto-\(UUID().uuidString)".utf8))
+        let executable = CommandRunner.executable.path
+        let port = 7731
+        let worker = try lan.start(
+            in: host.namespace, executable,
+            ["worker", "--listen", "\(host.address):\(port)", "--threads", "2", "--cookie-file", cookie])
+        let listening = "listening on \(host.address):\(port)"
+        guard worker.wait(timeout: 10, until: { output, _ in output.contains { $0.text == listening } }) else {
+            Issue.record("the worker did not start: \(worker.stderrText)")
+            return
+        }
+        let node = "\(host.address):\(port)"
+        let master = try lan.start(
+            in: lan.master, executable,
+            [
+                "count", "--workers", node, "--cookie-file", cookie, "--no-master-work", "--compression", "auto",
+                "--parcel-size", "256KiB", "--summary", "--verbose", corpus,
+            ])
+        // Once zstd is chosen on the slow link and some parcels are back, lift the shaping.
+        let slowChoice = master.wait(timeout: 30) { _, errors in
+            errors.contains { $0.text.contains("compression-chosen: parcels -> \(node): zstd") }
+                && errors.lazy.filter { $0.text.contains("] aggregated ") }.count >= 12
+        }
+        #expect(slowChoice, "no zstd choice on a 12 Mbit/s link: \(master.stderrText.suffix(3000))")
+        try lan.shape(host, rate: "10gbit", change: true)
+        guard master.waitForExit(timeout: 60) else {
+            Issue.record("the step did not finish: \(master.stderrText.suffix(3000))")
+            return
+        }
+        let stderr = master.stderrText
+        #expect(master.status == 0, "\(stderr.suffix(3000))")
+        let exact = master.stdout == Reference.text(text, lowercase: false)
+        #expect(exact, "the output differs from the reference")
+        // Every choice is in the summary; the last one for parcels differs from the slow link's.
+        let choices = stderr.split(separator: "\n").filter { $0.hasPrefix("  compression parcels -> \(node): ") }
+        #expect(choices.count >= 2, "\(stderr.suffix(3000))")
+        let codecs = choices.map { $0.split(separator: " ")[4] }
+        #expect(codecs.first?.hasPrefix("zstd") == true || codecs.contains { $0.hasPrefix("zstd") }, "\(choices)")
+        if let last = codecs.last {
+            #expect(!last.hasPrefix("zstd:6") && last != codecs.first { $0.hasPrefix("zstd") }, "\(choices)")
+        }
+        #expect(stderr.contains("compression results <- \(node): "), "\(stderr.suffix(3000))")
+    }
+}
