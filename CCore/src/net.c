@@ -22,7 +22,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/sendfile.h>
@@ -1029,13 +1028,14 @@ EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {
     return c ? (int64_t)c->pending : EF_ECLOSED;
 }
 
-EF_API int64_t ef_loop_unacked(const ef_loop *loop, uint64_t conn_id) {
+EF_API int ef_loop_delivery_rate(const ef_loop *loop, uint64_t conn_id, uint64_t *bytes_per_second,
+                                 int *app_limited) {
+    if (!bytes_per_second || !app_limited)
+        return EF_EINVAL;
     const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
-    if (!c) return EF_ECLOSED;
-    int in_kernel = 0;
-    /* TIOCOUTQ is SIOCOUTQ for a TCP socket: bytes not yet acknowledged by the peer */
-    if (ioctl(c->obj.fd, TIOCOUTQ, &in_kernel) != 0) return EF_ESYS;
-    return (int64_t)c->pending + (in_kernel > 0 ? in_kernel : 0);
+    if (!c)
+        return EF_ECLOSED;
+    return ef__tcp_delivery_rate(c->obj.fd, bytes_per_second, app_limited);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -61,10 +61,8 @@ final class AutoCompression: Sendable {
     static let incompressibleShare = 0.97
     /// The link throughput assumed until one is measured (1 Gbit/s), in bytes per second.
     static let assumedLinkBytesPerSecond = 125e6
-    /// Seconds of looks at a link that make its estimate (a sliding window).
+    /// Seconds of the kernel's rate estimates that make a link's estimate (a sliding window).
     static let linkWindowSeconds = 1.0
-    /// Busy time a window needs before its busy rate is believed.
-    static let minimumBusySeconds = 0.005
     /// Milliseconds between two looks at every link while a step sends (besides one per frame).
     static let lookMilliseconds: UInt64 = 2
     /// Cores charged for compression: on a machine the master shares with its workers, compressing
@@ -79,11 +77,9 @@ final class AutoCompression: Sendable {
     }
 
     struct LinkState {
-        /// Recent intervals between two looks at the link: bytes it delivered, seconds, and
-        /// whether it was busy throughout (still unacknowledged bytes at the end) or emptied.
-        var samples: [(time: Double, bytes: Double, seconds: Double, busy: Bool)] = []
-        /// The last look: when, and the bytes then unacknowledged (a frame just queued included).
-        var last: (time: Double, unacked: Int64)?
+        /// The kernel's delivery-rate estimates of the last `linkWindowSeconds`: when, bytes per
+        /// second, and whether the sender limited it (then the link may be faster).
+        var samples: [(time: Double, rate: Double, limited: Bool)] = []
         /// The last estimate made (kept while the window holds nothing newer).
         var estimate: Double?
         var connection: ConnectionID?
@@ -125,24 +121,24 @@ final class AutoCompression: Sendable {
         }
     }
 
-    /// The link's throughput in wire bytes per second, or nil before enough was measured: the
-    /// bytes delivered over the busy intervals of the last `linkWindowSeconds`, or, when faster
-    /// (the link emptied between two looks: a lower bound), the fastest interval that emptied it.
+    /// The link's throughput in wire bytes per second, or nil before anything was measured: the
+    /// median of the window's rates the sender did not limit (the link's own), or the median of
+    /// those it limited when that is higher (they are lower bounds: a link that outruns its
+    /// sender only ever shows those).
     static func throughput(_ link: LinkState) -> Double? {
-        var busyBytes = 0.0
-        var busySeconds = 0.0
-        var emptied = 0.0
-        for sample in link.samples {
-            if sample.busy {
-                busyBytes += sample.bytes
-                busySeconds += sample.seconds
-            } else if sample.seconds > 0 {
-                emptied = max(emptied, sample.bytes / sample.seconds)
-            }
+        func median(_ values: [Double]) -> Double? {
+            guard !values.isEmpty else { return nil }
+            let sorted = values.sorted()
+            return sorted[sorted.count / 2]
         }
-        let busy = busySeconds >= minimumBusySeconds ? busyBytes / busySeconds : 0
-        let rate = max(busy, emptied)
-        return rate > 0 ? rate : link.estimate
+        let own = median(link.samples.filter { !$0.limited }.map(\.rate))
+        let bound = median(link.samples.filter(\.limited).map(\.rate))
+        switch (own, bound) {
+        case (let own?, let bound?): return max(own, bound)
+        case (let own?, nil): return own
+        case (nil, let bound?): return bound
+        case (nil, nil): return link.estimate
+        }
     }
 
     /// Estimated seconds per raw byte with `stats` (nil: `none`) over a link of `rate`.
@@ -235,23 +231,18 @@ final class AutoCompression: Sendable {
     /// A parcel that did not compress by the margin went as `none` (counted for the summary).
     func sentUncompressed() { state.withLock { $0.incompressibleParcels += 1 } }
 
-    /// Loop thread: a look at the link to `node` on `connection`, `unacked` bytes not yet
-    /// acknowledged (`EventLoop.unacked`), just before a frame of `adding` bytes is queued (0: a
-    /// look only, from the sampling timer). Between two looks nothing was queued, so the
-    /// unacknowledged bytes only fell: by what the link delivered.
-    func observe(node: String, connection: ConnectionID, unacked: Int64, adding: Int = 0) {
+    /// Loop thread: a look at the link to `node` on `connection` (at a send, or from the
+    /// sampling timer): the kernel's delivery rate (`EventLoop.deliveryRate`) joins the window.
+    func observe(node: String, connection: ConnectionID, rate: (bytesPerSecond: UInt64, appLimited: Bool)?) {
         let now = monotonicSeconds()
         state.withLock { state in
             var link = state.links[node] ?? LinkState()
             defer { state.links[node] = link }
             link.connection = connection
-            if let last = link.last, last.unacked > 0, now > last.time {
-                let delivered = Double(max(0, last.unacked - max(0, unacked)))
-                link.samples.append((now, delivered, now - last.time, unacked > 0))
-                link.samples.removeAll { $0.time < now - Self.linkWindowSeconds }
-                link.estimate = Self.throughput(link)
-            }
-            link.last = (now, max(0, unacked) + Int64(adding))
+            guard let rate, rate.bytesPerSecond > 0 else { return }
+            link.samples.append((now, Double(rate.bytesPerSecond), rate.appLimited))
+            link.samples.removeAll { $0.time < now - Self.linkWindowSeconds }
+            link.estimate = Self.throughput(link)
         }
     }
 

@@ -595,9 +595,7 @@ final class StepRun: @unchecked Sendable {
                 if recycled == nil { buffers.markInTransit(buffer) }
                 // Uncompressed, the payload is the parcel: its receipt's CRC32C is the frame's.
                 if let autoParcels {
-                    autoParcels.observe(
-                        node: node, connection: connection, unacked: loop.unacked(connection),
-                        adding: frameBytes + Int(EF_FRAME_HEADER_SIZE))
+                    autoParcels.observe(node: node, connection: connection, rate: loop.deliveryRate(connection))
                     startLooking(autoParcels)
                 }
                 status = loop.sendReference(
@@ -643,8 +641,7 @@ final class StepRun: @unchecked Sendable {
         looking = true
         let tick: @Sendable () -> Void = { [self] in
             for (node, connection) in auto.connections {
-                let unacked = loop.unacked(connection)
-                if unacked >= 0 { auto.observe(node: node, connection: connection, unacked: unacked) }
+                auto.observe(node: node, connection: connection, rate: loop.deliveryRate(connection))
             }
             looking = false
             if !withLock({ finished }) { startLooking(auto) }

@@ -634,8 +634,7 @@ extension Worker: EventLoopHandler {
                         sequence, bytes, corrupted, bytes.count)
                 } else {
                     work.auto?.observe(
-                        node: masterLinkName, connection: connection, unacked: loop.unacked(connection),
-                        adding: bytes.count + Int(EF_FRAME_HEADER_SIZE))
+                        node: masterLinkName, connection: connection, rate: loop.deliveryRate(connection))
                     let status = loop.send(
                             connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
                             flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
