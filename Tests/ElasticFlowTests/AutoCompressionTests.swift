@@ -38,10 +38,12 @@ struct AutoCompressionTests {
         func choice(_ bytes: [UInt8], delivered: Int64, in seconds: Double) -> Compression {
             var link = AutoCompression.LinkState()
             // The sender-limited bound counts only when above the link's own rate.
-            link.samples = [
-                (monotonicSeconds(), Double(delivered) / seconds, false),
-                (monotonicSeconds(), Double(delivered) / seconds / 2, true),
-            ]
+            let now = monotonicSeconds()
+            let own = Double(delivered) / seconds
+            for index in 0..<AutoCompression.minimumReadings {
+                let limited = index % 2 == 1
+                link.samples.append((now + Double(index) * 0.02, limited ? own / 2 : own, limited))
+            }
             let rate = AutoCompression.throughput(link)
             #expect(rate == Double(delivered) / seconds)
             let auto = AutoCompression(direction: .parcels, linkRate: rate)

@@ -63,6 +63,9 @@ final class AutoCompression: Sendable {
     static let assumedLinkBytesPerSecond = 125e6
     /// Seconds of the kernel's rate estimates that make a link's estimate (a sliding window).
     static let linkWindowSeconds = 1.0
+    /// Readings, and the seconds they span, a window needs before it replaces the assumption.
+    static let minimumReadings = 16
+    static let minimumReadingSeconds = 0.25
     /// Milliseconds between two looks at every link while a step sends (besides one per frame).
     static let lookMilliseconds: UInt64 = 2
     /// Cores charged for compression: on a machine the master shares with its workers, compressing
@@ -131,6 +134,12 @@ final class AutoCompression: Sendable {
             let sorted = values.sorted()
             return sorted[sorted.count / 2]
         }
+        // The first readings of a connection (slow start, a shaper's burst) say little: the
+        // assumption stands until the window holds enough of them over long enough.
+        guard link.samples.count >= minimumReadings,
+            let first = link.samples.first, let last = link.samples.last,
+            last.time - first.time >= minimumReadingSeconds
+        else { return link.estimate }
         let own = median(link.samples.filter { !$0.limited }.map(\.rate))
         let bound = median(link.samples.filter(\.limited).map(\.rate))
         switch (own, bound) {
@@ -240,6 +249,13 @@ final class AutoCompression: Sendable {
             defer { state.links[node] = link }
             link.connection = connection
             guard let rate, rate.bytesPerSecond > 0 else { return }
+            // The kernel's figure changes with each new rate sample (an ACK); a repeat of the last
+            // one is no new reading, and counting it would weigh an idle link's last figure.
+            if let previous = link.samples.last, previous.rate == Double(rate.bytesPerSecond),
+                previous.limited == rate.appLimited
+            {
+                return
+            }
             link.samples.append((now, Double(rate.bytesPerSecond), rate.appLimited))
             link.samples.removeAll { $0.time < now - Self.linkWindowSeconds }
             link.estimate = Self.throughput(link)
