@@ -64,13 +64,15 @@ final class AutoCompression: Sendable {
     /// Seconds of the kernel's rate estimates that make a link's estimate (a sliding window).
     static let linkWindowSeconds = 1.0
     /// Readings, and the seconds they span, a window needs before it replaces the assumption.
-    static let minimumReadings = 16
-    static let minimumReadingSeconds = 0.25
+    static let minimumReadings = 8
+    static let minimumReadingSeconds = 0.1
     /// Milliseconds between two looks at every link while a step sends (besides one per frame).
     static let lookMilliseconds: UInt64 = 2
-    /// Cores charged for compression: on a machine the master shares with its workers, compressing
-    /// takes CPU the task needs, so it is counted as if on one core, not spread over the pool.
-    static let compressionCores = 1.0
+    /// How many times its measured time compressing is charged: a compressed parcel also costs
+    /// its decompression on the worker and copies that an uncompressed one does not (it leaves by
+    /// reference or `sendfile`), on cores the task needs. 4 is what fits the benchmark's machine
+    /// (2 cores shared by master and worker; docs/compression.md), not a law.
+    static let compressionCharge = 4.0
 
     struct CodecStats {
         /// Seconds per raw byte (EWMA).
@@ -153,7 +155,7 @@ final class AutoCompression: Sendable {
     /// Estimated seconds per raw byte with `stats` (nil: `none`) over a link of `rate`.
     static func cost(_ stats: CodecStats?, rate: Double) -> Double {
         guard let stats else { return 1 / rate }
-        return max(stats.secondsPerByte / compressionCores, stats.share / rate)
+        return max(stats.secondsPerByte * compressionCharge, stats.share / rate)
     }
 
     /// The codec for the next frame of `sequence` to `node`, and the new choice when it changed.
