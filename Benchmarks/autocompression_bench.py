@@ -112,7 +112,7 @@ try:
         best = min(fixed, key=fixed.get) if fixed else None
         ratio = medians["auto"] / fixed[best] if best and "auto" in medians else float("nan")
         print(f"{link:10} " + " ".join(f"{medians[codec]:9.3f}" for codec in codecs)
-              + f"   {best:>10}  {ratio:9.3f}  {'yes' if same else 'NO'}")
+              + f"   {best or '-':>10}  {ratio:9.3f}  {'yes' if same else 'NO'}")
         for round_index, lines in sorted(chosen.items()):
             print(f"  auto, round {round_index + 1}: " + "; ".join(lines))
 finally:

@@ -26,6 +26,9 @@ public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
     /// The link's estimated throughput when it was chosen (wire bytes per second; nil: not
     /// measured yet, the model's assumption was used). Results chosen by a worker: nil.
     public var linkBytesPerSecond: Double?
+    /// The model's estimate of the chosen codec's time per raw byte then, in nanoseconds (nil for
+    /// a result's codec as the master saw it).
+    public var nanosecondsPerByte: Double?
     /// Why: `model` (the estimated time per byte was lowest), `incompressible` (the step's bytes do
     /// not compress by the margin) or `observed` (a result's codec, as the master saw it arrive).
     public var reason: String
@@ -34,7 +37,8 @@ public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         let arrow = direction == .parcels ? "->" : "<-"
         let link = linkBytesPerSecond.map { "link \(format3($0 / 1e6)) MB/s, " } ?? ""
-        return "\(direction.rawValue) \(arrow) \(node): \(codec) from #\(fromSequence) (\(link)\(reason))"
+        let cost = nanosecondsPerByte.map { "\(format3($0)) ns/B, " } ?? ""
+        return "\(direction.rawValue) \(arrow) \(node): \(codec) from #\(fromSequence) (\(link)\(cost)\(reason))"
     }
 }
 
@@ -54,13 +58,16 @@ final class AutoCompression: Sendable {
     static let sampleBytes = 64 << 10
     /// Parcels between two samples (the step's first parcel is always sampled).
     static let sampleEvery: UInt64 = 8
+    /// Samples whose fastest timing is a codec's speed.
+    static let speedSamples = 4
     /// A codec replaces the current one only when its estimate is this much lower.
     static let switchMargin = 0.10
     /// A parcel (or sample) whose compressed size is at or above this share of its size goes as
     /// `none`: the ratio is near 1, compressing only costs time.
     static let incompressibleShare = 0.97
-    /// The link throughput assumed until one is measured (1 Gbit/s), in bytes per second.
-    static let assumedLinkBytesPerSecond = 125e6
+    /// The link throughput assumed until one is measured (200 Mbit/s), in bytes per second: a
+    /// compressing codec then, which costs a fast link far less than `none` costs a slow one.
+    static let assumedLinkBytesPerSecond = 25e6
     /// Seconds of the kernel's rate estimates that make a link's estimate (a sliding window).
     static let linkWindowSeconds = 1.0
     /// Readings, and the seconds they span, a window needs before it replaces the assumption.
@@ -75,8 +82,10 @@ final class AutoCompression: Sendable {
     static let compressionCharge = 4.0
 
     struct CodecStats {
-        /// Seconds per raw byte (EWMA).
+        /// Seconds per raw byte: the fastest of the last `speedSamples` (a sample the scheduler
+        /// preempted on a busy machine reads slow; none reads fast).
         var secondsPerByte: Double
+        var recentSeconds: [Double] = []
         /// Compressed size / raw size (EWMA).
         var share: Double
     }
@@ -127,7 +136,7 @@ final class AutoCompression: Sendable {
     }
 
     /// The link's throughput in wire bytes per second, or nil before anything was measured: the
-    /// median of the window's rates the sender did not limit (the link's own), or the median of
+    /// lower quartile of the window's rates the sender did not limit (the link's own), or the median of
     /// those it limited when that is higher (they are lower bounds: a link that outruns its
     /// sender only ever shows those).
     static func throughput(_ link: LinkState) -> Double? {
@@ -136,13 +145,19 @@ final class AutoCompression: Sendable {
             let sorted = values.sorted()
             return sorted[sorted.count / 2]
         }
+        // The link's own readings run high while a shaper's burst or slow start lasts, never
+        // low: their lower quartile settles on the rate soonest.
+        func lowerQuartile(_ values: [Double]) -> Double? {
+            guard !values.isEmpty else { return nil }
+            return values.sorted()[values.count / 4]
+        }
         // The first readings of a connection (slow start, a shaper's burst) say little: the
         // assumption stands until the window holds enough of them over long enough.
         guard link.samples.count >= minimumReadings,
             let first = link.samples.first, let last = link.samples.last,
             last.time - first.time >= minimumReadingSeconds
         else { return link.estimate }
-        let own = median(link.samples.filter { !$0.limited }.map(\.rate))
+        let own = lowerQuartile(link.samples.filter { !$0.limited }.map(\.rate))
         let bound = median(link.samples.filter(\.limited).map(\.rate))
         switch (own, bound) {
         case (let own?, let bound?): return max(own, bound)
@@ -174,6 +189,7 @@ final class AutoCompression: Sendable {
             let rate = linkRate ?? Self.throughput(link)
             var best: Compression = .none
             var reason = "model"
+            var chosenCost: Double?
             if state.incompressible {
                 reason = "incompressible"
             } else {
@@ -187,10 +203,14 @@ final class AutoCompression: Sendable {
                         best = Self.candidates[index]
                     }
                 }
+                chosenCost = bestCost
                 if let current = link.current, current != best, link.currentReason != "incompressible" {
                     let index = Self.candidates.firstIndex(of: current)
                     let currentCost = Self.cost(index.flatMap { state.stats[$0] }, rate: linkRate)
-                    if bestCost > currentCost * (1 - Self.switchMargin) { best = current }
+                    if bestCost > currentCost * (1 - Self.switchMargin) {
+                        best = current
+                        chosenCost = currentCost
+                    }
                 }
             }
             if best == link.current && reason == link.currentReason { return (best, nil) }
@@ -198,7 +218,7 @@ final class AutoCompression: Sendable {
             link.currentReason = reason
             let choice = CompressionChoice(
                 node: node, direction: direction, codec: best.description, fromSequence: sequence,
-                linkBytesPerSecond: rate, reason: reason)
+                linkBytesPerSecond: rate, nanosecondsPerByte: chosenCost.map { $0 * 1e9 }, reason: reason)
             state.choices.append(choice)
             return (best, choice)
         }
@@ -228,13 +248,10 @@ final class AutoCompression: Sendable {
             state.incompressible = measured.allSatisfy { ($0?.share ?? 1) >= Self.incompressibleShare }
             for (index, sample) in measured.enumerated() {
                 guard let sample else { continue }
-                if let old = state.stats[index] {
-                    state.stats[index] = CodecStats(
-                        secondsPerByte: old.secondsPerByte * 0.5 + sample.secondsPerByte * 0.5,
-                        share: old.share * 0.5 + sample.share * 0.5)
-                } else {
-                    state.stats[index] = sample
-                }
+                var recent = (state.stats[index]?.recentSeconds ?? []) + [sample.secondsPerByte]
+                if recent.count > Self.speedSamples { recent.removeFirst(recent.count - Self.speedSamples) }
+                let share = state.stats[index].map { $0.share * 0.5 + sample.share * 0.5 } ?? sample.share
+                state.stats[index] = CodecStats(secondsPerByte: recent.min()!, recentSeconds: recent, share: share)
             }
         }
     }
@@ -280,7 +297,7 @@ final class AutoCompression: Sendable {
             link.currentReason = name
             let choice = CompressionChoice(
                 node: node, direction: direction, codec: name, fromSequence: sequence, linkBytesPerSecond: nil,
-                reason: "observed")
+                nanosecondsPerByte: nil, reason: "observed")
             state.choices.append(choice)
             return choice
         }
