@@ -58,7 +58,7 @@ struct ClusterOptions: ParsableArguments {
         name: .long,
         help: ArgumentHelp(
             "Parcel and result compression: none, auto, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL (default lz4).",
-                valueName: "CODEC"))
+            valueName: "CODEC"))
     var compression: String?
 
     @Option(

@@ -88,7 +88,9 @@ struct AutoCompressionTests {
                     $0.contains("compression-chosen: parcels -> \(worker.address): ")
                 }
                 #expect(!choices.isEmpty, "\(result.stderr.suffix(3000))")
-                #expect(choices.allSatisfy { $0.contains(": none from #") && $0.hasSuffix("(incompressible)") }, "\(choices)")
+                #expect(
+                    choices.allSatisfy { $0.contains(": none from #") && $0.hasSuffix("(incompressible)") },
+                    "\(choices)")
             } else {
                 #expect(result.stderr.contains("parcels sent uncompressed"), "\(result.stderr.suffix(3000))")
             }
@@ -126,7 +128,8 @@ struct AutoCompressionTests {
         let master = try lan.start(
             in: lan.master, executable,
             [
-                "run", "--config", try Self.clusterFile(in: directory, worker: node, cookieFile: cookie), "--no-master-work", "--compression", "auto",
+                "run", "--config", try Self.clusterFile(in: directory, worker: node, cookieFile: cookie),
+                "--no-master-work", "--compression", "auto",
                 "--parcel-size", "256KiB", "--verbose", corpus,
             ])
         // Once zstd is chosen on the slow link and some parcels are back, lift the shaping.

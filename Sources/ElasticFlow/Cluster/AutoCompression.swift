@@ -52,8 +52,10 @@ public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
 /// outside it.
 final class AutoCompression: Sendable {
     /// The candidates sampled besides `none`, fastest first.
-    static let candidates: [Compression] = [.lz4Fast(acceleration: 8), .lz4, .zstd(level: 1), .zstd(level: 3),
-                                           .zstd(level: 6)]
+    static let candidates: [Compression] = [
+        .lz4Fast(acceleration: 8), .lz4, .zstd(level: 1), .zstd(level: 3),
+        .zstd(level: 6),
+    ]
     /// Bytes of a parcel each sample compresses (from its middle).
     static let sampleBytes = 64 << 10
     /// Parcels between two samples (the step's first parcel is always sampled).

@@ -636,8 +636,8 @@ extension Worker: EventLoopHandler {
                     work.auto?.observe(
                         node: masterLinkName, connection: connection, rate: loop.deliveryRate(connection))
                     let status = loop.send(
-                            connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
-                            flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
+                        connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
+                        flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
                     if status != 0 && status != Int32(EF_ECLOSED) {
                         // A result we cannot queue must not vanish: drop the link, and the
                         // master sends this connection's parcels elsewhere.
@@ -692,7 +692,6 @@ private struct EncodedResult: Sendable {
 /// The name `AutoCompression` knows a worker's one link by.
 private let masterLinkName = "master"
 
-
 /// A batch handed from the loop thread to the pool thread that encodes it (one owner at a time).
 private struct BatchTransfer: @unchecked Sendable {
     let batch: ResultCombiner.Batch
@@ -701,7 +700,6 @@ private struct BatchTransfer: @unchecked Sendable {
 private struct OutcomeTransfer: Sendable {
     let outcome: Result<EncodedResult, ElasticFlowError>
 }
-
 
 extension EventLoop {
     @discardableResult
