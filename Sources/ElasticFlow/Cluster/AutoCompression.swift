@@ -74,14 +74,14 @@ final class AutoCompression: Sendable {
     static let linkWindowSeconds = 1.0
     /// Readings, and the seconds they span, a window needs before it replaces the assumption.
     static let minimumReadings = 8
-    static let minimumReadingSeconds = 0.1
+    static let minimumReadingSeconds = 0.03
     /// Milliseconds between two looks at every link while a step sends (besides one per frame).
     static let lookMilliseconds: UInt64 = 2
     /// How many times its measured time compressing is charged: a compressed parcel also costs
     /// its decompression on the worker and copies that an uncompressed one does not (it leaves by
     /// reference or `sendfile`), on cores the task needs. 4 is what fits the benchmark's machine
     /// (2 cores shared by master and worker; docs/compression.md), not a law.
-    static let compressionCharge = 4.0
+    static let compressionCharge = 2.0
 
     struct CodecStats {
         /// Seconds per raw byte: the fastest of the last `speedSamples` (a sample the scheduler
@@ -138,8 +138,8 @@ final class AutoCompression: Sendable {
     }
 
     /// The link's throughput in wire bytes per second, or nil before anything was measured: the
-    /// lower quartile of the window's rates the sender did not limit (the link's own), or the median of
-    /// those it limited when that is higher (they are lower bounds: a link that outruns its
+    /// lower quartile of the window's rates the sender did not limit (the link's own), or, when
+    /// there are none, the median of those it limited (lower bounds: a link that outruns its
     /// sender only ever shows those).
     static func throughput(_ link: LinkState) -> Double? {
         func median(_ values: [Double]) -> Double? {
@@ -161,12 +161,9 @@ final class AutoCompression: Sendable {
         else { return link.estimate }
         let own = lowerQuartile(link.samples.filter { !$0.limited }.map(\.rate))
         let bound = median(link.samples.filter(\.limited).map(\.rate))
-        switch (own, bound) {
-        case (let own?, let bound?): return max(own, bound)
-        case (let own?, nil): return own
-        case (nil, let bound?): return bound
-        case (nil, nil): return link.estimate
-        }
+        // A bound counts only when the link showed no rate of its own: the first readings of a
+        // connection are sender-limited and high (a 100 Mbit/s link's read 248 MB/s).
+        return own ?? bound ?? link.estimate
     }
 
     /// Estimated seconds per raw byte with `stats` (nil: `none`) over a link of `rate`.
