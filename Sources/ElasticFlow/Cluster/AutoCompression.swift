@@ -71,7 +71,7 @@ final class AutoCompression: Sendable {
     /// compressing codec then, which costs a fast link far less than `none` costs a slow one.
     static let assumedLinkBytesPerSecond = 25e6
     /// Seconds of the kernel's rate estimates that make a link's estimate (a sliding window).
-    static let linkWindowSeconds = 1.0
+    static let linkWindowSeconds = 0.25
     /// Readings, and the seconds they span, a window needs before it replaces the assumption.
     static let minimumReadings = 8
     static let minimumReadingSeconds = 0.03
@@ -79,7 +79,7 @@ final class AutoCompression: Sendable {
     static let lookMilliseconds: UInt64 = 2
     /// How many times its measured time compressing is charged: a compressed parcel also costs
     /// its decompression on the worker and copies that an uncompressed one does not (it leaves by
-    /// reference or `sendfile`), on cores the task needs. 4 is what fits the benchmark's machine
+    /// reference or `sendfile`), on cores the task needs. 2 is what fits the benchmark's machine
     /// (2 cores shared by master and worker; docs/compression.md), not a law.
     static let compressionCharge = 2.0
 
