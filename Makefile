@@ -56,6 +56,11 @@ bench: release
 	else $(ELASTICFLOW) generate --size 43MiB --seed 1 -o $$corpus; fi; \
 	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus && python3 Benchmarks/status_bench.py $(ELASTICFLOW) $$corpus; \
 	rc=$$?; rm -f $$corpus; exit $$rc
+	@if [ "$$(id -u)" = 0 ] && command -v tc >/dev/null && command -v ip >/dev/null; then corpus=$$(mktemp); \
+	if [ -f ../shared/corpora/kjv.txt ]; then for i in 1 2 3 4 5 6 7 8 9 10; do cat ../shared/corpora/kjv.txt; done > $$corpus; \
+	else $(ELASTICFLOW) generate --size 43MiB --seed 1 -o $$corpus; fi; \
+	python3 Benchmarks/autocompression_bench.py $(ELASTICFLOW) $$corpus --rounds 3; rc=$$?; rm -f $$corpus; exit $$rc; \
+	else echo "autocompression_bench.py: needs root, ip and tc (iproute2): skipped"; fi
 	python3 Benchmarks/many_files_bench.py $(ELASTICFLOW) --files 5000 --rounds 5
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy

@@ -813,6 +813,12 @@ EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *
 
 /* Bytes queued on a connection and not yet written, or EF_ECLOSED. */
 EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id);
+/* The kernel's latest estimate of a connection's delivery rate (TCP_INFO's tcpi_delivery_rate,
+ * bytes per second; Linux 4.9 or later) and whether the sender limited it (*app_limited 1: the
+ * link may be faster than that). What --compression auto measures links with. EF_OK, EF_ECLOSED,
+ * EF_EINVAL (NULL out-parameter) or EF_ESYS (no such estimate from this kernel). */
+EF_API int ef_loop_delivery_rate(const ef_loop *loop, uint64_t conn_id, uint64_t *bytes_per_second,
+                                 int *app_limited);
 /* The peer's address as "1.2.3.4:5678" or "[::1]:5678", NUL-terminated. Returns its length,
  * EF_ESPACE when cap is too small, or EF_ECLOSED. */
 EF_API ptrdiff_t ef_loop_peer(const ef_loop *loop, uint64_t conn_id, char *buf, size_t cap);

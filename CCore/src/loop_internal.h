@@ -150,4 +150,8 @@ void ef__conn_resume_parse(ef_loop *loop, ef__conn *c);
 void ef__conn_destroy(ef__conn *c); /* releases refs, frees memory: no callbacks */
 void ef__dead_flush(ef_loop *loop, bool callbacks);
 
+/* tcpinfo.c: TCP_INFO's delivery rate of a socket (bytes per second) and whether the sender
+ * limited it; EF_OK or EF_ESYS. */
+int ef__tcp_delivery_rate(int fd, uint64_t *bytes_per_second, int *app_limited);
+
 #endif

@@ -1028,6 +1028,16 @@ EF_API int64_t ef_loop_pending(const ef_loop *loop, uint64_t conn_id) {
     return c ? (int64_t)c->pending : EF_ECLOSED;
 }
 
+EF_API int ef_loop_delivery_rate(const ef_loop *loop, uint64_t conn_id, uint64_t *bytes_per_second,
+                                 int *app_limited) {
+    if (!bytes_per_second || !app_limited)
+        return EF_EINVAL;
+    const ef__conn *c = (const ef__conn *)ef__obj_find(loop, conn_id, EF__CONN);
+    if (!c)
+        return EF_ECLOSED;
+    return ef__tcp_delivery_rate(c->obj.fd, bytes_per_second, app_limited);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Connection events and control                                                              */
 /* ------------------------------------------------------------------------------------------ */

@@ -774,6 +774,12 @@ static void bp_accept(ef_loop *loop, void *user, uint64_t listener, uint64_t con
     }
     b->busy++;
     CHECK(b->t, ef_loop_pending(loop, conn) >= (int64_t)BP_HIGH);
+    /* Bytes were delivered (into the peer's buffer): the kernel has a rate for them. */
+    uint64_t rate = 0;
+    int limited = -1;
+    CHECK_EQ(b->t, ef_loop_delivery_rate(loop, conn, &rate, &limited), EF_OK);
+    CHECK(b->t, rate > 0 && (limited == 0 || limited == 1));
+    CHECK_EQ(b->t, ef_loop_delivery_rate(loop, conn, NULL, &limited), EF_EINVAL);
     /* Still busy, for either kind of send; a refused zero-copy frame stays the caller's. */
     CHECK_EQ(b->t, ef_loop_send(loop, conn, EF_FRAME_PARCEL, 0, 0, 0, 0, NULL, 0), EF_EBUSY);
     CHECK_EQ(b->t,
@@ -1584,6 +1590,9 @@ static void test_loop_api_contracts(ef_t *t) {
     CHECK_EQ(t, ef_loop_send(loop, ghost, EF_FRAME_BYE, 0, 0, 0, 0, NULL, 0), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_close(loop, ghost, 0), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_pending(loop, ghost), EF_ECLOSED);
+    uint64_t ghost_rate = 0;
+    int ghost_limited = 0;
+    CHECK_EQ(t, ef_loop_delivery_rate(loop, ghost, &ghost_rate, &ghost_limited), EF_ECLOSED);
     CHECK_EQ(t, ef_loop_close(loop, m.lid, 0), EF_ECLOSED); /* a listener is not a connection */
     CHECK_EQ(t, ef_loop_timer_cancel(loop, m.cli), EF_ECLOSED);
     char text[64];

@@ -57,7 +57,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Parcel compression: none, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL (default lz4).", valueName: "CODEC"))
+            "Parcel and result compression: none, auto, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL (default lz4).",
+            valueName: "CODEC"))
     var compression: String?
 
     @Option(

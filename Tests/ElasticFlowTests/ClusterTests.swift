@@ -18,7 +18,7 @@ import Testing
         return text
     }
 
-    @Test(arguments: ["none", "lz4", "zstd", "zstd:6"])
+    @Test(arguments: ["none", "lz4", "zstd", "zstd:6", "auto"])
     func distributedCountEqualsSingleNodeForEachCodec(_ compression: String) throws {
         let directory = try TemporaryDirectory()
         let text = Self.corpus()

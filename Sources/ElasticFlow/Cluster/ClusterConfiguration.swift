@@ -90,7 +90,9 @@ public struct ClusterConfiguration: Sendable {
     public var minWorkers: Int?
     /// The secret the master proves to every worker, and they to it.
     public var cookie: Cookie
-    /// How parcels and results are compressed on the wire.
+    /// How parcels and results are compressed on the wire (`.auto`: chosen per link and direction
+    /// as the step runs, docs/compression.md). Any setting sends a parcel that does not compress
+    /// by 3% uncompressed.
     public var compression: Compression = .lz4
     /// Target parcel size in bytes (parcels end at line boundaries).
     public var parcelSize: Int = ClusterConfiguration.copyParcelSize
@@ -254,7 +256,7 @@ public struct ClusterFile: Codable, Sendable {
     public var nodes: [Node]
     /// A file holding the cookie (one trailing newline ignored); relative to the cluster file's folder.
     public var cookieFile: String?
-    /// `none`, `lz4`, `lz4:N` or `zstd[:N]`; `ClusterConfiguration.compression`.
+    /// `none`, `auto`, `lz4`, `lz4:N` or `zstd[:N]`; `ClusterConfiguration.compression`.
     public var compression: String?
     /// A size such as `"4MiB"` (a string, 1 byte to 128 MiB); `ClusterConfiguration.parcelSize`.
     public var parcelSize: String?

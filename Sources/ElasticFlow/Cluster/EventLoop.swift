@@ -274,6 +274,14 @@ final class EventLoop: @unchecked Sendable {
     }
 
     func pending(_ connection: ConnectionID) -> Int64 { ef_loop_pending(handle, connection.rawValue) }
+    /// The kernel's latest delivery-rate estimate of the connection (`ef_loop_delivery_rate`:
+    /// TCP_INFO), and whether the sender limited it; nil when there is none.
+    func deliveryRate(_ connection: ConnectionID) -> (bytesPerSecond: UInt64, appLimited: Bool)? {
+        var rate: UInt64 = 0
+        var limited: Int32 = 0
+        guard ef_loop_delivery_rate(handle, connection.rawValue, &rate, &limited) == 0 else { return nil }
+        return (rate, limited != 0)
+    }
 }
 
 /// A closure crossing into C as an opaque pointer.

@@ -390,7 +390,8 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             // merge pool, so the loop goes on reading while a table is decompressed and merged.
             guard
                 let (receipts, limits) = run.claim(
-                    envelope.entries, from: link.name, wireBytes: payload.count, step: frame.aux)
+                    envelope.entries, from: link.name, wireBytes: payload.count, step: frame.aux,
+                    codec: frame.codec)
             else { return }
             run.mergeRemote(
                 payload, body: body, compressed: frame.flags & frameFlagCompressed != 0,
@@ -446,7 +447,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
                 connection, link, "speaks protocol version \(hello.version), this master \(EF_PROTOCOL_VERSION)")
         }
         guard hello.role == Hello.workerRole else { return refuse(connection, link, "sent a malformed HELLO") }
-        guard hello.codecs & (1 << UInt8(configuration.compression.codecID)) != 0 else {
+        guard hello.codecs & configuration.compression.codecMask == configuration.compression.codecMask else {
             return refuse(connection, link, "does not support \(configuration.compression) compression")
         }
         let mode = SessionMode(encrypt: configuration.encrypt)

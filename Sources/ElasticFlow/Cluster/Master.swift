@@ -1,6 +1,7 @@
 internal import CElasticFlow
 import Foundation
 import Logging
+import Synchronization
 
 /// The master of a cluster: cuts the sources into parcels, hands each to the node with the fewest
 /// open receipts (its own threads included, when `masterProcesses`), and aggregates results as
@@ -17,6 +18,8 @@ public final class Master: @unchecked Sendable {
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
     private var board: StatusBoard?
+    /// The running (or last) step's `auto` choosers, for `compressionChoices`.
+    private let choosers = Mutex<[AutoCompression]>([])
     /// The master's own log: every step's updates at `debug` and its parcel events at `trace`
     /// (metadata `step`, `receipt`, `node`), and the step queue's journal at `debug`.
     public let logger: Logger
@@ -37,6 +40,11 @@ public final class Master: @unchecked Sendable {
         self.tasks = tasks
         self.logger = logger
     }
+
+    /// With `compression` `auto`: the codec each link uses now, per direction (parcels as chosen
+    /// here, results as last seen arriving), for the running step or else the last one. Empty for
+    /// a fixed codec. Safe from any thread, while a step runs.
+    public var compressionChoices: [CompressionChoice] { choosers.withLock { $0.flatMap(\.current) } }
 
     /// Adds an interceptor; it sees the events of every later step. Not while a step runs.
     public func add(_ interceptor: any Interceptor) { interceptors.append(interceptor) }
@@ -72,6 +80,7 @@ public final class Master: @unchecked Sendable {
         let run = try StepRun(
             configuration: configuration, registry: tasks, plan: plan,
             interceptors: log + interceptors + (board.map { [$0] } ?? []), cancellation: cancellation, board: board)
+        choosers.withLock { $0 = [run.autoParcels, run.autoResults].compactMap { $0 } }
         return try run.execute(progress: progress)
     }
 }

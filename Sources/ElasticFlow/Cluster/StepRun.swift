@@ -63,6 +63,12 @@ final class StepRun: @unchecked Sendable {
     /// Parcels a worker may hold unanswered: `configuration.inFlight`, or the mode's default.
     let workerInFlight: Int
     let results: ResultAggregator
+    /// `--compression auto`: the parcels' codec per link, chosen here; the results' codecs, as
+    /// the workers chose them (nil for a fixed codec).
+    let autoParcels: AutoCompression?
+    let autoResults: AutoCompression?
+    /// The sampling timer of `autoParcels` is set (loop thread only).
+    private var looking = false
     let faults = FaultBook()
     let events: EventOutbox
     /// The status board the step reports to (`Master.report(to:)`), or nil.
@@ -133,6 +139,13 @@ final class StepRun: @unchecked Sendable {
         summary.step = plan.step
         summary.task = plan.task
         summary.compression = configuration.compression
+        if configuration.compression == .auto && !configuration.sharedInput {
+            autoParcels = AutoCompression(direction: .parcels)
+            autoResults = AutoCompression(direction: .results)
+        } else {
+            autoParcels = nil
+            autoResults = nil
+        }
         summary.sharedInput = configuration.sharedInput
         // Under chaos the master only coordinates (unless every worker is gone), so that every
         // parcel crosses the wire and meets the injected faults.
@@ -221,6 +234,7 @@ final class StepRun: @unchecked Sendable {
         if failure == nil, let problem = sourceProblem() { withLock { fail(.cluster(problem)) } }
         lock.lock()
         summary.seconds = monotonicSeconds() - startedAt
+        summary.compressionChoices = (autoParcels?.choices ?? []) + (autoResults?.choices ?? [])
         summary.receiptsClosed = dispatcher.ledger.closedCount
         summary.duplicates = dispatcher.ledger.duplicates
         summary.chaos = chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed }
@@ -559,7 +573,15 @@ final class StepRun: @unchecked Sendable {
             withLock { fail(.cluster("parcel \(receipt) has no bytes to send")) }
             return
         }
-        let compression = configuration.compression
+        var compression = configuration.compression
+        if let autoParcels {
+            let (chosen, change) = autoParcels.choose(
+                for: node, sequence: receipt.sequence, bytes: buffer.bytes, codec: context.codec)
+            compression = chosen
+            if let change {
+                withLock { emit(.stepUpdate(step: step, state: .compressionChosen, detail: change.description)) }
+            }
+        }
         var payload = buffer
         var recycle: ParcelBuffer?
         if compression != .none {
@@ -567,17 +589,26 @@ final class StepRun: @unchecked Sendable {
             do {
                 _ = try context.codec.compress(buffer.bytes, into: wire, with: compression)
             } catch {
+                buffers.recycleWire(wire)
                 withLock { fail(error) }
                 return
             }
-            payload = wire
-            recycle = wire
+            if Double(wire.count) >= Double(buffer.count) * AutoCompression.incompressibleShare {
+                // Not smaller by the margin: the parcel goes as it is (whatever the setting).
+                buffers.recycleWire(wire)
+                compression = .none
+                withLock { summary.incompressibleParcels += 1 }
+            } else {
+                payload = wire
+                recycle = wire
+            }
         }
         let frame = payload
         let frameBytes = payload.count  // read now: a recycled buffer may be reused once sent
         let recycled = recycle
         let flags = parcelFlags(compressed: compression != .none, attempt: attempt)
         let codec = UInt8(compression.codecID)
+        let autoParcels = autoParcels
         let fault = chaos?.fault(
             at: .masterSendsParcel, step: step, sequence: receipt.sequence, attempt: attempt,
             maxAttempts: configuration.maxAttempts)
@@ -601,6 +632,10 @@ final class StepRun: @unchecked Sendable {
                 // No copy: the loop writes straight from the parcel (or its compressed copy).
                 if recycled == nil { buffers.markInTransit(buffer) }
                 // Uncompressed, the payload is the parcel: its receipt's CRC32C is the frame's.
+                if let autoParcels {
+                    autoParcels.observe(node: node, connection: connection, rate: loop.deliveryRate(connection))
+                    startLooking(autoParcels)
+                }
                 status = loop.sendReference(
                     connection, type: FrameType.parcel.rawValue, flags: flags, codec: codec, aux: step,
                     id: receipt.sequence, payload: frame.bytes, payloadCRC: recycled == nil ? receipt.checksum : nil
@@ -635,6 +670,21 @@ final class StepRun: @unchecked Sendable {
         } else {
             loop.post(transmit)
         }
+    }
+
+    /// `auto`: looks at every link every `AutoCompression.lookMilliseconds` from the first send
+    /// to the end of the step (loop thread), so an estimate never waits for the next frame.
+    private func startLooking(_ auto: AutoCompression) {
+        guard !looking else { return }
+        looking = true
+        let tick: @Sendable () -> Void = { [self] in
+            for (node, connection) in auto.connections {
+                auto.observe(node: node, connection: connection, rate: loop.deliveryRate(connection))
+            }
+            looking = false
+            if !withLock({ finished }) { startLooking(auto) }
+        }
+        withLock { links.after(milliseconds: AutoCompression.lookMilliseconds, tick) }
     }
 
     /// Copy mode from files: the header goes through the loop's queue, the payload straight from
@@ -764,7 +814,10 @@ final class StepRun: @unchecked Sendable {
     /// sent to `node`, this attempt or an earlier one; anything else is refused (`refuseResult`).
     /// - Returns: the receipts and what their parcels could hold, or nil when the result is not to
     ///   be merged.
-    func claim(_ entries: [ResultEnvelope.Entry], from node: String, wireBytes: Int, step aux: UInt32? = nil)
+    func claim(
+        _ entries: [ResultEnvelope.Entry], from node: String, wireBytes: Int, step aux: UInt32? = nil,
+        codec: UInt8? = nil
+    )
         -> (receipts: [Receipt], limits: ResultLimits)?
     {
         lock.lock()
@@ -794,6 +847,11 @@ final class StepRun: @unchecked Sendable {
             emit(.received(receipt, node: node, bytes: index == 0 ? wireBytes : 0))
         }
         if node != Self.masterNode { summary.bytesReceivedWire += UInt64(wireBytes) }
+        if let codec, let autoResults, let first = receipts.first,
+            let change = autoResults.observed(codecID: codec, from: node, sequence: first.sequence)
+        {
+            emit(.stepUpdate(step: step, state: .compressionChosen, detail: change.description))
+        }
         if let splitter = cutter.splitter {
             for (entry, receipt) in zip(entries, receipts) {
                 let path = splitter.paths[Int(receipt.partition)]

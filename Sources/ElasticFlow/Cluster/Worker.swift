@@ -111,6 +111,8 @@ public final class Worker: @unchecked Sendable {
         var task: any ParcelTask
         var options: TaskOptions
         var compression: Compression
+        /// `auto`: this step's results' codec, chosen on this side (the results' direction).
+        var auto: AutoCompression?
         var chaos: ChaosSettings?
         var maxAttempts: Int
         /// Shared-input mode: reads the splits of the step's sources from this node's disk.
@@ -428,16 +430,17 @@ extension Worker: EventLoopHandler {
             announcement.options.maxWordSize = announcement.maxWordSize ?? Limits.defaultMaxWordSize
             let task = try tasks.task(named: announcement.task)
             var combiner: ResultCombiner?
+            let compression = try Compression(parsing: announcement.compression)
+            let auto = compression == .auto ? AutoCompression(direction: .results) : nil
             if let combine = announcement.combine, combine.maxReceipts > 1 {
                 let made = ResultCombiner(
                     settings: combine, threads: pool.size, task: task, options: announcement.options)
                 combiner = made
-                let compression = try Compression(parsing: announcement.compression)
                 combining[ObjectIdentifier(made)] = CombiningStep(
                     combiner: made,
                     work: TaskTransfer(
                         name: announcement.task, task: task, options: announcement.options, compression: compression,
-                        reader: nil),
+                        auto: auto, reader: nil),
                     connection: connection, step: announcement.step)
                 if combineSweep == .unset {
                     combineSweep = loop.addTimer(milliseconds: Self.combineSweepMilliseconds, repeats: true)
@@ -445,7 +448,7 @@ extension Worker: EventLoopHandler {
             }
             session.steps[announcement.step] = StepSetup(
                 name: announcement.task, task: task, options: announcement.options,
-                compression: try Compression(parsing: announcement.compression), chaos: announcement.chaos,
+                compression: compression, auto: auto, chaos: announcement.chaos,
                 maxAttempts: announcement.maxAttempts,
                 reader: announcement.sharedSources.map {
                     SplitReader(paths: $0, seekable: Set(announcement.seekableSources ?? []))
@@ -490,7 +493,7 @@ extension Worker: EventLoopHandler {
         let maxPayload = configuration.maxPayload
         let work = TaskTransfer(
             name: step.name, task: step.task, options: step.options, compression: step.compression,
-            reader: step.reader)
+            auto: step.auto, reader: step.reader)
         let parcelAttempt = attempt(fromParcelFlags: frame.flags)
         let fault = step.chaos?.fault(
             at: .workerProcesses, step: stepID, sequence: sequence, attempt: parcelAttempt,
@@ -556,8 +559,8 @@ extension Worker: EventLoopHandler {
             // Answered alone.
             let alone = OutcomeTransfer(
                 outcome: outcome.flatMap { result in
-                    Result { () throws(ElasticFlowError) -> [UInt8] in
-                        try Self.envelope(.single(entry, result), codec: context.codec, compression: work.compression)
+                    Result { () throws(ElasticFlowError) -> EncodedResult in
+                        try Self.envelope(.single(entry, result), codec: context.codec, work: work)
                     }
                 })
             loop.post { [self] in
@@ -571,9 +574,11 @@ extension Worker: EventLoopHandler {
         }
     }
 
-    /// Encodes a batch: its envelope, then its result (or its aggregation's snapshot) compressed.
-    private static func envelope(_ batch: ResultCombiner.Batch, codec: Codec, compression: Compression)
-        throws(ElasticFlowError) -> [UInt8]
+    /// Encodes a batch: its envelope, then its result (or its aggregation's snapshot) compressed
+    /// with the step's codec (`auto`: the one chosen for this result) — or with `none` when that
+    /// does not make it smaller by the margin.
+    private static func envelope(_ batch: ResultCombiner.Batch, codec: Codec, work: TaskTransfer)
+        throws(ElasticFlowError) -> EncodedResult
     {
         var payload: [UInt8]
         let body: [UInt8]
@@ -591,8 +596,22 @@ extension Worker: EventLoopHandler {
                 throw .task(name: "combining", message: "\(error)")
             }
         }
-        payload.append(contentsOf: try codec.compress(body, with: compression))
-        return payload
+        var compression = work.compression
+        if let auto = work.auto {
+            compression = body.withUnsafeBytes { bytes in
+                auto.choose(for: masterLinkName, sequence: batch.entries[0].sequence, bytes: bytes, codec: codec).0
+            }
+        }
+        var compressed = try codec.compress(body, with: compression)
+        if compression != .none,
+            Double(compressed.count - Int(EF_CODEC_HEADER_SIZE))
+                >= Double(body.count) * AutoCompression.incompressibleShare
+        {
+            compression = .none
+            compressed = try codec.compress(body, with: .none)
+        }
+        payload.append(contentsOf: compressed)
+        return EncodedResult(bytes: payload, codec: UInt8(compression.codecID))
     }
 
     /// Sends a batch from a pool thread (encoding it there, then posting the send).
@@ -603,8 +622,8 @@ extension Worker: EventLoopHandler {
     ) {
         let entries = batch.entries
         let encoded = OutcomeTransfer(
-            outcome: Result { () throws(ElasticFlowError) -> [UInt8] in
-                try Self.envelope(batch, codec: context.codec, compression: work.compression)
+            outcome: Result { () throws(ElasticFlowError) -> EncodedResult in
+                try Self.envelope(batch, codec: context.codec, work: work)
             })
         loop.post { [self] in
             switch encoded.outcome {
@@ -639,13 +658,15 @@ extension Worker: EventLoopHandler {
     /// Sends one RESULT (or ERROR) on the loop thread, applying the parcel's injected fault.
     /// - Parameter parcels: how many parcels the frame answers (they leave `inFlight`).
     private func send(
-        _ outcome: Result<[UInt8], ElasticFlowError>, sequence: UInt64, connection: ConnectionID, step stepID: UInt32,
+        _ outcome: Result<EncodedResult, ElasticFlowError>, sequence: UInt64, connection: ConnectionID,
+        step stepID: UInt32,
         work: TaskTransfer, fault: FaultKind?, delay: UInt64, parcels: Int = 1
     ) {
-        let codec = UInt8(work.compression.codecID)
         let answer = { [self] (flags: UInt8) in
             switch outcome {
-            case .success(let bytes):
+            case .success(let encoded):
+                let bytes = encoded.bytes
+                let codec = encoded.codec
                 if fault == .byteFlip, !bytes.isEmpty {
                     // Flipped after the checksum was taken: the master's parser must catch it.
                     var corrupted = bytes
@@ -654,6 +675,8 @@ extension Worker: EventLoopHandler {
                         loop.handle, connection.rawValue, FrameType.result.rawValue, frameFlagCompressed, codec, stepID,
                         sequence, bytes, corrupted, bytes.count)
                 } else {
+                    work.auto?.observe(
+                        node: masterLinkName, connection: connection, rate: loop.deliveryRate(connection))
                     let status = loop.send(
                         connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
                         flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
@@ -696,13 +719,23 @@ extension Worker: EventLoopHandler {
 }
 
 private struct TaskTransfer: @unchecked Sendable {
-    // Tasks are Sendable; TaskOptions and Compression are values.
+    // Tasks are Sendable; TaskOptions and Compression are values; AutoCompression is Sendable.
     let name: String
     let task: any ParcelTask
     let options: TaskOptions
     let compression: Compression
+    let auto: AutoCompression?
     let reader: SplitReader?
 }
+
+/// A RESULT's payload and the codec its result was compressed with.
+private struct EncodedResult: Sendable {
+    let bytes: [UInt8]
+    let codec: UInt8
+}
+
+/// The name `AutoCompression` knows a worker's one link by.
+private let masterLinkName = "master"
 
 /// A batch handed from the loop thread to the pool thread that encodes it (one owner at a time).
 private struct BatchTransfer: @unchecked Sendable {
@@ -710,7 +743,7 @@ private struct BatchTransfer: @unchecked Sendable {
 }
 
 private struct OutcomeTransfer: Sendable {
-    let outcome: Result<[UInt8], ElasticFlowError>
+    let outcome: Result<EncodedResult, ElasticFlowError>
 }
 
 extension EventLoop {

@@ -10,13 +10,17 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
     case lz4Fast(acceleration: Int)
     /// zstd at a level from 1 (fastest) to 19.
     case zstd(level: Int)
+    /// Chosen per link and direction as a step runs, from the link's measured throughput and each
+    /// codec's measured speed and ratio on the step's own bytes (docs/compression.md).
+    case auto
 
-    /// Parses `none`, `lz4`, `lz4:ACCELERATION`, `zstd` or `zstd:LEVEL`.
+    /// Parses `none`, `auto`, `lz4`, `lz4:ACCELERATION`, `zstd` or `zstd:LEVEL`.
     /// - Throws: `ElasticFlowError.invalidArgument` for anything else.
     public init(parsing text: String) throws(ElasticFlowError) {
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
         switch (parts[0].lowercased(), parts.count) {
         case ("none", 1): self = .none
+        case ("auto", 1): self = .auto
         case ("lz4", 1): self = .lz4
         case ("lz4", 2):
             guard let acceleration = Int(parts[1]), (1...Int(EF_LZ4_ACCELERATION_MAX)).contains(acceleration) else {
@@ -34,25 +38,38 @@ public enum Compression: Hashable, Sendable, CustomStringConvertible {
             self = .zstd(level: level)
         default:
             throw .invalidArgument(
-                "unknown compression '\(text)': expected none, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL")
+                "unknown compression '\(text)': expected none, auto, lz4, lz4:ACCELERATION, zstd or zstd:LEVEL")
         }
     }
 
-    /// The form `init(parsing:)` reads: `none`, `lz4`, `lz4:ACCELERATION` or `zstd:LEVEL`.
+    /// The form `init(parsing:)` reads: `none`, `auto`, `lz4`, `lz4:ACCELERATION` or `zstd:LEVEL`.
     public var description: String {
         switch self {
         case .none: return "none"
+        case .auto: return "auto"
         case .lz4: return "lz4"
         case .lz4Fast(let acceleration): return "lz4:\(acceleration)"
         case .zstd(let level): return "zstd:\(level)"
         }
     }
 
+    /// The codec of a buffer compressed this way; `auto` is never applied as such (a concrete
+    /// codec is chosen first), and reads as `none`.
     var codecID: Int32 {
         switch self {
-        case .none: return Int32(EF_CODEC_NONE.rawValue)
+        case .none, .auto: return Int32(EF_CODEC_NONE.rawValue)
         case .lz4, .lz4Fast: return Int32(EF_CODEC_LZ4.rawValue)
         case .zstd: return Int32(EF_CODEC_ZSTD.rawValue)
+        }
+    }
+
+    /// The codecs a peer must support for this setting (bit `1 << codecID`): all of them for `auto`.
+    var codecMask: UInt8 {
+        switch self {
+        case .auto:
+            return 1 << UInt8(EF_CODEC_NONE.rawValue) | 1 << UInt8(EF_CODEC_LZ4.rawValue)
+                | 1 << UInt8(EF_CODEC_ZSTD.rawValue)
+        default: return 1 << UInt8(codecID)
         }
     }
 
@@ -90,7 +107,9 @@ public final class Codec {
 
     /// Compresses bytes into a self-describing parcel buffer (codec and size recorded in its header).
     /// Calls `ef_codec_compress`.
+    /// - Throws: `ElasticFlowError.invalidArgument` for `auto` (choose a codec first).
     public func compress(_ bytes: [UInt8], with compression: Compression) throws(ElasticFlowError) -> [UInt8] {
+        guard compression != .auto else { throw .invalidArgument("compressing with auto: choose a codec first") }
         let bound = ef_codec_bound(compression.codecID, bytes.count)
         guard bound > 0 else { throw .core(.invalidArgument, operation: "compressing \(bytes.count) bytes") }
         var output = [UInt8](repeating: 0, count: bound)
@@ -131,6 +150,7 @@ public final class Codec {
     func compress(_ bytes: UnsafeRawBufferPointer, into output: ParcelBuffer, with compression: Compression)
         throws(ElasticFlowError) -> Int
     {
+        guard compression != .auto else { throw .invalidArgument("compressing with auto: choose a codec first") }
         let bound = ef_codec_bound(compression.codecID, bytes.count)
         guard bound > 0 else { throw .core(.invalidArgument, operation: "compressing \(bytes.count) bytes") }
         output.count = 0

@@ -40,6 +40,9 @@ public enum StepUpdateState: String, Sendable, Hashable, CaseIterable, CustomStr
     /// The step started with `minWorkers` of its listed workers: the others (named in the
     /// detail, with why they are not ready) are tried again and join when they come.
     case workersPending = "workers-pending"
+    /// `--compression auto` chose a codec for a link and direction, or changed it; the detail is
+    /// the `CompressionChoice` (`parcels -> NODE: zstd:3 from #9 (link 23.9 MB/s, model)`).
+    case compressionChosen = "compression-chosen"
 
     /// The raw value, as logs print it (`node-down`).
     public var description: String { rawValue }

@@ -42,6 +42,11 @@ public struct StepSummary: Sendable, CustomStringConvertible {
     public var speculativeCopies = 0
     /// Speculative copies whose result arrived before the original's.
     public var speculativeWins = 0
+    /// Parcels sent uncompressed because compressing did not make them smaller by the margin
+    /// (3%; any compression setting).
+    public var incompressibleParcels = 0
+    /// `--compression auto`: every codec chosen per link and direction, in order (empty otherwise).
+    public var compressionChoices: [CompressionChoice] = []
 
     /// An empty summary (every count 0); the master fills one in as a step runs.
     public init() {}
@@ -65,6 +70,10 @@ public struct StepSummary: Sendable, CustomStringConvertible {
                 "  sent \(mb(bytesSentRaw)) MB as \(mb(bytesSentWire)) MB with \(compression) "
                     + "(ratio \(format3(ratio))), results \(mb(bytesReceivedWire)) MB")
         }
+        if incompressibleParcels > 0 {
+            lines.append("  \(incompressibleParcels) parcels sent uncompressed (they did not compress)")
+        }
+        for choice in compressionChoices { lines.append("  compression \(choice)") }
         if sharedInput {
             lines.append(
                 "  shared input: receipts only on the wire (\(mb(bytesSentWire)) MB), results \(mb(bytesReceivedWire)) MB"

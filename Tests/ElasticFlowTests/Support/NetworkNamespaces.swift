@@ -152,6 +152,19 @@ final class NetworkNamespaces {
         try Self.ip(["-n", host.namespace, "link", "set", host.device, "down"])
     }
 
+    /// Shapes a host's link both ways with `tc tbf` at `rate` (`"20mbit"`): on the master's end
+    /// (what it sends) and on the host's (what it answers). `change` retunes a shaping already in
+    /// place (`tc qdisc change`), mid-step.
+    func shape(_ host: Host, rate: String, change: Bool = false) throws {
+        guard let index = workers.firstIndex(where: { $0.namespace == host.namespace }) else { return }
+        for (namespace, device) in [(master, "w\(index + 1)"), (host.namespace, host.device)] {
+            try Self.ip([
+                "netns", "exec", namespace, "tc", "qdisc", change ? "change" : "add", "dev", device, "root", "tbf",
+                "rate", rate, "burst", "256kb", "latency", "50ms",
+            ])
+        }
+    }
+
     // MARK: running ip
 
     static func run(_ arguments: [String]) throws -> CommandResult {
