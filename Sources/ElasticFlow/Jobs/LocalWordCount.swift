@@ -71,12 +71,12 @@ public enum LocalWordCount {
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
-        // Seekable zstd files are parcels of whole frames, decompressed on every thread; the rest
-        // is cut in order.
-        let (seekable, rest) = try SeekableParcels.split(
-            sources, decompression: options.decompression, parcelSize: options.parcelSize)
+        // Every file is opened once, here, before any work; seekable zstd files become parcels of
+        // whole frames, decompressed on every thread; the rest is cut in order.
+        let checked = try CheckedSources(sources, readingFormats: options.decompression == .auto)
+        let (seekable, rest) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
         let cutter = try ParcelCutter(
-            sources: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
+            checked: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
             decompression: options.decompression)
         let threads = options.threads
         var counters: [CounterTransfer] = []
