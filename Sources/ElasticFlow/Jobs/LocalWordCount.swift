@@ -71,10 +71,16 @@ public enum LocalWordCount {
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
-        // Every file is opened once, here, before any work; seekable zstd files become parcels of
-        // whole frames, decompressed on every thread; the rest is cut in order.
-        let checked = try CheckedSources(sources, readingFormats: options.decompression == .auto)
-        let (seekable, rest) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
+        // Every file is opened once, here, before any work. Seekable zstd files become parcels of
+        // whole frames, decompressed on every thread; small files, groups of about a parcel that
+        // the threads read at once; the rest is cut in order. Files under 64 KiB are not sniffed
+        // for the seekable format (a pread each): they are packed, and their reader tells.
+        let checked = try CheckedSources(
+            sources, readingFormats: options.decompression == .auto,
+            minimumSize: UInt64(min(options.parcelSize / 2 + 1, 64 << 10)))
+        let (seekable, unsplit) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
+        let (packed, rest) = PackedFiles.split(
+            unsplit, parcelSize: options.parcelSize, decompression: options.decompression)
         let cutter = try ParcelCutter(
             checked: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
             decompression: options.decompression)
@@ -98,7 +104,7 @@ public enum LocalWordCount {
             let started = start
             DispatchQueue.global().async {
                 while stop.wait(timeout: .now() + 0.2) == .timedOut {
-                    let statistics = shared.statistics + seekable.statistics
+                    let statistics = shared.statistics + seekable.statistics + packed.statistics
                     var now = timespec()
                     clock_gettime(CLOCK_MONOTONIC, &now)
                     let seconds = Double(now.tv_sec - started.tv_sec) + Double(now.tv_nsec - started.tv_nsec) / 1e9
@@ -112,13 +118,14 @@ public enum LocalWordCount {
         }
         DispatchQueue.concurrentPerform(iterations: threads) { index in
             seekable.drain(into: work[index].counter, parcelSize: options.parcelSize)
+            packed.drain(into: work[index].counter, parcelSize: options.parcelSize)
             shared.drain(into: work[index].counter, parcelSize: options.parcelSize)
         }
         if progress != nil {
             stop.signal()
             stopped.wait()
         }
-        if let error = seekable.firstError ?? shared.firstError { throw error }
+        if let error = seekable.firstError ?? packed.firstError ?? shared.firstError { throw error }
 
         let destination = counters[0]
         if threads > 1 {
@@ -140,7 +147,7 @@ public enum LocalWordCount {
             let code = failures.load(ordering: .relaxed)
             if code < 0 { throw .core(CoreErrorCode(rawValue: code), operation: "merging word counts") }
         }
-        return (destination.counter, shared.statistics + seekable.statistics)
+        return (destination.counter, shared.statistics + seekable.statistics + packed.statistics)
     }
 }
 
