@@ -72,12 +72,10 @@ public enum LocalWordCount {
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
         // Every file is opened once, here, before any work. Seekable zstd files become parcels of
-        // whole frames, decompressed on every thread; small files, groups of about a parcel that
-        // the threads read at once; the rest is cut in order. Files under 64 KiB are not sniffed
-        // for the seekable format (a pread each): they are packed, and their reader tells.
-        let checked = try CheckedSources(
-            sources, readingFormats: options.decompression == .auto,
-            minimumSize: UInt64(min(options.parcelSize / 2 + 1, 64 << 10)))
+        // whole frames, decompressed on every thread (even a small one: its seek table is checked,
+        // and a frame too large refused, whatever the file's size); small files, groups of about a
+        // parcel that the threads read at once; the rest is cut in order.
+        let checked = try CheckedSources(sources, readingFormats: options.decompression == .auto)
         let (seekable, unsplit) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
         let (packed, rest) = PackedFiles.split(
             unsplit, parcelSize: options.parcelSize, decompression: options.decompression)

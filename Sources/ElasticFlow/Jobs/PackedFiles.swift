@@ -92,8 +92,9 @@ final class PackedFiles: Sendable {
             let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
             guard index < groups.count else { return }
             do throws(ElasticFlowError) {
-                try count(groups[index], into: counter, buffer: buffer, reader: reader)
-                done.add(1, ordering: .relaxed)
+                if try count(groups[index], into: counter, buffer: buffer, reader: reader) > 0 {
+                    done.add(1, ordering: .relaxed)  // a parcel, as the cutter counts them: one with bytes
+                }
             } catch {
                 fail(error)
             }
@@ -107,9 +108,11 @@ final class PackedFiles: Sendable {
         var offset: UInt64
     }
 
+    /// Counts the files of `group`. - Returns: the bytes counted.
     private func count(_ group: Range<Int>, into counter: WordCounter, buffer: ParcelBuffer, reader: SourceReader)
-        throws(ElasticFlowError)
+        throws(ElasticFlowError) -> UInt64
     {
+        var counted: UInt64 = 0
         var position = group.lowerBound
         defer {  // a group stopped by an error closes the descriptors it did not reach
             for fd in descriptors[position..<group.upperBound] where fd >= 0 { close(fd) }
@@ -127,7 +130,7 @@ final class PackedFiles: Sendable {
             try reader.begin(fd, name: names[file])
             if buffer.count > 0 && buffer.base.load(fromByteOffset: buffer.count - 1, as: UInt8.self) != 0x0A {
                 if buffer.count == buffer.capacity {
-                    try feed(buffer, through: file - 1, from: &start, into: counter)  // empty now: no newline needed
+                    counted += try feed(buffer, through: file - 1, from: &start, into: counter)  // empty now: no newline
                 } else {
                     buffer.base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: buffer.count, as: UInt8.self)
                     buffer.count += 1
@@ -137,7 +140,7 @@ final class PackedFiles: Sendable {
             var read: UInt64 = 0  // bytes of this file read so far
             while true {
                 if buffer.count == buffer.capacity {
-                    try feed(buffer, through: file, from: &start, into: counter, fileStart: (file, read))
+                    counted += try feed(buffer, through: file, from: &start, into: counter, fileStart: (file, read))
                 }
                 let n = try reader.read(into: buffer.base + buffer.count, count: buffer.capacity - buffer.count)
                 if n == 0 { break }
@@ -146,19 +149,21 @@ final class PackedFiles: Sendable {
             }
         }
         if buffer.count > 0 {
-            try feed(buffer, through: group.upperBound - 1, from: &start, into: counter)
+            counted += try feed(buffer, through: group.upperBound - 1, from: &start, into: counter)
             buffer.count = 0
         }
+        return counted
     }
 
     /// Counts the buffer: all of it at the end of the group (`fileStart` nil), else — the buffer
     /// full in the middle of a file — up to its last whitespace, keeping the rest (part of a word)
     /// at the front for the next read. A full buffer with no whitespace is one word of the current
     /// file: it grows (doubling) up to the word-size cap, then the word is an error naming the file.
+    /// - Returns: the bytes counted.
     private func feed(
         _ buffer: ParcelBuffer, through last: Int, from start: inout Start, into counter: WordCounter,
         fileStart: (file: Int, read: UInt64)? = nil
-    ) throws(ElasticFlowError) {
+    ) throws(ElasticFlowError) -> UInt64 {
         var length = buffer.count
         if let fileStart {
             guard let cut = ParcelCutter.cutPoint(buffer.base.assumingMemoryBound(to: UInt8.self), buffer.count)
@@ -169,7 +174,7 @@ final class PackedFiles: Sendable {
                         cap: counter.maxWordSize)
                 }
                 buffer.grow(to: min(buffer.capacity * 2, max(buffer.capacity, counter.maxWordSize + 1)))
-                return
+                return 0
             }
             length = cut
         }
@@ -186,6 +191,7 @@ final class PackedFiles: Sendable {
         if tail > 0 { buffer.base.copyMemory(from: buffer.base + length, byteCount: tail) }
         buffer.count = tail
         if let fileStart { start = Start(file: fileStart.file, offset: fileStart.read - UInt64(tail)) }
+        return UInt64(length)
     }
 
     private func fail(_ failure: ElasticFlowError) { error.withLock { if $0 == nil { $0 = failure } } }
