@@ -186,13 +186,20 @@ import Testing
         let empty = directory.path("empty")
         try FileManager.default.createDirectory(atPath: empty + "/sub", withIntermediateDirectories: true)
         let cases: [([String], String)] = [
-            (["count", "--files-from", "/dev/null"], "no input files: --files-from '/dev/null' holds no file to count"),
+            (
+                ["count", "--files-from", "/dev/null"],
+                "no input files: --files-from '/dev/null' holds no file to count"
+            ),
             (["count", "--files-from", "-"], "--files-from '-' holds no file to count"),
-            (["count", "-0", "--files-from", "/dev/null", "--files-from", "/dev/null"], "'/dev/null', '/dev/null' hold"),
+            (
+                ["count", "-0", "--files-from", "/dev/null", "--files-from", "/dev/null"],
+                "'/dev/null', '/dev/null' hold"
+            ),
             (["count", empty], "no input files: '\(empty)' holds no file to count"),
         ]
         for (arguments, note) in cases {
-            let result = try CommandRunner.run(arguments, stdin: arguments.contains("-") ? [] : Array("not read\n".utf8))
+            let result = try CommandRunner.run(
+                arguments, stdin: arguments.contains("-") ? [] : Array("not read\n".utf8))
             #expect(result.status == 0 && result.stdout.isEmpty, "\(arguments): \(result.stderr)")
             #expect(result.stderr.contains(note), "\(arguments): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")

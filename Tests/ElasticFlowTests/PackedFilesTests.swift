@@ -48,8 +48,10 @@ import Testing
         var paths = [try directory.file("a.txt", Array("alpha beta\n".utf8))]
         paths.append(try directory.file("b.gz", try CompressedInputTests.compress(text, with: "gzip")))
         paths.append(try directory.file("c.txt", Array("gamma".utf8)))
-        paths.append(try directory.file("d.zst", try CompressedInputTests.compress(Array("delta\n".utf8), with: "zstd")))
-        let expected = Reference.text(Array("alpha beta\n".utf8) + text + Array("\ngamma\ndelta\n".utf8), lowercase: false)
+        paths.append(
+            try directory.file("d.zst", try CompressedInputTests.compress(Array("delta\n".utf8), with: "zstd")))
+        let expected = Reference.text(
+            Array("alpha beta\n".utf8) + text + Array("\ngamma\ndelta\n".utf8), lowercase: false)
         for (parcelSize, threads) in [(64 << 10, 2), (1 << 20, 1), (4 << 20, 3)] {
             var options = WordCountOptions(threads: threads, parcelSize: parcelSize)
             options.partitions = 4
@@ -102,7 +104,8 @@ import Testing
         let counter = try WordCounter(partitions: 2)
         packed.drain(into: counter, parcelSize: 64)
         #expect(packed.firstError == nil)
-        let same = try counter.rendered(format: .text) == Reference.text(Array("one two\n".utf8) + more, lowercase: false)
+        let same =
+            try counter.rendered(format: .text) == Reference.text(Array("one two\n".utf8) + more, lowercase: false)
         #expect(same)
     }
 }

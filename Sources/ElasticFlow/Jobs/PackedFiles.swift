@@ -58,7 +58,9 @@ final class PackedFiles: Sendable {
             descriptors.append(checked.takeDescriptor(index) ?? -1)
         }
         if names.count > groupStart { groups.append(groupStart..<names.count) }
-        return (PackedFiles(names: names, descriptors: descriptors, groups: groups, decompression), checked.subset(rest))
+        return (
+            PackedFiles(names: names, descriptors: descriptors, groups: groups, decompression), checked.subset(rest)
+        )
     }
 
     private init(names: [String], descriptors: [Int32], groups: [Range<Int>], _ decompression: Decompression) {
@@ -129,8 +131,8 @@ final class PackedFiles: Sendable {
             }
             try reader.begin(fd, name: names[file])
             if buffer.count > 0 && buffer.base.load(fromByteOffset: buffer.count - 1, as: UInt8.self) != 0x0A {
-                if buffer.count == buffer.capacity {
-                    counted += try feed(buffer, through: file - 1, from: &start, into: counter)  // empty now: no newline
+                if buffer.count == buffer.capacity {  // counted whole: empty now, it needs no newline
+                    counted += try feed(buffer, through: file - 1, from: &start, into: counter)
                 } else {
                     buffer.base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: buffer.count, as: UInt8.self)
                     buffer.count += 1
