@@ -71,11 +71,12 @@ public enum LocalWordCount {
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
-        // Every file is opened once, here, before any work. Seekable zstd files become parcels of
-        // whole frames, decompressed on every thread (even a small one: its seek table is checked,
-        // and a frame too large refused, whatever the file's size); small files, groups of about a
-        // parcel that the threads read at once; the rest is cut in order.
-        let checked = try CheckedSources(sources, readingFormats: options.decompression == .auto)
+        // Every file is opened once, here, before any work. Large seekable zstd files become
+        // parcels of whole frames, decompressed on every thread; small files (half a parcel at
+        // most, whose first bytes the check does not read), groups of about a parcel that the
+        // threads read at once (a seekable one by its frames); the rest is cut in order.
+        let checked = try CheckedSources(
+            sources, readingFormats: options.decompression == .auto, minimumSize: UInt64(options.parcelSize / 2 + 1))
         let (seekable, unsplit) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
         let (packed, rest) = PackedFiles.split(
             unsplit, parcelSize: options.parcelSize, decompression: options.decompression)

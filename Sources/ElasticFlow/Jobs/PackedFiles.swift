@@ -13,7 +13,9 @@ import Synchronization
 /// A file is read to its end whatever its size now (one that grew is read whole, in parcels cut
 /// at whitespace like the cutter's), through the thread's own `SourceReader`, so a compressed
 /// small file is recognised by its first bytes and counted as its text, and a decompression bomb
-/// is cut into parcels rather than held. A `\n` goes between two files, so a file boundary is a
+/// is cut into parcels rather than held; a small seekable zstd file is read by its frames, its
+/// seek table checked as `SeekableParcels` checks it (the check does not read small files' first
+/// bytes: a `pread` each, 7 % of counting 5,000 small files). A `\n` goes between two files, so a file boundary is a
 /// word boundary: the counts are those of counting each file alone. The large files stay with the
 /// cutter, and seekable zstd files with `SeekableParcels`.
 final class PackedFiles: Sendable {
@@ -90,11 +92,12 @@ final class PackedFiles: Sendable {
         guard !groups.isEmpty else { return }
         let buffer = ParcelBuffer(capacity: parcelSize)
         let reader = SourceReader(decompression: decompression)
+        var frames: SeekableReader?  // made for the first seekable zstd file met
         while firstError == nil {
             let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
             guard index < groups.count else { return }
             do throws(ElasticFlowError) {
-                if try count(groups[index], into: counter, buffer: buffer, reader: reader) > 0 {
+                if try count(groups[index], into: counter, buffer: buffer, reader: reader, frames: &frames) > 0 {
                     done.add(1, ordering: .relaxed)  // a parcel, as the cutter counts them: one with bytes
                 }
             } catch {
@@ -111,9 +114,10 @@ final class PackedFiles: Sendable {
     }
 
     /// Counts the files of `group`. - Returns: the bytes counted.
-    private func count(_ group: Range<Int>, into counter: WordCounter, buffer: ParcelBuffer, reader: SourceReader)
-        throws(ElasticFlowError) -> UInt64
-    {
+    private func count(
+        _ group: Range<Int>, into counter: WordCounter, buffer: ParcelBuffer, reader: SourceReader,
+        frames: inout SeekableReader?
+    ) throws(ElasticFlowError) -> UInt64 {
         var counted: UInt64 = 0
         var position = group.lowerBound
         defer {  // a group stopped by an error closes the descriptors it did not reach
@@ -130,6 +134,14 @@ final class PackedFiles: Sendable {
                 reader.end()
             }
             try reader.begin(fd, name: names[file])
+            if reader.format == InputDecoder.zstd, let table = try Self.seekTable(fd, name: names[file]) {
+                // A seekable file: its table is checked and its frames read as SeekableParcels
+                // reads them (a frame too large refused, one that lies caught), after the bytes
+                // of the files before it are counted.
+                if buffer.count > 0 { counted += try feed(buffer, through: file - 1, from: &start, into: counter) }
+                counted += try countFrames(of: table, fd, name: names[file], into: counter, buffer, &frames)
+                continue
+            }
             if buffer.count > 0 && buffer.base.load(fromByteOffset: buffer.count - 1, as: UInt8.self) != 0x0A {
                 if buffer.count == buffer.capacity {  // counted whole: empty now, it needs no newline
                     counted += try feed(buffer, through: file - 1, from: &start, into: counter)
@@ -194,6 +206,46 @@ final class PackedFiles: Sendable {
         buffer.count = tail
         if let fileStart { start = Start(file: fileStart.file, offset: fileStart.read - UInt64(tail)) }
         return UInt64(length)
+    }
+
+    /// The seek table of the zstd file open as `fd`, or nil when it has none (a plain zstd stream).
+    private static func seekTable(_ fd: Int32, name: String) throws(ElasticFlowError) -> SeekTable? {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .io(path: name, operation: "stat", errno: errno) }
+        return try SeekTable.load(fd: fd, size: UInt64(info.st_size), name: name)
+    }
+
+    /// Counts a seekable file's text a run of frames (about a parcel) at a time, each run's owned
+    /// bytes (`SeekableReader`'s boundary rule), into an empty buffer.
+    private func countFrames(
+        of table: SeekTable, _ fd: Int32, name: String, into counter: WordCounter, _ buffer: ParcelBuffer,
+        _ frames: inout SeekableReader?
+    ) throws(ElasticFlowError) -> UInt64 {
+        let reader: SeekableReader
+        if let frames {
+            reader = frames
+        } else {
+            reader = try SeekableReader()
+            frames = reader
+        }
+        var counted: UInt64 = 0
+        for run in table.runs(targetSize: buffer.normalCapacity) {
+            var start: UInt64 = 0
+            do {
+                let (owned, text) = try reader.read(
+                    run, of: table, fd: fd, name: name, boundary: .whitespace, lookPastCap: counter.maxWordSize,
+                    into: buffer)
+                start = text
+                try counter.feed(UnsafeRawBufferPointer(rebasing: buffer.bytes[owned]))
+                try counter.finish()
+                counted += UInt64(owned.count)
+            } catch .core(.wordTooLong, _) {
+                throw .wordTooLong(source: name, offset: start, cap: counter.maxWordSize)
+            }
+        }
+        bytes.add(counted, ordering: .relaxed)
+        buffer.count = 0
+        return counted
     }
 
     private func fail(_ failure: ElasticFlowError) { error.withLock { if $0 == nil { $0 = failure } } }

@@ -46,10 +46,15 @@ final class CheckedSources {
     ///   - sources: the job's sources.
     ///   - readingFormats: whether a regular file's first bytes are read to tell its format (else
     ///     every format is `InputDecoder.plain`: the reader tells it when it starts the file).
+    ///   - minimumSize: only files of at least this size have their format read (the smaller
+    ///     ones' reader tells it).
     ///   - budget: regular files kept open at most (the rest are opened again when read).
     /// - Throws: `ElasticFlowError.io` for the first source that is missing or unreadable,
     ///   `.isDirectory` for a directory; nothing is left open then.
-    init(_ sources: [DataSource], readingFormats: Bool, budget: Int = CheckedSources.descriptorBudget)
+    init(
+        _ sources: [DataSource], readingFormats: Bool, minimumSize: UInt64 = 0,
+        budget: Int = CheckedSources.descriptorBudget
+    )
         throws(ElasticFlowError)
     {
         var entries: [Entry] = []
@@ -73,7 +78,7 @@ final class CheckedSources {
                 continue
             }
             let size = UInt64(info.st_size)
-            let format = readingFormats ? SourceReader.format(ofOpenFile: fd) : InputDecoder.plain
+            let format = readingFormats && size >= minimumSize ? SourceReader.format(ofOpenFile: fd) : InputDecoder.plain
             if kept < budget {
                 kept += 1
                 entries.append(Entry(fd: fd, isRegular: true, size: size, format: format))
