@@ -78,7 +78,8 @@ final class CheckedSources {
                 continue
             }
             let size = UInt64(info.st_size)
-            let format = readingFormats && size >= minimumSize ? SourceReader.format(ofOpenFile: fd) : InputDecoder.plain
+            let format =
+                readingFormats && size >= minimumSize ? SourceReader.format(ofOpenFile: fd) : InputDecoder.plain
             if kept < budget {
                 kept += 1
                 entries.append(Entry(fd: fd, isRegular: true, size: size, format: format))
