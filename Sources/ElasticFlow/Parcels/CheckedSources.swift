@@ -36,9 +36,8 @@ final class CheckedSources {
     /// Regular files one check keeps open at most: a quarter of the soft `RLIMIT_NOFILE` (so two
     /// jobs in one process, sockets and libraries still have room), and never more than 16,384.
     static let descriptorBudget: Int = {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 64 }
-        return Int(min(UInt64(limit.rlim_cur) / 4, 16384))  // RLIM_INFINITY is the largest value
+        let soft = sysconf(Int32(_SC_OPEN_MAX))  // the soft RLIMIT_NOFILE; -1 when unlimited
+        return soft < 0 ? 16384 : min(soft / 4, 16384)
     }()
 
     /// Checks every source, in order.
