@@ -14,7 +14,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -DEF_TESTING -ICCore/include
 CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib install uninstall install-test python-test ctest cexample swift-test build release clean \
+.PHONY: run test bench deps lib install uninstall install-test python-test ctest cexample swift-test example-test build release clean \
         lint format fuzz fuzz-smoke fuzz-seeds seal-bench deploy-check
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
@@ -30,16 +30,23 @@ run: release
 # Every test: the C core under ASan+UBSan, the standalone library, a C program built against the
 # installed library, each fuzz target briefly, the Swift tests, the Python package, then the
 # deployment recipes and the documentation (DocC).
-test: lint ctest lib cexample install-test fuzz-smoke swift-test python-test deploy-check docs
+test: lint ctest lib cexample install-test fuzz-smoke swift-test example-test python-test deploy-check docs
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# Examples/CustomTask, a package of its own depending on this one by path: built (debug, in its own
+# .build) and run as a 2-worker cluster on loopback, its result checked against a naive count.
+example-test: deps
+	$(SWIFT) build --package-path Examples/CustomTask
+	python3 Examples/CustomTask/check.py Examples/CustomTask/.build/debug/custom-task
+
 # Swift style (.swift-format: 4 spaces, 120 columns); `make format` rewrites in place.
 lint:
-	$(SWIFT) format lint --strict -r Sources Tests Package.swift Fuzz/swift
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift Fuzz/swift Examples/CustomTask/Package.swift \
+	  Examples/CustomTask/Sources
 format:
-	$(SWIFT) format -i -r Sources Tests Package.swift Fuzz/swift Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
+	$(SWIFT) format -i -r Sources Tests Package.swift Fuzz/swift Examples/CustomTask/Package.swift Examples/CustomTask/Sources Benchmarks/Package.swift Benchmarks/Benchmarks Benchmarks/Sources
 
 # Throughput and comparison benchmarks (docs/benchmarks.md).
 bench: release
@@ -201,7 +208,7 @@ deploy-check: deps $(DEPLOY_VENV)/.installed
 	$(DEPLOY_VENV)/bin/python deploy/check.py --binary "$$($(SWIFT) build --show-bin-path)/elasticflow"
 
 clean:
-	rm -rf $(BUILD) .build
+	rm -rf $(BUILD) .build Examples/CustomTask/.build
 
 # Documentation (DocC): the catalog Sources/ElasticFlow/ElasticFlow.docc and every public
 # declaration's doc comment, built by swift-docc-plugin into build/docs, a static site (serve the

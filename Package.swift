@@ -17,6 +17,8 @@ let package = Package(
         // `make docs`: `swift package generate-documentation` (the DocC catalog in Sources/ElasticFlow).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // Every component logs through a `Logger` (levels, metadata); the CLI brings its handlers.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // The C core; also built alone as libelasticflow by the Makefile.
@@ -44,7 +46,7 @@ let package = Package(
         ),
         .target(
             name: "ElasticFlow",
-            dependencies: ["CElasticFlow"],
+            dependencies: ["CElasticFlow", .product(name: "Logging", package: "swift-log")],
             path: "Sources/ElasticFlow"
         ),
         .target(
@@ -60,14 +62,23 @@ let package = Package(
             dependencies: [
                 "ElasticFlow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ElasticFlowCLI"
+        ),
+        // README.md's runnable Swift blocks as one program (scripts/check_snippets.py --readme
+        // writes it; ReadmeTests checks it matches and runs it).
+        .executableTarget(
+            name: "ReadmeSnippets",
+            dependencies: ["ElasticFlow", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/ReadmeSnippets"
         ),
         .testTarget(
             name: "ElasticFlowTests",
             dependencies: [
                 "ElasticFlow", "CElasticFlow", "ElasticFlowCLI", "ElasticFlowService",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/ElasticFlowTests"
         ),

@@ -81,18 +81,27 @@ build_swift() {
     mkdir -p "$mod/include"
     printf 'module CElasticFlow {\n    header "%s"\n    header "%s"\n    export *\n}\n' \
         "$PWD/CCore/include/elasticflow.h" "$PWD/CCore/include/elasticflow_testing.h" >"$mod/include/module.modulemap"
+    # ElasticFlow imports swift-log's Logging: built the same way from the package's checkout
+    # (resolved first when this runs before any `swift build`).
+    local logsrc=.build/checkouts/swift-log/Sources/Logging loglib=$mod/libLogging.a
+    if [ ! -d "$logsrc" ]; then "$(dirname "$(command -v "$SWIFTC")")/swift" package resolve >/dev/null; fi
+    if [ ! -f "$loglib" ] || [ -n "$(find "$logsrc" -newer "$loglib" -type f)" ]; then
+        $SWIFTC $SWIFTFLAGS -module-name Logging -package-name swift_log -emit-library -static -emit-module \
+            -emit-module-path "$mod/Logging.swiftmodule" $(find "$logsrc" -name '*.swift' | sort) -o "$loglib"
+    fi
     local lib=$mod/libElasticFlow.a
-    if [ ! -f "$lib" ] || [ -n "$(find Sources/ElasticFlow CCore/include -newer "$lib" -type f)" ]; then
+    if [ ! -f "$lib" ] || [ "$loglib" -nt "$lib" ] ||
+        [ -n "$(find Sources/ElasticFlow CCore/include -newer "$lib" -type f)" ]; then
         echo "building ElasticFlow for fuzzing ($SWIFTOPT)"
         $SWIFTC $SWIFTFLAGS -module-name ElasticFlow -enable-testing -emit-library -static -emit-module \
-            -emit-module-path "$mod/ElasticFlow.swiftmodule" -I "$mod/include" \
+            -emit-module-path "$mod/ElasticFlow.swiftmodule" -I "$mod" -I "$mod/include" \
             $(find Sources/ElasticFlow -name '*.swift' | sort) -o "$lib"
     fi
     for t in $SWIFT_TARGETS; do
         local src=Fuzz/swift/$(swift_file "$t") exe=$OUT/bin/fuzz_$t
         if [ ! -f "$exe" ] || [ "$lib" -nt "$exe" ] || [ "$src" -nt "$exe" ] || [ Fuzz/swift/FuzzCheck.swift -nt "$exe" ]; then
             $SWIFTC $SWIFTFLAGS -I "$mod" -I "$mod/include" Fuzz/swift/FuzzCheck.swift "$src" \
-                -use-ld=lld "$lib" "$OUT/libcore.a" $LIBS -o "$exe"
+                -use-ld=lld "$lib" "$loglib" "$OUT/libcore.a" $LIBS -o "$exe"
         fi
     done
 }

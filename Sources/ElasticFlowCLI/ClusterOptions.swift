@@ -239,20 +239,31 @@ struct ClusterOptions: ParsableArguments {
             configuration.sharedInput = true
         }
         if let combine { configuration.combine.maxReceipts = combine }
-        if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let combineDelay {
+            configuration.combine.maxDelay = try Limits.duration(
+                seconds: combineDelay, in: Limits.combineDelay, ClusterConfiguration.Setting.combineDelay)
+        }
         if encrypt { configuration.encrypt = true }
         if let listen { configuration.listen = try NodeAddress(parsing: listen) }
         if let heartbeatTimeout {
-            configuration.heartbeatTimeout = heartbeatTimeout
-            configuration.heartbeatInterval = min(configuration.heartbeatInterval, heartbeatTimeout / 3)
+            let timeout = try Limits.duration(
+                seconds: heartbeatTimeout, in: Limits.timeout, ClusterConfiguration.Setting.heartbeatTimeout)
+            configuration.heartbeatTimeout = timeout
+            configuration.heartbeatInterval = min(configuration.heartbeatInterval, timeout / 3)
         }
-        if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
+        if let parcelTimeout {
+            configuration.parcelTimeout = try Limits.duration(
+                seconds: parcelTimeout, in: Limits.parcelTimeout, ClusterConfiguration.Setting.parcelTimeout)
+        }
         if let maxAttempts { configuration.maxAttempts = maxAttempts }
         if let excludeAfter {
             guard excludeAfter >= 0 else { throw .invalidArgument("--exclude-after must be 0...1000 (0: never)") }
             configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter
         }
-        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let joinTimeout {
+            configuration.joinTimeout = try Limits.duration(
+                seconds: joinTimeout, in: Limits.joinTimeout, ClusterConfiguration.Setting.joinTimeout)
+        }
         if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let chaos {
             configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? configuration.chaos?.seed ?? 1)

@@ -51,6 +51,9 @@ struct CountCommand: ParsableCommand {
     @OptionGroup(title: "Sources")
     var input: InputOptions
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     @Argument(
         help: ArgumentHelp(
             "Files or directories (every file below) to count; '-' or none reads standard input. gzip, zstd, "
@@ -59,6 +62,7 @@ struct CountCommand: ParsableCommand {
     var files: [String] = []
 
     func run() throws {
+        log.bootstrap()
         let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let files = input.anyGiven(self.files) ? try input.sources(self.files) : ["-"]  // as wc does
@@ -82,7 +86,7 @@ struct CountCommand: ParsableCommand {
                 }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
-                if summary { logLine(report.summary.description) }
+                if summary { LogOptions.writeSummary(report.summary) }
             } else {
                 if cluster.anyGiven {
                     throw .invalidArgument(
@@ -116,7 +120,7 @@ func runOnCluster(
     configuration: ClusterConfiguration, task: String, sources: [DataSource], options: TaskOptions,
     interceptors: [any Interceptor] = []
 ) throws(ElasticFlowError) -> StepReport {
-    let master = Master(configuration: configuration)
+    let master = Master(configuration: configuration, logger: LogOptions.master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
     // Interceptors that log every event (--verbose) write lines a bar would break.
@@ -144,7 +148,7 @@ func runJournaled(
     // Held from the search for an unfinished step to the end: a second master is refused at once.
     let hold = try StepDataLock(directory: stepData)
     defer { withExtendedLifetime(hold) {} }
-    let master = Master(configuration: configuration)
+    let master = Master(configuration: configuration, logger: LogOptions.master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
     let bar = interceptors.isEmpty ? ProgressBar() : nil
@@ -153,10 +157,12 @@ func runJournaled(
         matching: definition, parcelSize: configuration.parcelSize, sharedInput: configuration.sharedInput,
         decompression: configuration.decompression, in: stepData)
     {
-        logLine("elasticflow: resuming step \(step) from \(stepData)")
+        LogOptions.cli.notice("resuming step \(step) from \(stepData)", metadata: ["step": "\(step)"])
         let cancellation = CancellationFlag()
         interrupts?.onSignal { signal in
-            logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+            LogOptions.cli.notice(
+                "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+                metadata: ["step": "\(step)"])
             cancellation.cancel()
         }
         return try StepExecution.resume(step: step, master: master, stepData: stepData, cancellation: cancellation) {
@@ -166,7 +172,9 @@ func runJournaled(
     let queue = try StepQueue(master: master, stepData: stepData)
     let step = try queue.add(definition)
     interrupts?.onSignal { signal in
-        logLine("elasticflow: signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)")
+        LogOptions.cli.notice(
+            "signal \(signal): cancelling step \(step) (`elasticflow retry` finishes it)",
+            metadata: ["step": "\(step)"])
         queue.cancel(step)
     }
     queue.run { _, progress in bar?.update(progress) }

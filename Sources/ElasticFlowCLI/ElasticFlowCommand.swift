@@ -44,8 +44,13 @@ struct ElasticFlowCommand: ParsableCommand {
     }
 }
 
-/// Prints `elasticflow: error: MESSAGE` on standard error and exits with `code`.
+/// Prints `elasticflow: error: MESSAGE` on standard error (with `--log-format json`, an `error`
+/// record of the `elasticflow` logger) and exits with `code`.
 func fail(_ message: String, code: Int32 = 1) -> Never {
+    if LogOptions.writesJSON {
+        LogOptions.cli.error("\(message)")
+        exit(code)
+    }
     var line = "elasticflow: error: \(message)\n"
     line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
     exit(code)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticFlow
 import Foundation
+import Logging
 
 struct ExampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,7 +30,12 @@ struct ExampleCommand: ParsableCommand {
     @Option(name: .long, help: "How many words to print.")
     var top = 10
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     func run() throws {
+        log.bootstrap()
+        let logger = LogOptions.cli
         do throws(ElasticFlowError) {
             let cookie = try Cookie(randomHex())
             var configuration = ClusterConfiguration(workers: [], cookie: cookie)
@@ -51,15 +57,16 @@ struct ExampleCommand: ParsableCommand {
                 try writeSample(to: corpus, size: sampleSize)
             }
             let workers = try (1...2).map { (index: Int) throws(ElasticFlowError) in
-                try WorkerProcess(name: "worker-\(index)", cookie: cookie)
+                try WorkerProcess(name: "worker-\(index)", cookie: cookie, log: log, logger: logger)
             }
             defer { for worker in workers { worker.stop() } }
             configuration.workers = workers.map(\.address)
-            logLine(
+            logger.info(
                 "master: counting \(corpus) with workers \(workers.map(\.address.description).joined(separator: ", "))")
             let report = try runOnCluster(
                 configuration: configuration, task: "wordcount", sources: [.file(corpus)],
-                options: TaskOptions(lowercase: true), interceptors: [LoggingInterceptor(verbose: true)])
+                options: TaskOptions(lowercase: true),
+                interceptors: [LoggingInterceptor(verbose: true, logger: LogOptions.events)])
             guard case .wordCount(let counter) = report.output else { fail("no word count") }
             writeLine("top \(top) words:", to: STDOUT_FILENO)
             try counter.write(format: .text, limit: top, toFileDescriptor: STDOUT_FILENO)
@@ -94,9 +101,12 @@ final class WorkerProcess {
     let process = Process()
     let address: NodeAddress
 
-    init(name: String, cookie: Cookie) throws(ElasticFlowError) {
+    /// - Parameters:
+    ///   - log: the logging flags the child gets (the same as this process's).
+    ///   - logger: where this process logs the child's start.
+    init(name: String, cookie: Cookie, log: LogOptions, logger: Logger) throws(ElasticFlowError) {
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"]
+        process.arguments = ["worker", "--listen", "127.0.0.1:0", "--threads", "2"] + log.arguments
         var environment = ProcessInfo.processInfo.environment
         environment["ELASTICFLOW_COOKIE"] = cookie.secret
         process.environment = environment
@@ -120,7 +130,7 @@ final class WorkerProcess {
         let text = String(decoding: line, as: UTF8.self)
         guard text.hasPrefix("listening on ") else { throw .cluster("\(name) said '\(text)'") }
         address = try NodeAddress(parsing: String(text.dropFirst("listening on ".count)))
-        logLine("\(name): pid \(process.processIdentifier), listening on \(address)")
+        logger.info("\(name): pid \(process.processIdentifier), listening on \(address)", metadata: ["node": "\(name)"])
     }
 
     /// SIGTERM (graceful) and wait.

@@ -39,10 +39,11 @@ struct InputOptions: ParsableArguments {
             names += listed
         }
         let expanded = try SourceList(expanding: names, unreadable: skipUnreadable ? .skip : .fail)
-        for entry in expanded.skipped { logLine("elasticflow: skipping: \(entry.reason)") }
+        let logger = LogOptions.cli
+        for entry in expanded.skipped { logger.warning("skipping: \(entry.reason)") }
         if !expanded.skipped.isEmpty {
             let count = expanded.skipped.count
-            logLine("elasticflow: skipped \(count) unreadable entr\(count == 1 ? "y" : "ies") (--skip-unreadable)")
+            logger.warning("skipped \(count) unreadable entr\(count == 1 ? "y" : "ies") (--skip-unreadable)")
         }
         if expanded.sources.isEmpty { logLine("elasticflow: \(Self.nothingNamed(files: files, lists: filesFrom))") }
         return expanded.sources.map(\.description)

@@ -56,6 +56,9 @@ struct RunCommand: ParsableCommand {
     @OptionGroup(title: "Sources")
     var input: InputOptions
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     @Argument(
         help: ArgumentHelp(
             "Files or directories (every file below) to process; '-' reads standard input.", valueName: "FILE"))
@@ -69,6 +72,7 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
+        log.bootstrap()
         let interrupts = steps != nil || stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let file = try ClusterFile.load(config)
@@ -98,22 +102,22 @@ struct RunCommand: ParsableCommand {
                     options: TaskOptions(lowercase: lowercase, parameters: parameters))
                 let report = try runJournaled(
                     definition, configuration: configuration, stepData: stepData, interrupts: interrupts,
-                    interceptors: verbose ? [LoggingInterceptor(verbose: true)] : [])
+                    interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [])
                 try printOutput(report.output, format: output.format, top: output.top)
-                if verbose { logLine(report.summary.description) }
+                if verbose { LogOptions.writeSummary(report.summary) }
                 return
             }
             let report = try runOnCluster(
                 configuration: configuration, task: task, sources: files.map(DataSource.init(argument:)),
                 options: TaskOptions(lowercase: lowercase, parameters: parameters),
-                interceptors: verbose ? [LoggingInterceptor(verbose: true)] : [])
+                interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [])
             switch report.output {
             case .wordCount(let counter):
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
             case .value(let value):
                 writeLine(value.description, to: STDOUT_FILENO)
             }
-            if verbose { logLine(report.summary.description) }
+            if verbose { LogOptions.writeSummary(report.summary) }
         } catch {
             fail(error.description)
         }
@@ -133,8 +137,8 @@ struct RunCommand: ParsableCommand {
             throw .invalidArgument(
                 "steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
         }
-        let master = Master(configuration: configuration)
-        master.add(verbose ? LoggingInterceptor(verbose: true) : NoticeInterceptor())
+        let master = Master(configuration: configuration, logger: LogOptions.master)
+        master.add(verbose ? LoggingInterceptor(verbose: true, logger: LogOptions.events) : NoticeInterceptor())
         let queue = try StepQueue(master: master, stepData: stepData)
         for definition in definitions {
             var absolute = definition
@@ -143,7 +147,7 @@ struct RunCommand: ParsableCommand {
         }
         // Ctrl-C cancels the running step and every pending one; the journal keeps them.
         interrupts?.onSignal { signal in
-            logLine("elasticflow: signal \(signal): cancelling the running and pending steps")
+            LogOptions.cli.notice("signal \(signal): cancelling the running and pending steps")
             for status in queue.list() where status.state == .pending || status.state == .running {
                 queue.cancel(status.step)
             }

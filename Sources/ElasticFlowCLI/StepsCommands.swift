@@ -88,6 +88,9 @@ struct ResumeCommand: ParsableCommand {
     @OptionGroup(title: "Cluster")
     var cluster: ClusterOptions
 
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
+
     func validate() throws {
         do throws(ElasticFlowError) {
             if let threads { try Limits.check(threads, in: Limits.threads, "--threads") }
@@ -97,6 +100,7 @@ struct ResumeCommand: ParsableCommand {
     }
 
     func run() throws {
+        log.bootstrap()
         do throws(ElasticFlowError) {
             let records = try StepJournal.steps(in: stepData)
             guard
@@ -116,13 +120,14 @@ struct ResumeCommand: ParsableCommand {
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
             let report = try StepExecution.resume(
-                step: chosen, master: Master(configuration: configuration), stepData: stepData
+                step: chosen, master: Master(configuration: configuration, logger: LogOptions.master),
+                stepData: stepData
             ) {
                 bar.update($0)
             }
             bar.finish()
             try printOutput(report.output, format: output.format, top: output.top)
-            if summary { logLine(report.summary.description) }
+            if summary { LogOptions.writeSummary(report.summary) }
         } catch {
             fail(error.description)
         }

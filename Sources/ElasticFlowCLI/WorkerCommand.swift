@@ -1,6 +1,7 @@
 import ArgumentParser
 import ElasticFlow
 import Foundation
+import Logging
 
 struct WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -36,8 +37,11 @@ struct WorkerCommand: ParsableCommand {
     @Flag(name: .long, help: "Refuse masters that do not encrypt their frames (run/count --encrypt).")
     var encrypt = false
 
-    @Flag(name: .long, help: "Log nothing but errors.")
+    @Flag(name: .long, help: "Log nothing but errors (--log-level error).")
     var quiet = false
+
+    @OptionGroup(title: "Logging")
+    var log: LogOptions
 
     func run() throws {
         // Signals are taken by a thread of our own (sigwait), so every thread must block them
@@ -48,6 +52,7 @@ struct WorkerCommand: ParsableCommand {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        log.bootstrap(level: quiet ? max(log.logLevel, .error) : nil)
         do throws(ElasticFlowError) {
             guard listen != nil || join != nil else {
                 throw .invalidArgument("give --listen HOST:PORT, --join HOST:PORT or both")
@@ -62,12 +67,15 @@ struct WorkerCommand: ParsableCommand {
             configuration.join = master
             configuration.encrypt = encrypt
             if let threads { configuration.threads = threads }
-            if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
-            try configuration.validate()
-            let quiet = self.quiet
-            let worker = try Worker(configuration: configuration) { line in
-                if !quiet { logLine("elasticflow worker: \(line)") }
+            if let heartbeatTimeout {
+                configuration.heartbeatTimeout = try Limits.duration(
+                    seconds: heartbeatTimeout, in: Limits.timeout, WorkerConfiguration.heartbeatTimeoutName)
             }
+            try configuration.validate()
+            var logger = Logger(label: "elasticflow.worker")
+            let worker = try Worker(configuration: configuration, logger: logger)
+            logger[metadataKey: "node"] = "\(configuration.name)"
+            let signalLogger = logger
             try worker.start()
             if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
             if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
@@ -76,7 +84,7 @@ struct WorkerCommand: ParsableCommand {
                 var waitFor = blocked
                 var caught: Int32 = 0
                 sigwait(&waitFor, &caught)
-                if !quiet { logLine("elasticflow worker: signal \(caught): stopping gracefully") }
+                signalLogger.notice("signal \(caught): stopping gracefully")
                 worker.shutdown()
             }
             waiter.start()
@@ -86,9 +94,6 @@ struct WorkerCommand: ParsableCommand {
         }
     }
 }
-
-/// One line on standard error, written at once.
-func logLine(_ text: String) { writeLine(text, to: STDERR_FILENO) }
 
 /// One line written at once with write(2), unbuffered (a parent may be waiting for it).
 func writeLine(_ text: String, to fd: Int32) {

@@ -22,12 +22,12 @@ import Testing
         case "maxAttempts": bad.maxAttempts = 0
         case "parcelSize": bad.parcelSize = 0
         case "maxPayload": bad.maxPayload = 0
-        case "heartbeatInterval": bad.heartbeatInterval = 0
-        case "heartbeatTimeout": bad.heartbeatTimeout = -1
-        case "connectTimeout": bad.connectTimeout = 0
-        case "parcelTimeout": bad.parcelTimeout = 0
-        case "infiniteTimeout": bad.heartbeatTimeout = .infinity
-        default: bad.heartbeatInterval = .nan
+        case "heartbeatInterval": bad.heartbeatInterval = .zero
+        case "heartbeatTimeout": bad.heartbeatTimeout = .seconds(-1)
+        case "connectTimeout": bad.connectTimeout = .zero
+        case "parcelTimeout": bad.parcelTimeout = .zero
+        case "infiniteTimeout": bad.heartbeatTimeout = .seconds(Int64.max)
+        default: bad.heartbeatInterval = .seconds(601)
         }
         #expect(throws: ElasticFlowError.self) { try bad.validate() }
     }
@@ -50,9 +50,10 @@ import Testing
         configuration.speculation = nil
         try configuration.validate()
         for bad: (inout ClusterConfiguration) -> Void in [
-            { $0.excludeAfter = 0 }, { $0.excludeAfter = 1001 }, { $0.joinTimeout = 0 }, { $0.joinTimeout = .infinity },
-            { $0.joinTimeout = .nan }, { $0.speculation = SpeculationSettings(multiplier: 0.5) },
-            { $0.speculation = SpeculationSettings(minimumSeconds: -1) },
+            { $0.excludeAfter = 0 }, { $0.excludeAfter = 1001 }, { $0.joinTimeout = .zero },
+            { $0.joinTimeout = .seconds(Int64.max) }, { $0.joinTimeout = .seconds(86401) },
+            { $0.speculation = SpeculationSettings(multiplier: 0.5) },
+            { $0.speculation = SpeculationSettings(minimumTime: .seconds(-1)) },
             { $0.speculation = SpeculationSettings(minimumFinished: 0) },
         ] {
             var changed = configuration
@@ -65,7 +66,7 @@ import Testing
         file.speculation = false
         file.joinTimeout = 5
         let loaded = try file.configuration(cookie: try Cookie("secret"))
-        #expect(loaded.excludeAfter == nil && loaded.speculation == nil && loaded.joinTimeout == 5)
+        #expect(loaded.excludeAfter == nil && loaded.speculation == nil && loaded.joinTimeout == .seconds(5))
         file.excludeAfter = -1
         #expect(throws: ElasticFlowError.self) { _ = try file.configuration(cookie: try Cookie("secret")) }
     }

@@ -131,7 +131,7 @@ import Testing
     @Test func aStragglerIsCopiedOnceToAnIdleNodeOnceThereIsAMedian() {
         let dispatcher = dispatcher(receipts: 6, on: "b")
         dispatcher.exhausted = true
-        let settings = SpeculationSettings(multiplier: 4, minimumSeconds: 0.5, minimumFinished: 5)
+        let settings = SpeculationSettings(multiplier: 4, minimumTime: .milliseconds(500), minimumFinished: 5)
         let later = monotonicSeconds() + 10
         #expect(dispatcher.copyStragglers(now: later, settings: settings, except: "master").isEmpty, "no median yet")
         for sequence in UInt64(1)...5 {

@@ -224,14 +224,22 @@ import Testing
         ]
         for (name, field) in integerFields { Self.expectEachRefused(name, field, integers, in: cluster) }
         Self.expectEachRefused("inFlight", \.inFlight, integers.map(Optional.some), in: cluster)
-        let secondFields: [(String, WritableKeyPath<ClusterConfiguration, Double>)] = [
+        // Durations cannot be nan or infinite (flags and the cluster file, which give seconds, are
+        // tested with those): the API's extremes instead.
+        let durations: [Duration] = [.zero, .seconds(-1), .seconds(Int64.max), .seconds(Int64.min), .nanoseconds(1)]
+        let secondFields: [(String, WritableKeyPath<ClusterConfiguration, Duration>)] = [
             ("heartbeatTimeout", \.heartbeatTimeout), ("heartbeatInterval", \.heartbeatInterval),
             ("connectTimeout", \.connectTimeout),
         ]
-        for (name, field) in secondFields { Self.expectEachRefused(name, field, seconds, in: cluster) }
+        for (name, field) in secondFields { Self.expectEachRefused(name, field, durations, in: cluster) }
         Self.expectEachRefused(
-            "combineDelay", \.combine.maxDelay, seconds.filter { !(0...60).contains($0) }, in: cluster)
-        Self.expectEachRefused("parcelTimeout", \.parcelTimeout, seconds.map(Optional.some), in: cluster)
+            "combineDelay", \.combine.maxDelay, [.seconds(-1), .seconds(61), .seconds(Int64.max)], in: cluster)
+        Self.expectEachRefused("parcelTimeout", \.parcelTimeout, durations.map(Optional.some), in: cluster)
+        for value in seconds {
+            #expect(throws: ElasticFlowError.self, "\(value)") {
+                _ = try Limits.duration(seconds: value, in: Limits.timeout, "a time-out")
+            }
+        }
         let worker = WorkerConfiguration(listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("x"))
         for value in integers {
             var bad = worker
@@ -244,7 +252,7 @@ import Testing
             options.parcelSize = value
             #expect(throws: ElasticFlowError.self) { try options.validate() }
         }
-        for value in seconds {
+        for value in durations {
             var bad = worker
             bad.heartbeatTimeout = value
             #expect(throws: ElasticFlowError.self) { try bad.validate() }
@@ -269,7 +277,7 @@ import Testing
     @Test func configurationsShareTheRanges() throws {
         var worker = WorkerConfiguration(listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("x"))
         try worker.validate()
-        for bad in [Double.infinity, .nan, 1e300, 0, -1] {
+        for bad: Duration in [.seconds(Int64.max), .seconds(3601), .zero, .seconds(-1)] {
             worker.heartbeatTimeout = bad
             #expect(throws: ElasticFlowError.self) { try worker.validate() }
         }

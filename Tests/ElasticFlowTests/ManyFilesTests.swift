@@ -230,7 +230,10 @@ import Testing
         let lines = skipped.stderr.split(separator: "\n")
         #expect(lines.count == unreadable.count + 1, "\(skipped.stderr)")
         for path in unreadable { #expect(skipped.stderr.contains("'\(path)'"), "\(path)") }
-        #expect(lines.last == "elasticflow: skipped \(unreadable.count) unreadable entries (--skip-unreadable)")
+        // Log lines: a timestamp, the level and the CLI's logger, then the count.
+        let last = lines.last ?? ""
+        #expect(last.dropFirst(24).hasPrefix(" warning elasticflow: "), "\(last)")
+        #expect(last.hasSuffix("elasticflow: skipped \(unreadable.count) unreadable entries (--skip-unreadable)"))
     }
 
     @Test func aClusterOfWorkerProcessesCountsPackedParcelsLikeOneNode() throws {

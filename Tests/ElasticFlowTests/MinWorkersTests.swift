@@ -78,7 +78,7 @@ import Testing
         var configuration = try ReliabilityTests.configuration([present], cookie: "m")
         configuration.workers.append(try NodeAddress(parsing: missing))
         configuration.minWorkers = 2
-        configuration.connectTimeout = 0.5
+        configuration.connectTimeout = .seconds(0.5)
         #expect {
             _ = try Master(configuration: configuration).run(task: "wordcount", sources: [.file(path)])
         } throws: { error in

@@ -11,7 +11,7 @@ struct NetworkNamespaceTests {
     static let skipReason = Comment(
         rawValue: "needs network namespaces: \(NetworkNamespaces.unavailableReason ?? "available")")
 
-    /// One `[seconds]`-prefixed line of `run --verbose`.
+    /// One event of `run --verbose --log-format json`: its message is `[SECONDS s] EVENT`.
     struct LogLine {
         let seconds: Double
         let event: String
@@ -20,13 +20,27 @@ struct NetworkNamespaceTests {
 
     static func parse(_ lines: [ChildProcess.Line]) -> [LogLine] {
         lines.compactMap { line in
-            let text = line.text
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
+                record["label"] as? String == "elasticflow.events", let text = record["message"] as? String
+            else { return nil }
             guard text.hasPrefix("["), let close = text.firstIndex(of: "]"), text[..<close].hasSuffix("s"),
                 let seconds = Double(text[text.index(after: text.startIndex)..<text.index(before: close)])
             else { return nil }
             let event = String(text[text.index(after: close)...].dropFirst())
             return LogLine(seconds: seconds, event: event, arrival: line.arrival)
         }
+    }
+
+    /// The lines of the step summary, the `elasticflow` record whose message holds "receipts closed".
+    static func summaryLines(_ lines: [ChildProcess.Line]) -> [String] {
+        for line in lines {
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.text.utf8)) as? [String: Any],
+                record["label"] as? String == "elasticflow", let text = record["message"] as? String,
+                text.contains("receipts closed")
+            else { continue }
+            return text.split(separator: "\n").map(String.init)
+        }
+        return []
     }
 
     /// The number just before `label` in a summary line ("…, 7 retries, …").
@@ -73,7 +87,11 @@ struct NetworkNamespaceTests {
         let config = try directory.file("cluster.json", Array(try JSONEncoder().encode(cluster)))
         let master = try lan.start(
             in: lan.master, executable,
-            ["run", "--config", config, "--task", "slow-wordcount", "--param", "delay-ms=40", "--verbose", corpus])
+            [
+                "run", "--config", config, "--task", "slow-wordcount", "--param", "delay-ms=40", "--verbose",
+                "--log-format", "json",
+                corpus,
+            ])
 
         // Mid-step: once some parcels are aggregated (about 128 in all), cut the first worker's link.
         let cutAfter = 40
@@ -103,7 +121,8 @@ struct NetworkNamespaceTests {
         #expect(nodeDown != nil, "no node-down for \(victimName): \(stderr.suffix(3000))")
         #expect(!log.contains { $0.event.contains("node-down") && !$0.event.contains(victimName) }, "\(stderr)")
         #expect(log.contains { $0.event.hasSuffix("completed-with-retries") }, "\(stderr.suffix(3000))")
-        let lines = stderr.split(separator: "\n").map(String.init)
+        // The summary is a JSON record too (--log-format json): its lines are in the message.
+        let lines = Self.summaryLines(master.stderrLines)
         let summary = lines.first { $0.hasPrefix("step ") && $0.contains("receipts closed") } ?? ""
         let retries = Self.number(before: "retries", in: summary)
         #expect((retries ?? 0) >= 1, "the cut worker held parcels that went elsewhere: \(summary)")

@@ -16,8 +16,8 @@ import Testing
             workers: try workers.map { try NodeAddress(parsing: $0.address) }, cookie: try Cookie(cookie))
         configuration.parcelSize = 16 << 10
         configuration.masterProcesses = false
-        configuration.heartbeatTimeout = 1.0
-        configuration.heartbeatInterval = 0.2
+        configuration.heartbeatTimeout = .seconds(1.0)
+        configuration.heartbeatInterval = .seconds(0.2)
         configuration.inFlight = 2
         return configuration
     }
@@ -169,7 +169,7 @@ import Testing
         let path = try directory.file("corpus.txt", text)
         let workers = [try TestWorker(cookie: "k"), try TestWorker(cookie: "k")]
         var configuration = try Self.configuration(workers, cookie: "k")
-        configuration.heartbeatTimeout = 0.6
+        configuration.heartbeatTimeout = .seconds(0.6)
         let master = Master(configuration: configuration)
         let progress = Progress()
         master.add(progress)
@@ -194,7 +194,7 @@ import Testing
         let path = try directory.file("corpus.txt", text)
         let workers = [try TestWorker(cookie: "k"), try TestWorker(cookie: "k")]
         var configuration = try Self.configuration(workers, cookie: "k")
-        configuration.parcelTimeout = 0.4
+        configuration.parcelTimeout = .seconds(0.4)
         configuration.inFlight = 1
         // Every parcel goes overdue here, on both workers alike: overdue parcels count towards a
         // node's exclusion (TrustTests), which would leave no node.

@@ -15,7 +15,8 @@ import Testing
 
     @Test func aBatchLeavesWhenFullOrWhenThreadsRunShortAndAddsUp() throws {
         let combiner = ResultCombiner(
-            settings: CombineSettings(maxReceipts: 3, maxDelay: 60), threads: 2, task: task, options: TaskOptions())
+            settings: CombineSettings(maxReceipts: 3, maxDelay: .seconds(60)), threads: 2, task: task,
+            options: TaskOptions())
         for _ in 0..<6 { combiner.accepted() }
         // 6 outstanding, 2 threads: the first two results wait, the third fills the batch.
         #expect(try combiner.add(entry(1), result: result("a b"), flush: false) == nil)
@@ -49,7 +50,7 @@ import Testing
 
     @Test func aWaitingBatchLeavesAfterMaxDelayAndAnErrorStillCountsAsFinished() throws {
         let combiner = ResultCombiner(
-            settings: CombineSettings(maxReceipts: 16, maxDelay: 0.05), threads: 1, task: task,
+            settings: CombineSettings(maxReceipts: 16, maxDelay: .milliseconds(50)), threads: 1, task: task,
             options: TaskOptions())
         for _ in 0..<3 { combiner.accepted() }
         #expect(try combiner.add(entry(1), result: result("x"), flush: false) == nil)

@@ -1,5 +1,6 @@
 import CElasticFlow
 import Foundation
+import Logging
 import Testing
 
 @testable import ElasticFlow
@@ -19,8 +20,8 @@ import Testing
         configuration.masterProcesses = false
         configuration.parcelSize = 16 << 10
         configuration.inFlight = 2
-        configuration.heartbeatTimeout = 1.0
-        configuration.heartbeatInterval = 0.2
+        configuration.heartbeatTimeout = .seconds(1.0)
+        configuration.heartbeatInterval = .seconds(0.2)
         return (Master(configuration: configuration), EventRecorder(), port)
     }
 
@@ -179,7 +180,7 @@ import Testing
         configuration.masterProcesses = false
         configuration.parcelSize = 16 << 10
         configuration.maxUnauthenticated = 3
-        configuration.connectTimeout = 0.5
+        configuration.connectTimeout = .seconds(0.5)
         let master = Master(configuration: configuration)
         let recorder = EventRecorder()
         master.add(recorder)
@@ -212,8 +213,8 @@ import Testing
             listen: NodeAddress(host: "127.0.0.1", port: 0), cookie: try Cookie("w"))
         configuration.maxUnauthenticated = 3
         configuration.threads = 1
-        let lines = LockedLines()
-        let worker = try Worker(configuration: configuration) { lines.append($0) }
+        let log = RecordingLogHandler.Store()
+        let worker = try Worker(configuration: configuration, logger: RecordingLogHandler.logger(log))
         try worker.start()
         defer {
             worker.shutdown()
@@ -227,7 +228,11 @@ import Testing
             #expect(throws: (any Error).self) { try peer.handshakeAsMaster(cookie: "w") }
         }
         for peer in kept { try peer.handshakeAsMaster(cookie: "w") }
-        #expect(lines.all.filter { $0.contains("have not completed the handshake") }.count == 1, "\(lines.all)")
+        let capped = log.all.filter { $0.message.contains("have not completed the handshake") }
+        #expect(capped.count == 1, "\(log.all.map(\.message))")
+        // A refusal is a warning naming this worker and the refused peer.
+        #expect(capped.first?.level == .warning && capped.first?.metadata["node"] == "\(configuration.name)")
+        #expect(capped.first?.metadata["peer"] != nil)
     }
 
     /// `--encrypt` end to end: exact in copy mode (from files, compression none: the encrypted
@@ -355,13 +360,4 @@ final class BackgroundCommand: @unchecked Sendable {
     deinit {
         if process.isRunning { process.terminate() }
     }
-}
-
-/// Log lines collected from another thread.
-final class LockedLines: @unchecked Sendable {
-    // Guarded by lock.
-    private let lock = NSLock()
-    private var lines: [String] = []
-    func append(_ line: String) { lock.withLock { lines.append(line) } }
-    var all: [String] { lock.withLock { lines } }
 }

@@ -13,8 +13,8 @@ import Testing
         configuration.sharedInput = true
         configuration.parcelSize = parcelSize
         configuration.masterProcesses = false
-        configuration.heartbeatTimeout = 1.0
-        configuration.heartbeatInterval = 0.2
+        configuration.heartbeatTimeout = .seconds(1.0)
+        configuration.heartbeatInterval = .seconds(0.2)
         return configuration
     }
 

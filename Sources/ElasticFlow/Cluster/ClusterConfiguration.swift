@@ -104,12 +104,12 @@ public struct ClusterConfiguration: Sendable {
     public var masterProcesses = true
     /// Threads of the master (compression and its own parcels).
     public var masterThreads = WordCountOptions.onlineCores
-    /// Interval between heartbeats, both ways.
-    public var heartbeatInterval: Double = 1.0
-    /// Silence after which a peer is presumed dead.
-    public var heartbeatTimeout: Double = 5.0
-    /// How long connecting and the handshake may take.
-    public var connectTimeout: Double = 10.0
+    /// Interval between heartbeats, both ways (`Limits.heartbeatInterval`).
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Silence after which a peer is presumed dead (`Limits.timeout`).
+    public var heartbeatTimeout: Duration = .seconds(5)
+    /// How long connecting and the handshake may take (`Limits.timeout`).
+    public var connectTimeout: Duration = .seconds(10)
     /// The largest parcel or result accepted, decompressed or not.
     public var maxPayload: Int = 256 << 20
     /// The longest word accepted: a longer one fails the step, naming the file (the master's
@@ -127,8 +127,8 @@ public struct ClusterConfiguration: Sendable {
     /// Reproducible fault injection.
     public var chaos: ChaosSettings?
     /// A parcel unanswered this long on a live worker is sent again elsewhere (the first result
-    /// wins; the other is dropped). nil: wait for as long as the worker lives.
-    public var parcelTimeout: Double? = 120
+    /// wins; the other is dropped). nil: wait for as long as the worker lives (`Limits.parcelTimeout`).
+    public var parcelTimeout: Duration? = .seconds(120)
     /// Shared-input mode: every node reads the sources at the same path (a shared filesystem, or
     /// identical copies). The master splits each file by size without reading it and sends only
     /// receipts; each worker reads its own byte range (docs/architecture.md, "Shared input").
@@ -147,8 +147,8 @@ public struct ClusterConfiguration: Sendable {
     /// nil: never.
     public var excludeAfter: Int? = 3
     /// How long a master that no node can serve yet (`--workers '' --listen … --no-master-work`)
-    /// waits for a worker to join before the step fails.
-    public var joinTimeout: Double = 60
+    /// waits for a worker to join before the step fails (`Limits.joinTimeout`).
+    public var joinTimeout: Duration = .seconds(60)
     /// Speculative copies of stragglers: nil turns them off.
     public var speculation: SpeculationSettings? = SpeculationSettings()
 
@@ -174,6 +174,21 @@ public struct ClusterConfiguration: Sendable {
     public init(workers: [NodeAddress], cookie: Cookie) {
         self.workers = workers
         self.cookie = cookie
+    }
+
+    /// The names range errors give the time settings, the same whether the value came from the
+    /// Swift API, a flag or the cluster file (flags and the file give seconds).
+    public enum Setting {
+        /// `heartbeatInterval`.
+        public static let heartbeatInterval = "the heartbeat interval (heartbeatInterval)"
+        /// `heartbeatTimeout`, `--heartbeat-timeout`.
+        public static let heartbeatTimeout = "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)"
+        /// `parcelTimeout`, `--parcel-timeout`.
+        public static let parcelTimeout = "the parcel timeout (--parcel-timeout, parcelTimeout)"
+        /// `joinTimeout`, `--join-timeout`.
+        public static let joinTimeout = "the join time-out (--join-timeout, joinTimeout)"
+        /// `combine.maxDelay`, `--combine-delay`.
+        public static let combineDelay = "the combining delay (--combine-delay, combineDelay)"
     }
 
     /// Checks every limit and time-out at once: the one place these rules live. A step validates
@@ -204,19 +219,11 @@ public struct ClusterConfiguration: Sendable {
         try Limits.checkParcelMemory(threads: masterThreads, parcelSize: parcelSize)
         try Limits.check(
             combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "combining (--combine, combine)")
-        try Limits.check(
-            seconds: combine.maxDelay, in: Limits.combineDelay, "the combining delay (--combine-delay, combineDelay)")
-        try Limits.check(
-            seconds: heartbeatTimeout, in: Limits.timeout,
-            "the heartbeat timeout (--heartbeat-timeout, heartbeatTimeout)")
-        try Limits.check(
-            seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval (heartbeatInterval)")
-        try Limits.check(seconds: connectTimeout, in: Limits.timeout, "the connect timeout (connectTimeout)")
-        if let parcelTimeout {
-            try Limits.check(
-                seconds: parcelTimeout, in: Limits.parcelTimeout, "the parcel timeout (--parcel-timeout, parcelTimeout)"
-            )
-        }
+        try Limits.check(combine.maxDelay, in: Limits.combineDelay, Self.Setting.combineDelay)
+        try Limits.check(heartbeatTimeout, in: Limits.timeout, Self.Setting.heartbeatTimeout)
+        try Limits.check(heartbeatInterval, in: Limits.heartbeatInterval, Self.Setting.heartbeatInterval)
+        try Limits.check(connectTimeout, in: Limits.timeout, "the connect timeout (connectTimeout)")
+        if let parcelTimeout { try Limits.check(parcelTimeout, in: Limits.parcelTimeout, Self.Setting.parcelTimeout) }
         if let chaos {
             try Limits.check(chaos.percent, in: 0...ChaosSettings.maximumPercent, "chaos (--chaos, chaos)")
         }
@@ -225,8 +232,7 @@ public struct ClusterConfiguration: Sendable {
                 excludeAfter, in: Limits.excludeAfter,
                 "the exclusion threshold (--exclude-after, excludeAfter; 0: never)")
         }
-        try Limits.check(
-            seconds: joinTimeout, in: Limits.joinTimeout, "the join time-out (--join-timeout, joinTimeout)")
+        try Limits.check(joinTimeout, in: Limits.joinTimeout, Self.Setting.joinTimeout)
         if let speculation { try speculation.validate() }
     }
 }
@@ -358,10 +364,20 @@ public struct ClusterFile: Codable, Sendable {
         if let decompress { configuration.decompression = try Decompression(parsing: decompress, "decompress") }
         if let inFlight { configuration.inFlight = inFlight }
         if let masterProcesses { configuration.masterProcesses = masterProcesses }
-        if let heartbeatInterval { configuration.heartbeatInterval = heartbeatInterval }
-        if let heartbeatTimeout { configuration.heartbeatTimeout = heartbeatTimeout }
+        if let heartbeatInterval {
+            configuration.heartbeatInterval = try Limits.duration(
+                seconds: heartbeatInterval, in: Limits.heartbeatInterval, ClusterConfiguration.Setting.heartbeatInterval
+            )
+        }
+        if let heartbeatTimeout {
+            configuration.heartbeatTimeout = try Limits.duration(
+                seconds: heartbeatTimeout, in: Limits.timeout, ClusterConfiguration.Setting.heartbeatTimeout)
+        }
         if let maxAttempts { configuration.maxAttempts = maxAttempts }
-        if let parcelTimeout { configuration.parcelTimeout = parcelTimeout }
+        if let parcelTimeout {
+            configuration.parcelTimeout = try Limits.duration(
+                seconds: parcelTimeout, in: Limits.parcelTimeout, ClusterConfiguration.Setting.parcelTimeout)
+        }
         if let sharedInput {
             configuration.sharedInput = sharedInput
             if sharedInput && parcelSize == nil {
@@ -369,11 +385,17 @@ public struct ClusterFile: Codable, Sendable {
             }
         }
         if let combine { configuration.combine.maxReceipts = combine }
-        if let combineDelay { configuration.combine.maxDelay = combineDelay }
+        if let combineDelay {
+            configuration.combine.maxDelay = try Limits.duration(
+                seconds: combineDelay, in: Limits.combineDelay, ClusterConfiguration.Setting.combineDelay)
+        }
         if let encrypt { configuration.encrypt = encrypt }
         if let chaos { configuration.chaos = try ChaosSettings(percent: chaos, seed: chaosSeed ?? 1) }
         if let excludeAfter { configuration.excludeAfter = excludeAfter == 0 ? nil : excludeAfter }
-        if let joinTimeout { configuration.joinTimeout = joinTimeout }
+        if let joinTimeout {
+            configuration.joinTimeout = try Limits.duration(
+                seconds: joinTimeout, in: Limits.joinTimeout, ClusterConfiguration.Setting.joinTimeout)
+        }
         if let speculation { configuration.speculation = speculation ? SpeculationSettings() : nil }
         if let minWorkers { configuration.minWorkers = minWorkers }
         if let chaos {

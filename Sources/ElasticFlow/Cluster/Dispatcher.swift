@@ -217,7 +217,7 @@ final class Dispatcher {
     }
 
     /// Copies stragglers: every receipt open on a worker for longer than `settings.multiplier` ×
-    /// the median parcel time (and `minimumSeconds`), once enough parcels finished, while nothing
+    /// the median parcel time (and `minimumTime`), once enough parcels finished, while nothing
     /// else waits to be sent and some other node is idle (no open receipt). The receipt is taken
     /// back from the straggler (which may still answer: the first result wins) and queued to be
     /// sent again, never to that node; each receipt is copied once.
@@ -228,7 +228,7 @@ final class Dispatcher {
         guard exhausted, fresh.isEmpty, retryQueue.isEmpty, times.finished >= settings.minimumFinished,
             let median = times.median
         else { return [] }
-        let threshold = max(settings.minimumSeconds, settings.multiplier * median)
+        let threshold = max(settings.minimumTime.inSeconds, settings.multiplier * median)
         var copied: [(Receipt, String, Double)] = []
         for (sequence, sentAt) in distributedAt where now - sentAt > threshold && speculated[sequence] == nil {
             guard case .open(let node, _) = ledger.state(of: sequence), node != master,

@@ -115,7 +115,8 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             connect(link)
         }
         let interval = UInt64(
-            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+            max(0.01, min(configuration.heartbeatInterval.inSeconds, configuration.heartbeatTimeout.inSeconds / 3))
+                * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
     }
 
@@ -164,7 +165,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     /// With no node left, the master processes the rest itself — unless a worker comes back
     /// (reconnects or joins) within the heartbeat time-out. The step never hangs either way.
     func scheduleTakeover() {
-        after(milliseconds: UInt64(configuration.heartbeatTimeout * 1000)) { [self] in
+        after(milliseconds: UInt64(configuration.heartbeatTimeout.inSeconds * 1000)) { [self] in
             run.withLock { run.takeOver() }
         }
     }
@@ -284,7 +285,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         // StepRun fails the step for a configured worker that is late).
         for (connection, link) in links
         where (link.phase == .awaitingHello || link.phase == .awaitingWelcome) && (link.joined || started)
-            && now - link.greeted > configuration.connectTimeout
+            && now - link.greeted > configuration.connectTimeout.inSeconds
         {
             link.phase = .gone
             links[connection] = nil
@@ -299,9 +300,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         }
         for (connection, link) in links where link.phase == .ready {
             let silence = now - link.lastSeen
-            if silence > 3 * configuration.heartbeatTimeout {
+            if silence > 3 * configuration.heartbeatTimeout.inSeconds {
                 loop.close(connection, flush: false)  // on_close: gone for good
-            } else if silence > configuration.heartbeatTimeout && !link.suspect {
+            } else if silence > configuration.heartbeatTimeout.inSeconds && !link.suspect {
                 // Presumed dead: its parcels go elsewhere now; a late answer is still welcome
                 // (and dropped if its receipt was closed meanwhile).
                 link.suspect = true

@@ -1,5 +1,6 @@
 internal import CElasticFlow
 import Foundation
+import Logging
 
 /// The master of a cluster: cuts the sources into parcels, hands each to the node with the fewest
 /// open receipts (its own threads included, when `masterProcesses`), and aggregates results as
@@ -15,15 +16,25 @@ public final class Master: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
+    /// The master's own log: every step's updates at `debug` and its parcel events at `trace`
+    /// (metadata `step`, `receipt`, `node`), and the step queue's journal at `debug`.
+    public let logger: Logger
 
     /// A master; nothing is contacted until `run(task:sources:options:step:progress:)`.
     /// - Parameters:
     ///   - configuration: the workers, cookie and settings of every step.
     ///   - tasks: the tasks steps may name; every worker must run a program whose registry holds the
     ///     same tasks under the same names.
-    public init(configuration: ClusterConfiguration, tasks: TaskRegistry = .standard) {
+    ///   - logger: the master's own log (see `logger`). Default: logs nothing. Interceptors
+    ///     (`LoggingInterceptor`) are the per-event log a person reads; this one is for operators
+    ///     who want the master's record at `debug`/`trace` with the rest of a service's logs.
+    public init(
+        configuration: ClusterConfiguration, tasks: TaskRegistry = .standard,
+        logger: Logger = Logger(label: "elasticflow.master", factory: { _ in SwiftLogNoOpLogHandler() })
+    ) {
         self.configuration = configuration
         self.tasks = tasks
+        self.logger = logger
     }
 
     /// Adds an interceptor; it sees the events of every later step. Not while a step runs.
@@ -50,8 +61,10 @@ public final class Master: @unchecked Sendable {
     func run(_ plan: StepPlan, progress: ((StepProgress) -> Void)?, cancellation: CancellationFlag?)
         throws(ElasticFlowError) -> StepReport
     {
+        // Only a logger that shows debug lines gets the events: none of the cost otherwise.
+        let log: [any Interceptor] = logger.logLevel <= .debug ? [MasterEventLog(logger: logger)] : []
         let run = try StepRun(
-            configuration: configuration, registry: tasks, plan: plan, interceptors: interceptors,
+            configuration: configuration, registry: tasks, plan: plan, interceptors: log + interceptors,
             cancellation: cancellation)
         return try run.execute(progress: progress)
     }

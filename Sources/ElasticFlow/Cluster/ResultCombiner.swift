@@ -94,7 +94,9 @@ final class ResultCombiner: @unchecked Sendable {
     /// The pending batch if it has waited `maxDelay` by `now`.
     func takeExpired(now: Double) -> Batch? {
         lock.withLock {
-            guard let since = pendingSince, now - since >= settings.maxDelay, !entries.isEmpty else { return nil }
+            guard let since = pendingSince, now - since >= settings.maxDelay.inSeconds, !entries.isEmpty else {
+                return nil
+            }
             return take()
         }
     }

@@ -43,22 +43,46 @@ struct RangeRequest: Equatable {
 public struct CombineSettings: Hashable, Sendable, Codable {
     /// Receipts one RESULT may cover (1: no combining).
     public var maxReceipts: Int
-    /// Seconds a finished result may wait for others.
-    public var maxDelay: Double
+    /// How long a finished result may wait for others (`Limits.combineDelay`; seconds on the wire).
+    public var maxDelay: Duration
 
     /// - Parameters:
     ///   - maxReceipts: receipts one RESULT may cover, 1...4096 (1: no combining).
-    ///   - maxDelay: seconds, a bound on how stale a result may get, not the usual trigger (a batch
+    ///   - maxDelay: a bound on how stale a result may get, not the usual trigger (a batch
     ///     leaves as soon as the worker's threads run short of parcels); it must exceed a parcel's
     ///     processing time, or batches leave after one or two parcels (a 32 MiB split takes about
     ///     0.25 s on one core here).
-    public init(maxReceipts: Int = 16, maxDelay: Double = 1.0) {
+    public init(maxReceipts: Int = 16, maxDelay: Duration = .seconds(1)) {
         self.maxReceipts = maxReceipts
         self.maxDelay = maxDelay
     }
 
+    private enum CodingKeys: String, CodingKey { case maxReceipts, maxDelay }
+
+    /// Decodes the STEP's `{"maxReceipts": N, "maxDelay": SECONDS}` (the wire keeps seconds).
+    /// - Throws: `DecodingError` for a missing key, or seconds that are not finite or past a day
+    ///   (the range check proper is `Limits.combineDelay`, in `StepAnnouncement.validate()`).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxReceipts = try container.decode(Int.self, forKey: .maxReceipts)
+        let seconds = try container.decode(Double.self, forKey: .maxDelay)
+        // Only what Duration can hold reaches `.seconds(_:)`; the range check says the rest.
+        guard seconds.isFinite, abs(seconds) <= 86400 else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxDelay, in: container, debugDescription: "combine delay \(seconds) s out of range")
+        }
+        maxDelay = .seconds(seconds)
+    }
+
+    /// Encodes `maxDelay` as seconds, as the wire has it.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(maxReceipts, forKey: .maxReceipts)
+        try container.encode(maxDelay.inSeconds, forKey: .maxDelay)
+    }
+
     /// No combining: one RESULT per parcel.
-    public static let off = CombineSettings(maxReceipts: 1, maxDelay: 0)
+    public static let off = CombineSettings(maxReceipts: 1, maxDelay: .zero)
     /// The most receipts a RESULT may list (a bound on the envelope the master accepts).
     public static let receiptLimit = 4096
 }

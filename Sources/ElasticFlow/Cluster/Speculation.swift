@@ -4,17 +4,17 @@
 public struct SpeculationSettings: Sendable, Hashable {
     /// A parcel straggles once it has been open this many times the median parcel time...
     public var multiplier: Double
-    /// ...and at least this many seconds (so a step of fast parcels does not copy on noise).
-    public var minimumSeconds: Double
+    /// ...and at least this long (so a step of fast parcels does not copy on noise).
+    public var minimumTime: Duration
     /// Parcels that must have finished in the step before there is a median to compare with.
     public var minimumFinished: Int
 
     /// Settings with Spark-like defaults: a copy once a parcel is open 4 times the median and at least
     /// 1 s, after 5 parcels finished. `ClusterConfiguration.validate()` checks them against
     /// `Limits.speculationMultiplier`, `Limits.speculationFloor` and `Limits.speculationFinished`.
-    public init(multiplier: Double = 4, minimumSeconds: Double = 1, minimumFinished: Int = 5) {
+    public init(multiplier: Double = 4, minimumTime: Duration = .seconds(1), minimumFinished: Int = 5) {
         self.multiplier = multiplier
-        self.minimumSeconds = minimumSeconds
+        self.minimumTime = minimumTime
         self.minimumFinished = minimumFinished
     }
 
@@ -22,7 +22,7 @@ public struct SpeculationSettings: Sendable, Hashable {
         guard Limits.speculationMultiplier.contains(multiplier) else {
             throw .invalidArgument("the speculation multiplier must be in 1...1000, not \(multiplier)")
         }
-        try Limits.check(seconds: minimumSeconds, in: Limits.speculationFloor, "the speculation floor")
+        try Limits.check(minimumTime, in: Limits.speculationFloor, "the speculation floor")
         try Limits.check(minimumFinished, in: Limits.speculationFinished, "the parcels speculation waits for")
     }
 }

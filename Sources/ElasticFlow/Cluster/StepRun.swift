@@ -164,7 +164,7 @@ final class StepRun: @unchecked Sendable {
         // parcels go out; the others join as they come.
         lock.lock()
         let required = configuration.minWorkers ?? configuration.workers.count
-        let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout)
+        let deadline = Date(timeIntervalSinceNow: configuration.connectTimeout.inSeconds)
         while failure == nil && links.readyListedWorkers < required {
             if !lock.wait(until: deadline) { failure = .cluster(tooFewWorkers(required: required)) }
         }
@@ -227,7 +227,7 @@ final class StepRun: @unchecked Sendable {
     /// step lock).
     private func tooFewWorkers(required: Int) -> String {
         let late = links.lateWorkers.joined(separator: ", ")
-        let seconds = format3(configuration.connectTimeout)
+        let seconds = format3(configuration.connectTimeout.inSeconds)
         guard configuration.minWorkers != nil else {
             return "worker(s) \(late) did not complete the handshake within \(seconds) s"
         }
@@ -334,7 +334,7 @@ final class StepRun: @unchecked Sendable {
     /// No node can work yet (a join-only master): says so once, and fails the step if none has
     /// joined after `joinTimeout` (under the step lock).
     private func awaitJoiners(on address: NodeAddress) {
-        let seconds = configuration.joinTimeout
+        let seconds = configuration.joinTimeout.inSeconds
         emit(
             .stepUpdate(
                 step: step, state: .waitingForWorkers,
@@ -381,7 +381,7 @@ final class StepRun: @unchecked Sendable {
 
     /// Takes back parcels overdue on live workers (`parcelTimeout`), to send them elsewhere.
     func sendOverdueParcelsAgain(now: Double) {
-        guard let limit = configuration.parcelTimeout, started, !finished, failure == nil else { return }
+        guard let limit = configuration.parcelTimeout?.inSeconds, started, !finished, failure == nil else { return }
         let overdue = dispatcher.takeBackOverdue(now: now, limit: limit, except: Self.masterNode)
         for (receipt, node, seconds) in overdue {
             emit(

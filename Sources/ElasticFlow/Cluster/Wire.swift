@@ -221,7 +221,7 @@ struct StepAnnouncement: Codable {
         try Limits.check(maxAttempts, in: Limits.maxAttempts, "the STEP's maxAttempts")
         if let combine {
             try Limits.check(combine.maxReceipts, in: 1...CombineSettings.receiptLimit, "the STEP's combine")
-            try Limits.check(seconds: combine.maxDelay, in: Limits.combineDelay, "the STEP's combine delay")
+            try Limits.check(combine.maxDelay, in: Limits.combineDelay, "the STEP's combine delay")
         }
         if let maxWordSize { try Limits.check(bytes: maxWordSize, in: Limits.maxWordSize, "the STEP's maxWordSize") }
     }

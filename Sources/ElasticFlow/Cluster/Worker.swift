@@ -1,5 +1,6 @@
 internal import CElasticFlow
 import Foundation
+import Logging
 import Synchronization
 
 /// How a worker node serves masters.
@@ -10,13 +11,13 @@ public struct WorkerConfiguration: Sendable {
     public var cookie: Cookie
     /// Threads that run tasks.
     public var threads = WordCountOptions.onlineCores
-    /// Seconds between this worker's heartbeats to each master (the effective tick is
-    /// `max(0.01, min(heartbeatInterval, heartbeatTimeout / 3))`).
-    public var heartbeatInterval: Double = 1.0
-    /// Silence after which a master is presumed gone and its connection closed.
-    public var heartbeatTimeout: Double = 5.0
-    /// Time a connection has to complete the handshake.
-    public var handshakeTimeout: Double = 10.0
+    /// Time between this worker's heartbeats to each master (the effective tick is
+    /// `max(10 ms, min(heartbeatInterval, heartbeatTimeout / 3))`; `Limits.heartbeatInterval`).
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Silence after which a master is presumed gone and its connection closed (`Limits.timeout`).
+    public var heartbeatTimeout: Duration = .seconds(5)
+    /// Time a connection has to complete the handshake (`Limits.timeout`).
+    public var handshakeTimeout: Duration = .seconds(10)
     /// The largest parcel accepted, compressed or not.
     public var maxPayload: Int = 256 << 20
     /// The name this node gives in its HELLO.
@@ -43,6 +44,9 @@ public struct WorkerConfiguration: Sendable {
         self.name = name ?? "worker@\(listen)"
     }
 
+    /// The name a heartbeat time-out out of range is given (`--heartbeat-timeout` gives seconds).
+    public static let heartbeatTimeoutName = "the heartbeat timeout (--heartbeat-timeout)"
+
     /// Checks every limit and time-out against `Limits` (the same ranges as the master's).
     /// - Throws: `ElasticFlowError.invalidArgument` naming the first value out of range.
     public func validate() throws(ElasticFlowError) {
@@ -50,10 +54,9 @@ public struct WorkerConfiguration: Sendable {
             throw .invalidArgument("master address '\(join)' (--join): port 0 names no master")
         }
         try Limits.check(threads, in: Limits.threads, "--threads")
-        try Limits.check(
-            seconds: heartbeatTimeout, in: Limits.timeout, "the heartbeat timeout (--heartbeat-timeout)")
-        try Limits.check(seconds: heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
-        try Limits.check(seconds: handshakeTimeout, in: Limits.timeout, "the handshake timeout")
+        try Limits.check(heartbeatTimeout, in: Limits.timeout, Self.heartbeatTimeoutName)
+        try Limits.check(heartbeatInterval, in: Limits.heartbeatInterval, "the heartbeat interval")
+        try Limits.check(handshakeTimeout, in: Limits.timeout, "the handshake timeout")
         try Limits.check(bytes: maxPayload, in: Limits.maxPayload, "the payload limit")
     }
 }
@@ -62,12 +65,13 @@ public struct WorkerConfiguration: Sendable {
 /// for (looked up by name in the registry every node shares) and answers each with a RESULT or
 /// an ERROR. It serves any number of masters at once until `shutdown`.
 public final class Worker: @unchecked Sendable {
-    // Everything below but `configuration`, `tasks`, `log` and `stopped` is used on the loop thread
+    // Everything below but `configuration`, `tasks`, `logger` and `stopped` is used on the loop thread
     // only (callbacks and posted closures), which is what makes the @unchecked Sendable sound.
     /// What this worker was created with.
     public let configuration: WorkerConfiguration
     private let tasks: TaskRegistry
-    private let log: @Sendable (String) -> Void
+    /// Every line carries `node` (this worker's name); lines about a master add `peer` and `master`.
+    private let logger: Logger
     private let loop: EventLoop
     private let pool: WorkerPool
     private var sessions: [ConnectionID: Session] = [:]
@@ -131,15 +135,20 @@ public final class Worker: @unchecked Sendable {
     /// - Parameters:
     ///   - configuration: where to listen, the cookie and the limits (checked by `validate()`).
     ///   - tasks: the tasks masters may name; it must hold what the masters' registries hold.
-    ///   - log: receives one line per notable event (connections, refusals, errors).
+    ///   - logger: where notable events go: masters connected and gone (`info`), refusals, silent
+    ///     masters and failed joins (`warning`), results that cannot be sent (`error`), the graceful
+    ///     stop (`notice`); every line with the metadata `node` (this worker's name), and `peer` and
+    ///     `master` where a connection is concerned. Default: logs nothing.
     /// - Throws: `ElasticFlowError` when the event loop or the thread pool cannot be created.
     public init(
         configuration: WorkerConfiguration, tasks: TaskRegistry = .standard,
-        log: @escaping @Sendable (String) -> Void = { _ in }
+        logger: Logger = Logger(label: "elasticflow.worker", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws(ElasticFlowError) {
         self.configuration = configuration
         self.tasks = tasks
-        self.log = log
+        var logger = logger
+        logger[metadataKey: "node"] = "\(configuration.name)"
+        self.logger = logger
         address = configuration.listen
         loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: 64 << 20)
         pool = try WorkerPool(threads: configuration.threads, name: "ef-worker", scratchCapacity: 4 << 20)
@@ -156,7 +165,8 @@ public final class Worker: @unchecked Sendable {
         }
         if configuration.join != nil { joinMaster() }
         let interval = UInt64(
-            max(0.01, min(configuration.heartbeatInterval, configuration.heartbeatTimeout / 3)) * 1000)
+            max(0.01, min(configuration.heartbeatInterval.inSeconds, configuration.heartbeatTimeout.inSeconds / 3))
+                * 1000)
         heartbeatTimer = loop.addTimer(milliseconds: interval, repeats: true)
         loop.start(name: "ef-worker-loop")
     }
@@ -168,7 +178,7 @@ public final class Worker: @unchecked Sendable {
             guard !draining else { return }
             draining = true
             if listener != .unset { loop.unlisten(listener) }
-            log("shutting down: finishing \(inFlight) parcel(s) in progress")
+            logger.notice("shutting down: finishing \(inFlight) parcel(s) in progress")
             // BYE first, so masters stop sending; the parcels in progress are still answered.
             for (connection, session) in sessions {
                 if case .ready = session.phase { loop.send(connection, type: FrameType.bye.rawValue, bytes: []) }
@@ -183,7 +193,7 @@ public final class Worker: @unchecked Sendable {
         do {
             joinConnection = try loop.connect(host: master.host, port: master.port)
         } catch {
-            log("cannot join \(master): \(error)")
+            logger.warning("cannot join \(master): \(error)", metadata: ["peer": "\(master)"])
             after(milliseconds: 500) { [self] in joinMaster() }
         }
     }
@@ -214,9 +224,17 @@ public final class Worker: @unchecked Sendable {
     }
 
     private func refuse(_ connection: ConnectionID, _ session: Session, _ message: String) {
-        log("refused \(session.peer): \(message)")
+        logger.warning("refused \(session.peer): \(message)", metadata: ["peer": "\(session.peer)"])
         loop.send(connection, type: FrameType.error.rawValue, bytes: Array(message.utf8))
         loop.close(connection, flush: true)
+    }
+
+    /// The metadata of a line about a session: the peer's address and, once it said HELLO, the
+    /// master's name.
+    private static func metadata(_ session: Session) -> Logger.Metadata {
+        var metadata: Logger.Metadata = ["peer": "\(session.peer)"]
+        if !session.masterName.isEmpty { metadata["master"] = "\(session.masterName)" }
+        return metadata
     }
 
     private func takeBuffer(_ capacity: Int) -> ParcelBuffer {
@@ -240,9 +258,10 @@ extension Worker: EventLoopHandler {
             let now = monotonicSeconds()
             if now - lastCapNotice >= 1 {
                 lastCapNotice = now
-                log(
-                    "refused \(loop.peer(connection)): \(unauthenticated) connections have not completed the handshake: closing new ones"
-                )
+                let peer = loop.peer(connection)
+                logger.warning(
+                    "refused \(peer): \(unauthenticated) connections have not completed the handshake: closing new ones",
+                    metadata: ["peer": "\(peer)"])
             }
             return
         }
@@ -262,22 +281,23 @@ extension Worker: EventLoopHandler {
     func closed(_ connection: ConnectionID, reason: Int32, errno: Int32) {
         combining = combining.filter { $0.value.connection != connection }
         if let session = sessions.removeValue(forKey: connection) {
+            let metadata = Self.metadata(session)
             if case .ready = session.phase {
                 let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
-                log("master \(session.masterName) (\(session.peer)) disconnected\(why)")
+                logger.info("master \(session.masterName) (\(session.peer)) disconnected\(why)", metadata: metadata)
             } else if reason == Int32(EF_EVERSION) {
-                log(
-                    "refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))"
-                )
+                logger.warning(
+                    "refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))",
+                    metadata: metadata)
             } else if reason == Int32(EF_EFRAMEAUTH) || reason == Int32(EF_ECLOSED), case .awaitingAuth = session.phase
             {
                 // Its first frame after the HELLOs did not open as sealed: a master with another
                 // cookie derives other keys, and a refusal it sends before sealing is not sealed.
-                log(
-                    "refused \(session.peer): the master's answer did not open under this session's keys: its cookie differs from this worker's, or it refused this worker"
-                )
+                logger.warning(
+                    "refused \(session.peer): the master's answer did not open under this session's keys: its cookie differs from this worker's, or it refused this worker",
+                    metadata: metadata)
             } else if reason != 0 {
-                log("refused \(session.peer): \(CoreErrorCode(rawValue: reason))")
+                logger.warning("refused \(session.peer): \(CoreErrorCode(rawValue: reason))", metadata: metadata)
             }
         }
         if connection == joinConnection && !draining {
@@ -300,16 +320,16 @@ extension Worker: EventLoopHandler {
         for (connection, session) in sessions {
             switch session.phase {
             case .ready:
-                if now - session.lastSeen > configuration.heartbeatTimeout {
-                    log(
-                        "master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing"
-                    )
+                if now - session.lastSeen > configuration.heartbeatTimeout.inSeconds {
+                    logger.warning(
+                        "master \(session.masterName) (\(session.peer)) silent for \(Int(now - session.lastSeen)) s: closing",
+                        metadata: Self.metadata(session))
                     loop.close(connection, flush: false)
                 } else {
                     loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
                 }
             default:
-                if now - session.opened > configuration.handshakeTimeout {
+                if now - session.opened > configuration.handshakeTimeout.inSeconds {
                     refuse(connection, session, "handshake not completed in time")
                 }
             }
@@ -352,7 +372,8 @@ extension Worker: EventLoopHandler {
                     cookie: configuration.cookie.bytes, masterNonce: hello.nonce, workerNonce: session.nonce)
                 try check(loop.seal(connection, keys: keys, role: Hello.workerRole, mode: mode), "sealing the session")
             } catch {
-                log("refused \(session.peer): cannot start a session: \(error)")
+                logger.warning(
+                    "refused \(session.peer): cannot start a session: \(error)", metadata: Self.metadata(session))
                 loop.close(connection, flush: false)
                 return
             }
@@ -368,9 +389,9 @@ extension Worker: EventLoopHandler {
             }
             session.phase = .ready
             loop.send(connection, type: FrameType.welcome.rawValue, bytes: [])
-            log("master \(session.masterName) (\(session.peer)) connected")
+            logger.info("master \(session.masterName) (\(session.peer)) connected", metadata: Self.metadata(session))
         case (.error, _):
-            log("\(session.peer): \(PeerText.escaped(frame.payload))")
+            logger.warning("\(session.peer): \(PeerText.escaped(frame.payload))", metadata: Self.metadata(session))
             loop.close(connection, flush: false)
         case (.heartbeat, .ready):
             // Answer at once: the master's time-out then depends on its own interval, not ours.
@@ -418,7 +439,7 @@ extension Worker: EventLoopHandler {
                 combiner: combiner)
         } catch {
             let message = "cannot run step \(frame.aux): \(error)"
-            log(message)
+            logger.error("\(message)", metadata: Self.metadata(session).merging(["step": "\(frame.aux)"]) { $1 })
             loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: 0, bytes: Array(message.utf8))
         }
     }
@@ -618,7 +639,9 @@ extension Worker: EventLoopHandler {
                     if status != 0 && status != Int32(EF_ECLOSED) {
                         // A result we cannot queue must not vanish: drop the link, and the
                         // master sends this connection's parcels elsewhere.
-                        log("cannot queue a result (\(CoreErrorCode(rawValue: status))): closing the link")
+                        logger.error(
+                            "cannot queue a result (\(CoreErrorCode(rawValue: status))): closing the link",
+                            metadata: ["step": "\(stepID)", "receipt": "\(sequence)"])
                         loop.close(connection, flush: false)
                     }
                 }

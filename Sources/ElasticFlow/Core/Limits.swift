@@ -41,7 +41,7 @@ public enum Limits {
     /// Speculation: the straggler multiplier of the median parcel time, its floor in seconds, and
     /// the parcels that must have finished first.
     public static let speculationMultiplier = 1.0...1000.0
-    /// The range of `SpeculationSettings.minimumSeconds`, seconds (0 to a day).
+    /// The range of `SpeculationSettings.minimumTime`, seconds (0 to a day).
     public static let speculationFloor = 0.0...86400.0
     /// The range of `SpeculationSettings.minimumFinished`, parcels (1 to 2^20).
     public static let speculationFinished = 1...(1 << 20)
@@ -66,6 +66,25 @@ public enum Limits {
             throw .invalidArgument(
                 "\(name) must be \(range.lowerBound.shortText)...\(range.upperBound.shortText) seconds, not \(value)")
         }
+    }
+
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the setting when `value` is outside
+    ///   `range`, in seconds (the public API's time-outs are `Duration`s, their ranges seconds).
+    public static func check(_ value: Duration, in range: ClosedRange<Double>, _ name: String)
+        throws(ElasticFlowError)
+    {
+        try check(seconds: value.inSeconds, in: range, name)
+    }
+
+    /// Seconds from a flag or a cluster file as a `Duration`, once they are within `range`
+    /// (`nan`, infinities and values past `Duration`'s range never reach the conversion, which
+    /// would trap on them).
+    /// - Throws: `ElasticFlowError.invalidArgument` naming the setting when `seconds` is outside `range`.
+    public static func duration(seconds: Double, in range: ClosedRange<Double>, _ name: String)
+        throws(ElasticFlowError) -> Duration
+    {
+        try check(seconds: seconds, in: range, name)
+        return .seconds(seconds)
     }
 
     /// A byte size within `range`, with its text in the message.
@@ -109,6 +128,11 @@ public enum Limits {
                     + "not \(value) bytes")
         }
     }
+}
+
+extension Duration {
+    /// The duration in seconds (attoseconds included), for the monotonic clock's arithmetic.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 extension Double {

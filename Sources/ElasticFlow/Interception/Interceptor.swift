@@ -1,3 +1,5 @@
+import Logging
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -89,26 +91,33 @@ public final class EventStream: Interceptor {
     public func finish() { continuation.finish() }
 }
 
-/// The example interceptor: one line per event on standard error, prefixed with the time since
-/// it was created.
+/// The example interceptor: one log event per step event through a swift-log `Logger`, the
+/// message the event's description prefixed with the time since the interceptor was created
+/// (`[0.123s] distributed 1/1/0@0+4194304:... -> master`), the metadata `FlowEvent.logMetadata`
+/// (`step`, `receipt`, `node`) and the level `FlowEvent.logLevel` (`info`, `warning` for a node
+/// lost or a result refused, `error` for a failed step).
 public struct LoggingInterceptor: Interceptor {
     private let start: timespec
     private let verbose: Bool
+    private let logger: Logger
 
-    /// - Parameter verbose: log every parcel event; otherwise only step updates and task completions.
-    public init(verbose: Bool = true) {
+    /// - Parameters:
+    ///   - verbose: log every parcel event; otherwise only step updates and task completions.
+    ///   - logger: where the events go; by default `elasticflow.events` through the process's
+    ///     logging system (swift-log's default writes to standard error).
+    public init(verbose: Bool = true, logger: Logger = Logger(label: "elasticflow.events")) {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         start = now
         self.verbose = verbose
+        self.logger = logger
     }
 
     private func log(_ event: FlowEvent) {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
         let elapsed = Double(now.tv_sec - start.tv_sec) + Double(now.tv_nsec - start.tv_nsec) / 1e9
-        var line = "[\(String(format3(elapsed)))s] \(event)\n"
-        line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        logger.log(level: event.logLevel, "[\(format3(elapsed))s] \(event)", metadata: event.logMetadata)
     }
 
     /// Logs the event when verbose.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// What to do with the rest of the queue when a step fails (as EMR's ActionOnFailure).
 public enum FailureAction: String, Sendable, Codable, CaseIterable {
@@ -231,6 +232,9 @@ public final class StepQueue: @unchecked Sendable {
 
     // Under lock.
     private func set(_ entry: Entry, _ state: StepState, _ detail: String) {
+        master.logger.debug(
+            "step \(entry.step) \(entry.definition.name): \(state)\(detail.isEmpty ? "" : ": \(detail)")",
+            metadata: ["step": "\(entry.step)", "state": "\(state)"])
         entry.state = state
         entry.timeline.append(.init(state: state, time: Date().timeIntervalSince1970, detail: detail))
         if state.isFailure {
@@ -301,12 +305,16 @@ public enum StepExecution {
                 record.sourceFingerprints = try sharedFingerprints(definition.sources)
             }
             journal = try StepJournal.create(directory: stepData, record: record)
+            master.logger.debug("step \(step): journal created in \(stepData)", metadata: ["step": "\(step)"])
         }
         if let journal {
             if resume != nil {
                 let recovered = try journal.recovered()
                 plan.alreadyAggregated = recovered.aggregated
                 plan.restoredAggregate = recovered.aggregate
+                master.logger.info(
+                    "step \(step): \(recovered.aggregated.count) receipts recovered from the journal",
+                    metadata: ["step": "\(step)"])
                 guard journal.record.parcelSize == master.configuration.parcelSize else {
                     throw .journal(
                         "step \(step) was cut into \(journal.record.parcelSize)-byte parcels, not "
@@ -341,7 +349,7 @@ public enum StepExecution {
                 }
             }
             try journal.update(state: .running, detail: resume == nil ? "" : "resumed")
-            plan.journal = JournalWriter(journal)
+            plan.journal = JournalWriter(journal, logger: master.logger)
         }
         do {
             let report = try master.run(plan, progress: progress, cancellation: cancellation)
@@ -465,11 +473,18 @@ public enum StepExecution {
 /// Connects a running step to its journal.
 final class JournalWriter: StepJournalWriter {
     let journal: StepJournal
-    init(_ journal: StepJournal) { self.journal = journal }
+    let logger: Logger
+    init(_ journal: StepJournal, logger: Logger) {
+        self.journal = journal
+        self.logger = logger
+    }
     var checkpointEvery: (receipts: Int, seconds: Double) { StepExecution.checkpointEvery }
     func cut(_ receipt: Receipt) throws(ElasticFlowError) { try journal.recordReceipt(receipt) }
     func allCut() throws(ElasticFlowError) { try journal.sealReceipts() }
     func checkpoint(aggregated: Set<UInt64>, aggregate: [UInt8]) throws(ElasticFlowError) {
         try journal.checkpoint(aggregated: aggregated, aggregate: aggregate)
+        logger.debug(
+            "step \(journal.record.step): checkpoint of \(aggregated.count) aggregated receipts, \(aggregate.count) bytes",
+            metadata: ["step": "\(journal.record.step)"])
     }
 }
