@@ -45,7 +45,7 @@ struct InputOptions: ParsableArguments {
             let count = expanded.skipped.count
             logger.warning("skipped \(count) unreadable entr\(count == 1 ? "y" : "ies") (--skip-unreadable)")
         }
-        if expanded.sources.isEmpty { logLine("elasticflow: \(Self.nothingNamed(files: files, lists: filesFrom))") }
+        if expanded.sources.isEmpty { logger.notice("\(Self.nothingNamed(files: files, lists: filesFrom))") }
         return expanded.sources.map(\.description)
     }
 
