@@ -14,7 +14,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
               -fno-omit-frame-pointer -DEF_BUILDING_LIBRARY -DEF_TESTING -ICCore/include
 CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
-.PHONY: run test bench deps lib install uninstall install-test python-test ctest cexample swift-test example-test build release clean \
+.PHONY: run test bench deps lib install uninstall install-test python-test status-test example-test ctest cexample swift-test build release clean \
         lint format fuzz fuzz-smoke fuzz-seeds seal-bench deploy-check
 
 # Release build of the CLI (the C core compiled by SwiftPM into it).
@@ -30,7 +30,7 @@ run: release
 # Every test: the C core under ASan+UBSan, the standalone library, a C program built against the
 # installed library, each fuzz target briefly, the Swift tests, the Python package, then the
 # deployment recipes and the documentation (DocC).
-test: lint ctest lib cexample install-test fuzz-smoke swift-test example-test python-test deploy-check docs
+test: lint ctest lib cexample install-test fuzz-smoke swift-test example-test python-test status-test deploy-check docs
 swift-test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
@@ -54,7 +54,8 @@ bench: release
 	@corpus=$$(mktemp); \
 	if [ -f ../shared/corpora/kjv.txt ]; then for i in 1 2 3 4 5 6 7 8 9 10; do cat ../shared/corpora/kjv.txt; done > $$corpus; \
 	else $(ELASTICFLOW) generate --size 43MiB --seed 1 -o $$corpus; fi; \
-	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus; rc=$$?; rm -f $$corpus; exit $$rc
+	python3 Benchmarks/cluster_bench.py $(ELASTICFLOW) $$corpus && python3 Benchmarks/status_bench.py $(ELASTICFLOW) $$corpus; \
+	rc=$$?; rm -f $$corpus; exit $$rc
 	python3 Benchmarks/many_files_bench.py $(ELASTICFLOW) --files 5000 --rounds 5
 	python3 Benchmarks/compressed_bench.py $(ELASTICFLOW) --copies 20 --rounds 3
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
@@ -165,6 +166,27 @@ python-test: lib
 	cli=$$($(SWIFT) build --show-bin-path)/elasticflow && cd $(BUILD) && unset ELASTICFLOW_LIB && \
 	  PKG_CONFIG_PATH=$(PYPREFIX)/lib/pkgconfig ELASTICFLOW_EXPECT_INSTALLED=1 ELASTICFLOW_CLI=$$cli \
 	  $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(CURDIR)/python/tests
+
+# The status server end to end (Tests/status): real workers and a master on loopback, the page in
+# headless Chromium (Debian's `chromium`, installed with apt when missing; the test skips with its
+# reason only where no browser can run), /metrics parsed by prometheus_client (PyPI).
+# `make status-test STATUS_SCREENSHOT=docs/status-page.png` keeps the test's screenshot for the docs.
+STATUS_VENV := $(BUILD)/status-venv
+$(STATUS_VENV)/.installed: Makefile
+	@mkdir -p $(BUILD)
+	@$(PYTHON) -m venv $(STATUS_VENV) >/dev/null 2>&1 || { rm -rf $(STATUS_VENV); SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-venv >/dev/null \
+	  && $(PYTHON) -m venv $(STATUS_VENV); }
+	$(STATUS_VENV)/bin/pip install -q --disable-pip-version-check 'pytest>=7' prometheus-client==0.26.0
+	@touch $@
+status-test: deps $(STATUS_VENV)/.installed
+	@command -v chromium >/dev/null || { echo "installing chromium (the browser test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null || echo "chromium not installed"; }
+	$(SWIFT) build --product elasticflow
+	ELASTICFLOW_CLI=$$($(SWIFT) build --show-bin-path)/elasticflow \
+	  STATUS_SCREENSHOT=$(if $(STATUS_SCREENSHOT),$(abspath $(STATUS_SCREENSHOT))) \
+	  $(STATUS_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs Tests/status
 
 # C tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 $(BUILD)/ctest: $(CSRC) $(CTESTSRC) $(CHDR) CCore/tests/ef_test.h | deps

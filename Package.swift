@@ -11,6 +11,9 @@ let package = Package(
         // Worker and step queue as swift-service-lifecycle services (its own product, so the core
         // library does not carry the dependency).
         .library(name: "ElasticFlowService", targets: ["ElasticFlowService"]),
+        // The status server (`--status`, `--metrics`): HTTP on swift-nio, Prometheus text through
+        // swift-metrics and swift-prometheus. Its own product, so the core library carries no NIO.
+        .library(name: "ElasticFlowStatus", targets: ["ElasticFlowStatus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -19,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         // Every component logs through a `Logger` (levels, metadata); the CLI brings its handlers.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The C core; also built alone as libelasticflow by the Makefile.
@@ -57,10 +63,22 @@ let package = Package(
             ],
             path: "Sources/ElasticFlowService"
         ),
+        .target(
+            name: "ElasticFlowStatus",
+            dependencies: [
+                "ElasticFlow",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            path: "Sources/ElasticFlowStatus"
+        ),
         .executableTarget(
             name: "ElasticFlowCLI",
             dependencies: [
-                "ElasticFlow",
+                "ElasticFlow", "ElasticFlowStatus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "ElasticFlowTests",
             dependencies: [
-                "ElasticFlow", "CElasticFlow", "ElasticFlowCLI", "ElasticFlowService",
+                "ElasticFlow", "CElasticFlow", "ElasticFlowCLI", "ElasticFlowService", "ElasticFlowStatus",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -61,10 +61,15 @@ struct CountCommand: ParsableCommand {
             valueName: "FILE"))
     var files: [String] = []
 
+    @OptionGroup
+    var statusServer: StatusOptions
+
     func run() throws {
         log.bootstrap()
         let interrupts = stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
+            let status = try statusServer.start()
+            defer { status?.finish() }
             let files = input.anyGiven(self.files) ? try input.sources(self.files) : ["-"]  // as wc does
             let sources = files.map(DataSource.init(argument:))
             if let workers = try cluster.workerAddresses() ?? (stepData != nil ? [] : nil) {
@@ -78,11 +83,12 @@ struct CountCommand: ParsableCommand {
                         name: "count", task: "wordcount", sources: files.map(absolutePath),
                         options: TaskOptions(lowercase: lowercase))
                     report = try runJournaled(
-                        definition, configuration: configuration, stepData: stepData, interrupts: interrupts)
+                        definition, configuration: configuration, stepData: stepData, interrupts: interrupts,
+                        status: status)
                 } else {
                     report = try runOnCluster(
                         configuration: configuration, task: "wordcount", sources: sources,
-                        options: TaskOptions(lowercase: lowercase))
+                        options: TaskOptions(lowercase: lowercase), status: status)
                 }
                 guard case .wordCount(let counter) = report.output else { fail("the word count returned no table") }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
@@ -105,7 +111,7 @@ struct CountCommand: ParsableCommand {
                 let counter: WordCounter
                 do {
                     defer { bar.finish() }  // an error's line must not follow the bar
-                    (counter, _) = try LocalWordCount.run(sources, options: options, progress: onProgress)
+                    (counter, _) = try status.localRun(sources, options: options, progress: onProgress)
                 }
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
             }
@@ -118,9 +124,10 @@ struct CountCommand: ParsableCommand {
 /// Runs a step on a cluster with a progress bar on a terminal.
 func runOnCluster(
     configuration: ClusterConfiguration, task: String, sources: [DataSource], options: TaskOptions,
-    interceptors: [any Interceptor] = []
+    interceptors: [any Interceptor] = [], status: StatusSession? = nil
 ) throws(ElasticFlowError) -> StepReport {
     let master = Master(configuration: configuration, logger: LogOptions.master)
+    status?.attach(master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
     // Interceptors that log every event (--verbose) write lines a bar would break.
@@ -141,7 +148,7 @@ func absolutePath(_ path: String) -> String {
 ///   logs every event, and then no bar is drawn).
 func runJournaled(
     _ definition: StepDefinition, configuration: ClusterConfiguration, stepData: String,
-    interrupts: InterruptWatcher? = nil, interceptors: [any Interceptor] = []
+    interrupts: InterruptWatcher? = nil, interceptors: [any Interceptor] = [], status: StatusSession? = nil
 )
     throws(ElasticFlowError) -> StepReport
 {
@@ -149,6 +156,7 @@ func runJournaled(
     let hold = try StepDataLock(directory: stepData)
     defer { withExtendedLifetime(hold) {} }
     let master = Master(configuration: configuration, logger: LogOptions.master)
+    status?.attach(master)
     for interceptor in interceptors { master.add(interceptor) }
     if interceptors.isEmpty { master.add(NoticeInterceptor()) }
     let bar = interceptors.isEmpty ? ProgressBar() : nil

@@ -71,11 +71,16 @@ struct RunCommand: ParsableCommand {
         if input.anyGiven(files) && steps != nil { throw ValidationError("give FILEs or --steps, not both") }
     }
 
+    @OptionGroup
+    var statusServer: StatusOptions
+
     func run() throws {
         log.bootstrap()
         let interrupts = steps != nil || stepData != nil ? InterruptWatcher() : nil
         do throws(ElasticFlowError) {
             let file = try ClusterFile.load(config)
+            let status = try statusServer.start(fileAddress: file.status)
+            defer { status?.finish() }
             // A cluster of the master alone needs no cookie; anything with workers (configured or
             // joining) does.
             let alone =
@@ -92,7 +97,7 @@ struct RunCommand: ParsableCommand {
                 parameters[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
             }
             if let steps {
-                try runQueue(steps, configuration: configuration, interrupts: interrupts)
+                try runQueue(steps, configuration: configuration, interrupts: interrupts, status: status)
                 return
             }
             let files = try input.sources(self.files)
@@ -102,7 +107,8 @@ struct RunCommand: ParsableCommand {
                     options: TaskOptions(lowercase: lowercase, parameters: parameters))
                 let report = try runJournaled(
                     definition, configuration: configuration, stepData: stepData, interrupts: interrupts,
-                    interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [])
+                    interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [],
+                    status: status)
                 try printOutput(report.output, format: output.format, top: output.top)
                 if verbose { LogOptions.writeSummary(report.summary) }
                 return
@@ -110,7 +116,8 @@ struct RunCommand: ParsableCommand {
             let report = try runOnCluster(
                 configuration: configuration, task: task, sources: files.map(DataSource.init(argument:)),
                 options: TaskOptions(lowercase: lowercase, parameters: parameters),
-                interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [])
+                interceptors: verbose ? [LoggingInterceptor(verbose: true, logger: LogOptions.events)] : [],
+                status: status)
             switch report.output {
             case .wordCount(let counter):
                 try counter.write(format: output.format, limit: output.top, toFileDescriptor: STDOUT_FILENO)
@@ -124,9 +131,9 @@ struct RunCommand: ParsableCommand {
     }
 
     /// Runs a queue of steps from a JSON file, printing each step's state and output.
-    private func runQueue(_ path: String, configuration: ClusterConfiguration, interrupts: InterruptWatcher?)
-        throws(ElasticFlowError)
-    {
+    private func runQueue(
+        _ path: String, configuration: ClusterConfiguration, interrupts: InterruptWatcher?, status: StatusSession?
+    ) throws(ElasticFlowError) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .io(path: path, operation: "read steps file", errno: errno == 0 ? ENOENT : errno)
         }
@@ -138,6 +145,7 @@ struct RunCommand: ParsableCommand {
                 "steps file '\(path)' is not a JSON list of {name, task, sources, options, actionOnFailure}")
         }
         let master = Master(configuration: configuration, logger: LogOptions.master)
+        status?.attach(master)
         master.add(verbose ? LoggingInterceptor(verbose: true, logger: LogOptions.events) : NoticeInterceptor())
         let queue = try StepQueue(master: master, stepData: stepData)
         for definition in definitions {

@@ -99,9 +99,14 @@ struct ResumeCommand: ParsableCommand {
         }
     }
 
+    @OptionGroup
+    var statusServer: StatusOptions
+
     func run() throws {
         log.bootstrap()
         do throws(ElasticFlowError) {
+            let status = try statusServer.start()
+            defer { status?.finish() }
             let records = try StepJournal.steps(in: stepData)
             guard
                 let chosen = step
@@ -119,10 +124,9 @@ struct ResumeCommand: ParsableCommand {
             if let threads { configuration.masterThreads = threads }
             try cluster.apply(to: &configuration, parcelSize: nil)
             let bar = ProgressBar()
-            let report = try StepExecution.resume(
-                step: chosen, master: Master(configuration: configuration, logger: LogOptions.master),
-                stepData: stepData
-            ) {
+            let master = Master(configuration: configuration, logger: LogOptions.master)
+            status?.attach(master)
+            let report = try StepExecution.resume(step: chosen, master: master, stepData: stepData) {
                 bar.update($0)
             }
             bar.finish()

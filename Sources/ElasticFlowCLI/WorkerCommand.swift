@@ -40,6 +40,9 @@ struct WorkerCommand: ParsableCommand {
     @Flag(name: .long, help: "Log nothing but errors (--log-level error).")
     var quiet = false
 
+    @OptionGroup
+    var statusServer: WorkerStatusOptions
+
     @OptionGroup(title: "Logging")
     var log: LogOptions
 
@@ -62,7 +65,7 @@ struct WorkerCommand: ParsableCommand {
             let secret = try cookie.resolve()
             var configuration = WorkerConfiguration(
                 listen: address ?? NodeAddress(host: "127.0.0.1", port: 0), cookie: secret,
-                name: address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
+                name: statusServer.name ?? address.map { "worker@\($0)" } ?? "worker@joining-\(master!)")
             configuration.listens = address != nil
             configuration.join = master
             configuration.encrypt = encrypt
@@ -72,10 +75,12 @@ struct WorkerCommand: ParsableCommand {
                     seconds: heartbeatTimeout, in: Limits.timeout, WorkerConfiguration.heartbeatTimeoutName)
             }
             try configuration.validate()
+            let status = try statusServer.start(name: configuration.name)
             var logger = Logger(label: "elasticflow.worker")
             let worker = try Worker(configuration: configuration, logger: logger)
             logger[metadataKey: "node"] = "\(configuration.name)"
             let signalLogger = logger
+            worker.statusBoard = status?.board
             try worker.start()
             if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
             if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
@@ -89,6 +94,7 @@ struct WorkerCommand: ParsableCommand {
             }
             waiter.start()
             worker.wait()
+            status?.finish()
         } catch {
             fail(error.description)
         }

@@ -295,6 +295,9 @@ public struct ClusterFile: Codable, Sendable {
     /// Workers that must be ready before parcels go out, 1 to the number listed; absent: all of them.
     /// `ClusterConfiguration.minWorkers`.
     public var minWorkers: Int?
+    /// Where the master serves its status page, `/api/status` and `/metrics` (`HOST:PORT`, as
+    /// `--status`; the flag wins); absent: no status server.
+    public var status: String?
 
     /// Reads and validates a cluster file; relative cookie paths are relative to the file.
     /// - Throws: `ElasticFlowError.invalidArgument` for a file that is not JSON, a key it does not

@@ -23,6 +23,8 @@ final class Link: @unchecked Sendable {
     var problem: String?
     /// It and the master cannot work together (`minWorkers`: the step goes on without it).
     var turnedAway = false
+    /// The name the worker gave in its HELLO (peer text, escaped), for the status board.
+    var label = ""
     let name: String
     init(address: NodeAddress, joined: Bool, name: String) {
         self.address = address
@@ -70,6 +72,31 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     var lateWorkers: [String] {
         listed.filter { $0.phase != .ready }.map { link in link.problem.map { "\(link.name) (\($0))" } ?? link.name }
     }
+    /// Every listed worker and every joined one connected now, with its state as the status board
+    /// shows it (`up`, `joined`, `connecting`, `suspected`, `leaving`, `excluded`, `down`).
+    func statusNodes(excluded: [String: String]) -> [(name: String, label: String, state: String)] {
+        var seen = Set<String>()
+        var nodes: [(name: String, label: String, state: String)] = []
+        for link in listed + links.values.filter(\.joined) where seen.insert(link.name).inserted {
+            let state: String
+            if excluded[link.name] != nil {
+                state = "excluded"
+            } else if link.leaving {
+                state = "leaving"
+            } else if link.suspect {
+                state = "suspected"
+            } else {
+                switch link.phase {
+                case .ready: state = link.joined ? "joined" : "up"
+                case .gone: state = "down"
+                case .connecting, .awaitingHello, .awaitingWelcome: state = "connecting"
+                }
+            }
+            nodes.append((link.name, link.label, state))
+        }
+        return nodes
+    }
+
     /// Some connection is not closed yet.
     var anyOpen: Bool { links.values.contains { $0.phase != .gone } }
     /// Whether a listed worker that cannot be reached before the step starts is tried again
@@ -446,6 +473,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             return refuse(connection, link, "cannot start a session: \(error)")
         }
         link.phase = .awaitingWelcome
+        link.label = PeerText.escaped(hello.name, limit: 128)
         loop.send(connection, type: FrameType.auth.rawValue, bytes: proof)
     }
 

@@ -16,6 +16,7 @@ public final class Master: @unchecked Sendable {
     public let configuration: ClusterConfiguration
     private let tasks: TaskRegistry
     private var interceptors: [any Interceptor] = []
+    private var board: StatusBoard?
     /// The master's own log: every step's updates at `debug` and its parcel events at `trace`
     /// (metadata `step`, `receipt`, `node`), and the step queue's journal at `debug`.
     public let logger: Logger
@@ -39,6 +40,11 @@ public final class Master: @unchecked Sendable {
 
     /// Adds an interceptor; it sees the events of every later step. Not while a step runs.
     public func add(_ interceptor: any Interceptor) { interceptors.append(interceptor) }
+
+    /// Keeps `board` up to date with every later step (the status page, `/api/status`,
+    /// `/metrics`): its events, and a sample of the nodes and receipts about five times a second.
+    /// Not while a step runs.
+    public func report(to board: StatusBoard) { self.board = board }
 
     /// Runs one step to completion and returns its output.
     /// - Parameters:
@@ -64,8 +70,8 @@ public final class Master: @unchecked Sendable {
         // Only a logger that shows debug lines gets the events: none of the cost otherwise.
         let log: [any Interceptor] = logger.logLevel <= .debug ? [MasterEventLog(logger: logger)] : []
         let run = try StepRun(
-            configuration: configuration, registry: tasks, plan: plan, interceptors: log + interceptors,
-            cancellation: cancellation)
+            configuration: configuration, registry: tasks, plan: plan,
+            interceptors: log + interceptors + (board.map { [$0] } ?? []), cancellation: cancellation, board: board)
         return try run.execute(progress: progress)
     }
 }

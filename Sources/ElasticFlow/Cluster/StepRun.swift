@@ -65,6 +65,8 @@ final class StepRun: @unchecked Sendable {
     let results: ResultAggregator
     let faults = FaultBook()
     let events: EventOutbox
+    /// The status board the step reports to (`Master.report(to:)`), or nil.
+    let board: StatusBoard?
 
     /// The step lock; its condition wakes pool threads when a node has room or a parcel waits.
     let lock = NSCondition()
@@ -86,8 +88,9 @@ final class StepRun: @unchecked Sendable {
 
     init(
         configuration: ClusterConfiguration, registry: TaskRegistry, plan: StepPlan, interceptors: [any Interceptor],
-        cancellation: CancellationFlag?
+        cancellation: CancellationFlag?, board: StatusBoard? = nil
     ) throws(ElasticFlowError) {
+        self.board = board
         guard configuration.masterProcesses || !configuration.workers.isEmpty || configuration.listen != nil else {
             // (A master that only listens waits for workers to join, and takes over after the
             // heartbeat time-out if none comes.)
@@ -150,6 +153,7 @@ final class StepRun: @unchecked Sendable {
         // Runs last (after `tearDown`): every event of the step reaches the interceptors before
         // we return.
         defer { events.drain() }
+        board?.begin(step: step, task: plan.task, bytesTotal: totalBytes)
         loop.handler = links
         // Listening and connecting before the loop thread starts is allowed (ef_loop's set-up
         // rule), and makes every link known before we wait for the handshakes.
@@ -169,7 +173,9 @@ final class StepRun: @unchecked Sendable {
             if !lock.wait(until: deadline) { failure = .cluster(tooFewWorkers(required: required)) }
         }
         if let failure {
+            let ending = board.map { _ in (summary, statusSample()) }
             unlock()
+            if let ending { board?.end(summary: ending.0, failure: failure.description, last: ending.1) }
             throw failure
         }
         started = true
@@ -195,6 +201,12 @@ final class StepRun: @unchecked Sendable {
             if cancellation?.isCancelled == true { withLock { fail(.cluster("step \(step) cancelled")) } }
             if let error = results.checkpointIfDue(force: false) { withLock { fail(error) } }
             lock.lock()
+            if let board {
+                let sample = statusSample()
+                unlock()
+                board.record(sample)
+                lock.lock()
+            }
             if let progress {
                 let snapshot = StepProgress(
                     bytesDone: bytesDone, bytesTotal: totalBytes, parcelsDone: dispatcher.ledger.closedCount,
@@ -212,14 +224,18 @@ final class StepRun: @unchecked Sendable {
         summary.receiptsClosed = dispatcher.ledger.closedCount
         summary.duplicates = dispatcher.ledger.duplicates
         summary.chaos = chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed }
+        let sample = board.map { _ in statusSample() }
         if let failure {
             emit(.stepUpdate(step: step, state: .failed, detail: failure.description))
+            let report = summary
             unlock()
+            if let sample { board?.end(summary: report, failure: failure.description, last: sample) }
             throw failure
         }
         emit(.stepUpdate(step: step, state: summary.retries > 0 ? .completedWithRetries : .completed, detail: ""))
         let report = summary
         unlock()
+        if let sample { board?.end(summary: report, failure: nil, last: sample) }
         return StepReport(output: try results.output(), summary: report)
     }
 
@@ -233,6 +249,28 @@ final class StepRun: @unchecked Sendable {
         }
         return "only \(links.readyListedWorkers) of the \(required) worker(s) --min-workers asks for were ready "
             + "within \(seconds) s; not ready: \(late)"
+    }
+
+    /// What the status board shows of the scheduling state (under the step lock).
+    private func statusSample() -> StatusBoard.StepSample {
+        var nodes = links.statusNodes(excluded: dispatcher.excluded).map {
+            (name: $0.name, label: $0.label, state: $0.state, open: dispatcher.ledger.open(on: $0.name))
+        }
+        if dispatcher.hasNode(Self.masterNode) {
+            nodes.insert(
+                (name: Self.masterNode, label: "", state: "up", open: dispatcher.ledger.open(on: Self.masterNode)),
+                at: 0)
+        }
+        let onNodes = dispatcher.ledger.openByNode.values.reduce(0, +)
+        return StatusBoard.StepSample(
+            bytesDone: bytesDone, parcelsCut: summary.parcels,
+            receipts: ReceiptCounts(
+                open: onNodes, waiting: max(0, dispatcher.ledger.openCount - onNodes),
+                closed: dispatcher.ledger.closedCount),
+            retries: summary.retries, duplicates: dispatcher.ledger.duplicates, taskErrors: summary.taskErrors,
+            refusedResults: summary.refusedResults, speculativeCopies: summary.speculativeCopies,
+            bytesSentWire: summary.bytesSentWire, bytesReceivedWire: summary.bytesReceivedWire, nodes: nodes,
+            chaos: chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed })
     }
 
     /// The summary so far (for a failed step's report).
@@ -910,11 +948,13 @@ final class StepRun: @unchecked Sendable {
         combined: Bool, for receipts: [Receipt], from node: String, _ body: ([UInt64]) throws -> Void
     ) {
         var failed: (any Error)?
+        let mergeStart = board == nil ? 0 : monotonicSeconds()
         do {
             try body(receipts.map(\.sequence))
         } catch {
             failed = error
         }
+        if let board { board.recordMerge(seconds: monotonicSeconds() - mergeStart) }
         lock.lock()
         defer { unlock() }
         absorbing -= 1

@@ -102,6 +102,9 @@ public final class Worker: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
     public private(set) var address: NodeAddress
+    /// The status board this worker counts its parcels, bytes and masters on (`worker --metrics`),
+    /// or nil. Set it before `start()`; it is only read after.
+    public var statusBoard: StatusBoard?
 
     private struct StepSetup {
         var name: String
@@ -285,6 +288,8 @@ extension Worker: EventLoopHandler {
             if case .ready = session.phase {
                 let why = reason == 0 ? "" : ": \(CoreErrorCode(rawValue: reason))"
                 logger.info("master \(session.masterName) (\(session.peer)) disconnected\(why)", metadata: metadata)
+                statusBoard?.workerMasters(
+                    readySessions, event: "master \(session.masterName) (\(session.peer)) disconnected\(why)")
             } else if reason == Int32(EF_EVERSION) {
                 logger.warning(
                     "refused \(session.peer): it speaks another protocol version (this worker speaks \(EF_PROTOCOL_VERSION))",
@@ -305,6 +310,14 @@ extension Worker: EventLoopHandler {
             after(milliseconds: 500) { [self] in joinMaster() }
         }
         if draining && sessions.isEmpty { signalStopped() }
+    }
+
+    /// Masters connected and authenticated (loop thread).
+    private var readySessions: Int {
+        sessions.values.count {
+            if case .ready = $0.phase { return true }
+            return false
+        }
     }
 
     func timerFired(_ timer: TimerID) {
@@ -390,6 +403,7 @@ extension Worker: EventLoopHandler {
             session.phase = .ready
             loop.send(connection, type: FrameType.welcome.rawValue, bytes: [])
             logger.info("master \(session.masterName) (\(session.peer)) connected", metadata: Self.metadata(session))
+            statusBoard?.workerMasters(readySessions, event: "master \(session.masterName) (\(session.peer)) connected")
         case (.error, _):
             logger.warning("\(session.peer): \(PeerText.escaped(frame.payload))", metadata: Self.metadata(session))
             loop.close(connection, flush: false)
@@ -491,7 +505,9 @@ extension Worker: EventLoopHandler {
         let combiner = (fault == nil || fault == .duplicateResult) && parcelAttempt <= 1 ? step.combiner : nil
         combiner?.accepted()
         inFlight += 1
+        statusBoard?.workerReceived(bytes: frame.payload.count)
         pool.submit { [self] context in
+            let began = statusBoard == nil ? 0 : monotonicSeconds()
             var outcome: Result<[UInt8], ElasticFlowError>
             var processed: ProcessedRange?
             do {
@@ -516,6 +532,11 @@ extension Worker: EventLoopHandler {
                 outcome = .failure(error)
             } catch {
                 outcome = .failure(.task(name: work.name, message: "\(error)"))
+            }
+            if let statusBoard {
+                var failed = false
+                if case .failure = outcome { failed = true }
+                statusBoard.workerProcessed(seconds: monotonicSeconds() - began, failed: failed)
             }
             let entry = ResultEnvelope.Entry(sequence: sequence, processed: processed)
             if let buffer {
@@ -636,6 +657,7 @@ extension Worker: EventLoopHandler {
                     let status = loop.send(
                         connection, type: FrameType.result.rawValue, aux: stepID, id: sequence,
                         flags: frameFlagCompressed | flags, codec: codec, bytes: bytes)
+                    statusBoard?.workerSent(bytes: bytes.count)
                     if status != 0 && status != Int32(EF_ECLOSED) {
                         // A result we cannot queue must not vanish: drop the link, and the
                         // master sends this connection's parcels elsewhere.

@@ -45,6 +45,8 @@ public enum Limits {
     public static let speculationFloor = 0.0...86400.0
     /// The range of `SpeculationSettings.minimumFinished`, parcels (1 to 2^20).
     public static let speculationFinished = 1...(1 << 20)
+    /// How long the status server keeps serving after the work ends (`--status-linger`), seconds.
+    public static let statusLinger = 0.0...3600.0
     /// Size of a generated corpus (1 TiB).
     public static let generateSize = 1...(1 << 40)
     /// Size of `example`'s generated corpus (a demonstration, in a temporary directory).
