@@ -62,6 +62,7 @@ bench: release
 	python3 Benchmarks/autocompression_bench.py $(ELASTICFLOW) $$corpus --rounds 3; rc=$$?; rm -f $$corpus; exit $$rc; \
 	else echo "autocompression_bench.py: needs root, ip and tc (iproute2): skipped"; fi
 	python3 Benchmarks/many_files_bench.py $(ELASTICFLOW) --files 5000 --rounds 5
+	python3 Benchmarks/compressed_bench.py $(ELASTICFLOW) --copies 20 --rounds 3
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 40 --cases copy-none,copy-lz4,copy-none-16m-if8,shared-none,shared-default
 	python3 Benchmarks/scale_bench.py $(ELASTICFLOW) --rounds 3 --copies 400 --cases scale-shared,scale-copy
 	$(MAKE) -s lib && PYTHONPATH=python python3 Benchmarks/python_bench.py --cli $(ELASTICFLOW)

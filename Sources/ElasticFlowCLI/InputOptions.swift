@@ -45,6 +45,20 @@ struct InputOptions: ParsableArguments {
             let count = expanded.skipped.count
             logger.warning("skipped \(count) unreadable entr\(count == 1 ? "y" : "ies") (--skip-unreadable)")
         }
+        if expanded.sources.isEmpty { logger.notice("\(Self.nothingNamed(files: files, lists: filesFrom))") }
         return expanded.sources.map(\.description)
+    }
+
+    /// The note on standard error when the arguments and lists name no source at all (an empty
+    /// list, empty directories, every entry skipped): the count is then empty and the exit 0, as
+    /// GNU `wc --files0-from=/dev/null` does, but the user learns why nothing was printed (an
+    /// empty `find` result or a list written to another path is a mistake more often than not).
+    static func nothingNamed(files: [String], lists: [String]) -> String {
+        func quoted(_ names: [String]) -> String { names.map { "'\($0)'" }.joined(separator: ", ") }
+        var given: [String] = []
+        if !files.isEmpty { given.append(quoted(files)) }
+        if !lists.isEmpty { given.append("--files-from " + quoted(lists)) }
+        let hold = files.count + lists.count == 1 ? "holds" : "hold"
+        return "no input files: \(given.joined(separator: " and ")) \(hold) no file to count"
     }
 }

@@ -178,6 +178,37 @@ import Testing
         }
     }
 
+    /// An empty list (or empty folders) is an empty count and exit 0, as GNU `wc
+    /// --files0-from=/dev/null`, standard input never read in its place, and one line on standard
+    /// error saying that nothing was named.
+    @Test func anEmptyListIsAnEmptyCountWithANote() throws {
+        let directory = try TemporaryDirectory()
+        let empty = directory.path("empty")
+        try FileManager.default.createDirectory(atPath: empty + "/sub", withIntermediateDirectories: true)
+        let cases: [([String], String)] = [
+            (
+                ["count", "--files-from", "/dev/null"],
+                "no input files: --files-from '/dev/null' holds no file to count"
+            ),
+            (["count", "--files-from", "-"], "--files-from '-' holds no file to count"),
+            (
+                ["count", "-0", "--files-from", "/dev/null", "--files-from", "/dev/null"],
+                "'/dev/null', '/dev/null' hold"
+            ),
+            (["count", empty], "no input files: '\(empty)' holds no file to count"),
+        ]
+        for (arguments, note) in cases {
+            let result = try CommandRunner.run(
+                arguments, stdin: arguments.contains("-") ? [] : Array("not read\n".utf8))
+            #expect(result.status == 0 && result.stdout.isEmpty, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains(note), "\(arguments): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+        }
+        let json = try CommandRunner.run(["count", "--format", "json", "--files-from", "/dev/null"])
+        let emptyFile = try CommandRunner.run(["count", "--format", "json", try directory.file("e.txt", [])])
+        #expect(json.status == 0 && json.stdout == emptyFile.stdout, "the empty count, as for an empty file")
+    }
+
     @Test func anUnreadableEntryStopsTheJobUnlessSkipped() throws {
         let directory = try TemporaryDirectory()
         let (root, paths) = try Self.corpus(in: directory, files: 30)

@@ -28,12 +28,17 @@ public struct WordCount: Hashable, Sendable {
 ///
 /// Thread-safe: every call holds the counter's lock, so a counter may be shared (a `StepReport`
 /// is `Sendable`); for speed, count with one counter per thread and merge them at the end. The
-/// lock guards this counter alone: `write(format:limit:toFileDescriptor:)` holds it while it writes.
+/// lock guards this counter alone and is never held across a write:
+/// `write(format:limit:toFileDescriptor:)` renders a buffer at a time under it and writes each one
+/// with the lock released (a feed, merge or clear from another thread meanwhile fails the write).
 public final class WordCounter: @unchecked Sendable {
     let handle: OpaquePointer
     /// Guards every use of `handle` but `mergePartition`'s, whose callers guarantee disjoint
     /// partitions and no other use meanwhile.
     private let lock = NSLock()
+    /// Bumped by every call that changes the table (under the lock, but `mergePartition`'s), so a
+    /// write that released the lock between two buffers knows whether its sorted views still hold.
+    private let changes = Atomic<UInt64>(0)
     /// The word-size cap it was made with (0: none).
     public let maxWordSize: Int
 
@@ -64,16 +69,18 @@ public final class WordCounter: @unchecked Sendable {
 
     deinit { ef_counter_free(handle) }
 
-    /// Runs `body` holding the lock.
-    private func locked<R>(_ body: () throws(ElasticFlowError) -> R) throws(ElasticFlowError) -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
-    }
-
+    /// Runs `body`, which only reads the table, holding the lock.
     private func locked<R>(_ body: () -> R) -> R {
         lock.lock()
         defer { lock.unlock() }
+        return body()
+    }
+
+    /// Runs `body`, which changes the table, holding the lock.
+    private func changing<R>(_ body: () -> R) -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        changes.add(1, ordering: .relaxed)
         return body()
     }
 
@@ -89,14 +96,14 @@ public final class WordCounter: @unchecked Sendable {
     /// Tokenizes and counts bytes (`ef_counter_feed`).
     public func feed<Bytes: Sequence>(_ bytes: Bytes) throws(ElasticFlowError) where Bytes.Element == UInt8 {
         let result = bytes.withContiguousStorageIfAvailable { buffer in
-            locked { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }
+            changing { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }
         }
         if let result {
             try check(result, "counting words")
         } else {
             let copy = Array(bytes)
             try copy.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
-                _ = try check(locked { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }, "counting words")
+                _ = try check(changing { ef_counter_feed(handle, buffer.baseAddress, buffer.count) }, "counting words")
             }
         }
     }
@@ -104,19 +111,19 @@ public final class WordCounter: @unchecked Sendable {
     /// Counts bytes in memory the caller guarantees stays valid for the call.
     func feed(_ buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) {
         try check(
-            locked { ef_counter_feed(handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count) },
+            changing { ef_counter_feed(handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count) },
             "counting words")
     }
 
     /// Ends the stream: counts a word left pending by the last `feed` (`ef_counter_finish`).
     public func finish() throws(ElasticFlowError) {
-        try check(locked { ef_counter_finish(handle) }, "counting words")
+        try check(changing { ef_counter_finish(handle) }, "counting words")
     }
 
     /// Adds `count` to one whole word, taken as is (`ef_counter_add`).
     public func add(_ word: [UInt8], count: UInt64 = 1) throws(ElasticFlowError) {
         try word.withUnsafeBufferPointer { (buffer) throws(ElasticFlowError) in
-            _ = try check(locked { ef_counter_add(handle, buffer.baseAddress, buffer.count, count) }, "adding a word")
+            _ = try check(changing { ef_counter_add(handle, buffer.baseAddress, buffer.count, count) }, "adding a word")
         }
     }
 
@@ -142,6 +149,7 @@ public final class WordCounter: @unchecked Sendable {
             second.lock.unlock()
             first.lock.unlock()
         }
+        changes.add(1, ordering: .relaxed)
         try check(ef_counter_merge(handle, other.handle), "merging word counts")
     }
 
@@ -150,11 +158,12 @@ public final class WordCounter: @unchecked Sendable {
     /// Takes no lock: the caller guarantees that nothing else uses either counter meanwhile.
     /// - Returns: 0 or a negative `EF_E*` code (the caller gathers failures across threads).
     func mergePartition(_ partition: Int, from other: WordCounter) -> Int32 {
-        ef_counter_merge_partition(handle, other.handle, UInt32(partition))
+        changes.add(1, ordering: .relaxed)
+        return ef_counter_merge_partition(handle, other.handle, UInt32(partition))
     }
 
     /// Forgets every word, keeping the capacity.
-    public func removeAll() { locked { ef_counter_clear(handle) } }
+    public func removeAll() { changing { ef_counter_clear(handle) } }
 
     /// The compact serialized form used in RESULT frames (`ef_counter_serialize`).
     public func serialized() throws(ElasticFlowError) -> [UInt8] {
@@ -216,6 +225,7 @@ public final class WordCounter: @unchecked Sendable {
         // Held for the whole merge; the threads below touch disjoint partitions under it.
         lock.lock()
         defer { lock.unlock() }
+        changes.add(1, ordering: .relaxed)
         // The sections merge one partition each, so the counter-wide total is checked here, whole.
         let added: UInt64
         if let tableTotal { added = tableTotal } else { added = try Self.bounds(ofSerialized: buffer).total }
@@ -282,7 +292,7 @@ public final class WordCounter: @unchecked Sendable {
     func merge(serialized buffer: UnsafeRawBufferPointer) throws(ElasticFlowError) -> Int {
         Int(
             try check(
-                locked {
+                changing {
                     ef_counter_deserialize(
                         handle, buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), buffer.count)
                 },
@@ -296,6 +306,42 @@ public final class WordCounter: @unchecked Sendable {
             entries.map { entry in
                 WordCount(
                     word: Array(UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)), count: entry.count)
+            }
+        }
+    }
+
+    /// Renders the sorted export (`ef_counter_export`) in steps, holding the lock only while
+    /// `render` runs: `render(entries, start)` renders from `start` on into memory and returns
+    /// where to go on (`entries.count` when done); `unlocked` runs after each step with the lock
+    /// released (the write to a file or pipe, which must not stall the threads that use the
+    /// counter). The views hold across steps only while the table is unchanged: a change between
+    /// two steps (a feed, merge or clear from another thread) throws before they are read again.
+    /// - Throws: what `render` or `unlocked` throw; `.invalidArgument` for a change meanwhile.
+    func withSortedEntries(
+        limit: Int?, render: (UnsafeBufferPointer<ef_word_count>, Int) throws(ElasticFlowError) -> Int,
+        unlocked: () throws(ElasticFlowError) -> Void
+    ) throws(ElasticFlowError) {
+        lock.lock()
+        var holding = true
+        defer { if holding { lock.unlock() } }
+        let capacity = min(limit ?? Int.max, ef_counter_distinct(handle))
+        let storage = UnsafeMutableBufferPointer<ef_word_count>.allocate(capacity: max(capacity, 1))
+        defer { storage.deallocate() }
+        let written = ef_counter_export(handle, storage.baseAddress, capacity)
+        let entries = UnsafeBufferPointer(rebasing: storage[0..<max(0, written)])
+        let version = changes.load(ordering: .relaxed)
+        var next = 0
+        while true {
+            next = try render(entries, next)
+            lock.unlock()
+            holding = false
+            try unlocked()
+            if next >= entries.count { return }
+            lock.lock()
+            holding = true
+            guard changes.load(ordering: .relaxed) == version else {
+                throw .invalidArgument(
+                    "the word counts changed while they were written (a feed, merge or clear during the write)")
             }
         }
     }

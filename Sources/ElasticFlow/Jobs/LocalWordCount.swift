@@ -71,12 +71,17 @@ public enum LocalWordCount {
         progress: (@Sendable (StepProgress) -> Void)? = nil
     ) throws(ElasticFlowError) -> (WordCounter, WordCountStatistics) {
         try options.validate()
-        // Seekable zstd files are parcels of whole frames, decompressed on every thread; the rest
-        // is cut in order.
-        let (seekable, rest) = try SeekableParcels.split(
-            sources, decompression: options.decompression, parcelSize: options.parcelSize)
+        // Every file is opened once, here, before any work. Large seekable zstd files become
+        // parcels of whole frames, decompressed on every thread; small files (half a parcel at
+        // most, whose first bytes the check does not read), groups of about a parcel that the
+        // threads read at once (a seekable one by its frames); the rest is cut in order.
+        let checked = try CheckedSources(
+            sources, readingFormats: options.decompression == .auto, minimumSize: UInt64(options.parcelSize / 2 + 1))
+        let (seekable, unsplit) = try SeekableParcels.split(checked, parcelSize: options.parcelSize)
+        let (packed, rest) = PackedFiles.split(
+            unsplit, parcelSize: options.parcelSize, decompression: options.decompression)
         let cutter = try ParcelCutter(
-            sources: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
+            checked: rest, parcelSize: options.parcelSize, maxWordSize: options.maxWordSize,
             decompression: options.decompression)
         let threads = options.threads
         var counters: [CounterTransfer] = []
@@ -98,7 +103,7 @@ public enum LocalWordCount {
             let started = start
             DispatchQueue.global().async {
                 while stop.wait(timeout: .now() + 0.2) == .timedOut {
-                    let statistics = shared.statistics + seekable.statistics
+                    let statistics = shared.statistics + seekable.statistics + packed.statistics
                     var now = timespec()
                     clock_gettime(CLOCK_MONOTONIC, &now)
                     let seconds = Double(now.tv_sec - started.tv_sec) + Double(now.tv_nsec - started.tv_nsec) / 1e9
@@ -112,13 +117,14 @@ public enum LocalWordCount {
         }
         DispatchQueue.concurrentPerform(iterations: threads) { index in
             seekable.drain(into: work[index].counter, parcelSize: options.parcelSize)
+            packed.drain(into: work[index].counter, parcelSize: options.parcelSize)
             shared.drain(into: work[index].counter, parcelSize: options.parcelSize)
         }
         if progress != nil {
             stop.signal()
             stopped.wait()
         }
-        if let error = seekable.firstError ?? shared.firstError { throw error }
+        if let error = seekable.firstError ?? packed.firstError ?? shared.firstError { throw error }
 
         let destination = counters[0]
         if threads > 1 {
@@ -140,7 +146,7 @@ public enum LocalWordCount {
             let code = failures.load(ordering: .relaxed)
             if code < 0 { throw .core(CoreErrorCode(rawValue: code), operation: "merging word counts") }
         }
-        return (destination.counter, shared.statistics + seekable.statistics)
+        return (destination.counter, shared.statistics + seekable.statistics + packed.statistics)
     }
 }
 

@@ -24,43 +24,45 @@ final class SeekableParcels: Sendable {
     private let done = Atomic<Int>(0)
     private let error = Mutex<ElasticFlowError?>(nil)
 
-    /// Splits `all` into the seekable zstd files (with decompression `auto`) and the rest, in order.
+    /// Splits the checked sources into the seekable zstd files (those the check found to be zstd,
+    /// with decompression `auto`, and that end with a seek table) and the rest, in order. A
+    /// seekable file's descriptor moves from `checked` to the split (or is opened, past the
+    /// check's descriptor budget); the rest keep theirs for the cutter.
     /// - Throws: `.invalidArgument` for a seekable file whose seek table is malformed or lies.
-    static func split(_ all: [DataSource], decompression: Decompression, parcelSize: Int) throws(ElasticFlowError)
-        -> (seekable: SeekableParcels, rest: [DataSource])
+    static func split(_ checked: CheckedSources, parcelSize: Int) throws(ElasticFlowError)
+        -> (seekable: SeekableParcels, rest: CheckedSources)
     {
         var found: [Source] = []
-        var rest: [DataSource] = []
-        for source in all {
-            guard decompression == .auto, case .file(let path) = source,
-                SourceReader.format(ofFile: path) == InputDecoder.zstd
+        var rest: [Int] = []
+        for index in 0..<checked.count {
+            let entry = checked.entry(index)
+            guard entry.isRegular, entry.format == InputDecoder.zstd, case .file(let path) = checked.sources[index]
             else {
-                rest.append(source)
+                rest.append(index)
                 continue
             }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            var info = stat()
-            guard fd >= 0, fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-                if fd >= 0 { close(fd) }
-                rest.append(source)
+            let fd = entry.fd >= 0 ? entry.fd : open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                rest.append(index)  // the cutter's open reports it
                 continue
             }
             let table: SeekTable?
             do {
-                table = try SeekTable.load(fd: fd, size: UInt64(info.st_size), name: path)
+                table = try SeekTable.load(fd: fd, size: entry.size, name: path)
             } catch {
-                close(fd)
+                if entry.fd < 0 { close(fd) }
                 for kept in found { close(kept.fd) }
                 throw error
             }
             guard let table else {
-                close(fd)
-                rest.append(source)
+                if entry.fd < 0 { close(fd) }
+                rest.append(index)  // plain zstd: one reader, in order
                 continue
             }
+            _ = checked.takeDescriptor(index)
             found.append(Source(name: path, fd: fd, table: table))
         }
-        return (SeekableParcels(found, parcelSize: parcelSize), rest)
+        return (SeekableParcels(found, parcelSize: parcelSize), checked.subset(rest))
     }
 
     private init(_ sources: [Source], parcelSize: Int) {

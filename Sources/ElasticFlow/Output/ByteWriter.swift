@@ -2,7 +2,8 @@
     import Glibc
 #endif
 
-/// A buffered writer of bytes to a file descriptor (64 KiB at a time), or into memory.
+/// A buffered writer of bytes to a file descriptor (64 KiB at a time), or into memory. It writes
+/// only when told (`flush`), so a caller can fill it under a lock and write outside it.
 struct ByteWriter: ~Copyable {
     private let fd: Int32  // -1: keep everything in `bytes`
     private(set) var bytes: [UInt8] = []
@@ -19,9 +20,8 @@ struct ByteWriter: ~Copyable {
         bytes.append(byte)
     }
 
-    mutating func append(_ buffer: UnsafeBufferPointer<UInt8>) throws(ElasticFlowError) {
+    mutating func append(_ buffer: UnsafeBufferPointer<UInt8>) {
         bytes.append(contentsOf: buffer)
-        if fd >= 0 && bytes.count >= flushThreshold { try flush() }
     }
 
     mutating func append(_ text: StaticString) {
@@ -43,9 +43,8 @@ struct ByteWriter: ~Copyable {
         }
     }
 
-    mutating func endEntry() throws(ElasticFlowError) {
-        if fd >= 0 && bytes.count >= flushThreshold { try flush() }
-    }
+    /// Whether it holds a buffer's worth to write (never, in memory: it keeps everything).
+    var isFull: Bool { fd >= 0 && bytes.count >= flushThreshold }
 
     mutating func flush() throws(ElasticFlowError) {
         guard fd >= 0 else { return }

@@ -32,46 +32,48 @@ extension WordCounter {
         return writer.bytes
     }
 
+    /// Renders the entries into `writer` a buffer at a time, under the counter's lock, and writes
+    /// each buffer out with the lock released (never holding it across the write).
     private func write(format: WordCountFormat, limit: Int?, into writer: inout ByteWriter) throws(ElasticFlowError) {
-        let result: Result<Void, ElasticFlowError> = withSortedEntries(limit: limit) { entries in
-            do throws(ElasticFlowError) {
-                switch format {
-                case .text, .tsv:
-                    let separator: UInt8 = format == .text ? 0x20 : 0x09
-                    for entry in entries {
-                        try writer.append(UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len))
-                        writer.append(separator)
-                        writer.append(decimal: entry.count)
-                        writer.append(0x0A)
-                        try writer.endEntry()
-                    }
-                case .json:
-                    writer.append("[")
-                    for (index, entry) in entries.enumerated() {
-                        writer.append(index == 0 ? "\n{\"word\":\"" : ",\n{\"word\":\"")
-                        let word = UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)
-                        let valid = appendJSONString(word, to: &writer)
-                        writer.append("\",\"count\":")
-                        writer.append(decimal: entry.count)
-                        if !valid {
-                            writer.append(",\"hex\":\"")
-                            for byte in word {
-                                writer.append(hexDigit(byte >> 4))
-                                writer.append(hexDigit(byte & 0xF))
-                            }
-                            writer.append("\"")
-                        }
-                        writer.append("}")
-                        try writer.endEntry()
-                    }
-                    writer.append(entries.isEmpty ? "]\n" : "\n]\n")
-                }
-                return .success(())
-            } catch {
-                return .failure(error)
+        if format == .json { writer.append("[") }
+        try withSortedEntries(limit: limit) { (entries, start) throws(ElasticFlowError) -> Int in
+            var index = start
+            while index < entries.count && !writer.isFull {
+                Self.render(entries[index], first: index == 0, format: format, into: &writer)
+                index += 1
             }
+            if index == entries.count && format == .json { writer.append(entries.isEmpty ? "]\n" : "\n]\n") }
+            return index
+        } unlocked: { () throws(ElasticFlowError) in
+            try writer.flush()
         }
-        try result.get()
+    }
+
+    private static func render(
+        _ entry: ef_word_count, first: Bool, format: WordCountFormat, into writer: inout ByteWriter
+    ) {
+        let word = UnsafeBufferPointer(start: entry.word.ptr, count: entry.word.len)
+        switch format {
+        case .text, .tsv:
+            writer.append(word)
+            writer.append(format == .text ? 0x20 : 0x09)
+            writer.append(decimal: entry.count)
+            writer.append(0x0A)
+        case .json:
+            writer.append(first ? "\n{\"word\":\"" : ",\n{\"word\":\"")
+            let valid = appendJSONString(word, to: &writer)
+            writer.append("\",\"count\":")
+            writer.append(decimal: entry.count)
+            if !valid {
+                writer.append(",\"hex\":\"")
+                for byte in word {
+                    writer.append(hexDigit(byte >> 4))
+                    writer.append(hexDigit(byte & 0xF))
+                }
+                writer.append("\"")
+            }
+            writer.append("}")
+        }
     }
 }
 

@@ -53,6 +53,14 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
     /// - Throws: `ElasticFlowError.io` when missing or unreadable, `.isDirectory` for a directory,
     ///   `.invalidArgument` for a custom source (it has no descriptor: `chunkReader()`).
     func open() throws(ElasticFlowError) -> Int32 {
+        var info = stat()
+        return try open(status: &info)
+    }
+
+    /// Opens the source for reading and fills `info` with its `fstat` (left as it is for standard
+    /// input). The caller closes the descriptor.
+    /// - Throws: as `open()`.
+    func open(status info: inout stat) throws(ElasticFlowError) -> Int32 {
         switch self {
         case .custom(let source):
             throw .invalidArgument("source '\(source.name)' is not a file")
@@ -61,7 +69,6 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
         case .file(let path):
             let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
             if fd < 0 { throw .io(path: path, operation: "open", errno: errno) }
-            var info = stat()
             if fstat(fd, &info) != 0 {
                 let error = errno
                 close(fd)
@@ -73,32 +80,6 @@ public enum DataSource: Hashable, Sendable, CustomStringConvertible {
             }
             return fd
         }
-    }
-
-    /// Checks that every source can be opened, so a bad path fails before any work or output.
-    /// - Returns: the descriptors of the sources that must not be opened again (by index): a FIFO,
-    ///   a character device or a socket loses what was read or written between two opens (a
-    ///   writer may even get SIGPIPE), so the caller reads from this one. Regular files are closed.
-    static func validate(_ sources: [DataSource]) throws(ElasticFlowError) -> [Int: Int32] {
-        var kept: [Int: Int32] = [:]
-        for (index, source) in sources.enumerated() {
-            if case .custom = source { continue }  // opened when the cutter reaches it
-            let fd: Int32
-            do {
-                fd = try source.open()
-            } catch {
-                for (_, open) in kept where open > STDIN_FILENO { close(open) }
-                throw error
-            }
-            guard case .file = source else { continue }
-            var info = stat()
-            if fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG {
-                close(fd)
-            } else {
-                kept[index] = fd
-            }
-        }
-        return kept
     }
 
     /// Total bytes of text the sources hold when every one is a regular file, else nil (a

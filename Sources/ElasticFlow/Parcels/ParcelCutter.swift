@@ -96,9 +96,11 @@ final class ParcelCutter {
     /// The longest word accepted: a parcel runs past its target only to the end of a word, and
     /// never further than this (so a word with no end, `/dev/zero`, fails instead of filling memory).
     let maxWordSize: Int
-    /// Sources that cannot be opened twice (FIFOs, character devices, `/dev/stdin`): opened once
-    /// by the up-front check and read from that descriptor, so no byte is lost between the two.
-    private var opened: [Int: Int32]
+    /// The up-front check of the sources, holding the descriptors it kept: every source that
+    /// cannot be opened twice (FIFOs, character devices, `/dev/stdin`: no byte may be lost between
+    /// two opens) and regular files up to its budget (one `open` a file, not two), each handed to
+    /// the reader when the cutter reaches its source.
+    private let checked: CheckedSources
     private var nextSource = 0
     private var currentSource = -1
     private var fd: Int32 = -1
@@ -109,25 +111,37 @@ final class ParcelCutter {
     /// The current source's bytes, decompressed when it is compressed (and decompression is on).
     private let reader: SourceReader
 
-    /// Validates every source up front (open, not a directory).
-    init(
+    /// Checks every source up front (open, not a directory: `CheckedSources`).
+    convenience init(
         sources: [DataSource], parcelSize: Int, maxWordSize: Int = Limits.defaultMaxWordSize,
         decompression: Decompression = .auto
     ) throws(ElasticFlowError) {
-        guard parcelSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
-        guard maxWordSize >= 1 else { throw .invalidArgument("the word-size cap must be at least 1 byte") }
-        opened = try DataSource.validate(sources)
-        self.sources = sources
+        try Self.check(parcelSize: parcelSize, maxWordSize: maxWordSize)
+        try self.init(
+            checked: CheckedSources(sources, readingFormats: false), parcelSize: parcelSize, maxWordSize: maxWordSize,
+            decompression: decompression)
+    }
+
+    /// Cuts sources already checked, reading them from the descriptors the check kept.
+    init(
+        checked: CheckedSources, parcelSize: Int, maxWordSize: Int = Limits.defaultMaxWordSize,
+        decompression: Decompression = .auto
+    ) throws(ElasticFlowError) {
+        try Self.check(parcelSize: parcelSize, maxWordSize: maxWordSize)
+        self.checked = checked
+        sources = checked.sources
         self.parcelSize = parcelSize
         self.maxWordSize = maxWordSize
         carry = ParcelBuffer(capacity: 4096)
         reader = SourceReader(decompression: decompression)
     }
 
-    deinit {
-        closeCurrent()
-        for (_, fd) in opened where fd > STDIN_FILENO { close(fd) }
+    private static func check(parcelSize: Int, maxWordSize: Int) throws(ElasticFlowError) {
+        guard parcelSize >= 1 else { throw .invalidArgument("parcel size must be at least 1 byte") }
+        guard maxWordSize >= 1 else { throw .invalidArgument("the word-size cap must be at least 1 byte") }
     }
+
+    deinit { closeCurrent() }  // the check closes the descriptors not handed over
 
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
@@ -194,7 +208,7 @@ final class ParcelCutter {
             if case .custom = source {
                 try reader.begin(chunks: source.chunkReader(), name: source.description)
             } else {
-                if let kept = opened.removeValue(forKey: currentSource) {
+                if let kept = checked.takeDescriptor(currentSource) {
                     fd = kept
                 } else {
                     fd = try source.open()

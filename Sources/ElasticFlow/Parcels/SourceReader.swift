@@ -169,11 +169,19 @@ final class SourceReader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return InputDecoder.plain }
         defer { close(fd) }
-        var head = [UInt8](repeating: 0, count: InputDecoder.magicSize)
-        let n = head.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard n > 0 else { return InputDecoder.plain }
-        return head.withUnsafeBytes { InputDecoder.format(of: UnsafeRawBufferPointer(rebasing: $0[..<n]), atEnd: true) }
-            ?? InputDecoder.plain
+        return format(ofOpenFile: fd)
+    }
+
+    /// The format of the regular file open as `fd` from its first bytes (one `pread` at offset 0,
+    /// so the file position is left alone): `InputDecoder.plain` when it is plain, shorter than a
+    /// magic number, or cannot be read (reading it reports that later).
+    static func format(ofOpenFile fd: Int32) -> Int32 {
+        withUnsafeTemporaryAllocation(byteCount: InputDecoder.magicSize, alignment: 8) { head in
+            let n = pread(fd, head.baseAddress, head.count, 0)
+            guard n > 0 else { return InputDecoder.plain }
+            return InputDecoder.format(of: UnsafeRawBufferPointer(rebasing: head[..<n]), atEnd: true)
+                ?? InputDecoder.plain
+        }
     }
 }
 
