@@ -20,6 +20,9 @@ public final class StatusMetrics: DurationObserver, Sendable {
     private let mergeDuration: CoreMetrics.Timer
     /// Counter values already added to the registry, by name and labels; guarded by its mutex.
     private let exported = Mutex<[String: Int64]>([:])
+    /// Every (node, direction, codec) the codec gauge has shown, so a codec no longer in use drops
+    /// to 0; guarded by its mutex.
+    private let codecsShown = Mutex<Set<[String]>>([])
 
     /// An exporter with a registry of its own.
     public init() {
@@ -68,6 +71,26 @@ public final class StatusMetrics: DurationObserver, Sendable {
         CoreMetrics.Gauge(label: name, dimensions: labels, factory: factory).record(value)
     }
 
+    /// `--compression auto`'s choices: `elasticflow_link_codec{node,direction,codec}` is 1 for the
+    /// codec in use on a link and 0 for one it used before; `elasticflow_link_bytes_per_second` is
+    /// the link's throughput as measured when the codec was chosen (absent while unmeasured).
+    private func updateCompression(from choices: [CompressionChoice]) {
+        let current = Set(choices.map { [$0.node, $0.direction.rawValue, $0.codec] })
+        let shown = codecsShown.withLock { shown in
+            shown.formUnion(current)
+            return shown
+        }
+        for key in shown.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let labels = [("node", key[0]), ("direction", key[1]), ("codec", key[2])]
+            gauge("elasticflow_link_codec", current.contains(key) ? 1 : 0, labels)
+        }
+        for choice in choices {
+            guard let rate = choice.linkBytesPerSecond else { continue }
+            let labels = [("node", choice.node), ("direction", choice.direction.rawValue)]
+            gauge("elasticflow_link_bytes_per_second", rate, labels)
+        }
+    }
+
     private func update(from snapshot: StatusSnapshot) {
         if let worker = snapshot.worker {
             count("elasticflow_worker_parcels_total", worker.parcelsDone)
@@ -102,6 +125,7 @@ public final class StatusMetrics: DurationObserver, Sendable {
             gauge("elasticflow_node_bytes_out", Double(node.bytesOut), labels)
             gauge("elasticflow_node_bytes_in", Double(node.bytesIn), labels)
         }
+        updateCompression(from: snapshot.compression)
         if let step = snapshot.step {
             gauge("elasticflow_step", Double(step.number))
             gauge("elasticflow_step_bytes_per_second", step.bytesPerSecond)

@@ -82,6 +82,8 @@ enum StatusPage {
             <div id="chart-caption" class="sub"></div>
             <h2 style="margin-top:12px">Chaos (injected / recovered)</h2>
             <div id="chaos">off</div>
+            <h2 style="margin-top:12px">Compression per link</h2>
+            <div id="compression">fixed codec</div>
           </section>
           <section class="wide">
             <h2>Nodes</h2>
@@ -188,6 +190,17 @@ enum StatusPage {
           const chaos = $("chaos");
           chaos.textContent = s.chaos.length === 0 ? "off"
             : s.chaos.map(c => c.kind + " " + c.injected + "/" + c.recovered).join(", ");
+          const compression = $("compression");
+          while (compression.firstChild) compression.removeChild(compression.firstChild);
+          if (s.compression.length === 0) compression.textContent = "fixed codec";
+          for (const c of s.compression) {
+            const line = document.createElement("div");
+            const rate = c.linkBytesPerSecond == null ? "link not measured yet"
+              : "link " + bytes(c.linkBytesPerSecond) + "/s";
+            line.textContent = c.direction + (c.direction === "parcels" ? " \u2192 " : " \u2190 ") + c.node
+              + ": " + c.codec + " (from #" + c.fromSequence + ", " + rate + ", " + c.reason + ")";
+            compression.appendChild(line);
+          }
           const list = $("events");
           while (list.firstChild) list.removeChild(list.firstChild);
           for (const e of s.events.slice().reverse()) {

@@ -78,6 +78,46 @@ import Testing
                 "elasticflow_parcels_done_total \(summary.receiptsClosed)\n"))
     }
 
+    @Test func autoCompressionChoicesShowOnTheBoardAndInMetrics() async throws {
+        let directory = try TemporaryDirectory()
+        var generator = CorpusGenerator(seed: 92)
+        let path = try directory.file("t.txt", generator.generate(byteCount: 400_000))
+        let cookie = try Cookie("status-auto")
+        let worker = try AsyncAPITests.inProcessWorker(cookie: cookie)
+        try worker.start()
+        defer { worker.shutdown() }
+        var configuration = ClusterConfiguration(workers: [worker.address], cookie: cookie)
+        configuration.parcelSize = 32 << 10
+        configuration.compression = .auto
+        configuration.masterProcesses = false
+        let metrics = StatusMetrics()
+        let board = StatusBoard(role: "master", name: "master", observer: metrics)
+        let master = Master(configuration: configuration)
+        master.report(to: board)
+        let report = try await master.run(task: "wordcount", sources: [.file(path)])
+
+        // The board holds the codec in use on the link: the last choice the summary lists for it.
+        let chosen = report.summary.compressionChoices.filter { $0.direction == .parcels }
+        let last = try #require(chosen.last)
+        let shown = board.snapshot().compression.filter { $0.direction == .parcels }
+        #expect(shown == [last])
+        let json = String(decoding: try JSONEncoder().encode(board.snapshot()), as: UTF8.self)
+        #expect(json.contains(#""compression":[{"#))
+        let text = String(decoding: metrics.render(board.snapshot()), as: UTF8.self)
+        #expect(
+            text.contains(
+                #"elasticflow_link_codec{node="\#(last.node)",direction="parcels",codec="\#(last.codec)"} 1.0"#),
+            "\(text)")
+
+        // A fixed codec: nothing to show.
+        configuration.compression = .lz4
+        let fixedBoard = StatusBoard(role: "master", name: "master", observer: nil)
+        let fixed = Master(configuration: configuration)
+        fixed.report(to: fixedBoard)
+        _ = try await fixed.run(task: "wordcount", sources: [.file(path)])
+        #expect(fixedBoard.snapshot().compression.isEmpty)
+    }
+
     @Test func aStepThatFailsEndsFailedOnTheBoard() async throws {
         let directory = try TemporaryDirectory()
         let path = try directory.file("t.txt", Array("a b c\n".utf8))

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 /// Which way bytes cross a link: parcels from the master to a worker, results back.
-public enum CompressionDirection: String, Sendable, Hashable {
+public enum CompressionDirection: String, Sendable, Hashable, Codable {
     /// Parcels, master to worker.
     case parcels
     /// Results, worker to master.
@@ -13,7 +13,7 @@ public enum CompressionDirection: String, Sendable, Hashable {
 /// One codec choice for one link and direction: what `--compression auto` picked, from which
 /// parcel on, and what it measured then. Kept in the step summary and readable while a step runs
 /// (`Master.compressionChoices`), for progress and metrics.
-public struct CompressionChoice: Sendable, Hashable, CustomStringConvertible {
+public struct CompressionChoice: Sendable, Hashable, Codable, CustomStringConvertible {
     /// The worker at the other end of the link.
     public var node: String
     /// Parcels (master to worker) or results (worker to master).

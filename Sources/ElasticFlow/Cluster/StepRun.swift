@@ -284,7 +284,8 @@ final class StepRun: @unchecked Sendable {
             retries: summary.retries, duplicates: dispatcher.ledger.duplicates, taskErrors: summary.taskErrors,
             refusedResults: summary.refusedResults, speculativeCopies: summary.speculativeCopies,
             bytesSentWire: summary.bytesSentWire, bytesReceivedWire: summary.bytesReceivedWire, nodes: nodes,
-            chaos: chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed })
+            chaos: chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed },
+            compression: (autoParcels?.current ?? []) + (autoResults?.current ?? []))
     }
 
     /// The summary so far (for a failed step's report).

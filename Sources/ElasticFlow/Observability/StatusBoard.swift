@@ -58,6 +58,7 @@ public final class StatusBoard: Interceptor, Sendable {
         var nodes: [String: NodeCounters] = [:]
         var receipts = ReceiptCounts()
         var chaos: [ChaosCount] = []
+        var compression: [CompressionChoice] = []
         var throughput = Ring<ThroughputPoint>(limit: StatusBoard.throughputLimit)
         var lastRate: (seconds: Double, bytes: UInt64) = (0, 0)
         /// Step updates and a worker's own events (node up, down, ...): rare, and what a reader looks for.
@@ -103,7 +104,7 @@ public final class StatusBoard: Interceptor, Sendable {
             if let step { Self.add(step, to: &totals) }
             return StatusSnapshot(
                 role: role, name: name, uptimeSeconds: uptime, step: step, stepsBegun: model.stepsBegun,
-                nodes: nodes, receipts: model.receipts, chaos: model.chaos, throughput: model.throughput.elements,
+                nodes: nodes, receipts: model.receipts, chaos: model.chaos, compression: model.compression, throughput: model.throughput.elements,
                 events: (model.events.elements + model.parcelEvents.elements).sorted { $0.seconds < $1.seconds },
                 totals: totals, worker: model.worker)
         }
@@ -140,6 +141,7 @@ public final class StatusBoard: Interceptor, Sendable {
             model.nodes = [:]
             model.receipts = ReceiptCounts()
             model.chaos = []
+            model.compression = []
             model.throughput.removeAll()
             model.lastRate = (at, 0)
         }
@@ -160,6 +162,8 @@ public final class StatusBoard: Interceptor, Sendable {
         /// Every node the step knows of now, with its state and open receipts.
         var nodes: [(name: String, label: String, state: String, open: Int)]
         var chaos: ChaosReport?
+        /// `auto`'s current choice per link and direction (empty with a fixed codec).
+        var compression: [CompressionChoice] = []
     }
 
     /// Takes a sample of the running step (the caller's thread, every 0.2 s or so).
@@ -208,6 +212,7 @@ public final class StatusBoard: Interceptor, Sendable {
                 model.nodes[name]!.open = 0
             }
             if let chaos = sample.chaos { model.chaos = Self.counts(chaos) }
+            model.compression = sample.compression
         }
     }
 

@@ -21,6 +21,9 @@ public struct StatusSnapshot: Sendable, Codable, Hashable {
     public var receipts: ReceiptCounts
     /// Chaos faults injected and recovered in the step, by kind (empty when chaos is off).
     public var chaos: [ChaosCount]
+    /// With `--compression auto`: the codec in use now on each link and direction (the last
+    /// choice of each); empty with a fixed codec.
+    public var compression: [CompressionChoice]
     /// Source bytes aggregated per second, sampled about twice a second (the last 600 samples).
     public var throughput: [ThroughputPoint]
     /// The last events (at most `StatusBoard.eventLimit`), oldest first.
