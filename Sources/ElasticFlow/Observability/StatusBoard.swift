@@ -104,7 +104,8 @@ public final class StatusBoard: Interceptor, Sendable {
             if let step { Self.add(step, to: &totals) }
             return StatusSnapshot(
                 role: role, name: name, uptimeSeconds: uptime, step: step, stepsBegun: model.stepsBegun,
-                nodes: nodes, receipts: model.receipts, chaos: model.chaos, compression: model.compression, throughput: model.throughput.elements,
+                nodes: nodes, receipts: model.receipts, chaos: model.chaos, compression: model.compression,
+                throughput: model.throughput.elements,
                 events: (model.events.elements + model.parcelEvents.elements).sorted { $0.seconds < $1.seconds },
                 totals: totals, worker: model.worker)
         }
