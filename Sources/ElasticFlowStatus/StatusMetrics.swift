@@ -121,6 +121,8 @@ public final class StatusMetrics: DurationObserver, Sendable {
         for node in snapshot.nodes {
             let labels = [("node", node.name)]
             gauge("elasticflow_node_open_receipts", Double(node.openReceipts), labels)
+            gauge("elasticflow_node_retries", Double(node.retries), labels)
+            gauge("elasticflow_node_duplicates", Double(node.duplicates), labels)
             gauge("elasticflow_node_parcels", Double(node.parcelsDone), labels)
             gauge("elasticflow_node_bytes_out", Double(node.bytesOut), labels)
             gauge("elasticflow_node_bytes_in", Double(node.bytesIn), labels)

@@ -88,6 +88,7 @@ enum StatusPage {
           <section class="wide">
             <h2>Nodes</h2>
             <table><thead><tr><th>Node</th><th>Name</th><th>State</th><th class="num">Open receipts</th>
+              <th class="num">Retries</th><th class="num">Duplicates</th>
               <th class="num">Parcels done</th><th class="num">Bytes out</th><th class="num">Bytes in</th></tr></thead>
               <tbody id="nodes"></tbody></table>
           </section>
@@ -182,6 +183,8 @@ enum StatusPage {
             badge.textContent = node.state;
             cell(row, "").appendChild(badge);
             cell(row, String(node.openReceipts), true);
+            cell(row, String(node.retries), true);
+            cell(row, String(node.duplicates), true);
             cell(row, String(node.parcelsDone), true);
             cell(row, bytes(node.bytesOut), true);
             cell(row, bytes(node.bytesIn), true);

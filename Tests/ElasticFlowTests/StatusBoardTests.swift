@@ -46,6 +46,7 @@ import Testing
         for node in snapshot.nodes {
             #expect(node.parcelsDone == summary.parcelsByNode[node.name, default: 0], "\(node.name)")
         }
+        #expect(snapshot.nodes.map(\.duplicates).reduce(0, +) == summary.duplicates)
         #expect(snapshot.events.contains { $0.text.hasPrefix("step 1 running") })
         #expect(snapshot.events.last?.text == "step 1 completed")
 

@@ -189,6 +189,10 @@ def test_page_in_headless_chromium(procs, tmp_path):
     total = final["step"]["parcelsCut"]
     assert final["step"]["parcelsDone"] == total >= 40  # cut at a newline before 16 KiB: a few more
     assert final["step"]["bytesDone"] == size
+    # The killed worker's open receipts were taken back from it to be sent again, and the page says so.
+    killed = [n for n in final["nodes"] if n["name"] == b][0]
+    assert killed["retries"] >= 1 and final["step"]["retries"] >= 1, final["nodes"]
+    assert all(n["duplicates"] >= 0 for n in final["nodes"])
     third = dump_dom(base + "/")
     assert 'id="ended" data-ended="true"' in third
     assert parcels_done(third) == (total, total)

@@ -40,6 +40,11 @@ final class Dispatcher {
     private var lastFailedOn: [UInt64: String] = [:]
     /// Failures per node in this step (task errors, refused results, overdue parcels).
     private var failuresByNode: [String: Int] = [:]
+    /// Receipts taken back from each node to be sent again (it went down, was excluded, was
+    /// overdue, or answered too late), for the status board.
+    private(set) var takenBackByNode: [String: Int] = [:]
+    /// Results from each node dropped as duplicates (their receipts were already closed).
+    private(set) var duplicatesByNode: [String: Int] = [:]
     /// The nodes that refused a receipt's bytes as bad input (`frameFlagBadInput`).
     private var badInputFrom: [UInt64: Set<String>] = [:]
     /// Nodes excluded from the step, with why; they are never scheduled again.
@@ -152,6 +157,7 @@ final class Dispatcher {
         guard case .open(node, _) = ledger.state(of: sequence) else { return false }
         ledger.takeBack(sequence)
         retryQueue.append(sequence)
+        takenBackByNode[node, default: 0] += 1
         return true
     }
 
@@ -171,12 +177,17 @@ final class Dispatcher {
     /// - Returns: whether the receipts were closed (then the result is to be merged), and the
     ///   receipts taken back.
     func closeAll(_ sequences: [UInt64], from node: String) -> (closed: Bool, takenBack: [UInt64]) {
-        if sequences.count == 1 { return (close(sequences[0]), []) }
+        if sequences.count == 1 {
+            let closed = close(sequences[0])
+            if !closed { duplicatesByNode[node, default: 0] += 1 }
+            return (closed, [])
+        }
         let unique = Set(sequences)
         guard unique.count == sequences.count,
             sequences.allSatisfy({ ledger.state(of: $0) != nil && ledger.state(of: $0) != .closed })
         else {
             _ = ledger.close(UInt64.max)  // counts the duplicate (no such receipt)
+            duplicatesByNode[node, default: 0] += 1
             var takenBack: [UInt64] = []
             for sequence in unique where requeue(sequence, from: node) { takenBack.append(sequence) }
             return (false, takenBack)

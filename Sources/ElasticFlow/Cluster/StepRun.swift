@@ -285,7 +285,8 @@ final class StepRun: @unchecked Sendable {
             refusedResults: summary.refusedResults, speculativeCopies: summary.speculativeCopies,
             bytesSentWire: summary.bytesSentWire, bytesReceivedWire: summary.bytesReceivedWire, nodes: nodes,
             chaos: chaos == nil ? nil : faults.report { dispatcher.ledger.state(of: $0) == .closed },
-            compression: (autoParcels?.current ?? []) + (autoResults?.current ?? []))
+            compression: (autoParcels?.current ?? []) + (autoResults?.current ?? []),
+            nodeRetries: dispatcher.takenBackByNode, nodeDuplicates: dispatcher.duplicatesByNode)
     }
 
     /// The summary so far (for a failed step's report).

@@ -45,6 +45,8 @@ public final class StatusBoard: Interceptor, Sendable {
         var label = ""
         var state = "connecting"
         var open = 0
+        var retries = 0
+        var duplicates = 0
         var parcelsDone = 0
         var bytesOut: UInt64 = 0
         var bytesIn: UInt64 = 0
@@ -98,6 +100,7 @@ public final class StatusBoard: Interceptor, Sendable {
             }.map { name, node in
                 NodeStatus(
                     name: name, label: node.label, state: node.state, openReceipts: node.open,
+                    retries: node.retries, duplicates: node.duplicates,
                     parcelsDone: node.parcelsDone, bytesOut: node.bytesOut, bytesIn: node.bytesIn)
             }
             var totals = model.earlier
@@ -165,6 +168,10 @@ public final class StatusBoard: Interceptor, Sendable {
         var chaos: ChaosReport?
         /// `auto`'s current choice per link and direction (empty with a fixed codec).
         var compression: [CompressionChoice] = []
+        /// Receipts taken back from each node to be sent again, and its results dropped as
+        /// duplicates, in the step so far (absent: none).
+        var nodeRetries: [String: Int] = [:]
+        var nodeDuplicates: [String: Int] = [:]
     }
 
     /// Takes a sample of the running step (the caller's thread, every 0.2 s or so).
@@ -206,11 +213,15 @@ public final class StatusBoard: Interceptor, Sendable {
                 counters.state = node.state == "connecting" && counters.wasUp ? "down" : node.state
                 if node.state == "up" || node.state == "joined" { counters.wasUp = true }
                 counters.open = node.open
+                counters.retries = sample.nodeRetries[node.name, default: 0]
+                counters.duplicates = sample.nodeDuplicates[node.name, default: 0]
                 model.nodes[node.name] = counters
             }
             for name in model.nodes.keys where !seen.contains(name) {
                 model.nodes[name]!.state = name == "master" ? "coordinating" : "down"
                 model.nodes[name]!.open = 0
+                model.nodes[name]!.retries = sample.nodeRetries[name, default: model.nodes[name]!.retries]
+                model.nodes[name]!.duplicates = sample.nodeDuplicates[name, default: model.nodes[name]!.duplicates]
             }
             if let chaos = sample.chaos { model.chaos = Self.counts(chaos) }
             model.compression = sample.compression

@@ -92,6 +92,11 @@ public struct NodeStatus: Sendable, Codable, Hashable {
     public var state: String
     /// Receipts open on it now.
     public var openReceipts: Int
+    /// Receipts taken back from it in the step to be sent again (it went down, was excluded, held
+    /// a parcel past its time, or answered a combined result too late).
+    public var retries: Int
+    /// Its results dropped in the step because their receipts were already closed.
+    public var duplicates: Int
     /// Parcels it processed in the step (receipts closed with its result).
     public var parcelsDone: Int
     /// Bytes of parcels sent to it (as on the wire; for the master, handed to its threads).
