@@ -78,10 +78,10 @@ struct WorkerCommand: ParsableCommand {
             let status = try statusServer.start(name: configuration.name)
             var logger = Logger(label: "elasticflow.worker")
             let worker = try Worker(configuration: configuration, logger: logger)
-            logger[metadataKey: "node"] = "\(configuration.name)"
-            let signalLogger = logger
             worker.statusBoard = status?.board
             try worker.start()
+            logger[metadataKey: "node"] = "\(worker.name)"
+            let signalLogger = logger
             if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
             if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
             let blocked = signals

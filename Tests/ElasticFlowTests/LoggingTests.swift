@@ -178,4 +178,20 @@ struct LoggingTests {
         #expect(entries.contains { $0.level == .notice && $0.message.hasPrefix("shutting down") })
         #expect(entries.allSatisfy { $0.metadata["node"] == "w-log" })
     }
+
+    @Test func aWorkerOnPortZeroIsNamedForThePortItBound() throws {
+        let cookie = try Cookie("names")
+        let worker = try AsyncAPITests.inProcessWorker(cookie: cookie)
+        #expect(worker.name == "worker@127.0.0.1:0")
+        try worker.start()
+        defer { worker.shutdown() }
+        #expect(worker.address.port != 0 && worker.name == "worker@\(worker.address)")
+        // A name given is kept as given.
+        let named = try Worker(
+            configuration: WorkerConfiguration(
+                listen: try NodeAddress(parsing: "127.0.0.1:0"), cookie: cookie, name: "steady"))
+        try named.start()
+        defer { named.shutdown() }
+        #expect(named.name == "steady")
+    }
 }

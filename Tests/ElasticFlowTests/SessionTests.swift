@@ -231,7 +231,7 @@ import Testing
         let capped = log.all.filter { $0.message.contains("have not completed the handshake") }
         #expect(capped.count == 1, "\(log.all.map(\.message))")
         // A refusal is a warning naming this worker and the refused peer.
-        #expect(capped.first?.level == .warning && capped.first?.metadata["node"] == "\(configuration.name)")
+        #expect(capped.first?.level == .warning && capped.first?.metadata["node"] == "\(worker.name)")
         #expect(capped.first?.metadata["peer"] != nil)
     }
 

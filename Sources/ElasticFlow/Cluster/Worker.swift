@@ -71,7 +71,8 @@ public final class Worker: @unchecked Sendable {
     public let configuration: WorkerConfiguration
     private let tasks: TaskRegistry
     /// Every line carries `node` (this worker's name); lines about a master add `peer` and `master`.
-    private let logger: Logger
+    // Set in `init`, and again in `start` before the loop runs (then only read).
+    private var logger: Logger
     private let loop: EventLoop
     private let pool: WorkerPool
     private var sessions: [ConnectionID: Session] = [:]
@@ -102,6 +103,10 @@ public final class Worker: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The address actually bound (the port filled in when 0 was asked).
     public private(set) var address: NodeAddress
+    /// The name this worker gives masters in HELLO and its log lines: `configuration.name`, except
+    /// that the default name of a worker listening on port 0 takes the port it bound
+    /// (`worker@127.0.0.1:41703`, not `worker@127.0.0.1:0`) once `start()` returned.
+    public private(set) var name: String
     /// The status board this worker counts its parcels, bytes and masters on (`worker --metrics`),
     /// or nil. Set it before `start()`; it is only read after.
     public var statusBoard: StatusBoard?
@@ -155,6 +160,7 @@ public final class Worker: @unchecked Sendable {
         logger[metadataKey: "node"] = "\(configuration.name)"
         self.logger = logger
         address = configuration.listen
+        name = configuration.name
         loop = try EventLoop(maxPayload: configuration.maxPayload, sendHighWater: 64 << 20)
         pool = try WorkerPool(threads: configuration.threads, name: "ef-worker", scratchCapacity: 4 << 20)
     }
@@ -167,6 +173,10 @@ public final class Worker: @unchecked Sendable {
             let (listener, port) = try loop.listen(host: configuration.listen.host, port: configuration.listen.port)
             self.listener = listener
             address = NodeAddress(host: configuration.listen.host, port: port)
+            if configuration.listen.port == 0 && configuration.name == "worker@\(configuration.listen)" {
+                name = "worker@\(address)"
+                logger[metadataKey: "node"] = "\(name)"
+            }
         }
         if configuration.join != nil { joinMaster() }
         let interval = UInt64(
@@ -378,7 +388,7 @@ extension Worker: EventLoopHandler {
                 cookie: configuration.cookie.bytes, role: Hello.workerRole, own: session.nonce, peer: hello.nonce)
             let answer = Hello(
                 role: Hello.workerRole, session: mode, nonce: session.nonce, proof: proof, threads: pool.size,
-                name: configuration.name)
+                name: name)
             loop.send(connection, type: FrameType.hello.rawValue, bytes: answer.encoded())
             // Everything after our HELLO is sealed: AUTH must already open under the keys only a
             // master holding the cookie (and both nonces) can derive.
