@@ -63,7 +63,7 @@ final class AutoCompression: Sendable {
     /// Samples whose fastest timing is a codec's speed.
     static let speedSamples = 4
     /// A codec replaces the current one only when its estimate is this much lower.
-    static let switchMargin = 0.10
+    static let switchMargin = 0.05
     /// A parcel (or sample) whose compressed size is at or above this share of its size goes as
     /// `none`: the ratio is near 1, compressing only costs time.
     static let incompressibleShare = 0.97
@@ -82,6 +82,14 @@ final class AutoCompression: Sendable {
     /// reference or `sendfile`), on cores the task needs. 2 is what fits the benchmark's machine
     /// (2 cores shared by master and worker; docs/compression.md), not a law.
     static let compressionCharge = 2.0
+    /// Bytes of the probe each link is sent when a step starts on it: a HEARTBEAT padded to this
+    /// size, sent before the STEP frame (so the worker, not yet busy with the step, echoes it at
+    /// once; docs/protocol.md). Its bytes over its round trip are the link's first estimate, so
+    /// the first parcels (a whole in-flight window) are not chosen from the assumption alone.
+    static let probeBytes = 256 << 10
+    /// Longest a link's first parcel waits for its probe's echo (a slower link is left to the
+    /// assumption until the echo or the kernel's readings come in).
+    static let probeWaitSeconds = 0.1
 
     struct CodecStats {
         /// Seconds per raw byte: the fastest of the last `speedSamples` (a sample the scheduler
@@ -101,6 +109,10 @@ final class AutoCompression: Sendable {
         var connection: ConnectionID?
         var current: Compression?
         var currentReason = ""
+        /// When the probe left (nil: none sent, or it was answered), and when the echo of its
+        /// 1-byte lead came back.
+        var probeSentAt: Double?
+        var probeLeadEcho: Double?
     }
 
     struct State {
@@ -117,6 +129,8 @@ final class AutoCompression: Sendable {
     /// A link rate used in place of every measured one (tests of the model).
     private let linkRate: Double?
     private let state = Mutex(State())
+    /// Wakes first parcels waiting for their link's probe (`awaitProbe`); holds no state.
+    private let probeAnswers = NSCondition()
 
     init(direction: CompressionDirection, linkRate: Double? = nil) {
         self.direction = direction
@@ -223,6 +237,53 @@ final class AutoCompression: Sendable {
         }
     }
 
+    /// Loop thread: the probe (`probeBytes` of padding) left for `node` on `connection`.
+    func probeSent(to node: String, connection: ConnectionID) {
+        let now = monotonicSeconds()
+        state.withLock { state in
+            var link = state.links[node] ?? LinkState()
+            link.connection = connection
+            link.probeSentAt = now
+            state.links[node] = link
+        }
+    }
+
+    /// Loop thread: `node` echoed a probe of `padding` bytes. Until the kernel's readings make an
+    /// estimate, the probe's bytes over its round trip are the link's (a lower bound: the round
+    /// trip holds the echo, and on a fresh connection slow start; a shaper's burst makes it higher).
+    func probeAnswered(by node: String, padding: UInt64) {
+        let now = monotonicSeconds()
+        let answered = state.withLock { (state: inout State) -> Bool in
+            guard var link = state.links[node], let sent = link.probeSentAt else { return false }
+            defer { state.links[node] = link }
+            guard padding == UInt64(Self.probeBytes) else {
+                link.probeLeadEcho = now
+                return false
+            }
+            link.probeSentAt = nil
+            if link.samples.count < Self.minimumReadings {
+                link.estimate = Double(Self.probeBytes) / max(now - (link.probeLeadEcho ?? sent), 1e-6)
+            }
+            return true
+        }
+        guard answered else { return }
+        probeAnswers.lock()
+        probeAnswers.broadcast()
+        probeAnswers.unlock()
+    }
+
+    /// Pool thread, before a parcel's codec is chosen: waits (at most `probeWaitSeconds` from
+    /// the probe's start) while the probe to `node` is unanswered.
+    func awaitProbe(for node: String) {
+        guard let sent = state.withLock({ $0.links[node]?.probeSentAt }) else { return }
+        let deadline = Date(timeIntervalSinceNow: sent + Self.probeWaitSeconds - monotonicSeconds())
+        probeAnswers.lock()
+        defer { probeAnswers.unlock() }
+        while state.withLock({ $0.links[node]?.probeSentAt != nil }) {
+            if !probeAnswers.wait(until: deadline) { return }
+        }
+    }
+
     /// Compresses a slice of `bytes` with every candidate and folds speed and ratio into the stats.
     private func sample(_ bytes: UnsafeRawBufferPointer, sequence: UInt64, codec: Codec) {
         let length = min(bytes.count, Self.sampleBytes)
@@ -230,7 +291,11 @@ final class AutoCompression: Sendable {
         let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])
         let output = ParcelBuffer(capacity: length + (length >> 3) + 1024)
         var measured: [CodecStats?] = []
+        // The first sample of a step runs every codec once unmeasured: a codec's first call
+        // allocates its context and takes its pages, which a step's later parcels never pay.
+        let warm = state.withLock { $0.stats.allSatisfy { $0 == nil } }
         for candidate in Self.candidates {
+            if warm { _ = try? codec.compress(slice, into: output, with: candidate) }
             let began = monotonicSeconds()
             guard let written = try? codec.compress(slice, into: output, with: candidate) else {
                 measured.append(nil)

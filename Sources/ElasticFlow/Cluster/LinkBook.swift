@@ -373,6 +373,14 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
                 combine: configuration.combine.maxReceipts > 1 ? configuration.combine : nil,
                 maxWordSize: configuration.maxWordSize)
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
+            if let auto = run.autoParcels {
+                // The link's first estimate for --compression auto: padding the worker echoes.
+                auto.probeSent(to: link.name, connection: connection)
+                loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [0])
+                loop.send(
+                    connection, type: FrameType.heartbeat.rawValue,
+                    bytes: [UInt8](repeating: 0, count: AutoCompression.probeBytes))
+            }
             loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
             run.nodeUp(link)
             run.unlock()
@@ -414,6 +422,11 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
         case (.heartbeat, _):
             run.unlock()
+            // The echo of a probe of the link carries the padding's length (a plain heartbeat none).
+            var echo = WireReader(Array(frame.payload))
+            if frame.payload.count == 8, let auto = run.autoParcels, let padding = try? echo.u64() {
+                auto.probeAnswered(by: link.name, padding: padding)
+            }
         case (.bye, .ready):
             // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
             link.leaving = true

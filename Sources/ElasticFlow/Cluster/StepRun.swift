@@ -577,6 +577,7 @@ final class StepRun: @unchecked Sendable {
         }
         var compression = configuration.compression
         if let autoParcels {
+            autoParcels.awaitProbe(for: node)
             let (chosen, change) = autoParcels.choose(
                 for: node, sequence: receipt.sequence, bytes: buffer.bytes, codec: context.codec)
             compression = chosen

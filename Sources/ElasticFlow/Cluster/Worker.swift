@@ -420,8 +420,12 @@ extension Worker: EventLoopHandler {
             logger.warning("\(session.peer): \(PeerText.escaped(frame.payload))", metadata: Self.metadata(session))
             loop.close(connection, flush: false)
         case (.heartbeat, .ready):
-            // Answer at once: the master's time-out then depends on its own interval, not ours.
-            loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [])
+            // Answer at once: the master's time-out then depends on its own interval, not ours. A
+            // padded one is a probe of the link (--compression auto): its echo carries the
+            // padding's length, so the master tells it from a plain answer.
+            var echo = WireWriter()
+            if !frame.payload.isEmpty { echo.u64(UInt64(frame.payload.count)) }
+            loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: echo.bytes)
         case (.step, .ready):
             announce(frame, session: session, connection: connection)
         case (.parcel, .ready):
