@@ -58,6 +58,47 @@ struct AutoCompressionTests {
         #expect(choice(noise, delivered: 1 << 20, in: 1.0) == .none)
     }
 
+    /// The probe at a step's start (docs/compression.md), on a clock of the test's own: a probe
+    /// that reads slow is the link's estimate at once; one that reads faster than a shaper's burst
+    /// could hide asks for a bigger one, and parcels wait for it; the bigger one is never asked of
+    /// a link whose parcels are smaller; a plain or stray echo changes nothing.
+    @Test func aFastProbeIsGrownOnceAndASlowOneIsTakenAsIs() {
+        let small = UInt64(AutoCompression.probeBytes)
+        let grown = AutoCompression.grownProbeBytes
+        let connection = ConnectionID(rawValue: 7)
+        // 256 KiB in 20 ms after the lead's echo: 13 MB/s, taken as the estimate, no second probe.
+        let slow = AutoCompression(direction: .parcels)
+        slow.probeSent(to: "w", connection: connection, at: 100)
+        #expect(slow.probeAnswered(by: "w", padding: 1, largest: 4 << 20, at: 100.001) == nil)
+        #expect(slow.probeAnswered(by: "w", padding: 999, largest: 4 << 20, at: 100.002) == nil)
+        #expect(slow.estimate(for: "w") == nil, "a stray echo is no reading")
+        #expect(slow.probeAnswered(by: "w", padding: small, largest: 4 << 20, at: 100.021) == nil)
+        #expect(abs((slow.estimate(for: "w") ?? 0) - Double(small) / 0.020) < 1)
+        slow.awaitProbe(for: "w")  // answered: returns at once
+        // 256 KiB in 0.5 ms: 524 MB/s, a burst's reading: the 2 MiB probe follows.
+        let fast = AutoCompression(direction: .parcels)
+        fast.probeSent(to: "w", connection: connection, at: 200)
+        _ = fast.probeAnswered(by: "w", padding: 1, largest: 4 << 20, at: 200.001)
+        #expect(fast.probeAnswered(by: "w", padding: small, largest: 4 << 20, at: 200.0015) == grown)
+        fast.probeSent(to: "w", connection: connection, padding: grown, at: 200.0015)
+        _ = fast.probeAnswered(by: "w", padding: 1, largest: 4 << 20, at: 200.002)
+        #expect(fast.probeAnswered(by: "w", padding: small, largest: 4 << 20, at: 200.003) == nil)
+        // 2 MiB in 16 ms: 131 MB/s, the estimate; no third probe.
+        #expect(fast.probeAnswered(by: "w", padding: UInt64(grown), largest: 4 << 20, at: 200.018) == nil)
+        #expect(abs((fast.estimate(for: "w") ?? 0) - Double(grown) / 0.016) < 1)
+        fast.awaitProbe(for: "w")
+        // Parcels of 1 MiB: the worker may take no 2 MiB frame, the fast reading stands.
+        let capped = AutoCompression(direction: .parcels)
+        capped.probeSent(to: "w", connection: connection, at: 300)
+        _ = capped.probeAnswered(by: "w", padding: 1, largest: 1 << 20, at: 300.001)
+        #expect(capped.probeAnswered(by: "w", padding: small, largest: 1 << 20, at: 300.0015) == nil)
+        #expect(abs((capped.estimate(for: "w") ?? 0) - Double(small) / 0.0005) < 1)
+        // A worker's estimate from the probe as it arrived, until its own sends make one.
+        let results = AutoCompression(direction: .results)
+        results.seed(node: "master", bytesPerSecond: 1e9)
+        #expect(results.estimate(for: "master") == 1e9)
+    }
+
     /// Random bytes, a fixed codec: every parcel goes uncompressed (it would not shrink by 3%), the
     /// summary says so, and the result is exact. On loopback: the rule needs no shaped link.
     @Test func randomBytesGoUncompressedWhateverTheCodec() async throws {

@@ -48,8 +48,9 @@ public struct CompressionChoice: Sendable, Hashable, Codable, CustomStringConver
 /// estimated time per raw byte, `max(compress, wire)` (compression and the wire are pipelined),
 /// changed only when another is better by `switchMargin`.
 ///
-/// Pool threads call `choose` (outside the step lock); the loop thread calls `observe`. All state is behind one `Mutex`; sampling (compressing a 64 KiB slice) happens
-/// outside it.
+/// Pool threads call `choose` (outside the step lock); the loop thread calls `observe`. All state
+/// is behind one `Mutex`; sampling (compressing a 64 KiB slice) happens outside it, one sample at
+/// a time (`sampler`).
 final class AutoCompression: Sendable {
     /// The candidates sampled besides `none`, fastest first.
     static let candidates: [Compression] = [
@@ -81,14 +82,21 @@ final class AutoCompression: Sendable {
     /// its decompression on the worker and copies that an uncompressed one does not (it leaves by
     /// reference or `sendfile`), on cores the task needs. 2 is what fits the benchmark's machine
     /// (2 cores shared by master and worker; docs/compression.md), not a law.
-    static let compressionCharge = 2.0
+    static let compressionCharge = 1.5
     /// Bytes of the probe each link is sent when a step starts on it: a HEARTBEAT padded to this
     /// size, sent before the STEP frame (so the worker, not yet busy with the step, echoes it at
     /// once; docs/protocol.md). Its bytes over its round trip are the link's first estimate, so
     /// the first parcels (a whole in-flight window) are not chosen from the assumption alone.
     static let probeBytes = 256 << 10
-    /// Longest a link's first parcel waits for its probe's echo (a slower link is left to the
-    /// assumption until the echo or the kernel's readings come in).
+    /// A probe that reads faster than this may have passed whole inside a shaper's burst or the
+    /// path's buffers (behind `tc tbf` at 1 Gbit/s, 256 KiB read 0.4–61 GB/s): the link is probed
+    /// again with `grownProbeBytes`, which such a burst cannot hold. A slower link (200 Mbit/s
+    /// reads 33–40 MB/s) pays for one probe only.
+    static let fastProbeBytesPerSecond = 100e6
+    /// The second probe of a link whose first one read fast: 17 ms of a 1 Gbit/s link.
+    static let grownProbeBytes = 2 << 20
+    /// Longest a link's first parcel waits for its probe's echo, from the first probe's start
+    /// (a slower link is left to the assumption until the echo or the kernel's readings come in).
     static let probeWaitSeconds = 0.1
 
     struct CodecStats {
@@ -109,10 +117,12 @@ final class AutoCompression: Sendable {
         var connection: ConnectionID?
         var current: Compression?
         var currentReason = ""
-        /// When the probe left (nil: none sent, or it was answered), and when the echo of its
-        /// 1-byte lead came back.
+        /// When the probe left (nil: none sent, or it was answered), its padding's size, when the
+        /// echo of its 1-byte lead came back, and when the link's first probe left (the wait's start).
         var probeSentAt: Double?
+        var probePadding = 0
         var probeLeadEcho: Double?
+        var probeStartedAt: Double?
     }
 
     struct State {
@@ -129,6 +139,8 @@ final class AutoCompression: Sendable {
     /// A link rate used in place of every measured one (tests of the model).
     private let linkRate: Double?
     private let state = Mutex(State())
+    /// Held while a sample is taken (CPU only: compressing 64 KiB with a few codecs); no state.
+    private let sampler = Mutex(())
     /// Wakes first parcels waiting for their link's probe (`awaitProbe`); holds no state.
     private let probeAnswers = NSCondition()
 
@@ -141,6 +153,9 @@ final class AutoCompression: Sendable {
     var choices: [CompressionChoice] { state.withLock { $0.choices } }
     /// Parcels sent as `none` because they did not compress by the margin.
     var incompressibleParcels: Int { state.withLock { $0.incompressibleParcels } }
+
+    /// The link's estimate now (wire bytes per second; nil: nothing measured yet).
+    func estimate(for node: String) -> Double? { state.withLock { $0.links[node]?.estimate } }
 
     /// The current choice per link, one entry each.
     var current: [CompressionChoice] {
@@ -191,11 +206,20 @@ final class AutoCompression: Sendable {
     func choose(for node: String, sequence: UInt64, bytes: UnsafeRawBufferPointer, codec: Codec)
         -> (Compression, CompressionChoice?)
     {
-        let due = state.withLock { state in
-            guard let last = state.lastSampled else { return true }
-            return sequence >= last &+ Self.sampleEvery || sequence < last
+        let due = { [self] in
+            state.withLock { state -> Double? in
+                let rate = linkRate ?? state.links[node].flatMap(Self.throughput) ?? Self.assumedLinkBytesPerSecond
+                guard let last = state.lastSampled else { return rate }
+                return sequence >= last &+ Self.sampleEvery || sequence < last ? rate : nil
+            }
         }
-        if due, bytes.count > 0 { sample(bytes, sequence: sequence, codec: codec) }
+        if bytes.count > 0, due() != nil {
+            // One sampler at a time: a step's first parcels wait for its first sample (their own,
+            // taken side by side, would time each codec against the others on shared cores).
+            sampler.withLock { _ in
+                if let rate = due() { sample(bytes, sequence: sequence, codec: codec, rate: rate) }
+            }
+        }
         return state.withLock { state in
             var link = state.links[node] ?? LinkState()
             defer { state.links[node] = link }
@@ -237,45 +261,74 @@ final class AutoCompression: Sendable {
         }
     }
 
-    /// Loop thread: the probe (`probeBytes` of padding) left for `node` on `connection`.
-    func probeSent(to node: String, connection: ConnectionID) {
-        let now = monotonicSeconds()
+    /// Loop thread: a probe (a 1-byte lead, then `padding` bytes) left for `node` on `connection`.
+    func probeSent(
+        to node: String, connection: ConnectionID, padding: Int = AutoCompression.probeBytes,
+        at now: Double = monotonicSeconds()
+    ) {
         state.withLock { state in
             var link = state.links[node] ?? LinkState()
             link.connection = connection
+            if link.probeSentAt == nil { link.probeStartedAt = now }
             link.probeSentAt = now
+            link.probePadding = padding
+            link.probeLeadEcho = nil
             state.links[node] = link
         }
     }
 
     /// Loop thread: `node` echoed a probe of `padding` bytes. Until the kernel's readings make an
-    /// estimate, the probe's bytes over its round trip are the link's (a lower bound: the round
-    /// trip holds the echo, and on a fresh connection slow start; a shaper's burst makes it higher).
-    func probeAnswered(by node: String, padding: UInt64) {
-        let now = monotonicSeconds()
-        let answered = state.withLock { (state: inout State) -> Bool in
-            guard var link = state.links[node], let sent = link.probeSentAt else { return false }
+    /// estimate, the probe's bytes over the time since its lead's echo are the link's (a lower
+    /// bound: it holds the echo, and on a fresh connection slow start; a shaper's burst makes it
+    /// higher).
+    /// - Parameters:
+    ///   - largest: the biggest probe the link may be sent (the step's parcel size: the worker
+    ///     takes frames of that size).
+    ///   - now: the time of the echo (tests pass their own).
+    /// - Returns: the padding of a second, bigger probe the caller sends at once (the first one
+    ///   read faster than `fastProbeBytesPerSecond`), or nil.
+    func probeAnswered(by node: String, padding: UInt64, largest: Int, at now: Double = monotonicSeconds()) -> Int? {
+        let (answered, grow) = state.withLock { (state: inout State) -> (Bool, Int?) in
+            guard var link = state.links[node], let sent = link.probeSentAt else { return (false, nil) }
             defer { state.links[node] = link }
-            guard padding == UInt64(Self.probeBytes) else {
-                link.probeLeadEcho = now
-                return false
+            guard padding == UInt64(link.probePadding) else {
+                if padding == 1 { link.probeLeadEcho = now }
+                return (false, nil)
+            }
+            let rate = Double(link.probePadding) / max(now - (link.probeLeadEcho ?? sent), 1e-6)
+            if link.samples.count < Self.minimumReadings { link.estimate = rate }
+            if link.probePadding < Self.grownProbeBytes && Self.grownProbeBytes <= largest
+                && rate > Self.fastProbeBytesPerSecond
+            {
+                // Parcels keep waiting (`probeSentAt` stays set) until the second probe is answered.
+                return (false, Self.grownProbeBytes)
             }
             link.probeSentAt = nil
-            if link.samples.count < Self.minimumReadings {
-                link.estimate = Double(Self.probeBytes) / max(now - (link.probeLeadEcho ?? sent), 1e-6)
-            }
-            return true
+            return (true, nil)
         }
-        guard answered else { return }
-        probeAnswers.lock()
-        probeAnswers.broadcast()
-        probeAnswers.unlock()
+        if answered {
+            probeAnswers.lock()
+            probeAnswers.broadcast()
+            probeAnswers.unlock()
+        }
+        return grow
+    }
+
+    /// The link's estimate from elsewhere, until the kernel's readings make one: on a worker, the
+    /// master's probe as it arrived (its bytes over the time since its lead arrived).
+    func seed(node: String, bytesPerSecond: Double) {
+        state.withLock { state in
+            var link = state.links[node] ?? LinkState()
+            if link.samples.count < Self.minimumReadings { link.estimate = bytesPerSecond }
+            state.links[node] = link
+        }
     }
 
     /// Pool thread, before a parcel's codec is chosen: waits (at most `probeWaitSeconds` from
-    /// the probe's start) while the probe to `node` is unanswered.
+    /// the first probe's start) while the probe to `node` is unanswered.
     func awaitProbe(for node: String) {
-        guard let sent = state.withLock({ $0.links[node]?.probeSentAt }) else { return }
+        guard let sent = state.withLock({ $0.links[node].flatMap { $0.probeSentAt == nil ? nil : $0.probeStartedAt } })
+        else { return }
         let deadline = Date(timeIntervalSinceNow: sent + Self.probeWaitSeconds - monotonicSeconds())
         probeAnswers.lock()
         defer { probeAnswers.unlock() }
@@ -284,32 +337,49 @@ final class AutoCompression: Sendable {
         }
     }
 
-    /// Compresses a slice of `bytes` with every candidate and folds speed and ratio into the stats.
-    private func sample(_ bytes: UnsafeRawBufferPointer, sequence: UInt64, codec: Codec) {
+    /// Compresses a slice of `bytes` with the candidates, fastest first, and folds speed and
+    /// ratio into the stats. It stops at the first candidate whose charged compression time alone
+    /// is no lower than the best estimate so far over a link of `rate`: the slower ones cannot win
+    /// there (on a fast link, only `lz4:8` is sampled; their stats wait for a slower link).
+    private func sample(_ bytes: UnsafeRawBufferPointer, sequence: UInt64, codec: Codec, rate: Double) {
         let length = min(bytes.count, Self.sampleBytes)
         let start = (bytes.count - length) / 2
         let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<(start + length)])
         let output = ParcelBuffer(capacity: length + (length >> 3) + 1024)
         var measured: [CodecStats?] = []
-        // The first sample of a step runs every codec once unmeasured: a codec's first call
-        // allocates its context and takes its pages, which a step's later parcels never pay.
-        let warm = state.withLock { $0.stats.allSatisfy { $0 == nil } }
-        for candidate in Self.candidates {
-            if warm { _ = try? codec.compress(slice, into: output, with: candidate) }
+        // A codec's first sample of a step runs it once unmeasured: its first call allocates its
+        // context and takes its pages, which a step's later parcels never pay.
+        let known = state.withLock { $0.stats.map { $0 != nil } }
+        var bestCost = Self.cost(nil, rate: rate)
+        func timed(_ candidate: Compression) -> (seconds: Double, written: Int)? {
             let began = monotonicSeconds()
-            guard let written = try? codec.compress(slice, into: output, with: candidate) else {
+            guard let written = try? codec.compress(slice, into: output, with: candidate) else { return nil }
+            return (monotonicSeconds() - began, written)
+        }
+        for (index, candidate) in Self.candidates.enumerated() {
+            if !known[index] { _ = try? codec.compress(slice, into: output, with: candidate) }
+            guard let first = timed(candidate) else {
                 measured.append(nil)
                 continue
             }
-            let seconds = monotonicSeconds() - began
-            measured.append(
-                CodecStats(
-                    secondsPerByte: seconds / Double(length),
-                    share: Double(written - Int(EF_CODEC_HEADER_SIZE)) / Double(length)))
+            var seconds = first.seconds
+            let stops = { (seconds: Double) in seconds / Double(length) * Self.compressionCharge >= bestCost }
+            // A timing the scheduler preempted would stop the sampling wrongly: the faster of two.
+            if stops(seconds), let again = timed(candidate), again.seconds < seconds { seconds = again.seconds }
+            let stats = CodecStats(
+                secondsPerByte: seconds / Double(length),
+                share: Double(first.written - Int(EF_CODEC_HEADER_SIZE)) / Double(length))
+            measured.append(stats)
+            if stops(seconds) { break }
+            bestCost = min(bestCost, Self.cost(stats, rate: rate))
         }
         state.withLock { state in
             state.lastSampled = sequence
-            state.incompressible = measured.allSatisfy { ($0?.share ?? 1) >= Self.incompressibleShare }
+            // A candidate not sampled this time keeps its last share (unknown: no say).
+            state.incompressible = Self.candidates.indices.allSatisfy { index in
+                let share = index < measured.count ? measured[index]?.share : state.stats[index]?.share
+                return (share ?? 1) >= Self.incompressibleShare
+            }
             for (index, sample) in measured.enumerated() {
                 guard let sample else { continue }
                 var recent = (state.stats[index]?.recentSeconds ?? []) + [sample.secondsPerByte]

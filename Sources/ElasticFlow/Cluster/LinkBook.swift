@@ -375,11 +375,7 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             let payload = (try? JSONEncoder().encode(announcement)).map { Array($0) } ?? []
             if let auto = run.autoParcels {
                 // The link's first estimate for --compression auto: padding the worker echoes.
-                auto.probeSent(to: link.name, connection: connection)
-                loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [0])
-                loop.send(
-                    connection, type: FrameType.heartbeat.rawValue,
-                    bytes: [UInt8](repeating: 0, count: AutoCompression.probeBytes))
+                probe(link.name, on: connection, auto: auto, padding: AutoCompression.probeBytes)
             }
             loop.send(connection, type: FrameType.step.rawValue, aux: step, id: 0, bytes: payload)
             run.nodeUp(link)
@@ -424,8 +420,10 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             run.unlock()
             // The echo of a probe of the link carries the padding's length (a plain heartbeat none).
             var echo = WireReader(Array(frame.payload))
-            if frame.payload.count == 8, let auto = run.autoParcels, let padding = try? echo.u64() {
-                auto.probeAnswered(by: link.name, padding: padding)
+            if frame.payload.count == 8, let auto = run.autoParcels, let padding = try? echo.u64(),
+                let grown = auto.probeAnswered(by: link.name, padding: padding, largest: configuration.parcelSize)
+            {
+                probe(link.name, on: connection, auto: auto, padding: grown)
             }
         case (.bye, .ready):
             // A graceful leave: nothing more goes to it; it answers what it holds, then closes.
@@ -448,6 +446,14 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
             }
             run.unlock()
         }
+    }
+
+    /// `--compression auto`: a probe of the link to `node`, two padded HEARTBEATs the worker
+    /// echoes at once, a 1-byte lead and then `padding` bytes (docs/compression.md).
+    private func probe(_ node: String, on connection: ConnectionID, auto: AutoCompression, padding: Int) {
+        auto.probeSent(to: node, connection: connection, padding: padding)
+        loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [0])
+        loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: [UInt8](repeating: 0, count: padding))
     }
 
     /// The worker's HELLO: check its version and its proof of the cookie, then prove ours.

@@ -135,6 +135,10 @@ public final class Worker: @unchecked Sendable {
         var lastSeen = monotonicSeconds()
         let opened = monotonicSeconds()
         var steps: [UInt32: StepSetup] = [:]
+        /// `--compression auto`: when the lead of the master's last probe arrived, and the link's
+        /// estimate from the probe after it (its bytes over the time since the lead arrived).
+        var probeLeadArrived: Double?
+        var probedBytesPerSecond: Double?
         init(nonce: [UInt8], peer: String) {
             self.nonce = nonce
             self.peer = peer
@@ -426,6 +430,7 @@ extension Worker: EventLoopHandler {
             var echo = WireWriter()
             if !frame.payload.isEmpty { echo.u64(UInt64(frame.payload.count)) }
             loop.send(connection, type: FrameType.heartbeat.rawValue, bytes: echo.bytes)
+            probed(frame.payload.count, session: session)
         case (.step, .ready):
             announce(frame, session: session, connection: connection)
         case (.parcel, .ready):
@@ -446,6 +451,9 @@ extension Worker: EventLoopHandler {
             var combiner: ResultCombiner?
             let compression = try Compression(parsing: announcement.compression)
             let auto = compression == .auto ? AutoCompression(direction: .results) : nil
+            if let auto, let rate = session.probedBytesPerSecond {
+                auto.seed(node: masterLinkName, bytesPerSecond: rate)
+            }
             if let combine = announcement.combine, combine.maxReceipts > 1 {
                 let made = ResultCombiner(
                     settings: combine, threads: pool.size, task: task, options: announcement.options)
@@ -473,6 +481,23 @@ extension Worker: EventLoopHandler {
             logger.error("\(message)", metadata: Self.metadata(session).merging(["step": "\(frame.aux)"]) { $1 })
             loop.send(connection, type: FrameType.error.rawValue, aux: frame.aux, id: 0, bytes: Array(message.utf8))
         }
+    }
+
+    /// A padded heartbeat of `padding` bytes arrived: the master's probe of the link (a 1-byte
+    /// lead, then the probe). The probe's bytes over the time since its lead arrived are this
+    /// side's first estimate for the results' codec under `auto` (the link taken as symmetric),
+    /// until this side's own sends make one.
+    private func probed(_ padding: Int, session: Session) {
+        let now = monotonicSeconds()
+        if padding == 1 {
+            session.probeLeadArrived = now
+            return
+        }
+        guard padding > 1, let lead = session.probeLeadArrived else { return }
+        session.probeLeadArrived = nil
+        let rate = Double(padding) / max(now - lead, 1e-6)
+        session.probedBytesPerSecond = rate
+        for step in session.steps.values { step.auto?.seed(node: masterLinkName, bytesPerSecond: rate) }
     }
 
     private func accept(_ frame: IncomingFrame, session: Session, connection: ConnectionID) {
