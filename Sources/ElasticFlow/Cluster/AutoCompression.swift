@@ -89,10 +89,11 @@ final class AutoCompression: Sendable {
     /// the first parcels (a whole in-flight window) are not chosen from the assumption alone.
     static let probeBytes = 256 << 10
     /// A probe that reads faster than this may have passed whole inside a shaper's burst or the
-    /// path's buffers (behind `tc tbf` at 1 Gbit/s, 256 KiB read 0.4–61 GB/s): the link is probed
+    /// path's buffers (behind `tc tbf` at 1 Gbit/s, 256 KiB read 0.4–61 GB/s), or met a stall on
+    /// an unshaped link (once in five, 64 MB/s where others read 0.4–3 GB/s): the link is probed
     /// again with `grownProbeBytes`, which such a burst cannot hold. A slower link (200 Mbit/s
-    /// reads 33–40 MB/s) pays for one probe only.
-    static let fastProbeBytesPerSecond = 100e6
+    /// reads 33–47 MB/s) pays for one probe only.
+    static let fastProbeBytesPerSecond = 60e6
     /// The second probe of a link whose first one read fast: 17 ms of a 1 Gbit/s link.
     static let grownProbeBytes = 2 << 20
     /// Longest a link's first parcel waits for its probe's echo, from the first probe's start
