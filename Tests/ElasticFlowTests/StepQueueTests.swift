@@ -152,7 +152,19 @@ import Testing
         process.standardOutput = FileHandle.nullDevice
         process.standardError = errors
         try process.run()
-        Thread.sleep(forTimeInterval: 0.5)
+        // Signal once the step runs (its journal holds a receipt: the handler that cancels it is
+        // set before the queue runs), not after a fixed time, which a loaded machine outlasts.
+        let deadline = Date(timeIntervalSinceNow: 30)
+        func journaling() -> Bool {
+            let steps = directory.path("steps")
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: steps)) ?? []
+            return entries.contains { entry in
+                let log = (try? FileManager.default.attributesOfItem(atPath: "\(steps)/\(entry)/receipts.log"))
+                return ((log?[.size] as? NSNumber)?.intValue ?? 0) > 0
+            }
+        }
+        while !journaling() && process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(process.isRunning, "the step ended before it could be interrupted")
         kill(process.processIdentifier, SIGINT)
         process.waitUntilExit()
         let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
