@@ -19,10 +19,26 @@ final class ParcelBuffer {
     /// a thread holding its memory.
     static let retainedCapacity = 64 << 20
 
+    /// A buffer at least this big is aligned to a huge page and advised to use them
+    /// (`MADV_HUGEPAGE`: transparent huge pages in their `madvise` mode, Debian's default): its
+    /// first touch then costs 2 page faults per 4 MiB instead of 1,024. Without it, filling a copy-mode
+    /// master's first parcel buffers a 4 KiB page at a time was 15% of its CPU (`perf`, 173 MB).
+    static let hugePageBytes = 2 << 20
+
+    private static func allocate(_ capacity: Int) -> UnsafeMutableRawPointer {
+        guard capacity >= hugePageBytes else { return .allocate(byteCount: capacity, alignment: 64) }
+        let base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: hugePageBytes)
+        #if canImport(Glibc)
+            // Advice only: where huge pages are off, the buffer is an ordinary one.
+            _ = madvise(base, capacity & ~(hugePageBytes - 1), MADV_HUGEPAGE)
+        #endif
+        return base
+    }
+
     init(capacity: Int) {
         self.capacity = max(capacity, 1)
         normalCapacity = self.capacity
-        base = .allocate(byteCount: self.capacity, alignment: 64)
+        base = Self.allocate(self.capacity)
     }
 
     /// Gives memory back after a parcel that grew the buffer past `retainedCapacity` (and past
@@ -32,7 +48,7 @@ final class ParcelBuffer {
         guard capacity > max(normalCapacity, Self.retainedCapacity) else { return }
         base.deallocate()
         capacity = normalCapacity
-        base = .allocate(byteCount: capacity, alignment: 64)
+        base = Self.allocate(capacity)
         count = 0
     }
 
@@ -42,7 +58,7 @@ final class ParcelBuffer {
 
     func grow(to newCapacity: Int) {
         guard newCapacity > capacity else { return }
-        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 64)
+        let newBase = Self.allocate(newCapacity)
         newBase.copyMemory(from: base, byteCount: count)
         base.deallocate()
         base = newBase
