@@ -96,6 +96,40 @@ import Testing
         #expect(result.stderr.contains("refused"), "\(result.stderr)")
     }
 
+    /// Workers named by host name: the name is resolved off the event loop (`HostResolver`), then
+    /// connected to as a literal; the result is exact. A name that does not resolve fails the step
+    /// with one clear line, and with `--min-workers` the step goes on without it.
+    @Test func workersNamedByHostNameAreResolvedOffTheLoop() throws {
+        #expect(HostResolver.isLiteral("127.0.0.1") && HostResolver.isLiteral("::1"))
+        #expect(!HostResolver.isLiteral("localhost") && !HostResolver.isLiteral(""))
+        #expect(HostResolver.lookup("no-such-host.invalid") == nil)
+        #expect(HostResolver.lookup("127.0.0.1") == "127.0.0.1")
+        let directory = try TemporaryDirectory()
+        let text = Self.corpus()
+        let path = try directory.file("corpus.txt", text)
+        let worker = try TestWorker(cookie: "n")
+        let port = worker.address.split(separator: ":").last!
+        let unresolvable = try CommandRunner.run(
+            ["count", "--workers", "no-such-host.invalid:\(port)", "--cookie", "n", "--no-master-work", path])
+        #expect(unresolvable.status != 0)
+        #expect(
+            unresolvable.stderr == "elasticflow: error: cannot reach worker no-such-host.invalid:\(port): "
+                + "cannot connect to no-such-host.invalid:\(port): address does not resolve\n",
+            "\(unresolvable.stderr)")
+        // `localhost` is 127.0.0.1 in the usual /etc/hosts; the worker listens there only.
+        guard HostResolver.lookup("localhost") == "127.0.0.1" else {
+            print("localhost does not resolve to 127.0.0.1 first here: the named-worker run is skipped")
+            return
+        }
+        let named = try CommandRunner.run(
+            [
+                "count", "--workers", "localhost:\(port),no-such-host.invalid:\(port)", "--min-workers", "1",
+                "--cookie", "n", "--no-master-work", "--parcel-size", "100KiB", path,
+            ])
+        #expect(named.status == 0, "\(named.stderr)")
+        #expect(named.stdout == Reference.text(text, lowercase: false))
+    }
+
     @Test func badClusterFlagsAreRejected() throws {
         for (arguments, message) in [
             (["count", "--workers", "nohost", "-"], "HOST:PORT"),

@@ -159,9 +159,33 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
     // MARK: connections
 
     private func connect(_ link: Link) {
+        link.phase = .connecting
+        let host = link.address.host
+        guard !HostResolver.isLiteral(host) else { return open(link, host: host) }
+        // A name is resolved off the loop and outside the step lock (`HostResolver`); the link
+        // stays `connecting` meanwhile.
+        let loop = self.loop
+        HostResolver.resolve(host) { [weak run] address in
+            loop.post { [weak run] in
+                guard let run else { return }
+                run.withLock { run.links.resolved(link, to: address) }
+            }
+        }
+    }
+
+    /// Loop thread, under the step lock: the name of `link` resolved to `address` (nil: it did not).
+    private func resolved(_ link: Link, to address: String?) {
+        guard !isOver, link.phase == .connecting, !links.values.contains(where: { $0 === link }) else { return }
+        guard let address else {
+            link.phase = .gone
+            return unreachable(link, "cannot connect to \(link.address): address does not resolve")
+        }
+        open(link, host: address)
+    }
+
+    private func open(_ link: Link, host: String) {
         do {
-            let connection = try loop.connect(host: link.address.host, port: link.address.port)
-            link.phase = .connecting
+            let connection = try loop.connect(host: host, port: link.address.port)
             links[connection] = link
         } catch {
             link.phase = .gone

@@ -209,8 +209,25 @@ public final class Worker: @unchecked Sendable {
     /// Connects to the master to join (loop thread); retried every half second while running.
     private func joinMaster() {
         guard let master = configuration.join, !draining else { return }
+        guard HostResolver.isLiteral(master.host) else {
+            // A name is resolved off the loop (`HostResolver`): the loop serves other masters meanwhile.
+            let loop = self.loop
+            HostResolver.resolve(master.host) { [weak self] address in
+                loop.post { [weak self] in self?.joinMaster(at: address) }
+            }
+            return
+        }
+        joinMaster(at: master.host)
+    }
+
+    /// Loop thread: connects to the master to join at `host`, a literal (nil: its name did not resolve).
+    private func joinMaster(at host: String?) {
+        guard let master = configuration.join, !draining else { return }
         do {
-            joinConnection = try loop.connect(host: master.host, port: master.port)
+            guard let host else {
+                throw ElasticFlowError.invalidArgument("cannot connect to \(master): address does not resolve")
+            }
+            joinConnection = try loop.connect(host: host, port: master.port)
         } catch {
             logger.warning("cannot join \(master): \(error)", metadata: ["peer": "\(master)"])
             after(milliseconds: 500) { [self] in joinMaster() }
