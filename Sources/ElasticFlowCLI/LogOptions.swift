@@ -45,18 +45,33 @@ struct LogOptions: ParsableArguments {
     /// Routes every `Logger` of this process to standard error through `LineLogHandler`, at
     /// `level` (the flag's unless given) or more severe.
     func bootstrap(level: Logger.Level? = nil) {
-        let format = logFormat
-        let chosen = level ?? logLevel
-        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: chosen) }
-        Self.json.withLock { $0 = format == .json }
+        Self.bootstrap(format: logFormat, level: level ?? logLevel)
     }
 
-    /// Set once by `bootstrap`: with `--log-format json`, the step summary and the closing error
-    /// are JSON records too, so that every line on standard error parses.
-    private static let json = Mutex(false)
+    private static func bootstrap(format: LogFormat, level: Logger.Level) {
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, format: format, level: level) }
+        bootstrapped.withLock { $0 = format }
+    }
+
+    /// A parse or validation error comes before any command bootstraps logging: when the command
+    /// line asks for `--log-format json`, logging is bootstrapped so, and the error's one line is a
+    /// JSON record like every other line on standard error. Does nothing once bootstrapped.
+    static func bootstrapBeforeParsing(arguments: [String]) {
+        guard bootstrapped.withLock({ $0 }) == nil else { return }
+        let asksJSON = arguments.indices.contains { index in
+            arguments[index] == "--log-format=json"
+                || (arguments[index] == "--log-format" && arguments.indices.contains(index + 1)
+                    && arguments[index + 1] == "json")
+        }
+        if asksJSON { bootstrap(format: .json, level: .info) }
+    }
+
+    /// Set once by `bootstrap` (nil before): with `--log-format json`, the step summary and the
+    /// closing error are JSON records too, so that every line on standard error parses.
+    private static let bootstrapped = Mutex<LogFormat?>(nil)
 
     /// Whether this process logs JSON (`--log-format json` was bootstrapped).
-    static var writesJSON: Bool { json.withLock { $0 } }
+    static var writesJSON: Bool { bootstrapped.withLock { $0 } == .json }
 
     /// The step summary (`--summary`, `--verbose`) on standard error: plain lines, or with
     /// `--log-format json` one record (`notice`, the lines in its message, the step as metadata).

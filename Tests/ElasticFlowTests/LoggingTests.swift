@@ -113,7 +113,9 @@ struct LoggingTests {
                 "run", "--config", config, "--parcel-size", "64KiB", "--verbose", "--step-data",
                 directory.path("steps"), corpus,
             ], timeout: 60)
-        #expect(result.status == 0 && result.stdout == Reference.text(text, lowercase: false), "\(result.stderr)")
+        #expect(
+            result.status == 0 && Bytes(result.stdout) == Bytes(Reference.text(text, lowercase: false)),
+            "\(result.stderr)")
         let events = Self.lines(result.stderr).filter { $0.contains(" elasticflow.events: [") }
         for kind in ["distributed ", "sent ", "received ", "aggregated ", "task-complete "] {
             // Four 64 KiB parcels at least: every one with each of its events.
@@ -152,6 +154,14 @@ struct LoggingTests {
         let error = Self.records(failed.stderr)
         #expect(failed.status != 0 && error?.count == 1, "\(failed.stderr)")
         #expect(error?.first?["level"] as? String == "error" && failed.stderr.contains("cannot reach worker"))
+        // An error found while parsing, before any command set up logging, is a record too.
+        for spelling in [["--log-format", "json"], ["--log-format=json"]] {
+            let unparsed = try CommandRunner.run(["count", "--workers", "nohost"] + spelling + [corpus], timeout: 30)
+            let record = Self.records(unparsed.stderr)
+            #expect(unparsed.status != 0 && record?.count == 1, "\(unparsed.stderr)")
+            #expect(record?.first?["level"] as? String == "error", "\(unparsed.stderr)")
+            #expect((record?.first?["message"] as? String)?.contains("HOST:PORT") == true, "\(unparsed.stderr)")
+        }
         // At info (the default) the same run logs nothing on the master's side.
         let quiet = try CommandRunner.run(["count", "--workers", worker.address, "--cookie", "m", corpus])
         #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")

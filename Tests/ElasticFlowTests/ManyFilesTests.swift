@@ -111,7 +111,7 @@ import Testing
                 "run", "--config", config, "--task", task, "--parcel-size", "1MiB", root,
             ])
             #expect(alone.status == 0 && packed.status == 0, "\(alone.stderr) \(packed.stderr)")
-            #expect(!alone.stdout.isEmpty && packed.stdout == alone.stdout, "\(task)")
+            #expect(!alone.stdout.isEmpty && Bytes(packed.stdout) == Bytes(alone.stdout), "\(task)")
         }
     }
 
@@ -121,14 +121,14 @@ import Testing
         let expected = try Self.reference(paths)
         let counted = try CommandRunner.run(["count", root])
         #expect(counted.status == 0, "\(counted.stderr)")
-        #expect(counted.stdout == expected)
+        #expect(Bytes(counted.stdout) == Bytes(expected))
         #expect(counted.stderr.isEmpty)
         // The tree of SourceListTests: links followed to files, never into folders; loops skipped.
         let tree = try SourceListTests.tree(in: directory)
         let listed = try SourceList(expanding: [tree]).sources.map(\.description)
         let treeCount = try CommandRunner.run(["count", tree])
         let treeExpected = try Self.reference(listed)
-        #expect(treeCount.status == 0 && treeCount.stdout == treeExpected, "\(treeCount.stderr)")
+        #expect(treeCount.status == 0 && Bytes(treeCount.stdout) == Bytes(treeExpected), "\(treeCount.stderr)")
     }
 
     @Test func filesFromTakesNULSeparatedNamesWithSpacesAndNewlines() throws {
@@ -143,20 +143,20 @@ import Testing
         for arguments in [["--files-from", listFile], ["--files-from", listFile, "--null"], ["--files-from", "-"]] {
             let result = try CommandRunner.run(["count"] + arguments, stdin: nulList)
             #expect(result.status == 0, "\(arguments): \(result.stderr)")
-            #expect(result.stdout == expected, "\(arguments)")
+            #expect(Bytes(result.stdout) == Bytes(expected), "\(arguments)")
         }
         // Newline-separated: names without newlines; relative names are taken from the current directory.
         let plain = ["with space.txt", " leading", "plain"]
         let lines = try directory.file("list", Array(plain.joined(separator: "\n").utf8))
         let relative = try CommandRunner.run(["count", "--files-from", lines], directory: directory.url.path)
         let relativeExpected = try Self.reference(plain.map(directory.path))
-        #expect(relative.stdout == relativeExpected, "\(relative.stderr)")
+        #expect(Bytes(relative.stdout) == Bytes(relativeExpected), "\(relative.stderr)")
         // FILE arguments come first, then the list; a list entry may be a directory.
         let (root, corpus) = try Self.corpus(in: directory, files: 20)
         let mixed = try directory.file("mixed", Array((root + "\n").utf8))
         let both = try CommandRunner.run(["count", paths[0], "--files-from", mixed])
         let bothExpected = try Self.reference([paths[0]] + corpus)
-        #expect(both.stdout == bothExpected, "\(both.stderr)")
+        #expect(Bytes(both.stdout) == Bytes(bothExpected), "\(both.stderr)")
     }
 
     @Test func badListsGetOneLineAndANonZeroExit() throws {
@@ -206,7 +206,8 @@ import Testing
         }
         let json = try CommandRunner.run(["count", "--format", "json", "--files-from", "/dev/null"])
         let emptyFile = try CommandRunner.run(["count", "--format", "json", try directory.file("e.txt", [])])
-        #expect(json.status == 0 && json.stdout == emptyFile.stdout, "the empty count, as for an empty file")
+        #expect(
+            json.status == 0 && Bytes(json.stdout) == Bytes(emptyFile.stdout), "the empty count, as for an empty file")
     }
 
     @Test func anUnreadableEntryStopsTheJobUnlessSkipped() throws {
@@ -226,7 +227,7 @@ import Testing
         let skipped = try CommandRunner.run(["count", "--skip-unreadable", root])
         #expect(skipped.status == 0, "\(skipped.stderr)")
         let readable = try Self.reference(paths.filter { !unreadable.contains($0) })
-        #expect(skipped.stdout == readable)
+        #expect(Bytes(skipped.stdout) == Bytes(readable))
         let lines = skipped.stderr.split(separator: "\n")
         #expect(lines.count == unreadable.count + 1, "\(skipped.stderr)")
         for path in unreadable { #expect(skipped.stderr.contains("'\(path)'"), "\(path)") }
@@ -252,7 +253,7 @@ import Testing
                             compression, "--parcel-size", size, "--no-master-work", "--summary",
                         ] + source, environment: ["ELASTICFLOW_COOKIE": "p"])
                     #expect(result.status == 0, "\(compression) \(size): \(result.stderr)")
-                    #expect(result.stdout == expected, "\(compression) \(size) \(source)")
+                    #expect(Bytes(result.stdout) == Bytes(expected), "\(compression) \(size) \(source)")
                 }
             }
         }
@@ -260,7 +261,7 @@ import Testing
         let shared = try CommandRunner.run(
             ["count", "--workers", workers.map(\.address).joined(separator: ","), "--shared-input", root],
             environment: ["ELASTICFLOW_COOKIE": "p"])
-        #expect(shared.status == 0 && shared.stdout == expected, "\(shared.stderr)")
+        #expect(shared.status == 0 && Bytes(shared.stdout) == Bytes(expected), "\(shared.stderr)")
     }
 
     @Test func aJournaledStepOfPackedParcelsIsCancelledAndRetried() throws {
@@ -285,7 +286,7 @@ import Testing
         let retried = try CommandRunner.run(["retry", "--step-data", steps, "--summary"])
         #expect(retried.status == 0, "\(retried.stderr)")
         let expected = try Self.reference(paths)
-        #expect(retried.stdout == expected)
+        #expect(Bytes(retried.stdout) == Bytes(expected))
         let receipts = try String(contentsOfFile: steps + "/step-1/receipts.log", encoding: .utf8)
         #expect(receipts.split(separator: "\n").count < paths.count, "packed: fewer receipts than files")
     }

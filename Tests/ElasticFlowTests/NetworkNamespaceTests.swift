@@ -112,7 +112,9 @@ struct NetworkNamespaceTests {
         }
         let stderr = master.stderrText
         #expect(master.status == 0, "\(stderr.suffix(3000))")
-        #expect(master.stdout == Reference.text(text, lowercase: false), "the output differs from the reference")
+        #expect(
+            Bytes(master.stdout) == Bytes(Reference.text(text, lowercase: false)),
+            "the output differs from the reference")
 
         // The cut worker was presumed dead, and its parcels went to the other.
         let log = Self.parse(master.stderrLines)
@@ -222,7 +224,9 @@ struct NetworkNamespaceTests {
         var workers = try startWorkers(copies: [text, text])
         let master = try count()
         #expect(master.status == 0, "\(master.stderrText.suffix(3000))")
-        #expect(master.stdout == Reference.text(text, lowercase: false), "the output differs from the reference")
+        #expect(
+            Bytes(master.stdout) == Bytes(Reference.text(text, lowercase: false)),
+            "the output differs from the reference")
         let summary = master.stderrText
         #expect(summary.contains("shared input: receipts only on the wire"), "\(summary)")
         let byNode = summary.split(separator: "\n").first { $0.contains("parcels by node:") } ?? ""
@@ -235,7 +239,7 @@ struct NetworkNamespaceTests {
         workers = try startWorkers(copies: [text, longer])
         let oneOff = try count()
         #expect(oneOff.status == 0, "\(oneOff.stderrText.suffix(3000))")
-        #expect(oneOff.stdout == Reference.text(text, lowercase: false))
+        #expect(Bytes(oneOff.stdout) == Bytes(Reference.text(text, lowercase: false)))
         let oneOffByNode = oneOff.stderrText.split(separator: "\n").first { $0.contains("parcels by node:") } ?? ""
         #expect(!oneOffByNode.contains("\(lan.workers[1].address):\(port): "), "\(oneOffByNode)")
         #expect(!oneOff.stderrText.contains(" 0 task errors"), "\(oneOff.stderrText.suffix(2000))")

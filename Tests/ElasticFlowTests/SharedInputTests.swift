@@ -69,12 +69,12 @@ import Testing
                         "--parcel-size", size, "--combine", combine, "--in-flight", "8", path, empty, tail,
                     ])
                 #expect(result.status == 0, "\(result.stderr)")
-                #expect(result.stdout == single.stdout, "parcel size \(size), combine \(combine)")
+                #expect(Bytes(result.stdout) == Bytes(single.stdout), "parcel size \(size), combine \(combine)")
             }
         }
         var all: [UInt8] = []
         for file in [path, empty, tail] { all += try Array(Data(contentsOf: URL(fileURLWithPath: file))) + [0x0A] }
-        #expect(single.stdout == Reference.text(all, lowercase: true))
+        #expect(Bytes(single.stdout) == Bytes(Reference.text(all, lowercase: true)))
     }
 
     @Test func flowTasksOverLinesGiveTheCopyModeResult() throws {
@@ -93,7 +93,7 @@ import Testing
                     "--parcel-size", "7KiB", "--no-master-work", path,
                 ])
             #expect(copy.status == 0 && shared.status == 0, "\(copy.stderr) \(shared.stderr)")
-            #expect(shared.stdout == copy.stdout, "\(task)")
+            #expect(Bytes(shared.stdout) == Bytes(copy.stdout), "\(task)")
         }
     }
 
@@ -134,7 +134,7 @@ import Testing
                 "--chaos-seed", "\(seed)", "--summary", path,
             ])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout == Reference.text(text, lowercase: true), "seed \(seed)")
+        #expect(Bytes(result.stdout) == Bytes(Reference.text(text, lowercase: true)), "seed \(seed)")
         let chaosLine = result.stderr.split(separator: "\n").first { $0.contains("chaos (injected/recovered)") }
         #expect(chaosLine != nil, "\(result.stderr)")
     }
@@ -161,7 +161,7 @@ import Testing
         process.waitUntilExit()
         let resumed = try CommandRunner.run(arguments, environment: ["ELASTICFLOW_COOKIE": "r"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(resumed.stdout == Reference.text(text, lowercase: false))
+        #expect(Bytes(resumed.stdout) == Bytes(Reference.text(text, lowercase: false)))
     }
 
     @Test func aFileModifiedDuringTheStepFailsItNamingTheFile() throws {
@@ -213,7 +213,7 @@ import Testing
         }
         let result = try count([good, blind])
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stdout == Reference.text(text, lowercase: false))
+        #expect(Bytes(result.stdout) == Bytes(Reference.text(text, lowercase: false)))
         #expect(!result.stderr.contains(" 0 task errors"), "the blind worker answered errors: \(result.stderr)")
 
         // No node can read it: a clear failure naming the file, nothing printed as a result.
