@@ -443,8 +443,9 @@ final class LinkBook: EventLoopHandler, @unchecked Sendable {
         case (.heartbeat, _):
             run.unlock()
             // The echo of a probe of the link carries the padding's length (a plain heartbeat none).
+            guard frame.payload.count == 8, let auto = run.autoParcels else { break }
             var echo = WireReader(Array(frame.payload))
-            if frame.payload.count == 8, let auto = run.autoParcels, let padding = try? echo.u64(),
+            if let padding = try? echo.u64(),
                 let grown = auto.probeAnswered(by: link.name, padding: padding, largest: configuration.parcelSize)
             {
                 probe(link.name, on: connection, auto: auto, padding: grown)
