@@ -36,7 +36,7 @@ struct ElasticFlowCommand: ParsableCommand {
         } catch {
             let code = exitCode(for: error)
             guard code != .success else { exit(withError: error) }
-            LogOptions.bootstrapBeforeParsing(arguments: Array(CommandLine.arguments.dropFirst()))
+            LogOptions.bootstrapForEarlyError(arguments: Array(CommandLine.arguments.dropFirst()))
             let lines = message(for: error).split(whereSeparator: \.isNewline).map {
                 $0.trimmingCharacters(in: .whitespaces)
             }

@@ -53,10 +53,10 @@ struct LogOptions: ParsableArguments {
         bootstrapped.withLock { $0 = format }
     }
 
-    /// A parse or validation error comes before any command bootstraps logging: when the command
+    /// For an error that comes before any command bootstrapped logging (parsing, validation): when the command
     /// line asks for `--log-format json`, logging is bootstrapped so, and the error's one line is a
     /// JSON record like every other line on standard error. Does nothing once bootstrapped.
-    static func bootstrapBeforeParsing(arguments: [String]) {
+    static func bootstrapForEarlyError(arguments: [String]) {
         guard bootstrapped.withLock({ $0 }) == nil else { return }
         let asksJSON = arguments.indices.contains { index in
             arguments[index] == "--log-format=json"

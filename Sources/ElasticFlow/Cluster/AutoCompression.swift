@@ -80,8 +80,9 @@ final class AutoCompression: Sendable {
     static let lookMilliseconds: UInt64 = 2
     /// How many times its measured time compressing is charged: a compressed parcel also costs
     /// its decompression on the worker and copies that an uncompressed one does not (it leaves by
-    /// reference or `sendfile`), on cores the task needs. 2 is what fits the benchmark's machine
-    /// (2 cores shared by master and worker; docs/compression.md), not a law.
+    /// reference or `sendfile`), on cores the task needs. 1.5 is what fits the benchmark's machine
+    /// (2 cores shared by master and worker; 2 read lz4 as no cheaper than `none` at 1 Gbit/s;
+    /// docs/compression.md), not a law.
     static let compressionCharge = 1.5
     /// Bytes of the probe each link is sent when a step starts on it: a HEARTBEAT padded to this
     /// size, sent before the STEP frame (so the worker, not yet busy with the step, echoes it at
