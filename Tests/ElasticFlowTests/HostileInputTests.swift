@@ -84,6 +84,19 @@ import Testing
             #expect(result.stderr.contains("long.txt") && result.stderr.contains("word-size cap"), "\(result.stderr)")
             #expect(!result.stderr.contains("times"), "retried: \(result.stderr)")
         }
+        // Inside the third parcel of several a worker combines: the two before it, counted into
+        // the same table, are lost with it and sent again; the step still fails once, with the
+        // word's reason.
+        let lines = [UInt8](String(repeating: "lorem ipsum dolor\n", count: 130_000).utf8)  // 2.3 MB
+        let later = try directory.file("later.txt", lines + Array("c ".utf8) + long + Array(" d\n".utf8))
+        let combined = try CommandRunner.run(
+            [
+                "count", "--workers", worker.address, "--cookie", "word-cookie", "--no-master-work",
+                "--max-word-size", "256KiB", "--parcel-size", "1MiB", later,
+            ], timeout: 60)
+        #expect(combined.status != 0 && !combined.signalled, "\(combined.stderr)")
+        #expect(combined.stderr.split(separator: "\n").count == 1, "\(combined.stderr)")
+        #expect(combined.stderr.contains("later.txt") && combined.stderr.contains("word-size cap"), "\(combined.stderr)")
         // Under the cap the same file counts exactly.
         let fine = try CommandRunner.run(["count", "--max-word-size", "512KiB", "--parcel-size", "64KiB", path])
         #expect(fine.status == 0)

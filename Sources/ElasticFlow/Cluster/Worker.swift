@@ -569,6 +569,10 @@ extension Worker: EventLoopHandler {
             let began = statusBoard == nil ? 0 : monotonicSeconds()
             var outcome: Result<[UInt8], ElasticFlowError>
             var processed: ProcessedRange?
+            // An accumulating task's combined parcel goes straight into a running aggregate.
+            var accumulated: ResultCombiner.Accumulation?
+            var orphans: [ResultEnvelope.Entry] = []
+            var parcelBytes = 0
             do {
                 if fault == .taskRaises {
                     throw ElasticFlowError.task(name: work.name, message: "chaos: injected failure")
@@ -586,7 +590,20 @@ extension Worker: EventLoopHandler {
                         input = context.scratch.bytes
                     }
                 }
-                outcome = .success(try work.task.process(ParcelBytes(input), options: work.options))
+                parcelBytes = input.count
+                if let combiner, combiner.accumulating != nil {
+                    let accumulation = try combiner.checkOut()
+                    do {
+                        try accumulation.accumulator.add(ParcelBytes(input))
+                    } catch {
+                        orphans = combiner.drop(accumulation)
+                        throw error
+                    }
+                    accumulated = accumulation
+                    outcome = .success([])
+                } else {
+                    outcome = .success(try work.task.process(ParcelBytes(input), options: work.options))
+                }
             } catch let error as ElasticFlowError {
                 outcome = .failure(error)
             } catch {
@@ -602,14 +619,40 @@ extension Worker: EventLoopHandler {
                 buffer.releaseOversized()
                 freeBuffers.withLock { $0.append(buffer) }
             }
+            if let combiner, let accumulated {
+                let flush = fault == .duplicateResult
+                let batches = combiner.checkIn(accumulated, entry: entry, parcelBytes: parcelBytes, flush: flush)
+                for (index, batch) in batches.enumerated() {
+                    // A duplicated answer duplicates the batch it flushed (the first).
+                    answer(
+                        batch, context: context, work: work, connection: connection, step: stepID,
+                        fault: flush && index == 0 ? fault : nil, combiner: combiner)
+                }
+                return
+            }
             if let combiner, case .success(let result) = outcome {
                 do {
                     if let batch = try combiner.add(entry, result: result, flush: fault == .duplicateResult) {
-                        answer(batch, context: context, work: work, connection: connection, step: stepID, fault: fault)
+                        answer(
+                            batch, context: context, work: work, connection: connection, step: stepID, fault: fault,
+                            combiner: combiner)
                     }
                     return
                 } catch {
                     outcome = .failure(.task(name: work.name, message: "cannot combine results: \(error)"))
+                }
+            }
+            if !orphans.isEmpty, case .failure(let error) = outcome {
+                // Counted into the same aggregate as the parcel that failed: lost with it.
+                let lost = ElasticFlowError.task(
+                    name: work.name, message: "combined with parcel \(sequence), which failed: \(error)")
+                let lostEntries = orphans
+                loop.post { [self] in
+                    for orphan in lostEntries {
+                        send(
+                            .failure(lost), sequence: orphan.sequence, connection: connection, step: stepID,
+                            work: work, fault: nil, delay: 0)
+                    }
                 }
             }
             // Answered alone.
@@ -624,8 +667,12 @@ extension Worker: EventLoopHandler {
                     alone.outcome, sequence: sequence, connection: connection, step: stepID, work: work, fault: fault,
                     delay: delay)
             }
-            if let batch = combiner?.finishedAlone() {
-                answer(batch, context: context, work: work, connection: connection, step: stepID, fault: nil)
+            if let combiner {
+                for batch in combiner.finishedAlone() {
+                    answer(
+                        batch, context: context, work: work, connection: connection, step: stepID, fault: nil,
+                        combiner: combiner)
+                }
             }
         }
     }
@@ -651,6 +698,16 @@ extension Worker: EventLoopHandler {
             } catch {
                 throw .task(name: "combining", message: "\(error)")
             }
+        case .accumulated(let entries, let accumulator):
+            // One parcel's aggregate is that parcel's result; several make a combined one.
+            payload = ResultEnvelope(kind: entries.count == 1 ? .single : .combined, entries: entries).encoded()
+            do {
+                body = try accumulator.serialized()
+            } catch let error as ElasticFlowError {
+                throw error
+            } catch {
+                throw .task(name: "combining", message: "\(error)")
+            }
         }
         var compression = work.compression
         if let auto = work.auto {
@@ -670,17 +727,18 @@ extension Worker: EventLoopHandler {
         return EncodedResult(bytes: payload, codec: UInt8(compression.codecID))
     }
 
-    /// Sends a batch from a pool thread (encoding it there, then posting the send).
+    /// Sends a batch from a pool thread (encoding it there, then posting the send); an
+    /// accumulator goes back to its combiner once encoded.
     private func answer(
         _ batch: ResultCombiner.Batch, context: ThreadContext, work: TaskTransfer, connection: ConnectionID,
-        step: UInt32,
-        fault: FaultKind?
+        step: UInt32, fault: FaultKind?, combiner: ResultCombiner
     ) {
         let entries = batch.entries
         let encoded = OutcomeTransfer(
             outcome: Result { () throws(ElasticFlowError) -> EncodedResult in
                 try Self.envelope(batch, codec: context.codec, work: work)
             })
+        if case .accumulated(_, let accumulator) = batch { combiner.recycle(accumulator) }
         loop.post { [self] in
             switch encoded.outcome {
             case .success:
@@ -701,12 +759,13 @@ extension Worker: EventLoopHandler {
     private func sweepCombiners() {
         let now = monotonicSeconds()
         for entry in combining.values {
-            guard let batch = entry.combiner.takeExpired(now: now) else { continue }
-            let transfer = BatchTransfer(batch: batch)
-            pool.submit { [self] context in
-                answer(
-                    transfer.batch, context: context, work: entry.work, connection: entry.connection, step: entry.step,
-                    fault: nil)
+            for batch in entry.combiner.takeExpired(now: now) {
+                let transfer = BatchTransfer(batch: batch)
+                pool.submit { [self] context in
+                    answer(
+                        transfer.batch, context: context, work: entry.work, connection: entry.connection,
+                        step: entry.step, fault: nil, combiner: entry.combiner)
+                }
             }
         }
     }

@@ -178,8 +178,12 @@ public final class WordCounter: @unchecked Sendable {
         return output
     }
 
+    /// The bytes `serializedPartitioned()` takes now (one pass over the entries).
+    var partitionedSize: Int { locked { ef_counter_partitioned_size(handle) } }
+
     /// The partitioned serialized form (`EFCP`, `ef_counter_serialize_partitioned`): one section
     /// per hash partition, so a receiver can merge the sections on several threads at once.
+
     public func serializedPartitioned() throws(ElasticFlowError) -> [UInt8] {
         lock.lock()
         defer { lock.unlock() }

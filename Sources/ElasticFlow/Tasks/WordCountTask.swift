@@ -41,6 +41,38 @@ public struct WordCountTask: ParcelTask {
     }
 }
 
+extension WordCountTask: AccumulatingTask {
+    /// A table that parcels are counted into one after another (the worker's combining).
+    func makeAccumulator(options: TaskOptions) throws -> any TaskAccumulator {
+        WordCountAccumulator(
+            counter: try WordCounter(
+                partitions: partitions, lowercase: options.lowercase, maxWordSize: options.maxWordSize ?? 0))
+    }
+}
+
+/// Several parcels counted into one table: each parcel is fed and finished (a parcel ends at a
+/// word boundary), so the table holds exactly the sum of the parcels' own tables.
+final class WordCountAccumulator: TaskAccumulator {
+    let counter: WordCounter
+
+    init(counter: WordCounter) {
+        self.counter = counter
+    }
+
+    func add(_ parcel: ParcelBytes) throws {
+        try parcel.withUnsafeBytes { (buffer) throws(ElasticFlowError) in
+            try counter.feed(buffer)
+            try counter.finish()
+        }
+    }
+
+    var serializedSize: Int { counter.partitionedSize }
+
+    func serialized() throws -> [UInt8] { try counter.serializedPartitioned() }
+
+    func clear() { counter.removeAll() }
+}
+
 /// Counters kept between parcels: a table sized for a parcel's vocabulary is reused instead of
 /// being allocated and grown again for every parcel. At most `limit` idle counters per kind.
 final class CounterPool: Sendable {
