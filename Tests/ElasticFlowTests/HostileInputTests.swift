@@ -96,7 +96,8 @@ import Testing
             ], timeout: 60)
         #expect(combined.status != 0 && !combined.signalled, "\(combined.stderr)")
         #expect(combined.stderr.split(separator: "\n").count == 1, "\(combined.stderr)")
-        #expect(combined.stderr.contains("later.txt") && combined.stderr.contains("word-size cap"), "\(combined.stderr)")
+        #expect(
+            combined.stderr.contains("later.txt") && combined.stderr.contains("word-size cap"), "\(combined.stderr)")
         // Under the cap the same file counts exactly.
         let fine = try CommandRunner.run(["count", "--max-word-size", "512KiB", "--parcel-size", "64KiB", path])
         #expect(fine.status == 0)

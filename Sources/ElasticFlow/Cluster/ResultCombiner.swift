@@ -140,8 +140,7 @@ final class ResultCombiner: @unchecked Sendable {
     ///   - flush: answer the batch now whatever its size.
     /// - Returns: the batches to send now (this one when due, and every other pending one when
     ///   this worker runs short of parcels).
-    func checkIn(_ accumulation: Accumulation, entry: ResultEnvelope.Entry, parcelBytes: Int, flush: Bool) -> [Batch]
-    {
+    func checkIn(_ accumulation: Accumulation, entry: ResultEnvelope.Entry, parcelBytes: Int, flush: Bool) -> [Batch] {
         // Measured outside the lock (a pass over the table) when the bound says it may be due.
         var bound = accumulation.sizeBound + parcelBytes
         if bound >= byteLimit { bound = accumulation.accumulator.serializedSize }
