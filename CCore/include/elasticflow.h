@@ -760,8 +760,9 @@ typedef struct ef_send {
      * bytes of file_fd at file_offset, which go from the
      * page cache to the socket with sendfile(2), never through user memory (or, where the file
      * or socket does not support sendfile, pread into the connection's send buffer and sendmsg).
-     * The fd's own offset never moves. has_crc is required (EF_EINVAL without it): the loop
-     * never reads the bytes, so it cannot checksum them. As for a zero-copy payload, the fd must
+     * The fd's own offset never moves. On a connection not sealed, has_crc is required
+     * (EF_EINVAL without it): the loop never reads the bytes, so it cannot checksum them; a
+     * sealed frame carries no CRC (its tag covers the payload), so there it may be 0. As for a zero-copy payload, the fd must
      * stay open and those bytes unchanged until release(ctx) runs (release may be NULL), exactly
      * once on EF_OK, on the loop thread: once the bytes are written — possibly before the call
      * returns — or when the connection closes first, or by ef_loop_free. A file that ends before

@@ -877,6 +877,10 @@ static int ef__send(ef_loop *loop, uint64_t conn_id, const ef_send *send, bool r
         return ef__send_sealed(loop, c, send, ref, file, original,
                                c->state == EF__OPEN && !c->seg_count && !deferred);
     }
+    /* Unsealed, the loop never reads a file run's bytes, so it cannot checksum them: the
+     * caller does. (Sealed, the tag covers the payload and no CRC is sent.) */
+    if (file && !send->has_crc)
+        return EF_EINVAL;
     uint8_t header[EF_FRAME_HEADER_SIZE];
     struct iovec iov[2];
     /* A file payload is never read here (its CRC is known) nor written through iov[1]; the
@@ -941,9 +945,9 @@ EF_API int ef_loop_send_with(ef_loop *loop, uint64_t conn_id, const ef_send *sen
     if (!send || (send->options & ~(unsigned)EF_SEND_FROM_FILE))
         return EF_EINVAL;
     if (send->options & EF_SEND_FROM_FILE) {
-        /* The loop never reads a file run's bytes, so it cannot checksum them: the caller does
-         * (the master has, for its receipt). The range must fit an off_t. */
-        if (!send->has_crc || send->file_fd < 0 || send->file_offset > (uint64_t)INT64_MAX ||
+        /* The range must fit an off_t. The CRC is checked in ef__send, which knows whether the
+         * connection is sealed. */
+        if (send->file_fd < 0 || send->file_offset > (uint64_t)INT64_MAX ||
             (uint64_t)send->len > (uint64_t)INT64_MAX - send->file_offset)
             return EF_EINVAL;
         return ef__send(loop, conn_id, send, true, NULL);

@@ -194,9 +194,9 @@ static void sl_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *f
     if (f->type == EF_FRAME_HELLO) {
         s->seal_rc = ef_loop_seal(loop, conn, &s->keys, 'W', s->encrypt);
         ef_loop_send(loop, conn, EF_FRAME_WELCOME, 0, 0, 0, 0, (const uint8_t *)"sealed", 6);
+        /* Sealed: no CRC needed (the tag covers the payload), the bytes come from a pread. */
         ef_send fs = {.type = EF_FRAME_PARCEL,
                       .len = strlen(file_text),
-                      .has_crc = 1,
                       .options = EF_SEND_FROM_FILE,
                       .file_fd = s->file_fd};
         ef_loop_send_with(loop, conn, &fs);

@@ -122,7 +122,7 @@ import Testing
     /// The lies a hostile worker tells in a RESULT, and the reason the master gives.
     enum Forgery: String, CaseIterable, CustomStringConvertible {
         case receiptOfAnotherNode, wrongStep, moreWordsThanBytes, countOf2To64Minus1, countsThatSumPast2To64
-        case keyOutsideItsPartition
+        case keyOutsideItsPartition, noDigest, digestOfAnotherLength
         var description: String { rawValue }
 
         var reason: String {
@@ -133,6 +133,8 @@ import Testing
             case .countOf2To64Minus1: "counts 18446744073709551615 words in"
             case .countsThatSumPast2To64: "has counts that sum past 2^64 - 1"
             case .keyOutsideItsPartition: "is not a count table (malformed serialized data)"
+            case .noDigest: "without the digest it was asked for"
+            case .digestOfAnotherLength: "with a digest of"
             }
         }
 
@@ -141,12 +143,13 @@ import Testing
             var sequence = parcel.id
             var step = parcel.aux
             var table = HostileTable.forged([("word", 1)])
+            var digest = parcel.digest
             switch self {
             case .receiptOfAnotherNode:
                 // A receipt below ours that we were not sent: it went to the healthy worker.
                 guard let other = (1..<parcel.id).reversed().first(where: { !seen.contains($0) }) else {
                     return try connection.sendResult(
-                        step: step, sequence: parcel.id, table: try HostileTable.honest(parcel.payload))
+                        step: step, sequence: parcel.id, table: try HostileTable.honest(parcel.payload), digest: digest)
                 }
                 sequence = other
             case .wrongStep: step = 7
@@ -154,8 +157,14 @@ import Testing
             case .countOf2To64Minus1: table = HostileTable.forged([("w", UInt64.max)])
             case .countsThatSumPast2To64: table = HostileTable.forged([("w", 1 << 63), ("v", 1 << 63)])
             case .keyOutsideItsPartition: table = HostileTable.inBothPartitions("w")
+            case .noDigest:
+                table = try HostileTable.honest(parcel.payload)
+                digest = nil
+            case .digestOfAnotherLength:
+                table = try HostileTable.honest(parcel.payload)
+                digest?.length += 1
             }
-            try connection.sendResult(step: step, sequence: sequence, table: table)
+            try connection.sendResult(step: step, sequence: sequence, table: table, digest: digest)
         }
     }
 
@@ -199,7 +208,8 @@ import Testing
                 // is 120 s: only a speculative copy finishes the step in time).
                 if seen.add(parcel.id) == 1 { return }
                 try connection.sendResult(
-                    step: parcel.aux, sequence: parcel.id, table: try HostileTable.honest(parcel.payload))
+                    step: parcel.aux, sequence: parcel.id, table: try HostileTable.honest(parcel.payload),
+                    digest: parcel.digest)
             }
         }
         let result = try Self.beside(hostile, healthyFirst: true)

@@ -223,14 +223,17 @@ final class EventLoop: @unchecked Sendable {
     }
 
     /// Sends a frame whose payload is `length` bytes of file `fd` at `offset`, from the page cache
-    /// to the socket (`ef_loop_send_with`, `EF_SEND_FROM_FILE`: `sendfile(2)`). The loop never
-    /// reads the bytes, so their CRC32C must be given. The fd must stay open until the send is
-    /// done (the step's `SourceFiles` outlives its loop).
-    /// - Parameter bytes: the same bytes when the caller still holds them (read during the call
-    ///   only): a sealed connection computes the frame's tag from them instead of reading the file.
+    /// to the socket (`ef_loop_send_with`, `EF_SEND_FROM_FILE`: `sendfile(2)`). The fd must stay
+    /// open until the send is done (the step's `SourceFiles` outlives its loop).
+    /// - Parameters:
+    ///   - payloadCRC: the bytes' CRC32C, which an unsealed connection needs (the loop never reads
+    ///     the bytes to send them); nil for none (a sealed frame carries no CRC: its tag covers the
+    ///     payload), and then an unsealed connection refuses the send.
+    ///   - bytes: the same bytes when the caller still holds them (read during the call only): a
+    ///     sealed connection computes the frame's tag from them instead of reading the file back.
     func sendFile(
         _ connection: ConnectionID, type: UInt8, flags: UInt8, codec: UInt8, aux: UInt32, id: UInt64, fd: Int32,
-        offset: UInt64, length: Int, payloadCRC: UInt32, bytes: UnsafeRawBufferPointer? = nil
+        offset: UInt64, length: Int, payloadCRC: UInt32?, bytes: UnsafeRawBufferPointer? = nil
     ) -> Int32 {
         var send = ef_send()
         if let bytes, bytes.count == length { send.payload = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) }
@@ -240,8 +243,10 @@ final class EventLoop: @unchecked Sendable {
         send.aux = aux
         send.id = id
         send.len = length
-        send.has_crc = 1
-        send.payload_crc = payloadCRC
+        if let payloadCRC {
+            send.has_crc = 1
+            send.payload_crc = payloadCRC
+        }
         send.options = EF_SEND_FROM_FILE
         send.file_fd = fd
         send.file_offset = offset

@@ -1,5 +1,9 @@
 /// PARCEL flag: the payload is a `RangeRequest` (shared-input mode), not the parcel's bytes.
 let frameFlagRange: UInt8 = 0x02
+/// PARCEL flag (copy mode): answer with the digest of the bytes processed — their length, lines
+/// and CRC32C, as a processed range — in every entry: the master cut some of the step's parcels
+/// without reading them (`Receipt.isUnread`), and checks what each one held against the digest.
+let frameFlagDigest: UInt8 = 0x04
 
 /// The payload of a PARCEL in shared-input mode: which split to read, and the file's size when
 /// the master split it (docs/protocol.md). 28 bytes, little-endian.

@@ -5,7 +5,8 @@ import Foundation
 /// under that lock, so sequence order is file order and the journal sees receipts in order.
 ///
 /// Copy mode reads each parcel (its receipt carries the parcel's line count and CRC32C, taken in
-/// one pass). Shared-input mode reads nothing: it splits the files by size (`ByteRangeSplitter`)
+/// one pass), except, from files sent with `sendfile`, a parcel inside a file: it is cut unread
+/// (`cutUnread`). Shared-input mode reads nothing: it splits the files by size (`ByteRangeSplitter`)
 /// and its receipts carry only the range; what a worker processed comes back with the result.
 ///
 /// Lock order: this lock, then the buffer pool's and the journal's (never the step lock under it).
@@ -29,6 +30,8 @@ final class StepCutter: @unchecked Sendable {
     let copyFiles: (files: SourceFiles, fingerprints: [SourceFingerprint])?
     private var sequence: UInt64 = 0
     private var done = false
+    /// Copy mode from files (`cutUnread()`): parcels inside a file are cut without being read.
+    private var unread = false
     private let step: UInt32
     private let journal: StepJournalWriter?
     private let buffers: ParcelBufferPool
@@ -84,6 +87,18 @@ final class StepCutter: @unchecked Sendable {
         self.buffers = buffers
     }
 
+    /// From now on, a parcel that is a byte range inside a file, short of its end, is cut without
+    /// reading it (`ParcelCutter.nextRange`): its receipt carries no line count or checksum
+    /// (`Receipt.isUnread`), which the worker that processes it sends back instead
+    /// (`frameFlagDigest`). For copy mode over files sent with `sendfile`: the master then reads
+    /// about 64 KiB of each parcel, not all of it. Call before the first `next`.
+    func cutUnread() {
+        lock.withLock { unread = cutter != nil && copyFiles != nil }
+    }
+
+    /// Whether parcels are cut unread (`cutUnread`).
+    var cutsUnread: Bool { lock.withLock { unread } }
+
     /// Reads the next parcel (a `read(2)`, or a copy from the read-ahead block) and journals its
     /// receipt. Not under the step lock.
     func next() -> Cut {
@@ -91,6 +106,21 @@ final class StepCutter: @unchecked Sendable {
         defer { lock.unlock() }
         if done { return .exhausted }
         if let splitter { return nextSplit(splitter) }
+        if unread {
+            do throws(ElasticFlowError) {
+                if let origin = try cutter!.nextRange() {
+                    sequence += 1
+                    let receipt = Receipt(
+                        step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
+                        length: UInt64(origin.length), items: 0, checksum: 0)
+                    try journal?.cut(receipt)
+                    return .parcel(receipt, nil)
+                }
+            } catch {
+                done = true
+                return .failed(error)
+            }
+        }
         let buffer = buffers.takeParcel()
         do throws(ElasticFlowError) {
             guard let origin = try cutter!.next(into: buffer) else {
@@ -153,9 +183,13 @@ extension StepCutter {
                 throw .io(path: path, operation: "read", errno: errno)
             }
         }
-        let (checksum, lines) = crc32cAndLines(buffer.bytes)
-        guard checksum == receipt.checksum, lines == receipt.items else {
-            throw .cluster("'\(path)' changed during the step: parcel \(receipt) now reads otherwise")
+        // A parcel cut unread has nothing to check against here: its digest is checked against
+        // the workers' (`StepRun.claim`).
+        if !receipt.isUnread {
+            let (checksum, lines) = crc32cAndLines(buffer.bytes)
+            guard checksum == receipt.checksum, lines == receipt.items else {
+                throw .cluster("'\(path)' changed during the step: parcel \(receipt) now reads otherwise")
+            }
         }
         return buffer.bytes
     }

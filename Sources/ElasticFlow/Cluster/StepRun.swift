@@ -56,6 +56,11 @@ final class StepRun: @unchecked Sendable {
     /// hand to flip one, so it keeps the buffered path. A packed parcel (small files several to a
     /// parcel) is no one range of a file: it always leaves from its buffer (`StepCutter.isFileRange`).
     let sendsFromFiles: Bool
+    /// Copy mode with parcels cut unread (`StepCutter.cutUnread`, when `sendsFromFiles`): every
+    /// PARCEL asks for the digest of what the worker processed (`frameFlagDigest`), which `claim`
+    /// checks against the receipt, or against the digest of an earlier answer for a parcel cut
+    /// unread.
+    let digests: Bool
     /// Parcels smaller than this leave from their buffer even when `sendsFromFiles`: a file
     /// payload is a `sendfile` call of its own, while buffered frames of a batch leave together
     /// in one `writev` (64-byte parcels: about 2× the round trips per second that way).
@@ -119,6 +124,8 @@ final class StepRun: @unchecked Sendable {
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none
             && !(configuration.chaos?.isActive ?? false)
+        if sendsFromFiles { cutter.cutUnread() }
+        digests = cutter.cutsUnread
         results = try ResultAggregator(plan: plan, task: task)
         // The sizes the cutter already took (a stat a file less: 5,000 small files are 5,000 stats).
         totalBytes =
@@ -542,7 +549,8 @@ final class StepRun: @unchecked Sendable {
             var input = buffer?.bytes ?? UnsafeRawBufferPointer(start: nil, count: 0)
             var processed: ProcessedRange?
             if buffer == nil && cutter.isFileRange(receipt) {
-                // Its bytes went to a worker from the file and came back to us: read them again.
+                // Cut unread, or its bytes went to a worker from the file and came back to us:
+                // read them (again).
                 input = try cutter.reread(receipt, into: context.input)
             } else if buffer == nil, let localReader, let splitter = cutter.splitter {
                 let range = ByteRange(source: Int(receipt.partition), offset: receipt.offset, length: receipt.length)
@@ -551,6 +559,7 @@ final class StepRun: @unchecked Sendable {
                 input = UnsafeRawBufferPointer(rebasing: context.input.bytes[owned])
                 processed = done
             }
+            if digests { processed = ProcessedRange(digestOf: input) }
             let result = try task.process(ParcelBytes(input), options: plan.options)
             let entry = ResultEnvelope.Entry(sequence: receipt.sequence, processed: processed)
             guard let (claimed, _) = claim([entry], from: Self.masterNode, wireBytes: result.count) else { return }
@@ -609,7 +618,7 @@ final class StepRun: @unchecked Sendable {
         let frame = payload
         let frameBytes = payload.count  // read now: a recycled buffer may be reused once sent
         let recycled = recycle
-        let flags = parcelFlags(compressed: compression != .none, attempt: attempt)
+        let flags = parcelFlags(compressed: compression != .none, attempt: attempt) | (digests ? frameFlagDigest : 0)
         let codec = UInt8(compression.codecID)
         let autoParcels = autoParcels
         let fault = chaos?.fault(
@@ -708,12 +717,14 @@ final class StepRun: @unchecked Sendable {
             withLock { fail(error) }
             return
         }
-        let flags = parcelFlags(compressed: false, attempt: attempt)
+        let flags = parcelFlags(compressed: false, attempt: attempt) | (digests ? frameFlagDigest : 0)
         loop.post { [self] in
+            // A parcel cut unread has no CRC: the sealed frame needs none (its tag, computed from
+            // a pread of the file a piece at a time, covers the payload).
             let status = loop.sendFile(
                 connection, type: FrameType.parcel.rawValue, flags: flags, codec: 0, aux: step, id: receipt.sequence,
-                fd: fd, offset: receipt.offset, length: Int(receipt.length), payloadCRC: receipt.checksum,
-                bytes: buffer?.bytes)
+                fd: fd, offset: receipt.offset, length: Int(receipt.length),
+                payloadCRC: receipt.isUnread ? nil : receipt.checksum, bytes: buffer?.bytes)
             if let buffer { buffers.recycleParcel(buffer) }
             withLock {
                 if status == 0 {
@@ -883,6 +894,17 @@ final class StepRun: @unchecked Sendable {
                 }
             }
         }
+        if digests {
+            for (entry, receipt) in zip(entries, receipts) {
+                guard let problem = checkDigest(entry.processed, of: receipt, from: node) else { continue }
+                if case .refuse(let reason) = problem {
+                    refuseResult(from: node, reason)
+                } else if case .changed(let reason) = problem {
+                    fail(.cluster(reason))
+                }
+                return nil
+            }
+        }
         let (closed, takenBack) = dispatcher.closeAll(entries.map(\.sequence), from: node)
         if !takenBack.isEmpty {
             emit(
@@ -900,6 +922,37 @@ final class StepRun: @unchecked Sendable {
         // The node has room again: its next parcels go out while this result merges.
         lock.broadcast()
         return (receipts, limits)
+    }
+
+    /// What is wrong with a copy-mode digest (`frameFlagDigest`).
+    enum DigestProblem {
+        /// The answer is not to be taken: missing, or not the parcel's length.
+        case refuse(String)
+        /// The file's bytes are not what they were: the step fails.
+        case changed(String)
+    }
+
+    /// Checks what a node processed for a receipt of a step with digests (under the step lock):
+    /// the parcel's length, and its lines and CRC32C against the receipt's (the master read it) or
+    /// against the first digest recorded for it (cut unread: the first answer's is kept).
+    /// - Returns: nil when it holds.
+    private func checkDigest(_ processed: ProcessedRange?, of receipt: Receipt, from node: String) -> DigestProblem? {
+        guard let processed else { return .refuse("answered receipt \(receipt) without the digest it was asked for") }
+        guard processed.length == receipt.length else {
+            return .refuse("answered receipt \(receipt) with a digest of \(processed.length) bytes")
+        }
+        let path = cutter.copyFiles?.files.paths[Int(receipt.partition)] ?? "source \(receipt.partition)"
+        let (lines, checksum): (UInt64, UInt32)
+        if receipt.isUnread {
+            guard let earlier = dispatcher.recordProcessed(processed, for: receipt.sequence) else { return nil }
+            (lines, checksum) = (earlier.lines, earlier.checksum)
+        } else {
+            (lines, checksum) = (receipt.items, receipt.checksum)
+        }
+        guard lines != processed.lines || checksum != processed.checksum else { return nil }
+        return .changed(
+            "'\(path)' changed during the step: parcel \(receipt) read as \(lines) lines #\(String(format: "%08x", checksum)), "
+                + "and on \(node) as \(processed.lines) lines #\(String(format: "%08x", processed.checksum))")
     }
 
     /// A node's result cannot be taken (`reason` says why): the node is treated as failed — its

@@ -233,6 +233,15 @@ func crc32c(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
 }
 
 /// CRC32C and line count (newlines, plus a last line without one) in one pass (`ef_crc32c_lines`).
+extension ProcessedRange {
+    /// The digest of the bytes a copy-mode parcel held (`frameFlagDigest`): their length, lines
+    /// and CRC32C (start and file size 0: the worker knows neither).
+    init(digestOf bytes: UnsafeRawBufferPointer) {
+        let (checksum, lines) = crc32cAndLines(bytes)
+        self.init(start: 0, length: UInt64(bytes.count), lines: lines, checksum: checksum, fileSize: 0)
+    }
+}
+
 func crc32cAndLines(_ bytes: UnsafeRawBufferPointer) -> (checksum: UInt32, lines: UInt64) {
     var newlines: UInt64 = 0
     let checksum = ef_crc32c_lines(0, bytes.baseAddress, bytes.count, &newlines)

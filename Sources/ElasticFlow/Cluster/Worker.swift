@@ -546,6 +546,7 @@ extension Worker: EventLoopHandler {
             request = nil
         }
         let compressed = frame.flags & frameFlagCompressed != 0
+        let digest = frame.flags & frameFlagRange == 0 && frame.flags & frameFlagDigest != 0
         let maxPayload = configuration.maxPayload
         let work = TaskTransfer(
             name: step.name, task: step.task, options: step.options, compression: step.compression,
@@ -591,6 +592,8 @@ extension Worker: EventLoopHandler {
                     }
                 }
                 parcelBytes = input.count
+                // Copy mode, the master asked: what this parcel held (it may not have read it).
+                if digest { processed = ProcessedRange(digestOf: input) }
                 if let combiner, combiner.accumulating != nil {
                     let accumulation = try combiner.checkOut()
                     do {

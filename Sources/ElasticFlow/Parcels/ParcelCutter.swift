@@ -126,6 +126,12 @@ final class ParcelCutter {
     private var carry: ParcelBuffer
     /// The current source's bytes, decompressed when it is compressed (and decompression is on).
     private let reader: SourceReader
+    /// The current source's size when it is a regular file (nil otherwise), for `nextRange`.
+    private var fileSize: UInt64?
+    /// `nextRange`'s reads back from a parcel's end (made at its first use).
+    private var window: ParcelBuffer?
+    /// The bytes `nextRange` reads at a time, back from a parcel's end.
+    static let tailWindow = 64 << 10
 
     /// Checks every source up front (open, not a directory: `CheckedSources`).
     convenience init(
@@ -162,6 +168,7 @@ final class ParcelCutter {
     private func closeCurrent() {
         if fd > STDIN_FILENO { close(fd) }
         fd = -1
+        fileSize = nil
         reader.end()
         reading = false
     }
@@ -213,6 +220,53 @@ final class ParcelCutter {
         }
     }
 
+    /// The next parcel, cut without reading it, when it is a byte range inside a plain regular
+    /// file that ends before the file does (not its last parcel, so nothing is packed after it):
+    /// the cut `next(into:)` would make — just past the last newline within `parcelSize` bytes —
+    /// found by reading back from the parcel's end, a window at a time (one 64 KiB read for text
+    /// with lines shorter than that). Copy mode sends such a parcel from the file (`sendfile`):
+    /// the master never holds its bytes.
+    /// - Returns: the parcel's origin; nil when the next parcel is not such a range, or holds no
+    ///   newline, or the file ended sooner than it was (then `next(into:)` cuts it, reading it).
+    func nextRange() throws(ElasticFlowError) -> ParcelOrigin? {
+        if !reading {
+            guard nextSource < sources.count else { return nil }
+            try openNext()
+        }
+        guard carry.count == 0, fd >= 0, let size = fileSize, reader.format == InputDecoder.plain,
+            offset + UInt64(parcelSize) < size
+        else { return nil }
+        let window = self.window ?? ParcelBuffer(capacity: Self.tailWindow)
+        self.window = window
+        var end = offset + UInt64(parcelSize)
+        while end > offset {
+            let start = end - min(end - offset, UInt64(Self.tailWindow))
+            let count = Int(end - start)
+            var read = 0
+            while read < count {
+                let n = pread(fd, window.base + read, count - read, off_t(start) + off_t(read))
+                if n > 0 {
+                    read += n
+                } else if n == 0 || errno != EINTR {
+                    return nil  // shorter than it was, or unreadable: the reading path tells
+                }
+            }
+            // Back from the end: the last newline is usually a line's length away.
+            let bytes = window.base.assumingMemoryBound(to: UInt8.self)
+            var index = count
+            while index > 0 && bytes[index - 1] != UInt8(ascii: "\n") { index -= 1 }
+            if index > 0 {
+                let length = Int(start - offset) + index
+                let origin = ParcelOrigin(source: currentSource, offset: offset, length: length)
+                try reader.skip(length)
+                offset += UInt64(length)
+                return origin
+            }
+            end = start
+        }
+        return nil
+    }
+
     /// Opens `sources[nextSource]` and makes it the current source.
     private func openNext() throws(ElasticFlowError) {
         let source = sources[nextSource]
@@ -230,6 +284,9 @@ final class ParcelCutter {
                     fd = try source.open()
                 }
                 try reader.begin(fd, name: source.description)
+                var status = stat()
+                fileSize =
+                    fstat(fd, &status) == 0 && status.st_mode & S_IFMT == S_IFREG ? UInt64(status.st_size) : nil
             }
         } catch {
             closeCurrent()

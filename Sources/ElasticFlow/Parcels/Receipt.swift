@@ -35,6 +35,18 @@ public struct Receipt: Hashable, Sendable, CustomStringConvertible, LosslessStri
         self.checksum = checksum
     }
 
+    /// Whether the master never read the parcel's bytes (a shared-input split, or a copy-mode
+    /// parcel cut unread): items and checksum are 0, and the worker that processes it reports
+    /// them instead. A parcel the master read holds at least one line, so items is never 0.
+    public var isUnread: Bool { items == 0 && length > 0 }
+
+    /// The same parcel, one of the two maybe unread: equal but for the items and checksum the
+    /// unread one does not have (a step resumed in another copy mode cuts it otherwise).
+    func isSameRange(as other: Receipt) -> Bool {
+        step == other.step && sequence == other.sequence && partition == other.partition && offset == other.offset
+            && length == other.length && (isUnread || other.isUnread || self == other)
+    }
+
     /// `STEP/SEQUENCE/PARTITION@OFFSET+LENGTH:ITEMS#CHECKSUM`, the checksum as 8 hex digits.
     public var description: String {
         let hex = String(checksum, radix: 16)

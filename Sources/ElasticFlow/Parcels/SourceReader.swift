@@ -87,6 +87,19 @@ final class SourceReader {
         return n
     }
 
+    /// Passes over the next `count` bytes of a plain file source without reading them: what the
+    /// block holds is dropped, the rest is sought past (`lseek`). Only for a seekable file read as
+    /// it is, `count` bytes short of its end (`ParcelCutter.nextRange`).
+    func skip(_ count: Int) throws(ElasticFlowError) {
+        precondition(format == InputDecoder.plain && chunks == nil && fd >= 0)
+        let fromBlock = min(count, block.count - start)
+        start += fromBlock
+        guard count > fromBlock else { return }
+        if lseek(fd, off_t(count - fromBlock), SEEK_CUR) < 0 {
+            throw .io(path: name, operation: "seek", errno: errno)
+        }
+    }
+
     private func decode(into destination: UnsafeMutableRawPointer, count: Int) throws(ElasticFlowError) -> Int {
         let decoder = decoder!
         while true {

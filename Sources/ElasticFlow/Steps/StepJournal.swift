@@ -260,7 +260,7 @@ public final class StepJournal: Sendable {
             }
             try openLogForAppending(&state)
             if let known = state.receipts![receipt.sequence] {
-                if known == receipt { return }
+                if known.isSameRange(as: receipt) { return }
                 let source = PeerText.escaped(state.record.sources[Int(receipt.partition)])
                 throw .journal(
                     "step \(step): parcel \(receipt.sequence) ('\(source)' from byte \(receipt.offset)) was cut as "

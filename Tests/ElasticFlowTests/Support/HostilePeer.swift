@@ -75,6 +75,12 @@ struct HostileFrame {
     var payload: [UInt8]
 
     var kind: FrameType? { FrameType(rawValue: type) }
+
+    /// A PARCEL's honest digest when the master asks for one (`frameFlagDigest`), else nil.
+    var digest: ProcessedRange? {
+        guard kind == .parcel, flags & frameFlagDigest != 0 else { return nil }
+        return payload.withUnsafeBytes { ProcessedRange(digestOf: $0) }
+    }
 }
 
 /// One connection of a hostile peer: blocking reads with a time-out, whole-frame writes.
@@ -184,8 +190,10 @@ final class HostileConnection: @unchecked Sendable {
     }
 
     /// A RESULT of one parcel (a single-receipt envelope, uncompressed) with `table` as its body.
-    func sendResult(step: UInt32, sequence: UInt64, table: [UInt8]) throws {
-        let envelope = ResultEnvelope(kind: .single, entries: [.init(sequence: sequence)]).encoded()
+    /// - Parameter digest: what the parcel held, when the master asked for it (`HostileFrame.digest`).
+    func sendResult(step: UInt32, sequence: UInt64, table: [UInt8], digest: ProcessedRange? = nil) throws {
+        let envelope = ResultEnvelope(kind: .single, entries: [.init(sequence: sequence, processed: digest)])
+            .encoded()
         try send(.result, aux: step, id: sequence, payload: envelope + table)
     }
 
