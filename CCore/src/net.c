@@ -733,7 +733,9 @@ static void ef__ring_unput(ef__conn *c, size_t n) {
         c->ring_head = 0;
 }
 
-#define EF__SCRATCH_SIZE (64u * 1024u)
+/* 256 KiB: few preads per parcel (each costs a syscall and page-cache lookups), and the piece
+ * is still in L2 when the tag (or the cipher) reads it back. */
+#define EF__SCRATCH_SIZE (256u * 1024u)
 
 /* Feed len bytes of fd at offset to seal, a scratch piece at a time: as additional data (MAC
  * only) or encrypted into the ring (space reserved). Returns EF_OK, or EF_ESYS with *err (EIO:

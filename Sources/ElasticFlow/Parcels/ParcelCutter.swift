@@ -220,11 +220,11 @@ final class ParcelCutter {
         }
     }
 
-    /// The next parcel, cut without reading it, when it is a byte range inside a plain regular
-    /// file that ends before the file does (not its last parcel, so nothing is packed after it):
-    /// the cut `next(into:)` would make — just past the last newline within `parcelSize` bytes —
-    /// found by reading back from the parcel's end, a window at a time (one 64 KiB read for text
-    /// with lines shorter than that). Copy mode sends such a parcel from the file (`sendfile`):
+    /// The next parcel, cut without reading it, when it is a byte range of a plain regular file
+    /// that ends before the file does, or the rest of the step's last file (no source follows
+    /// that could be packed into it): the cut `next(into:)` would make — just past the last
+    /// newline within `parcelSize` bytes, or the file's end — found by reading back from the
+    /// parcel's end, a window at a time (one 64 KiB read for text with lines shorter than that). Copy mode sends such a parcel from the file (`sendfile`):
     /// the master never holds its bytes.
     /// - Returns: the parcel's origin; nil when the next parcel is not such a range, or holds no
     ///   newline, or the file ended sooner than it was (then `next(into:)` cuts it, reading it).
@@ -233,9 +233,19 @@ final class ParcelCutter {
             guard nextSource < sources.count else { return nil }
             try openNext()
         }
-        guard carry.count == 0, fd >= 0, let size = fileSize, reader.format == InputDecoder.plain,
-            offset + UInt64(parcelSize) < size
+        guard carry.count == 0, fd >= 0, let size = fileSize, reader.format == InputDecoder.plain, offset < size
         else { return nil }
+        if offset + UInt64(parcelSize) > size {
+            // The file's last parcel: the rest of it, unless sources follow (they may be packed
+            // into it, which takes reading). (Exactly `parcelSize` left is cut at its last
+            // newline, as reading does: it fills the buffer before it sees the end.)
+            guard nextSource == sources.count else { return nil }
+            let origin = ParcelOrigin(source: currentSource, offset: offset, length: Int(size - offset))
+            try reader.skip(origin.length)
+            offset = size
+            return origin
+        }
+        guard offset + UInt64(parcelSize) < size else { return nil }
         let window = self.window ?? ParcelBuffer(capacity: Self.tailWindow)
         self.window = window
         var end = offset + UInt64(parcelSize)
