@@ -138,6 +138,15 @@ import Testing
             }
         }
 
+        /// The master's extra arguments: digests are asked for only where parcels are cut unread
+        /// (64 KiB parcels and more; smaller ones are read).
+        var extra: [String] {
+            switch self {
+            case .noDigest, .digestOfAnotherLength: ["--parcel-size", "64KiB"]
+            default: []
+            }
+        }
+
         /// Answers `parcel` (the peer's `index`th) with the lie.
         func answer(_ parcel: HostileFrame, index: Int, seen: [UInt64], on connection: HostileConnection) throws {
             var sequence = parcel.id
@@ -180,7 +189,7 @@ import Testing
         // One parcel in flight per node: the healthy worker always holds some, so the hostile
         // peer sees gaps in the sequence (with 16 in flight it may get every parcel at once,
         // and then it has no other node's receipt to claim).
-        let result = try Self.beside(hostile, healthyFirst: true, extra: ["--in-flight", "1"])
+        let result = try Self.beside(hostile, healthyFirst: true, extra: ["--in-flight", "1"] + forgery.extra)
         #expect(result.stderr.contains("result-refused: \(hostile.address): "), "\(result.stderr)")
         #expect(result.stderr.contains(forgery.reason), "\(result.stderr)")
         #expect(result.stderr.contains("results refused"), "the summary counts them: \(result.stderr)")

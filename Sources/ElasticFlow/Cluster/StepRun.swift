@@ -124,7 +124,9 @@ final class StepRun: @unchecked Sendable {
         sendsFromFiles =
             cutter.copyFiles != nil && configuration.compression == .none
             && !(configuration.chaos?.isActive ?? false)
-        if sendsFromFiles { cutter.cutUnread() }
+        // Small parcels leave from their buffers, several frames to a `writev` (`sendFileThreshold`):
+        // those are read.
+        if sendsFromFiles && UInt64(configuration.parcelSize) >= Self.sendFileThreshold { cutter.cutUnread() }
         digests = cutter.cutsUnread
         results = try ResultAggregator(plan: plan, task: task)
         // The sizes the cutter already took (a stat a file less: 5,000 small files are 5,000 stats).
