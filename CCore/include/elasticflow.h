@@ -108,6 +108,11 @@ EF_API uint32_t ef_crc32c(uint32_t crc, const void *data, size_t len);
  * (set, not added to; newlines may be NULL), in one pass over the data: a parcel's receipt needs
  * both. Chains exactly as ef_crc32c does. */
 EF_API uint32_t ef_crc32c_lines(uint32_t crc, const void *data, size_t len, uint64_t *newlines);
+/* ef_crc32c_lines(crc, src, len, newlines), and the len bytes copied from src to dst in the same
+ * pass (where AVX2 runs it: each byte is loaded once; else a memcpy first). dst and src must
+ * not overlap. */
+EF_API uint32_t ef_crc32c_lines_copy(uint32_t crc, void *dst, const void *src, size_t len,
+                                     uint64_t *newlines);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Codecs: compressed parcel buffers (src/codec.c)                                            */

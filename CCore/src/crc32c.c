@@ -300,14 +300,25 @@ lines3_block_sse2(uint64_t c, const uint8_t *p, size_t n, uint32_t k2, uint32_t 
     return join2(c, c1, k2, k1) ^ c2;
 }
 
+/* d: when not NULL, the 3n bytes are also stored there (a copy in the same pass: the loads
+ * serve the compares, the stores and, from L1, the crc32s). */
 __attribute__((target("avx2,sse4.2,pclmul"), always_inline)) static inline uint64_t
-lines3_block_avx2(uint64_t c, const uint8_t *p, size_t n, uint32_t k2, uint32_t k1, __m256i *acc) {
+lines3_block_avx2(uint64_t c, const uint8_t *p, uint8_t *d, size_t n, uint32_t k2, uint32_t k1,
+                  __m256i *acc) {
     const __m256i nl = _mm256_set1_epi8('\n'), zero = _mm256_setzero_si256();
     uint64_t c1 = 0, c2 = 0;
     for (size_t i = 0; i < n; i += 32) {
-        __m256i e0 = _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + i)), nl);
-        __m256i e1 = _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + n + i)), nl);
-        __m256i e2 = _mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(p + 2 * n + i)), nl);
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(p + i));
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(p + n + i));
+        __m256i v2 = _mm256_loadu_si256((const __m256i *)(p + 2 * n + i));
+        if (d) {
+            _mm256_storeu_si256((__m256i *)(d + i), v0);
+            _mm256_storeu_si256((__m256i *)(d + n + i), v1);
+            _mm256_storeu_si256((__m256i *)(d + 2 * n + i), v2);
+        }
+        __m256i e0 = _mm256_cmpeq_epi8(v0, nl);
+        __m256i e1 = _mm256_cmpeq_epi8(v1, nl);
+        __m256i e2 = _mm256_cmpeq_epi8(v2, nl);
         __m256i k = _mm256_sub_epi8(zero, _mm256_add_epi8(_mm256_add_epi8(e0, e1), e2));
         *acc = _mm256_add_epi64(*acc, _mm256_sad_epu8(k, zero));
         for (size_t j = i; j < i + 32; j += 8) {
@@ -333,19 +344,32 @@ crc32c_lines_clmul(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newline
     return r;
 }
 
-__attribute__((target("avx2,sse4.2,pclmul,popcnt"))) static uint32_t
-crc32c_lines_avx2(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newlines) {
+/* d: NULL, or where the bytes are copied in the same pass (ef_crc32c_lines_copy). */
+__attribute__((target("avx2,sse4.2,pclmul,popcnt"), always_inline)) static inline uint32_t
+crc32c_lines_avx2_to(uint32_t crc, const uint8_t *p, uint8_t *d, size_t len, uint64_t *newlines) {
     uint64_t c = ~crc, n = 0;
     __m256i acc = _mm256_setzero_si256();
-    for (; len >= 3 * LONG_RUN; p += 3 * LONG_RUN, len -= 3 * LONG_RUN)
-        c = lines3_block_avx2(c, p, LONG_RUN, K_LONG2, K_LONG1, &acc);
-    for (; len >= 3 * SHORT_RUN; p += 3 * SHORT_RUN, len -= 3 * SHORT_RUN)
-        c = lines3_block_avx2(c, p, SHORT_RUN, K_SHORT2, K_SHORT1, &acc);
+    for (; len >= 3 * LONG_RUN; p += 3 * LONG_RUN, len -= 3 * LONG_RUN, d = d ? d + 3 * LONG_RUN : d)
+        c = lines3_block_avx2(c, p, d, LONG_RUN, K_LONG2, K_LONG1, &acc);
+    for (; len >= 3 * SHORT_RUN; p += 3 * SHORT_RUN, len -= 3 * SHORT_RUN, d = d ? d + 3 * SHORT_RUN : d)
+        c = lines3_block_avx2(c, p, d, SHORT_RUN, K_SHORT2, K_SHORT1, &acc);
     __m128i a2 = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
     n = (uint64_t)_mm_cvtsi128_si64(a2) + (uint64_t)_mm_extract_epi64(a2, 1);
+    if (d && len)
+        memcpy(d, p, len);
     uint32_t r = lines1_avx2(c, p, len, &n);
     *newlines = n;
     return r;
+}
+
+__attribute__((target("avx2,sse4.2,pclmul,popcnt"))) static uint32_t
+crc32c_lines_avx2(uint32_t crc, const uint8_t *p, size_t len, uint64_t *newlines) {
+    return crc32c_lines_avx2_to(crc, p, NULL, len, newlines);
+}
+
+__attribute__((target("avx2,sse4.2,pclmul,popcnt"))) static uint32_t
+crc32c_lines_copy_avx2(uint32_t crc, uint8_t *d, const uint8_t *p, size_t len, uint64_t *newlines) {
+    return crc32c_lines_avx2_to(crc, p, d, len, newlines);
 }
 
 static int have_sse42(void) {
@@ -399,6 +423,22 @@ int ef__crc32c_with(int impl, uint32_t *crc, const void *data, size_t len) {
 #endif
     default: return EF_EINVAL; /* EF__CRC_AVX2 is the count's; the CRC alone has no use for it */
     }
+}
+
+EF_API uint32_t ef_crc32c_lines_copy(uint32_t crc, void *dst, const void *src, size_t len,
+                                     uint64_t *newlines) {
+#if defined(__x86_64__)
+    if (len >= 3 * SHORT_RUN && have_avx2()) {
+        uint64_t n = 0;
+        crc = crc32c_lines_copy_avx2(crc, dst, src, len, &n);
+        if (newlines)
+            *newlines = n;
+        return crc;
+    }
+#endif
+    if (len)
+        memcpy(dst, src, len);
+    return ef_crc32c_lines(crc, src, len, newlines);
 }
 
 EF_API uint32_t ef_crc32c_lines(uint32_t crc, const void *data, size_t len, uint64_t *newlines) {

@@ -625,6 +625,38 @@ static void test_crc32c_lines_small(ef_t *t) {
     }
 }
 
+/* ef_crc32c_lines_copy: the checksum and count of ef_crc32c_lines, and an exact copy, at every
+ * length up to a few runs and at large ones, source and destination at odd offsets; not a byte
+ * written past the copy. */
+static void test_crc32c_lines_copy(ef_t *t) {
+    uint64_t s = 406;
+    size_t cap = (1u << 20) + 4096;
+    uint8_t *src = malloc(cap), *dst = malloc(cap + 64);
+    CHECK(t, src && dst);
+    if (!src || !dst)
+        goto out;
+    fill_lines(src, cap, &s);
+    for (size_t n = 0; n <= 3 * 8192 + 300; n += n < 1600 ? 1 : 97) {
+        const uint8_t *p = src + n % 29;
+        uint8_t *d = dst + n % 31;
+        memset(dst, 0xAB, cap + 64);
+        uint64_t nl = 0, want_nl = 0;
+        uint32_t want = ef_crc32c_lines(7, p, n, &want_nl);
+        CHECK_EQ(t, ef_crc32c_lines_copy(7, d, p, n, &nl), want);
+        CHECK_EQ(t, nl, want_nl);
+        CHECK(t, memcmp(d, p, n) == 0);
+        CHECK_EQ(t, d[n], 0xAB);
+    }
+    uint64_t nl = 0, want_nl = 0;
+    CHECK_EQ(t, ef_crc32c_lines_copy(0, dst, src, cap, &nl), ef_crc32c_lines(0, src, cap, &want_nl));
+    CHECK_EQ(t, nl, want_nl);
+    CHECK(t, memcmp(dst, src, cap) == 0);
+    CHECK_EQ(t, ef_crc32c_lines_copy(0, dst, src, cap, NULL), ef_crc32c(0, src, cap));
+out:
+    free(src);
+    free(dst);
+}
+
 /* Large buffers (every implementation, odd lengths and offsets), and a buffer that ends against
  * a PROT_NONE page: no vector load may read past the data. */
 static void test_crc32c_lines_large(ef_t *t) {
@@ -855,6 +887,7 @@ void suite_frame(ef_t *t) {
     RUN(t, test_crc32c_streaming);
     RUN(t, test_crc32c_lines_small);
     RUN(t, test_crc32c_lines_large);
+    RUN(t, test_crc32c_lines_copy);
     RUN(t, test_crc32c_3way_present);
     RUN(t, test_crc32c_3way_every_length);
     RUN(t, test_crc32c_3way_large);

@@ -240,6 +240,15 @@ extension ProcessedRange {
         let (checksum, lines) = crc32cAndLines(bytes)
         self.init(start: 0, length: UInt64(bytes.count), lines: lines, checksum: checksum, fileSize: 0)
     }
+
+    /// The same digest, taken while the bytes are copied to `destination` (`ef_crc32c_lines_copy`:
+    /// one pass), which must have room for them.
+    init(digestOf bytes: UnsafeRawBufferPointer, copyingTo destination: UnsafeMutableRawPointer) {
+        var newlines: UInt64 = 0
+        let checksum = ef_crc32c_lines_copy(0, destination, bytes.baseAddress, bytes.count, &newlines)
+        let lines = newlines + (bytes.last.map { $0 == 0x0A ? 0 : 1 } ?? 0)
+        self.init(start: 0, length: UInt64(bytes.count), lines: lines, checksum: checksum, fileSize: 0)
+    }
 }
 
 func crc32cAndLines(_ bytes: UnsafeRawBufferPointer) -> (checksum: UInt32, lines: UInt64) {

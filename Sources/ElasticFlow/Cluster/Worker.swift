@@ -529,6 +529,10 @@ extension Worker: EventLoopHandler {
         // lives in the loop's read buffer only during this callback, so it is copied once.
         let request: RangeRequest?
         let buffer: ParcelBuffer?
+        let compressed = frame.flags & frameFlagCompressed != 0
+        let digest = frame.flags & frameFlagRange == 0 && frame.flags & frameFlagDigest != 0
+        // An uncompressed parcel's digest is taken in the same pass as the copy.
+        var copiedDigest: ProcessedRange?
         if frame.flags & frameFlagRange != 0 {
             guard step.reader != nil, let decoded = try? RangeRequest(decoding: Array(frame.payload)) else {
                 let message = "malformed range request for step \(stepID)"
@@ -540,13 +544,16 @@ extension Worker: EventLoopHandler {
             buffer = nil
         } else {
             let copy = takeBuffer(frame.payload.count)
-            copy.base.copyMemory(from: frame.payload.baseAddress!, byteCount: frame.payload.count)
+            if digest && !compressed {
+                copiedDigest = ProcessedRange(digestOf: frame.payload, copyingTo: copy.base)
+            } else {
+                copy.base.copyMemory(from: frame.payload.baseAddress!, byteCount: frame.payload.count)
+            }
             copy.count = frame.payload.count
             buffer = copy
             request = nil
         }
-        let compressed = frame.flags & frameFlagCompressed != 0
-        let digest = frame.flags & frameFlagRange == 0 && frame.flags & frameFlagDigest != 0
+        let copied = copiedDigest
         let maxPayload = configuration.maxPayload
         let work = TaskTransfer(
             name: step.name, task: step.task, options: step.options, compression: step.compression,
@@ -593,7 +600,7 @@ extension Worker: EventLoopHandler {
                 }
                 parcelBytes = input.count
                 // Copy mode, the master asked: what this parcel held (it may not have read it).
-                if digest { processed = ProcessedRange(digestOf: input) }
+                if digest { processed = copied ?? ProcessedRange(digestOf: input) }
                 if let combiner, combiner.accumulating != nil {
                     let accumulation = try combiner.checkOut()
                     do {
