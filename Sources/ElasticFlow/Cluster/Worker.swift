@@ -701,23 +701,11 @@ extension Worker: EventLoopHandler {
             body = result
         case .combined(let entries, let aggregation):
             payload = ResultEnvelope(kind: .combined, entries: entries).encoded()
-            do {
-                body = try aggregation.snapshot()
-            } catch let error as ElasticFlowError {
-                throw error
-            } catch {
-                throw .task(name: "combining", message: "\(error)")
-            }
+            body = try combining { try aggregation.snapshot() }
         case .accumulated(let entries, let accumulator):
             // One parcel's aggregate is that parcel's result; several make a combined one.
             payload = ResultEnvelope(kind: entries.count == 1 ? .single : .combined, entries: entries).encoded()
-            do {
-                body = try accumulator.serialized()
-            } catch let error as ElasticFlowError {
-                throw error
-            } catch {
-                throw .task(name: "combining", message: "\(error)")
-            }
+            body = try combining { try accumulator.serialized() }
         }
         var compression = work.compression
         if let auto = work.auto {
@@ -735,6 +723,17 @@ extension Worker: EventLoopHandler {
         }
         payload.append(contentsOf: compressed)
         return EncodedResult(bytes: payload, codec: UInt8(compression.codecID))
+    }
+
+    /// A combined batch's body; what it throws, as an `ElasticFlowError`.
+    private static func combining(_ body: () throws -> [UInt8]) throws(ElasticFlowError) -> [UInt8] {
+        do {
+            return try body()
+        } catch let error as ElasticFlowError {
+            throw error
+        } catch {
+            throw .task(name: "combining", message: "\(error)")
+        }
     }
 
     /// Sends a batch from a pool thread (encoding it there, then posting the send); an
