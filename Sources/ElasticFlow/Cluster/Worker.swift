@@ -273,10 +273,15 @@ public final class Worker: @unchecked Sendable {
         return metadata
     }
 
+    /// A recycled buffer for a payload of `capacity` bytes. New and grown buffers get the next
+    /// power of two: parcels cut at newlines are a little under the parcel size and each a
+    /// different length, and a buffer sized to the first one would be allocated again (fresh pages,
+    /// zeroed) for nearly every later parcel a few bytes longer.
     private func takeBuffer(_ capacity: Int) -> ParcelBuffer {
-        let buffer = freeBuffers.withLock { $0.popLast() } ?? ParcelBuffer(capacity: capacity)
-        if buffer.capacity < capacity { buffer.grow(to: capacity) }
-        buffer.count = 0
+        let rounded = capacity <= 4096 ? 4096 : 1 << (Int.bitWidth - (capacity - 1).leadingZeroBitCount)
+        let buffer = freeBuffers.withLock { $0.popLast() } ?? ParcelBuffer(capacity: rounded)
+        buffer.count = 0  // nothing of it to keep: a grown buffer copies nothing
+        if buffer.capacity < capacity { buffer.grow(to: rounded) }
         return buffer
     }
 }
