@@ -906,6 +906,10 @@ final class StepRun: @unchecked Sendable {
                 }
                 return nil
             }
+            // Kept only from a result that passed whole: a refused one leaves no record.
+            for (entry, receipt) in zip(entries, receipts) where receipt.isUnread {
+                _ = dispatcher.recordProcessed(entry.processed!, for: receipt.sequence)
+            }
         }
         let (closed, takenBack) = dispatcher.closeAll(entries.map(\.sequence), from: node)
         if !takenBack.isEmpty {
@@ -936,7 +940,7 @@ final class StepRun: @unchecked Sendable {
 
     /// Checks what a node processed for a receipt of a step with digests (under the step lock):
     /// the parcel's length, and its lines and CRC32C against the receipt's (the master read it) or
-    /// against the first digest recorded for it (cut unread: the first answer's is kept).
+    /// against the digest recorded for it (cut unread: `claim` keeps the first one taken).
     /// - Returns: nil when it holds.
     private func checkDigest(_ processed: ProcessedRange?, of receipt: Receipt, from node: String) -> DigestProblem? {
         guard let processed else { return .refuse("answered receipt \(receipt) without the digest it was asked for") }
@@ -946,7 +950,7 @@ final class StepRun: @unchecked Sendable {
         let path = cutter.copyFiles?.files.paths[Int(receipt.partition)] ?? "source \(receipt.partition)"
         let (lines, checksum): (UInt64, UInt32)
         if receipt.isUnread {
-            guard let earlier = dispatcher.recordProcessed(processed, for: receipt.sequence) else { return nil }
+            guard let earlier = dispatcher.processed[receipt.sequence] else { return nil }
             (lines, checksum) = (earlier.lines, earlier.checksum)
         } else {
             (lines, checksum) = (receipt.items, receipt.checksum)
