@@ -109,12 +109,7 @@ final class StepCutter: @unchecked Sendable {
         if unread {
             do throws(ElasticFlowError) {
                 if let origin = try cutter!.nextRange() {
-                    sequence += 1
-                    let receipt = Receipt(
-                        step: step, sequence: sequence, partition: UInt32(origin.source), offset: origin.offset,
-                        length: UInt64(origin.length), items: 0, checksum: 0)
-                    try journal?.cut(receipt)
-                    return .parcel(receipt, nil)
+                    return .parcel(try unreadReceipt(origin.source, origin.offset, UInt64(origin.length)), nil)
                 }
             } catch {
                 done = true
@@ -194,6 +189,17 @@ extension StepCutter {
         return buffer.bytes
     }
 
+    /// Under `lock`: the next receipt of a parcel the master does not read (a split, or a copy-mode
+    /// parcel cut unread), items and checksum 0, journaled.
+    private func unreadReceipt(_ source: Int, _ offset: UInt64, _ length: UInt64) throws(ElasticFlowError) -> Receipt {
+        sequence += 1
+        let receipt = Receipt(
+            step: step, sequence: sequence, partition: UInt32(source), offset: offset, length: length, items: 0,
+            checksum: 0)
+        try journal?.cut(receipt)
+        return receipt
+    }
+
     /// The next split of a shared source (under `lock`): a receipt with its range and no content
     /// figures (items and checksum 0) — no byte of the file is read.
     private func nextSplit(_ splitter: ByteRangeSplitter) -> Cut {
@@ -203,12 +209,7 @@ extension StepCutter {
                 try journal?.allCut()
                 return .exhausted
             }
-            sequence += 1
-            let receipt = Receipt(
-                step: step, sequence: sequence, partition: UInt32(range.source), offset: range.offset,
-                length: range.length, items: 0, checksum: 0)
-            try journal?.cut(receipt)
-            return .parcel(receipt, nil)
+            return .parcel(try unreadReceipt(range.source, range.offset, range.length), nil)
         } catch {
             done = true
             return .failed(error)

@@ -246,13 +246,19 @@ extension ProcessedRange {
     init(digestOf bytes: UnsafeRawBufferPointer, copyingTo destination: UnsafeMutableRawPointer) {
         var newlines: UInt64 = 0
         let checksum = ef_crc32c_lines_copy(0, destination, bytes.baseAddress, bytes.count, &newlines)
-        let lines = newlines + (bytes.last.map { $0 == 0x0A ? 0 : 1 } ?? 0)
-        self.init(start: 0, length: UInt64(bytes.count), lines: lines, checksum: checksum, fileSize: 0)
+        self.init(
+            start: 0, length: UInt64(bytes.count), lines: lineCount(newlines: newlines, of: bytes), checksum: checksum,
+            fileSize: 0)
     }
 }
 
 func crc32cAndLines(_ bytes: UnsafeRawBufferPointer) -> (checksum: UInt32, lines: UInt64) {
     var newlines: UInt64 = 0
     let checksum = ef_crc32c_lines(0, bytes.baseAddress, bytes.count, &newlines)
-    return (checksum, newlines + (bytes.last.map { $0 == 0x0A ? 0 : 1 } ?? 0))
+    return (checksum, lineCount(newlines: newlines, of: bytes))
+}
+
+/// Lines in bytes holding `newlines` newlines: one more when the last line has none.
+func lineCount(newlines: UInt64, of bytes: UnsafeRawBufferPointer) -> UInt64 {
+    newlines + (bytes.last.map { $0 == 0x0A ? 0 : 1 } ?? 0)
 }
