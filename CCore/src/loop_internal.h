@@ -68,6 +68,7 @@ typedef struct ef__conn {
 
     uint8_t *rbuf; /* unparsed input always starts at rbuf[0] */
     size_t rcap, rlen;
+    uint8_t small_run; /* frames parsed since the last one bigger than read_buffer (capped) */
 
     uint8_t *ring; /* copied output, FIFO, may wrap */
     size_t ring_cap, ring_head, ring_used;

@@ -30,6 +30,8 @@
 #define EF__IOV_BATCH 64
 /* Per ready event, so one busy peer cannot starve the others: epoll reports the rest again. */
 #define EF__READS_PER_EVENT 16
+/* Small frames in a row after which a read buffer grown for big ones is given back. */
+#define EF__SHRINK_AFTER_SMALL 4
 #define EF__ACCEPTS_PER_EVENT 64
 #define EF__RING_INITIAL (64u * 1024u)
 #define EF__SEGS_INITIAL 16u
@@ -287,6 +289,10 @@ static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
             return;
         }
         off += (size_t)r;
+        if ((size_t)r > cfg->read_buffer)
+            c->small_run = 0;
+        else if (c->small_run < EF__SHRINK_AFTER_SMALL)
+            c->small_run++;
         if (cfg->on_frame)
             cfg->on_frame(loop, cfg->user, c->obj.id, &frame);
     }
@@ -297,17 +303,20 @@ static void ef__conn_parse(ef_loop *loop, ef__conn *c) {
         return;
     memmove(c->rbuf, c->rbuf + off, c->rlen - off);
     c->rlen -= off;
-    /* A buffer grown for one big frame is given back once what is left fits the normal size,
-     * rather than kept at the largest size the peer ever sent — unless what is left already
-     * starts the next frame and it is big too (a stream of big parcels): giving the memory back
-     * and growing it again for every frame cost a worker fresh, zeroed pages for each parcel
-     * (5% of its CPU on 4 MiB parcels). Its length is read unchecked: it only decides whether to
-     * keep memory, and the frame is checked when it is parsed. A shrinking realloc that fails
-     * leaves the larger buffer, which still works. */
+    /* A buffer grown for big frames is given back once what is left fits the normal size and
+     * the last EF__SHRINK_AFTER_SMALL frames were small, rather than kept at the largest size the
+     * peer ever sent. While big frames keep coming it stays: giving the memory back and growing
+     * it again for every frame cost a worker fresh, zeroed pages for each parcel (5% of its CPU
+     * on 4 MiB parcels) — also when the next parcel had not arrived yet as this one was parsed,
+     * or a heartbeat came between two. It is kept too when what is left already starts a big
+     * frame; that length is read unchecked: it only decides whether to keep memory, and the
+     * frame is checked when it is parsed. A shrinking realloc that fails leaves the larger
+     * buffer, which still works. */
     bool next_is_big = c->rlen >= EF_FRAME_HEADER_SIZE &&
                        EF_FRAME_HEADER_SIZE + (size_t)ef__load32(c->rbuf + EF__FRAME_LEN_OFFSET) >
                            cfg->read_buffer;
-    if (c->rcap > cfg->read_buffer && c->rlen <= cfg->read_buffer && !next_is_big) {
+    if (c->rcap > cfg->read_buffer && c->rlen <= cfg->read_buffer && !next_is_big &&
+        c->small_run >= EF__SHRINK_AFTER_SMALL) {
         uint8_t *small = realloc(c->rbuf, cfg->read_buffer);
         if (small) {
             c->rbuf = small;

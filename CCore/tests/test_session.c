@@ -412,8 +412,10 @@ static ptrdiff_t sl_read_plain(int fd, uint8_t *buf, size_t cap) {
     return len;
 }
 
-/* A buffer grown for one big frame is given back once the frames after it fit the normal size. */
-static void test_loop_read_buffer_given_back(ef_t *t) {
+/* A buffer grown for a big frame stays while big frames may still come, and is given back once
+ * four small frames in a row followed it (EF__SHRINK_AFTER_SMALL): a big frame, then `smalls`
+ * small ones, each echoed; returns the read buffer's capacity after them. */
+static size_t sl_capacity_after(ef_t *t, int smalls) {
     static sl s;
     memset(&s, 0, sizeof s);
     s.file_fd = -1;
@@ -431,23 +433,34 @@ static void test_loop_read_buffer_given_back(ef_t *t) {
     ef_frame_encode(frame, EF_FRAME_PARCEL, 0, 0, 0, 1, frame + EF_FRAME_HEADER_SIZE, big, iov);
     CHECK(t, write_all(fd, frame, EF_FRAME_HEADER_SIZE + big));
     CHECK_EQ(t, sl_read_plain(fd, back, cap), (ptrdiff_t)big); /* the echo */
-    ef_frame_encode(frame, EF_FRAME_PARCEL, 0, 0, 0, 2, frame + EF_FRAME_HEADER_SIZE, 10, iov);
-    CHECK(t, write_all(fd, frame, EF_FRAME_HEADER_SIZE + 10));
-    CHECK_EQ(t, sl_read_plain(fd, back, cap), 10);
+    for (int i = 0; i < smalls; i++) {
+        ef_frame_encode(frame, EF_FRAME_PARCEL, 0, 0, 0, 2 + (uint64_t)i, frame + EF_FRAME_HEADER_SIZE,
+                        10, iov);
+        CHECK(t, write_all(fd, frame, EF_FRAME_HEADER_SIZE + 10));
+        CHECK_EQ(t, sl_read_plain(fd, back, cap), 10);
+    }
     ef_loop_stop(s.loop);
     pthread_join(th, NULL);
     /* The loop is stopped: its connection may be inspected from here. */
     const ef__conn *c = (const ef__conn *)ef__obj_find(s.loop, s.conn, EF__CONN);
     CHECK(t, c != NULL);
-    if (c)
-        CHECK_EQ(t, c->rcap, 4096);
+    size_t capacity = c ? c->rcap : 0;
     close(fd);
     ef_loop_free(s.loop);
     free(frame);
     free(back);
+    return capacity;
 }
 
+static void test_loop_read_buffer_kept_between_big_frames(ef_t *t) {
+    CHECK(t, sl_capacity_after(t, 0) > (3u << 20));
+    CHECK(t, sl_capacity_after(t, 3) > (3u << 20));
+}
+
+static void test_loop_read_buffer_given_back(ef_t *t) { CHECK_EQ(t, sl_capacity_after(t, 4), 4096); }
+
 void suite_session(ef_t *t) {
+    RUN(t, test_loop_read_buffer_kept_between_big_frames);
     RUN(t, test_loop_read_buffer_given_back);
     RUN(t, test_session_derive_vectors);
     RUN(t, test_seal_known_answers);
