@@ -17,9 +17,11 @@ CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 .PHONY: run test bench deps lib install uninstall install-test python-test status-test example-test ctest cexample swift-test build release clean \
         lint format fuzz fuzz-smoke fuzz-seeds seal-bench deploy-check
 
-# Release build of the CLI (the C core compiled by SwiftPM into it).
+# Release build of the CLI (the C core compiled by SwiftPM into it), the Swift runtime linked in
+# statically: each process then starts in about half the CPU (no dynamic relocation of the
+# Swift libraries; docs/benchmarks.md), which every worker and every count pays.
 release: deps
-	$(SWIFT) build -c release --product elasticflow
+	$(SWIFT) build -c release --product elasticflow --static-swift-stdlib
 ELASTICFLOW := .build/release/elasticflow
 
 # The main job: a 3-node word count on loopback (two worker processes and a master) of a

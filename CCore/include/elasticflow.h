@@ -762,9 +762,11 @@ typedef struct ef_send {
     /* Read only with EF_SEND_FROM_FILE (so zero-filled means "no file", not fd 0): payload is
      * not sent (on a sealed connection, when not NULL, it must hold the same len bytes, which
      * seal the frame without reading the file: see ef_loop_seal) and the payload is the len
-     * bytes of file_fd at file_offset, which go from the
-     * page cache to the socket with sendfile(2), never through user memory (or, where the file
-     * or socket does not support sendfile, pread into the connection's send buffer and sendmsg).
+     * bytes of file_fd at file_offset, which go from the page cache to the socket with
+     * sendfile(2), never through user memory (or, where the file or socket does not support
+     * sendfile, pread into the connection's send buffer and sendmsg) — except on a sealed
+     * connection without lent bytes, where the tag needs them: there they are read once, a
+     * piece at a time, and sent from that piece (ef_loop_seal).
      * The fd's own offset never moves. On a connection not sealed, has_crc is required
      * (EF_EINVAL without it): the loop never reads the bytes, so it cannot checksum them; a
      * sealed frame carries no CRC (its tag covers the payload), so there it may be 0. As for a zero-copy payload, the fd must
@@ -809,9 +811,13 @@ EF_API int ef_loop_timer_cancel(ef_loop *loop, uint64_t timer_id);
  * are encrypted both ways (EF_SEAL_ENCRYPT), else only authenticated. A frame whose tag fails
  * closes the connection: on_close(EF_EFRAMEAUTH). A file payload (EF_SEND_FROM_FILE) needs its
  * bytes at send time: from ef_send.payload when the caller lends them (the same len bytes, read
- * only during the call), else read once with pread. MAC only, the tag is computed from them and
- * the payload still goes with sendfile (so a file changed in between fails the peer's tag check);
- * encrypted, they are encrypted into the send buffer. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL
+ * only during the call), else read once with pread. Lent, MAC only, the tag is computed from them
+ * and the payload still goes with sendfile (so a file changed in between fails the peer's tag
+ * check). Not lent, MAC only, the bytes are read when the frame's turn comes to be written, a
+ * piece at a time into a buffer of the connection, fed to the tag and sent from there (each byte
+ * read once; the tag follows them; later frames are sealed meanwhile, in queue order); a file
+ * that ends early then closes the connection as unsealed. Encrypted, they are encrypted into
+ * the send buffer when queued. EF_OK, EF_ECLOSED, EF_EINVAL (bad role, NULL
  * keys, already sealed), EF_ENOMEM.
  */
 EF_API int ef_loop_seal(ef_loop *loop, uint64_t conn_id, const ef_session_keys *keys, uint8_t role,

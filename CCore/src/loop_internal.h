@@ -42,6 +42,10 @@ typedef struct ef__seg {
     uint8_t kind;
     bool copy; /* FILE: sendfile refused this file or socket; pread + sendmsg instead */
     int fd;    /* FILE */
+    /* FILE, sealed MAC only (else NULL): the frame's tag, fed as the run is read a piece at a
+     * time into the connection's carry and written from there; len counts the tag that follows
+     * the file's bytes. */
+    struct ef__tagger *tagger;
     union {
         const uint8_t *ref; /* REF */
         uint64_t offset;    /* FILE: where the run's first byte is in the file */
@@ -75,6 +79,10 @@ typedef struct ef__conn {
     ef__seg *segs; /* FIFO ring of runs */
     size_t seg_cap, seg_head, seg_count;
     size_t seg_off; /* bytes of the front run already written */
+    /* The piece of a sealed file run read and fed to its tag, from carry_off not yet written
+     * (carry_off == carry_len: none). Allocated with the first such run. */
+    uint8_t *carry;
+    size_t carry_off, carry_len;
     size_t pending; /* bytes queued in all runs, minus seg_off */
 
     struct sockaddr_storage peer;

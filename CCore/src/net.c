@@ -7,7 +7,9 @@
  * Write path: a connection's queue is a FIFO of runs. Copied frames go into a byte ring owned by
  * the connection (reused; grows in a slow path), zero-copy payloads stay where the caller keeps
  * them, and file payloads stay in the file. One sendmsg gathers as many runs as fit an iovec
- * batch, up to a file run, which sendfile writes before the runs after it. A frame sent on an
+ * batch, up to a file run, which sendfile writes before the runs after it (on a sealed
+ * connection, MAC only, a file run is read a piece at a time into the connection's carry, fed to
+ * its frame's tag and sent from there: ef__conn_write_tagged). A frame sent on an
  * empty queue is first written straight from the caller's memory; only what the socket refuses
  * is queued. */
 #include "loop_internal.h"
@@ -39,6 +41,9 @@
 #define EF__FRAME_LEN_OFFSET 8
 /* A file run that sendfile refuses is copied through the ring's free space in pieces this big. */
 #define EF__COPY_CHUNK (64u * 1024u)
+/* A sealed file run is read and written in pieces this big: still in L2 when the tag reads a
+ * piece back and sendmsg copies it out, and few reads per parcel. */
+#define EF__CARRY_SIZE (256u * 1024u)
 
 /* File offsets reach sendfile and pread as off_t: the range check in ef_loop_send_with is
  * against INT64_MAX, so off_t must be 64 bits (it is on every 64-bit Linux). */
@@ -170,10 +175,13 @@ void ef__conn_kill(ef_loop *loop, ef__conn *c, int reason, int err) {
 void ef__conn_destroy(ef__conn *c) {
     for (size_t i = 0; i < c->seg_count; i++) {
         const ef__seg *s = &c->segs[(c->seg_head + i) % c->seg_cap];
+        if (s->kind == EF__RUN_FILE && s->tagger)
+            ef__tagger_release(c->tx, s->tagger);
         if (s->kind != EF__RUN_RING && s->release)
             s->release(s->ctx);
     }
     ef_seal_free(c->tx);
+    free(c->carry);
     ef_seal_free(c->rx);
     free(c->rbuf);
     free(c->ring);
@@ -523,6 +531,8 @@ static void ef__conn_consume(ef__conn *c, size_t written) {
         c->seg_head = (c->seg_head + 1) % c->seg_cap;
         c->seg_count--;
         c->seg_off = 0;
+        if (done.kind == EF__RUN_FILE && done.tagger)
+            ef__tagger_release(c->tx, done.tagger);
         /* Popped first: release may send on this connection and reshape the queue. */
         if (done.kind != EF__RUN_RING && done.release)
             done.release(done.ctx);
@@ -535,7 +545,7 @@ static void ef__conn_consume(ef__conn *c, size_t written) {
  * ring bytes stay where they are) and sendmsg it. What the socket does not take is read again
  * next time, from the page cache. Returns as ef__conn_write_file. */
 static ptrdiff_t ef__conn_copy_file(ef__conn *c, const ef__seg *s, off_t offset, size_t left,
-                                    int *err) {
+                                    size_t *offered, int *err) {
     /* Twice the piece: the larger of the free space's two ends is then at least one piece. */
     if (ef__ring_reserve(c, 2 * EF__COPY_CHUNK) < 0)
         return EF_ENOMEM;
@@ -560,6 +570,7 @@ static ptrdiff_t ef__conn_copy_file(ef__conn *c, const ef__seg *s, off_t offset,
         return EF_ESYS;
     }
     struct iovec iov = {buf, (size_t)r};
+    *offered = (size_t)r;
     ssize_t w;
     while ((w = ef__sendv(c->obj.fd, &iov, 1, (size_t)r < left ? MSG_MORE : 0)) < 0 &&
            errno == EINTR) {
@@ -572,13 +583,62 @@ static ptrdiff_t ef__conn_copy_file(ef__conn *c, const ef__seg *s, off_t offset,
     return EF_ESYS;
 }
 
+/* A sealed file run (MAC only): its bytes are read a piece at a time into the carry, fed to the
+ * frame's tag there while the piece is in cache, and written from it; the tag goes out with the
+ * last piece. Each byte is read from the file once: what the socket does not take waits in the
+ * carry. (The tag needs the bytes in this process anyway, and sendmsg from a piece just read
+ * costs both ends less than sendfile after a read for the tag: docs/benchmarks.md.) Returns as
+ * ef__conn_write_file; *offered gets the bytes this call tried to write. */
+static ptrdiff_t ef__conn_write_tagged(ef__conn *c, ef__seg *s, size_t *offered, int *err) {
+    size_t payload = s->len - EF_SESSION_TAG_SIZE;
+    if (c->carry_off == c->carry_len) {
+        size_t done = c->seg_off; /* the carry is empty: all that was read is written */
+        size_t want = ef__min(payload - done, EF__CARRY_SIZE);
+        ssize_t r;
+        while ((r = pread(s->fd, c->carry, want, (off_t)(s->offset + done))) < 0 && errno == EINTR) {
+        }
+        if (r <= 0) {
+            *err = r == 0 ? EIO : errno; /* 0: the file is shorter than the frame said */
+            return EF_ESYS;
+        }
+        ef__tagger_update(s->tagger, c->carry, (size_t)r);
+        c->carry_off = 0;
+        c->carry_len = (size_t)r;
+        if (done + (size_t)r == payload) {
+            if (ef__tagger_finish(s->tagger, c->carry + r) != EF_OK) {
+                *err = EPROTO;
+                return EF_ESYS;
+            }
+            c->carry_len += EF_SESSION_TAG_SIZE;
+        }
+    }
+    struct iovec iov = {c->carry + c->carry_off, c->carry_len - c->carry_off};
+    *offered = iov.iov_len;
+    bool more = c->seg_off + iov.iov_len < s->len;
+    ssize_t w;
+    while ((w = ef__sendv(c->obj.fd, &iov, 1, more ? MSG_MORE : 0)) < 0 && errno == EINTR) {
+    }
+    if (w >= 0) {
+        c->carry_off += (size_t)w;
+        return w;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    *err = errno;
+    return EF_ESYS;
+}
+
 /* Write some of the front run, a file run: sendfile moves it from the page cache to the socket
  * without passing through this process. Returns the bytes written (> 0); 0 when the socket is
  * full (the rest waits for EPOLLOUT, as for sendmsg); or EF_ESYS with *err (EIO when the file
  * ended before the run did) or EF_ENOMEM, after which the connection must die: half a frame is
- * on the wire. */
-static ptrdiff_t ef__conn_write_file(ef__conn *c, ef__seg *s, int *err) {
+ * on the wire. *offered gets the bytes the call tried to write (fewer written: the socket is
+ * full). */
+static ptrdiff_t ef__conn_write_file(ef__conn *c, ef__seg *s, size_t *offered, int *err) {
+    if (s->tagger)
+        return ef__conn_write_tagged(c, s, offered, err);
     size_t left = s->len - c->seg_off;
+    *offered = left;
     /* sendfile and pread take the offset as given and never move the fd's own. */
     off_t offset = (off_t)(s->offset + c->seg_off);
     while (!s->copy) {
@@ -604,7 +664,7 @@ static ptrdiff_t ef__conn_write_file(ef__conn *c, ef__seg *s, int *err) {
          * back from pread. */
         s->copy = true;
     }
-    return ef__conn_copy_file(c, s, offset, left, err);
+    return ef__conn_copy_file(c, s, offset, left, offered, err);
 }
 
 /* Write as much of the queue as the socket takes, in order: sendmsg for ring and zero-copy runs,
@@ -615,9 +675,8 @@ static void ef__conn_write(ef_loop *loop, ef__conn *c) {
         size_t want;
         ssize_t w;
         if (front->kind == EF__RUN_FILE) {
-            want = front->len - c->seg_off;
             int err = 0;
-            ptrdiff_t r = ef__conn_write_file(c, front, &err);
+            ptrdiff_t r = ef__conn_write_file(c, front, &want, &err);
             if (r < 0) {
                 ef__conn_kill(loop, c, (int)r, err);
                 return;
@@ -753,12 +812,11 @@ static void ef__ring_unput(ef__conn *c, size_t n) {
  * is still in L2 when the tag (or the cipher) reads it back. */
 #define EF__SCRATCH_SIZE (256u * 1024u)
 
-/* Feed len bytes of fd at offset to seal, a scratch piece at a time: as additional data (MAC
- * only) or encrypted into the ring (space reserved). Returns EF_OK, or EF_ESYS with *err (EIO:
- * the file ended before the frame did). */
+/* Encrypt len bytes of fd at offset into the ring (space reserved), a scratch piece at a time.
+ * (MAC only, a file payload is read when written instead: ef__conn_write_tagged.) Returns
+ * EF_OK, or EF_ESYS with *err (EIO: the file ended before the frame did). */
 static int ef__seal_file(ef_loop *loop, ef__conn *c, ef_seal *seal, int fd, uint64_t offset,
                          size_t len, int *err) {
-    bool encrypt = ef__seal_encrypts(seal);
     while (len) {
         ssize_t r = pread(fd, loop->scratch, ef__min(len, EF__SCRATCH_SIZE), (off_t)offset);
         if (r < 0 && errno == EINTR)
@@ -767,20 +825,30 @@ static int ef__seal_file(ef_loop *loop, ef__conn *c, ef_seal *seal, int fd, uint
             *err = r == 0 ? EIO : errno;
             return EF_ESYS;
         }
-        if (encrypt)
-            ef__ring_put_with(c, seal, loop->scratch, (size_t)r);
-        else
-            ef__seal_update(seal, loop->scratch, NULL, (size_t)r);
+        ef__ring_put_with(c, seal, loop->scratch, (size_t)r);
         offset += (uint64_t)r;
         len -= (size_t)r;
     }
     return EF_OK;
 }
 
+/* A frame is queued: note the high water, and write at once when now. Returns EF_OK. */
+static int ef__send_queued(ef_loop *loop, ef__conn *c, bool now) {
+    if (c->pending >= loop->cfg.send_high_water)
+        c->over_high = true;
+    if (now)
+        ef__conn_write(loop, c);
+    if (c->state == EF__OPEN)
+        ef__conn_settle(loop, c);
+    return EF_OK;
+}
+
 /* A send on a sealed connection (arguments checked, room under the high water). The header
- * and tag always go into the ring. MAC only, the payload is queued as it would be unsealed
- * (copied, referenced or left in its file) once its tag is computed — from original instead
- * when a tampered send gives one. Encrypted, it is encrypted into the ring from memory or the
+ * always goes into the ring, and the tag too but for a file payload sent MAC only: that one is
+ * a tagged file run (its bytes read, fed to the tag and written when their turn comes, the tag
+ * after them). Otherwise, MAC only, the payload is queued as it would be unsealed (copied,
+ * referenced, or left in its file when the caller lent its bytes) once its tag is computed —
+ * from original instead when a tampered send gives one. Encrypted, it is encrypted into the ring from memory or the
  * file, and a reference or file is released at once. now: write at once (queue empty, no batch). */
 static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool ref, bool file,
                            const uint8_t *original, bool now) {
@@ -796,9 +864,26 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
     if (ef__ring_reserve(c, EF_FRAME_HEADER_SIZE + EF_SESSION_TAG_SIZE + (copied ? len : 0)) < 0 ||
         ef__segs_reserve(c, 3) < 0)
         return EF_ENOMEM;
-    /* A file payload's bytes are read back for the tag unless the caller lent them. */
+    /* A file payload's bytes are read back for the tag unless the caller lent them: MAC only,
+     * when its turn comes to be written (ef__conn_write_tagged), so the seal moves on now. */
     bool from_file = file && !send->payload;
-    if (from_file && !loop->scratch && !(loop->scratch = malloc(EF__SCRATCH_SIZE)))
+    if (from_file && !encrypt && len) {
+        if (!c->carry && !(c->carry = malloc(EF__CARRY_SIZE + EF_SESSION_TAG_SIZE)))
+            return EF_ENOMEM;
+        ef__tagger *tagger = ef__tagger_start(seal, header);
+        if (!tagger)
+            return EF_ENOMEM;
+        ef__ring_put(c, header, EF_FRAME_HEADER_SIZE);
+        ef__segs_push(c, (ef__seg){.kind = EF__RUN_FILE,
+                                   .fd = send->file_fd,
+                                   .offset = send->file_offset,
+                                   .len = len + EF_SESSION_TAG_SIZE,
+                                   .tagger = tagger,
+                                   .release = send->release,
+                                   .ctx = send->ctx});
+        return ef__send_queued(loop, c, now);
+    }
+    if (from_file && encrypt && !loop->scratch && !(loop->scratch = malloc(EF__SCRATCH_SIZE)))
         return EF_ENOMEM;
     uint8_t *tampered = NULL; /* chaos only: the ciphertext of original with sent's changes */
     if (encrypt && original && len) {
@@ -810,9 +895,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
     size_t ring_before = c->ring_used;
     ef__seal_begin(seal, header);
     if (!encrypt) {
-        if (from_file)
-            rc = ef__seal_file(loop, c, seal, send->file_fd, send->file_offset, len, &err);
-        else
+        if (!from_file) /* from a file, here, the payload is empty */
             ef__seal_update(seal, original ? original : send->payload, NULL, len);
         if (rc == EF_OK)
             rc = ef__seal_finish(seal, tag);
@@ -864,12 +947,7 @@ static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool
         return rc;
     }
     ef__ring_put(c, tag, EF_SESSION_TAG_SIZE);
-    if (c->pending >= loop->cfg.send_high_water)
-        c->over_high = true;
-    if (now)
-        ef__conn_write(loop, c);
-    if (c->state == EF__OPEN)
-        ef__conn_settle(loop, c);
+    ef__send_queued(loop, c, now);
     /* Encrypted, a reference or file was copied: its owner may have it back now. */
     if (send->release && (encrypt || !len) && (ref || file))
         send->release(send->ctx);

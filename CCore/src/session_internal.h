@@ -17,4 +17,15 @@ int ef__seal_finish(ef_seal *seal, uint8_t tag[EF_SESSION_TAG_SIZE]);
 /* Opener: check the tag; the counter advances only when it matches. EF_OK or EF_EFRAMEAUTH. */
 int ef__seal_verify(ef_seal *seal, const uint8_t tag[EF_SESSION_TAG_SIZE]);
 
+/* A MAC-only frame whose tag is finished after later frames were sealed: it takes the current
+ * counter (which advances at once) and the header now, its payload later, in order. */
+typedef struct ef__tagger ef__tagger;
+/* NULL when the seal encrypts or opens, or on ENOMEM (the counter then has not moved). */
+ef__tagger *ef__tagger_start(ef_seal *seal, const uint8_t header[EF_FRAME_HEADER_SIZE]);
+void ef__tagger_update(ef__tagger *t, const uint8_t *in, size_t len);
+/* The tag. EF_OK or EF_EINVAL. */
+int ef__tagger_finish(ef__tagger *t, uint8_t tag[EF_SESSION_TAG_SIZE]);
+/* Back to the seal it started from, for a later frame (freed with the seal). */
+void ef__tagger_release(ef_seal *seal, ef__tagger *t);
+
 #endif

@@ -359,6 +359,136 @@ static void check_sealed_loop(ef_t *t, int encrypt) {
 static void test_loop_sealed_mac(ef_t *t) { check_sealed_loop(t, 0); }
 static void test_loop_sealed_encrypted(ef_t *t) { check_sealed_loop(t, 1); }
 
+/* MAC only, a file payload is read when its turn comes to be written, a piece at a time, and
+ * its tag finished then, after later frames were sealed: a payload of many pieces with a frame
+ * from memory between two from the file, to a reader too slow for the socket to take a piece
+ * whole, all open in order; each file run's release runs once. Then a file that is cut short
+ * after the send was queued but before its bytes are read closes the connection (EIO). */
+typedef struct slf {
+    sl base;
+    size_t big, small_offset;
+    bool truncate; /* queue a big memory frame first, so the file run waits behind it */
+    int releases;
+} slf;
+
+static void slf_release(void *ctx) { ((slf *)ctx)->releases++; }
+
+static void slf_frame(ef_loop *loop, void *user, uint64_t conn, const ef_frame *f) {
+    slf *s = user;
+    if (f->type != EF_FRAME_HELLO)
+        return;
+    s->base.seal_rc = ef_loop_seal(loop, conn, &s->base.keys, 'W', 0);
+    ef_send fs = {.type = EF_FRAME_PARCEL,
+                  .id = 1,
+                  .len = s->big,
+                  .options = EF_SEND_FROM_FILE,
+                  .file_fd = s->base.file_fd,
+                  .file_offset = 7,
+                  .release = slf_release,
+                  .ctx = s};
+    if (s->truncate) {
+        static uint8_t filler[4 << 20];
+        ef_loop_send(loop, conn, EF_FRAME_RESULT, 0, 0, 0, 9, filler, sizeof filler);
+        ef_loop_send_with(loop, conn, &fs);
+        return;
+    }
+    ef_loop_send_with(loop, conn, &fs);
+    ef_loop_send(loop, conn, EF_FRAME_RESULT, 0, 0, 0, 2, (const uint8_t *)"between", 7);
+    fs.id = 3;
+    fs.len = 1000;
+    fs.file_offset = s->small_offset;
+    ef_loop_send_with(loop, conn, &fs);
+}
+
+static int slf_start(ef_t *t, slf *s, pthread_t *th, uint8_t *content, size_t size) {
+    test_keys(&s->base.keys);
+    char path[] = "/tmp/ef_session_XXXXXX";
+    s->base.file_fd = mkstemp(path);
+    unlink(path);
+    CHECK(t, write(s->base.file_fd, content, size) == (ssize_t)size);
+    ef_loop_config cfg = {.user = s,
+                          .on_accept = sl_accept,
+                          .on_frame = slf_frame,
+                          .on_close = sl_close,
+                          .send_high_water = 64u << 20};
+    s->base.loop = ef_loop_create(&cfg, NULL);
+    uint64_t listener;
+    uint16_t port = 0;
+    if (!s->base.loop || ef_loop_listen(s->base.loop, "127.0.0.1", 0, &listener, &port) != EF_OK)
+        return -1;
+    pthread_create(th, NULL, sl_run, s->base.loop);
+    int fd = raw_connect(port, 16 * 1024);
+    struct timeval tv = {5, 0};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint8_t hello[EF_FRAME_HEADER_SIZE + 2];
+    struct iovec iov[2];
+    ef_frame_encode(hello, EF_FRAME_HELLO, 0, 0, 0, 0, (const uint8_t *)"hi", 2, iov);
+    memcpy(hello + EF_FRAME_HEADER_SIZE, "hi", 2);
+    CHECK(t, write_all(fd, hello, sizeof hello));
+    return fd;
+}
+
+static void test_loop_sealed_file_read_when_written(ef_t *t) {
+    size_t size = (3u << 20) + 12345, cap = size + 4096;
+    uint8_t *content = malloc(size), *buf = malloc(cap);
+    for (size_t i = 0; i < size; i++)
+        content[i] = (uint8_t)(i * 131 + (i >> 12));
+    static slf s;
+    memset(&s, 0, sizeof s);
+    s.big = size - 7 - 5; /* not a whole number of pieces, and not to the end of the file */
+    s.small_offset = 100003;
+    pthread_t th;
+    int fd = slf_start(t, &s, &th, content, size);
+    CHECK(t, fd >= 0);
+    usleep(100 * 1000); /* the socket fills before anything is read */
+    ef_seal *rx = ef_seal_create(s.base.keys.worker_to_master, 'W', EF_SEAL_OPENER);
+    ef_frame f;
+    CHECK_EQ(t, sl_read_sealed(fd, rx, buf, cap, &f), (ptrdiff_t)s.big);
+    CHECK(t, f.id == 1 && memcmp(f.payload.ptr, content + 7, s.big) == 0);
+    CHECK_EQ(t, sl_read_sealed(fd, rx, buf, cap, &f), 7);
+    CHECK(t, f.id == 2 && memcmp(f.payload.ptr, "between", 7) == 0);
+    CHECK_EQ(t, sl_read_sealed(fd, rx, buf, cap, &f), 1000);
+    CHECK(t, f.id == 3 && memcmp(f.payload.ptr, content + s.small_offset, 1000) == 0);
+    CHECK_EQ(t, ef_seal_counter(rx), 3);
+    close(fd);
+    ef_loop_stop(s.base.loop);
+    pthread_join(th, NULL);
+    CHECK_EQ(t, s.base.seal_rc, EF_OK);
+    CHECK_EQ(t, s.releases, 2);
+    ef_loop_free(s.base.loop);
+    ef_seal_free(rx);
+    close(s.base.file_fd);
+
+    /* Cut short while queued: the memory frame arrives whole, then the connection closes. */
+    memset(&s, 0, sizeof s);
+    s.big = size - 7;
+    s.truncate = true;
+    fd = slf_start(t, &s, &th, content, size);
+    CHECK(t, fd >= 0);
+    usleep(100 * 1000);
+    CHECK(t, ftruncate(s.base.file_fd, 1 << 20) == 0);
+    rx = ef_seal_create(s.base.keys.worker_to_master, 'W', EF_SEAL_OPENER);
+    uint8_t *filler = malloc((4u << 20) + 4096);
+    CHECK_EQ(t, sl_read_sealed(fd, rx, filler, (4u << 20) + 4096, &f), 4 << 20);
+    CHECK(t, f.id == 9);
+    /* The file frame's header and first MiB may come; never its tag. */
+    CHECK(t, sl_read_sealed(fd, rx, buf, cap, &f) < 0);
+    close(fd);
+    ef_loop_stop(s.base.loop);
+    pthread_join(th, NULL);
+    CHECK_EQ(t, s.base.closes, 1);
+    CHECK_EQ(t, s.base.close_reason, EF_ESYS);
+    CHECK_EQ(t, ef_loop_last_errno(s.base.loop), EIO);
+    CHECK_EQ(t, s.releases, 1);
+    ef_loop_free(s.base.loop);
+    ef_seal_free(rx);
+    close(s.base.file_fd);
+    free(filler);
+    free(content);
+    free(buf);
+}
+
 /* Before authentication a frame header claiming 256 MiB is refused from the header alone (no
  * payload ever sent), also once sealed but before a tag has passed. */
 static void test_loop_preauth_limit(ef_t *t) {
@@ -469,5 +599,6 @@ void suite_session(ef_t *t) {
     RUN(t, test_frame_parse_sealed);
     RUN(t, test_loop_sealed_mac);
     RUN(t, test_loop_sealed_encrypted);
+    RUN(t, test_loop_sealed_file_read_when_written);
     RUN(t, test_loop_preauth_limit);
 }
