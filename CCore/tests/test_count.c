@@ -916,6 +916,47 @@ static void test_count_export_shared_prefixes(ef_t *t) {
     free(text);
 }
 
+/* A large vocabulary (past the radix sort's threshold) whose counts use every byte of a count,
+ * up to 2^40, with many ties and shared prefixes: the export is the reference order exactly. */
+static void test_count_export_large_vocabulary(ef_t *t) {
+    uint64_t s = 99;
+    size_t n = 20000;
+    ref_word *want = malloc(n * sizeof *want);
+    uint8_t *bytes = malloc(n * 12);
+    ef_counter *c = make(16, 0, 0);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *w = bytes + i * 12;
+        size_t len = 1 + ef_test_rand(&s) % 12;
+        for (size_t j = 0; j < len; j++)
+            w[j] = j < 6 && i % 3 ? (uint8_t)"commonprefix"[j] : (uint8_t)(ef_test_rand(&s) % 5 + 'a');
+        uint64_t kind = ef_test_rand(&s) % 4;
+        uint64_t count = kind == 0 ? 1 + ef_test_rand(&s) % 3
+                         : kind == 1 ? ef_test_rand(&s) % ((uint64_t)1 << 40) + 1
+                                     : 1 + ef_test_rand(&s) % 70000;
+        if (ef_counter_get(c, w, len))
+            continue; /* a word made twice keeps its first count */
+        CHECK_EQ(t, ef_counter_add(c, w, len, count), EF_OK);
+        want[m++] = (ref_word){w, len, count};
+    }
+    qsort(want, m, sizeof *want, ref_export_qcmp);
+    CHECK(t, m > 5000);
+    ef_word_count *out = malloc(m * sizeof *out);
+    CHECK_EQ(t, ef_counter_export(c, out, m), (ptrdiff_t)m);
+    for (size_t i = 0; i < m; i++) {
+        if (out[i].count != want[i].count || out[i].word.len != want[i].len ||
+            memcmp(out[i].word.ptr, want[i].ptr, want[i].len) != 0) {
+            CHECK(t, !"export entry differs from the reference");
+            fprintf(stderr, "    at %zu of %zu\n", i, m);
+            break;
+        }
+    }
+    free(out);
+    free(want);
+    free(bytes);
+    ef_counter_free(c);
+}
+
 static void test_count_get(ef_t *t) {
     ef_counter *c = make(16, EF_COUNT_LOWERCASE, 0);
     static const char in[] = "The quick brown fox jumps over the lazy dog THE End extraordinarily";
@@ -1622,6 +1663,7 @@ void suite_count(ef_t *t) {
     RUN(t, test_count_export_order);
     RUN(t, test_count_export_top);
     RUN(t, test_count_export_shared_prefixes);
+    RUN(t, test_count_export_large_vocabulary);
     RUN(t, test_count_get);
     RUN(t, test_count_clear);
     RUN(t, test_count_add);
