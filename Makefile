@@ -15,7 +15,7 @@ CFLAGS_SAN := $(CWARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover
 CLIBS := -lzstd -llz4 -lz -lbz2 -lcrypto -lpthread
 
 .PHONY: run test bench deps lib install uninstall install-test python-test status-test example-test ctest cexample swift-test build release clean \
-        lint format fuzz fuzz-smoke fuzz-seeds seal-bench deploy-check
+        lint format fuzz fuzz-smoke fuzz-seeds seal-bench loopback-bench deploy-check
 
 # Release build of the CLI (the C core compiled by SwiftPM into it), the Swift runtime linked in
 # statically: each process then starts in about half the CPU (no dynamic relocation of the
@@ -70,6 +70,7 @@ bench: release
 	$(MAKE) -s lib && PYTHONPATH=python python3 Benchmarks/python_bench.py --cli $(ELASTICFLOW)
 	SWIFT=$(SWIFT) bash Benchmarks/run-micro.sh
 	$(MAKE) seal-bench
+	$(MAKE) loopback-bench
 
 # MB/s of sealing and opening frames (AES-256-GCM, MAC only and encrypted) on one core.
 $(BUILD)/seal_bench: Benchmarks/c/seal_bench.c $(CSRC) $(CHDR) | deps
@@ -77,6 +78,15 @@ $(BUILD)/seal_bench: Benchmarks/c/seal_bench.c $(CSRC) $(CHDR) | deps
 	$(CC) $(CWARN) -O3 -ICCore/include -ICCore/src $< $(CSRC) -o $@ $(CLIBS)
 seal-bench: $(BUILD)/seal_bench
 	./$(BUILD)/seal_bench
+
+# CPU of moving a file over loopback TCP alone (sendfile, or pread + send), sender and receiver:
+# the floor under copy mode. LOOPBACK_FILE: the file to send (default: 40 copies of kjv).
+$(BUILD)/loopback_floor: Benchmarks/c/loopback_floor.c
+	@mkdir -p $(BUILD)
+	$(CC) $(CWARN) -O2 $< -o $@
+loopback-bench: $(BUILD)/loopback_floor
+	@file=$${LOOPBACK_FILE:-}; if [ -z "$$file" ]; then file=$$(mktemp); trap 'rm -f $$file' EXIT; \
+	for i in $$(seq 40); do cat ../shared/corpora/kjv.txt; done > $$file; fi; ./$(BUILD)/loopback_floor $$file 7
 
 # Install the C libraries the core links against when they are missing (Debian).
 deps: $(BUILD)/.deps
