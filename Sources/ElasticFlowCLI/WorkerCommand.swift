@@ -83,6 +83,9 @@ struct WorkerCommand: ParsableCommand {
             logger[metadataKey: "node"] = "\(worker.name)"
             let signalLogger = logger
             if address != nil { writeLine("listening on \(worker.address)", to: STDOUT_FILENO) }
+            // On standard output too, after the listening line: with --quiet the log line that
+            // names it is not written, and a caller that asked for port 0 must learn the port.
+            if let status { writeLine("metrics on http://\(status.server.address)/", to: STDOUT_FILENO) }
             if let master { writeLine("joining \(master)", to: STDOUT_FILENO) }
             let blocked = signals
             let waiter = Thread {

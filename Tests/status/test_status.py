@@ -289,3 +289,15 @@ def test_json_escapes_peer_text(procs, tmp_path):
     page = get(base + "/")
     assert "innerHTML" not in page and "<script src" not in page and "http://" not in page.replace(
         "http://www.w3.org/2000/svg", "")
+
+
+def test_quiet_worker_still_names_its_metrics_address(procs):
+    # --quiet keeps the log line that names the metrics address off standard error; the address
+    # still comes on standard output, after the listening line, so port 0 can be used.
+    w = Proc([CLI, "worker", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--quiet"])
+    procs.append(w)
+    m = w.wait_for(r"listening on \S+\nmetrics on (http://\S+)/\n", which="out")
+    assert "status on" not in w.text()
+    families = {f.name for f in text_string_to_metric_families(get(m.group(1) + "/metrics"))}
+    assert any(name.startswith("elasticflow_") for name in families), families
+    assert status(m.group(1))["role"] == "worker"
