@@ -214,7 +214,6 @@ static size_t slots_for(size_t entries) {
     return cap;
 }
 
-/* Slow path: room for at least `entries` entries (slots at most half full). */
 /* Zeroed memory, zeroed by writing it rather than by calloc: the fresh pages calloc leaves to
  * the kernel are first read by a table's probes (mapping the shared zero page) and then
  * written, and in a process with threads on other CPUs each such write fault flushes their TLBs
@@ -230,6 +229,7 @@ static void *zeroed_by_writing(size_t n) {
     return p;
 }
 
+/* Slow path: room for at least `entries` entries (slots at most half full). */
 static int part_grow_table(ef__part *pt, size_t entries) {
     if (entries > PART_MAX_SLOTS / 2)
         return EF_ENOMEM;
@@ -1444,8 +1444,9 @@ static inline unsigned wc_key_byte(const wc_key *k, unsigned d) {
 /* The whole vocabulary's order (ef_counter_export), in O(n): an LSD radix sort of (count,
  * 8-byte prefix) keys, one pass per key byte that differs between words (one histogram pass
  * finds them: a small vocabulary's counts skip most), then introsort on each run of words
- * whose counts and prefixes are equal (longer words, rare). Two million distinct words sort in
- * a tenth of the comparison sort's time. Falls back to wc_sort when memory is short. */
+ * whose counts and prefixes are equal (longer words, rare). A count of two million distinct
+ * words took a quarter less CPU than with introsort alone (docs/benchmarks.md). Falls back to
+ * wc_sort when memory is short. */
 static void wc_radix_sort(ef_word_count *a, size_t n) {
     wc_key *keys = malloc(2 * n * sizeof *keys);
     size_t (*hist)[256] = calloc(16, sizeof *hist);

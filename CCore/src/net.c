@@ -848,8 +848,9 @@ static int ef__send_queued(ef_loop *loop, ef__conn *c, bool now) {
  * a tagged file run (its bytes read, fed to the tag and written when their turn comes, the tag
  * after them). Otherwise, MAC only, the payload is queued as it would be unsealed (copied,
  * referenced, or left in its file when the caller lent its bytes) once its tag is computed —
- * from original instead when a tampered send gives one. Encrypted, it is encrypted into the ring from memory or the
- * file, and a reference or file is released at once. now: write at once (queue empty, no batch). */
+ * from original instead when a tampered send gives one. Encrypted, it is encrypted into the ring
+ * from memory or the file, and a reference or file is released at once. now: write at once
+ * (queue empty, no batch). */
 static int ef__send_sealed(ef_loop *loop, ef__conn *c, const ef_send *send, bool ref, bool file,
                            const uint8_t *original, bool now) {
     ef_seal *seal = c->tx;
